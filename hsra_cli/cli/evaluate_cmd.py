@@ -1,0 +1,1 @@
+"""`hsra evaluate` (placeholder until implemented)."""

@@ -1,0 +1,1 @@
+"""`hsra models` (placeholder until implemented)."""

@@ -1,0 +1,1 @@
+"""`hsra reconstruct` (placeholder until implemented)."""

@@ -1,0 +1,1 @@
+"""`hsra render` (placeholder until implemented)."""

@@ -1,0 +1,1 @@
+"""`hsra simulate` (placeholder until implemented)."""

@@ -1,0 +1,1 @@
+"""`hsra train` (placeholder until implemented)."""

@@ -1,0 +1,307 @@
+"""The single-disperser CASSI forward model: the one home of the physics in ``hsra``.
+
+Convention (the field's data, not deepinv's): band ``b`` of the masked cube is shifted by ``step * b`` pixels
+along the dispersion axis and the bands are **summed** (not averaged)::
+
+    y = sum_b shift_b(M ⊙ x_b)                         (H × W' with W' = W + step·(C−1), width axis)
+    Aᵀ(r)_b = M ⊙ shift_back(r)_b,   shift_back(r)_b = r[:, step·b : step·b + W]
+
+Φ ("Phi") is the shifted 3-D mask (band ``b`` of the aperture placed at offset ``step·b``) and
+Φs = Σ_b Φ_b² is the diagonal of A Aᵀ. Everything else in the project (simulation, GAP-TV, the unfolding
+networks, tiling, training) calls this operator; nothing else re-implements the shear.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .bands import DEFAULT_AXIS, DEFAULT_BANDS, DEFAULT_STEP
+from .errors import ShapeError, ValueRangeError
+
+Axis = Literal["width", "height"]
+_AXES = ("width", "height")
+
+
+def sheared_size(size: int, bands: int, step: int) -> int:
+    """Length of the measurement along the dispersion axis for a cube ``size`` pixels long."""
+    return size + step * (bands - 1)
+
+
+def unsheared_size(size: int, bands: int, step: int) -> int:
+    """Length of the cube along the dispersion axis for a measurement ``size`` pixels long."""
+    return size - step * (bands - 1)
+
+
+def _as_tensor(array) -> torch.Tensor:
+    if isinstance(array, torch.Tensor):
+        tensor = array.detach()
+    else:
+        tensor = torch.from_numpy(np.ascontiguousarray(np.asarray(array)))
+    if not tensor.is_floating_point():
+        tensor = tensor.to(torch.float32)
+    return tensor
+
+
+def _check_settings(bands: int, step: int, axis: str) -> None:
+    if int(bands) != bands or bands < 1:
+        raise ShapeError(f"bands must be a positive integer, got {bands!r}")
+    if int(step) != step or step < 1:
+        raise ShapeError(f"dispersion step must be a positive integer number of pixels, got {step!r}")
+    if axis not in _AXES:
+        raise ShapeError(f"dispersion axis must be 'width' or 'height', got {axis!r}")
+
+
+class CassiOperator(torch.nn.Module):
+    """Single-disperser CASSI operator ``A`` with its exact adjoint ``A_adjoint``.
+
+    Args:
+        mask: the coded aperture, in one of these forms (numpy array or tensor, any float/int dtype):
+
+            * 2-D ``H × W`` aperture ``M`` (grey-level values are kept as they are);
+            * 3-D shifted mask Φ as ``H × W' × C`` (the field's ``mask_3d_shift.mat``) or ``C × H × W'``;
+              with ``axis="height"`` the sheared dimension is the height instead (``H' × W × C`` / ``C × H' × W``);
+            * 4-D batch: ``B × 1 × H × W`` apertures or ``B × C × H × W'`` shifted masks, one per sample.
+
+            Which form was given is reported by :attr:`mask_form` (``"aperture"`` or ``"shifted"``).
+        bands: number of spectral bands ``C``.
+        step: dispersion in pixels per band.
+        axis: ``"width"`` (the field's default) or ``"height"``.
+
+    Cubes are ``B × C × H × W`` (or ``C × H × W``), measurements ``B × H × W'`` (or ``H × W'``) for the width
+    axis and ``B × H' × W`` for the height axis. Values are used as given: the operator does not normalise.
+    """
+
+    def __init__(self, mask, bands: int = DEFAULT_BANDS, step: int = DEFAULT_STEP, axis: Axis = DEFAULT_AXIS):
+        super().__init__()
+        _check_settings(bands, step, axis)
+        self.bands = int(bands)
+        self.step = int(step)
+        self.axis = axis
+        tensor = _as_tensor(mask)
+        if not torch.isfinite(tensor).all():
+            raise ValueRangeError("mask holds NaN or Inf values; expected finite transmission values")
+        band_masks, form = self._to_band_masks(tensor)
+        if not band_masks.abs().amax() > 0:
+            raise ValueRangeError("mask is all zero; expected a coded aperture with open pixels")
+        self.mask_form: str = form
+        # Per-band effective masks in the un-sheared frame, stored with the dispersion along the last axis:
+        # B × (1 or C) × H × W. An aperture is one mask shared by every band.
+        self.register_buffer("band_mask", band_masks, persistent=False)
+
+    # ----------------------------------------------------------------------------------------------
+    # construction helpers
+    def _to_internal(self, t: torch.Tensor) -> torch.Tensor:
+        """Swap the two spatial axes when dispersing along the height, so internals always shear the last axis."""
+        return t.transpose(-1, -2) if self.axis == "height" else t
+
+    def _to_band_masks(self, t: torch.Tensor) -> tuple[torch.Tensor, str]:
+        c, s = self.bands, self.step
+        spread = s * (c - 1)
+        if t.dim() == 2:
+            return self._to_internal(t)[None, None].contiguous(), "aperture"
+        if t.dim() == 3:
+            disp_dim = -1 if self.axis == "width" else -2  # in C × H × W' terms
+            candidates = []
+            if t.shape[-1] == c:  # H × W' × C
+                candidates.append(t.permute(2, 0, 1))
+            if t.shape[0] == c:  # C × H × W'
+                candidates.append(t)
+            candidates = [p for p in candidates if p.shape[disp_dim] > spread]
+            if not candidates:
+                raise ShapeError(
+                    f"3-D mask of shape {tuple(t.shape)} is not a shifted mask for {c} bands at step {s} along the "
+                    f"{self.axis}: expected H×W'×{c} or {c}×H×W' with W' > {spread}"
+                )
+            phi = candidates[0]
+            return self._phi_to_band_masks(self._to_internal(phi)[None]), "shifted"
+        if t.dim() == 4:
+            if t.shape[1] == 1:
+                return self._to_internal(t).contiguous(), "aperture"
+            if t.shape[1] == c:
+                return self._phi_to_band_masks(self._to_internal(t)), "shifted"
+            raise ShapeError(
+                f"4-D mask of shape {tuple(t.shape)}: expected B×1×H×W apertures or B×{c}×H×W' shifted masks"
+            )
+        raise ShapeError(f"mask has {t.dim()} dimensions; expected a 2-D aperture or a 3-D shifted mask")
+
+    def _phi_to_band_masks(self, phi: torch.Tensor) -> torch.Tensor:
+        """B × C × H × W' (sheared along the last axis) -> per-band windows B × C × H × W, validated."""
+        c, s = self.bands, self.step
+        width = unsheared_size(phi.shape[-1], c, s)
+        if width < 1:
+            raise ShapeError(
+                f"shifted mask is {phi.shape[-1]} pixels along the {self.axis}, too narrow for {c} bands at step {s}"
+            )
+        windows = shift_back(phi, c, s, width)  # B × C × C × H × W: band b's window of every Φ_k
+        band_masks = torch.diagonal(windows, dim1=1, dim2=2).permute(0, 3, 1, 2).contiguous()
+        total = phi.abs().sum()
+        inside = band_masks.abs().sum()
+        if total > 0 and (total - inside) > 1e-4 * total:
+            raise ShapeError(
+                f"3-D mask does not look shifted by {s} px per band along the {self.axis}: "
+                f"{100 * float((total - inside) / total):.1f}% of its energy lies outside the band windows; "
+                "check --bands, --step and --axis"
+            )
+        return band_masks
+
+    # ----------------------------------------------------------------------------------------------
+    # geometry
+    @property
+    def batch(self) -> int:
+        return int(self.band_mask.shape[0])
+
+    @property
+    def cube_shape(self) -> tuple[int, int]:
+        """(H, W) of the cube."""
+        h, w = self.band_mask.shape[-2:]
+        return (int(w), int(h)) if self.axis == "height" else (int(h), int(w))
+
+    @property
+    def measurement_shape(self) -> tuple[int, int]:
+        """(H, W') of the measurement (or (H', W) when dispersing along the height)."""
+        h, w = self.cube_shape
+        if self.axis == "height":
+            return sheared_size(h, self.bands, self.step), w
+        return h, sheared_size(w, self.bands, self.step)
+
+    def describe(self) -> dict:
+        """Physics settings as plain data (for records and file metadata)."""
+        return {
+            "bands": self.bands,
+            "dispersion_step": self.step,
+            "dispersion_axis": self.axis,
+            "cube_shape": list(self.cube_shape),
+            "measurement_shape": list(self.measurement_shape),
+            "mask_form": self.mask_form,
+        }
+
+    def check_cube(self, cube: torch.Tensor) -> None:
+        expected = (self.bands, *self.cube_shape)
+        if cube.dim() not in (3, 4) or tuple(cube.shape[-3:]) != expected:
+            raise ShapeError(
+                f"cube of shape {tuple(cube.shape)} does not fit the mask: expected "
+                f"{'×'.join(map(str, expected))} (bands × height × width), optionally with a batch dimension"
+            )
+
+    def check_measurement(self, measurement: torch.Tensor) -> None:
+        expected = self.measurement_shape
+        if measurement.dim() not in (2, 3) or tuple(measurement.shape[-2:]) != expected:
+            h, w = self.cube_shape
+            raise ShapeError(
+                f"measurement of shape {tuple(measurement.shape)} does not fit the mask: a {h}×{w} mask with "
+                f"{self.bands} bands at step {self.step} along the {self.axis} needs a "
+                f"{expected[0]}×{expected[1]} measurement"
+            )
+
+    # ----------------------------------------------------------------------------------------------
+    # the operator
+    def _masks_for(self, x: torch.Tensor) -> torch.Tensor:
+        return self.band_mask.to(device=x.device, dtype=x.dtype)
+
+    def A(self, cube: torch.Tensor) -> torch.Tensor:
+        """Forward model: cube ``B×C×H×W`` -> measurement ``B×H×W'``."""
+        self.check_cube(cube)
+        unbatched = cube.dim() == 3
+        x = self._to_internal(cube[None] if unbatched else cube)
+        y = shear(x * self._masks_for(x), self.step)
+        y = self._to_internal(y)
+        return y[0] if unbatched else y
+
+    def A_adjoint(self, measurement: torch.Tensor) -> torch.Tensor:
+        """Adjoint: measurement ``B×H×W'`` -> cube ``B×C×H×W`` (``M ⊙ shift_back(r)``)."""
+        self.check_measurement(measurement)
+        unbatched = measurement.dim() == 2
+        r = self._to_internal(measurement[None] if unbatched else measurement)
+        width = r.shape[-1] - self.step * (self.bands - 1)
+        x = shift_back(r, self.bands, self.step, width) * self._masks_for(r)
+        x = self._to_internal(x)
+        return x[0] if unbatched else x
+
+    def A_A_adjoint(self, measurement: torch.Tensor) -> torch.Tensor:
+        """``A Aᵀ r``; for CASSI this is diagonal: ``Φs ⊙ r`` (Φs without the zero replacement)."""
+        return self.phi_s(replace_zeros=False).to(measurement) * measurement
+
+    def shift_back(self, measurement: torch.Tensor) -> torch.Tensor:
+        """Un-shear a measurement into ``B×C×H×W`` without applying the mask (the field's ``shift_back``)."""
+        self.check_measurement(measurement)
+        unbatched = measurement.dim() == 2
+        r = self._to_internal(measurement[None] if unbatched else measurement)
+        width = r.shape[-1] - self.step * (self.bands - 1)
+        x = self._to_internal(shift_back(r, self.bands, self.step, width))
+        return x[0] if unbatched else x
+
+    def band_masks(self) -> torch.Tensor:
+        """The mask seen by each band in the cube frame, ``B×C×H×W`` (the networks' "3-D mask" input)."""
+        b = self.band_mask
+        return self._to_internal(b.expand(b.shape[0], self.bands, *b.shape[-2:]))
+
+    def phi(self) -> torch.Tensor:
+        """The shifted 3-D mask Φ, ``B×C×H×W'``."""
+        b = self.band_mask.expand(self.batch, self.bands, *self.band_mask.shape[-2:])
+        c, s = self.bands, self.step
+        out = b.new_zeros(*b.shape[:-1], sheared_size(b.shape[-1], c, s))
+        w = b.shape[-1]
+        for k in range(c):
+            out[:, k, :, s * k : s * k + w] = b[:, k]
+        return self._to_internal(out)
+
+    def phi_s(self, replace_zeros: bool = True) -> torch.Tensor:
+        """Φs = Σ_b Φ_b², ``B×H×W'``; zeros replaced by 1 unless ``replace_zeros=False`` (as GAP divides by it)."""
+        b = self.band_mask
+        squared = (b * b).expand(b.shape[0], self.bands, *b.shape[-2:])
+        phi_s = self._to_internal(shear(squared, self.step))
+        if replace_zeros:
+            phi_s = torch.where(phi_s == 0, torch.ones_like(phi_s), phi_s)
+        return phi_s
+
+    def extra_repr(self) -> str:
+        h, w = self.cube_shape
+        return f"bands={self.bands}, step={self.step}, axis={self.axis!r}, cube={h}×{w}, mask_form={self.mask_form!r}"
+
+
+def shear(cube: torch.Tensor, step: int) -> torch.Tensor:
+    """Σ_b shift_b(cube_b) along the last axis: ``B×C×H×W`` -> ``B×H×(W+step·(C−1))``."""
+    bands, width = cube.shape[-3], cube.shape[-1]
+    out = cube.new_zeros(*cube.shape[:-3], cube.shape[-2], sheared_size(width, bands, step))
+    for b in range(bands):
+        out[..., step * b : step * b + width] += cube[..., b, :, :]
+    return out
+
+
+def shift_back(measurement: torch.Tensor, bands: int, step: int, width: int) -> torch.Tensor:
+    """Band ``b`` = ``measurement[..., step·b : step·b + width]``: ``...×H×W'`` -> ``...×C×H×width`` (a view)."""
+    windows = measurement.unfold(-1, width, step)  # ... × H × n × width, n ≥ bands
+    return windows[..., :bands, :].movedim(-2, -3)
+
+
+def as_operator(
+    mask,
+    measurement: torch.Tensor,
+    bands: int = DEFAULT_BANDS,
+    step: int = DEFAULT_STEP,
+    axis: Axis = DEFAULT_AXIS,
+) -> CassiOperator:
+    """The operator for ``model(measurement, mask)`` calls.
+
+    ``mask`` may be a :class:`CassiOperator` (returned as is), a 2-D aperture, a ``B×H×W`` batch of apertures
+    (one per measurement in the batch), a 3-D shifted mask, or a 4-D batch form. The measurement decides the
+    one ambiguous case: a 3-D mask whose spatial size is the cube size of the measurement is a batch of
+    apertures.
+    """
+    if isinstance(mask, CassiOperator):
+        return mask
+    t = _as_tensor(mask)
+    if t.dim() == 3 and measurement.dim() == 3:
+        h, w = measurement.shape[-2:]
+        if axis == "height":
+            cube_hw = (unsheared_size(h, bands, step), w)
+        else:
+            cube_hw = (h, unsheared_size(w, bands, step))
+        if t.shape[0] == measurement.shape[0] and tuple(t.shape[-2:]) == cube_hw:
+            t = t[:, None]
+    op = CassiOperator(t.to(measurement.device), bands=bands, step=step, axis=axis)
+    op.check_measurement(measurement)
+    return op

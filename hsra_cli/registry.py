@@ -1,0 +1,107 @@
+"""The one registry of model configurations (timm-style).
+
+Every reconstruction method — the GAP-TV solver and each HSRA network configuration — is registered here by
+name with its aliases. ``create_model(name)`` builds it; every model is a ``torch.nn.Module`` called as
+``model(measurement, mask)`` returning the cube ``B×C×H×W``, and offers ``model.example_inputs(height, width)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered configuration: its name, aliases, what it is, and how to build it."""
+
+    name: str
+    factory: Callable[..., torch.nn.Module]
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    #: "solver" (no weights), "e2e" (end-to-end network) or "unfolding" (deep unfolding network)
+    kind: str = "e2e"
+    #: False for iterative solvers that run without weights.
+    needs_weights: bool = True
+    #: The configuration as plain data (block counts etc.), shown on cards and in ``hsra models``.
+    config: dict = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    aliases: tuple[str, ...] = (),
+    description: str = "",
+    kind: str = "e2e",
+    needs_weights: bool = True,
+    config: dict | None = None,
+):
+    """Decorator: register ``factory(**kwargs) -> nn.Module`` under ``name`` (and ``aliases``)."""
+
+    def decorate(factory: Callable[..., torch.nn.Module]):
+        if name in _REGISTRY or name in _ALIASES:
+            raise ValueError(f"model name {name!r} is registered twice")
+        for alias in aliases:
+            if alias in _REGISTRY or alias in _ALIASES:
+                raise ValueError(f"model alias {alias!r} is registered twice")
+        _REGISTRY[name] = ModelEntry(
+            name=name,
+            factory=factory,
+            aliases=tuple(aliases),
+            description=description,
+            kind=kind,
+            needs_weights=needs_weights,
+            config=dict(config or {}),
+        )
+        for alias in aliases:
+            _ALIASES[alias] = name
+        return factory
+
+    return decorate
+
+
+def _ensure_populated() -> None:
+    # Importing these modules runs their @register_model decorators.
+    from . import nets  # noqa: F401
+    from .solvers import gap_tv  # noqa: F401
+
+
+def resolve_name(name: str) -> str:
+    """Canonical name for a name or alias (case-insensitive); a clear error listing choices otherwise."""
+    _ensure_populated()
+    key = name.strip().lower()
+    if key in _REGISTRY:
+        return key
+    if key in _ALIASES:
+        return _ALIASES[key]
+    choices = ", ".join(sorted(_REGISTRY))
+    raise UsageError(f"unknown model {name!r}; available: {choices} (aliases: {', '.join(sorted(_ALIASES))})")
+
+
+def get_entry(name: str) -> ModelEntry:
+    return _REGISTRY[resolve_name(name)]
+
+
+def list_models() -> list[str]:
+    """Canonical names of every registered model, in registration order."""
+    _ensure_populated()
+    return list(_REGISTRY)
+
+
+def create_model(name: str, **kwargs) -> torch.nn.Module:
+    """Build the model registered as ``name`` (or an alias). Keyword arguments go to its factory.
+
+    Networks are returned with random weights; see ``hsra_cli.weights`` to load trained ones.
+    """
+    entry = get_entry(name)
+    model = entry.factory(**kwargs)
+    model.hsra_name = entry.name
+    return model

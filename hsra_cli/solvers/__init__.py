@@ -1,0 +1,1 @@
+"""Iterative solvers that need no weights."""
