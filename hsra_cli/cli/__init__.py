@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 
 app = typer.Typer(
@@ -43,15 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=args, prog_name="hsra", standalone_mode=False)
         code = result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         code = _error("aborted", 130)
-    except click.UsageError as exc:
-        hint = f" (see 'hsra {exc.ctx.command_path.split(' ', 1)[1]} --help')" if exc.ctx and " " in exc.ctx.command_path else " (see 'hsra --help')"
-        code = _error(exc.format_message() + hint, 2)
-    except click.ClickException as exc:
-        code = _error(exc.format_message(), exc.exit_code)
+    except typer.TyperException as exc:  # usage errors from option parsing (exit code 2)
+        ctx = getattr(exc, "ctx", None)
+        path = getattr(ctx, "command_path", "hsra") or "hsra"
+        hint = f" (see '{path} --help')" if exc.exit_code == 2 else ""
+        code = _error(exc.format_message() + hint, exc.exit_code)
     except HsraError as exc:
         if debug:
             raise
