@@ -1,7 +1,34 @@
-"""hsra: hyperspectral reconstruction from coded-aperture snapshot captures (CASSI)."""
+"""hsra: hyperspectral reconstruction from coded-aperture snapshot captures (CASSI).
+
+Public API (imported lazily so the CLI starts fast):
+
+- :class:`CassiOperator` — the single-disperser CASSI forward model and its adjoint;
+- :func:`create_model`, :func:`list_models` — the registry of methods (``gap-tv`` and the HSRA networks);
+- :func:`load_pretrained` — a network with its installed weights;
+- :class:`Reconstructor` — measurement + mask -> cube at any size (tiling, normalisation, records);
+- :mod:`hsra_cli.io`, :mod:`hsra_cli.metrics`, :mod:`hsra_cli.render`, :mod:`hsra_cli.simulate` — files,
+  metrics, previews, simulation.
+"""
 
 __version__ = "0.1.0"
 
-from .physics import CassiOperator  # noqa: E402
+_LAZY = {
+    "CassiOperator": ("physics", "CassiOperator"),
+    "create_model": ("registry", "create_model"),
+    "list_models": ("registry", "list_models"),
+    "load_pretrained": ("weights", "load_pretrained"),
+    "Reconstructor": ("reconstruct", "Reconstructor"),
+}
 
-__all__ = ["CassiOperator", "__version__"]
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hsra_cli' has no attribute {name!r}")

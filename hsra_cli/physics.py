@@ -257,6 +257,28 @@ class CassiOperator(torch.nn.Module):
             phi_s = torch.where(phi_s == 0, torch.ones_like(phi_s), phi_s)
         return phi_s
 
+    # ----------------------------------------------------------------------------------------------
+    # windows, for tiling large captures
+    def crop(self, top: int, left: int, height: int, width: int) -> "CassiOperator":
+        """The operator of the cube tile ``[top:top+height, left:left+width]`` (its own mask crop)."""
+        h, w = self.cube_shape
+        if top < 0 or left < 0 or top + height > h or left + width > w or height < 1 or width < 1:
+            raise ShapeError(f"tile {height}×{width} at ({top}, {left}) lies outside the {h}×{w} cube")
+        masks = self._to_internal(self.band_mask)[..., top : top + height, left : left + width]
+        cropped = CassiOperator.__new__(CassiOperator)
+        torch.nn.Module.__init__(cropped)
+        cropped.bands, cropped.step, cropped.axis, cropped.mask_form = self.bands, self.step, self.axis, self.mask_form
+        cropped.register_buffer("band_mask", self._to_internal(masks).contiguous(), persistent=False)
+        return cropped
+
+    def measurement_window(self, measurement: torch.Tensor, top: int, left: int, height: int, width: int):
+        """The part of the measurement that the cube tile ``[top:top+height, left:left+width]`` disperses onto:
+        ``height × (width + step·(C−1))`` (or the transposed window for the height axis)."""
+        spread = self.step * (self.bands - 1)
+        if self.axis == "height":
+            return measurement[..., top : top + height + spread, left : left + width]
+        return measurement[..., top : top + height, left : left + width + spread]
+
     def extra_repr(self) -> str:
         h, w = self.cube_shape
         return f"bands={self.bands}, step={self.step}, axis={self.axis!r}, cube={h}×{w}, mask_form={self.mask_form!r}"

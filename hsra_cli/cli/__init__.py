@@ -23,6 +23,27 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+
+def _version(value: bool):
+    if value:
+        from .. import __version__
+
+        print(f"hsra {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+):
+    """Hyperspectral reconstruction from coded-aperture snapshot captures (CASSI).
+
+    Typical run: [b]hsra simulate[/b] a cube (or take a real capture), [b]hsra reconstruct[/b] it,
+    [b]hsra evaluate[/b] against the truth, [b]hsra render[/b] previews. See [b]hsra models[/b] for the methods.
+    """
+
+
 # Commands register themselves on `app` when imported.
 from . import simulate_cmd, reconstruct_cmd, evaluate_cmd, render_cmd, models_cmd, train_cmd  # noqa: E402,F401
 

@@ -1,0 +1,38 @@
+# Set-up and the two entry points of the README: `make demo` and `make test`.
+# torch is pinned to the CPU build that lies on this kind of machine; a GPU user passes their own spec,
+# e.g. `make setup TORCH_SPEC=torch` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+DEMO_MODEL ?= gap-tv
+DEMO_OUT ?= out/demo
+
+.PHONY: setup demo test bench sample clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(BIN)/hsra reconstruct samples/colorchecker/meas.mat --mask samples/colorchecker/mask.mat \
+		--model $(DEMO_MODEL) -o $(DEMO_OUT) --overwrite
+	$(BIN)/hsra evaluate $(DEMO_OUT)/meas.mat --truth samples/colorchecker/truth.mat
+	@echo "Cube, previews and record in $(DEMO_OUT)/"
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/bench_models.py
+
+sample: setup
+	$(BIN)/python samples/make_sample.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,1023 @@
+"""Reading and writing cubes, measurements and masks: the one home of file formats in ``hsra``.
+
+Formats, chosen by the file's suffix (case-insensitive):
+
+* ``.mat`` — MATLAB v5 (scipy) and MATLAB v7.3 (HDF5, read with h5py). v7.3 is recognised by the HDF5
+  signature, not by scipy's error. MATLAB stores arrays column-major, so h5py sees every v7.3 variable with
+  its axes reversed; they are reversed back here, so a MATLAB ``H×W×C`` variable reads as ``H×W×C``.
+* ``.h5`` / ``.hdf5`` — plain HDF5, datasets found recursively (``"group/name"`` keys), never transposed.
+* ``.tif`` / ``.tiff`` — tifffile; a multi-page stack reads as ``pages × H × W`` (our cubes: ``C × H × W``).
+* ``.npy`` / ``.npz`` — NumPy with ``allow_pickle=False``: nothing a user hands over is ever unpickled.
+
+Arrays come back as float32 with their values unchanged (integer data is not rescaled; the original dtype is
+reported in ``metadata["integer_dtype"]``). Cubes are returned ``H × W × C`` (layout detected by
+:func:`to_hwc`), measurements ``H × W'``, masks as stored (2-D aperture ``H × W`` or 3-D shifted mask).
+
+Every file the project writes goes through :func:`atomic_output`: the data lands in a temporary file next to
+the target and is renamed over it only once complete, and an existing file is never replaced without
+``overwrite=True``.
+
+Heavy readers (scipy.io, h5py, tifffile) are imported inside the functions that need them, so importing this
+module (e.g. for :func:`check_writable` in the CLI) stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .errors import HsraError, InputFileError, OutputExistsError, ShapeError, UsageError, ValueRangeError
+
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "CUBE_KEYS",
+    "MEASUREMENT_KEYS",
+    "MASK_KEYS",
+    "LoadedArray",
+    "list_arrays",
+    "read_array",
+    "read_cube",
+    "read_measurement",
+    "read_mask",
+    "to_hwc",
+    "write_cube",
+    "write_array",
+    "atomic_output",
+    "check_writable",
+    "output_format",
+]
+
+SUPPORTED_SUFFIXES = (".mat", ".h5", ".hdf5", ".tif", ".tiff", ".npy", ".npz")
+#: Usual variable names, in priority order, for each role (the field's files use these).
+CUBE_KEYS = ("cube", "truth", "img", "hsi", "recon", "pred", "x", "data")
+MEASUREMENT_KEYS = ("meas", "meas_real", "measurement", "y", "img", "data")
+MASK_KEYS = ("mask", "mask_3d_shift", "Phi", "phi", "mask3d", "data")
+
+_FORMATS = {
+    ".mat": "mat", ".h5": "h5", ".hdf5": "h5", ".tif": "tif", ".tiff": "tif", ".npy": "npy", ".npz": "npz",
+}
+_FORMAT_LABELS = {
+    "mat": "a MATLAB file", "mat73": "a MATLAB v7.3 (HDF5) file", "h5": "an HDF5 file", "tif": "a TIFF file",
+    "npy": "a NumPy .npy file", "npz": "a NumPy .npz archive",
+}
+_ROLE_KEYS = {
+    "cube": CUBE_KEYS,
+    "measurement": MEASUREMENT_KEYS,
+    "mask": MASK_KEYS,
+    "any": tuple(dict.fromkeys(CUBE_KEYS + MEASUREMENT_KEYS + MASK_KEYS)),
+}
+#: Variables that describe an array rather than being one: never picked automatically.
+_WAVELENGTH_NAMES = ("wavelengths_nm", "wavelengths")
+_META_NAME = "hsra_meta"
+_METADATA_NAMES = frozenset(_WAVELENGTH_NAMES + (_META_NAME,))
+
+#: scipy's MATLAB v5 writer cannot store a variable of 2 GiB or more; larger arrays go to v7.3.
+_MAT_V5_LIMIT_BYTES = 2**31
+_MAT73_USERBLOCK = 512
+_MATLAB_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+_MATLAB_CLASSES = {
+    np.dtype(np.float32): "single", np.dtype(np.float64): "double",
+}
+#: v7.3 groups MATLAB uses for its own bookkeeping (cell contents, object data), not user variables.
+_MAT73_PRIVATE_GROUPS = ("#refs#", "#subsystem#")
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
+
+
+@dataclass
+class LoadedArray:
+    """One array read from a file.
+
+    Attributes:
+        data: float32 array, values as stored (integers are not rescaled), oriented as MATLAB/NumPy shows it
+            (MATLAB v7.3 axes already reversed back). C-contiguous.
+        key: the variable/dataset name used (``"group/name"`` inside HDF5 groups or MATLAB structs; ``""`` for
+            ``.npy`` and TIFF files, which hold one unnamed array).
+        path: the file it came from.
+        metadata: what the file says about the array, when stored: ``wavelengths_nm`` (list of floats), our
+            JSON metadata (e.g. ``bands``, ``dispersion_step``), ``integer_dtype`` (e.g. ``"uint8"``) for
+            integer data, ``axes`` (e.g. ``"CYX"``) for TIFF files that record it.
+    """
+
+    data: np.ndarray
+    key: str
+    path: Path
+    metadata: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------------------
+# small helpers
+
+
+def _fmt_shape(shape: tuple[int, ...]) -> str:
+    return "×".join(str(int(n)) for n in shape) if len(shape) else "scalar"
+
+
+def _short_reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    reason = text[0] if text else type(exc).__name__
+    return reason if len(reason) <= 160 else reason[:157] + "..."
+
+
+def _suffix_format(path: Path) -> str | None:
+    return _FORMATS.get(path.suffix.lower())
+
+
+def _unsupported(path: Path, doing: str) -> UsageError:
+    suffix = path.suffix or "(no suffix)"
+    return UsageError(
+        f"cannot {doing} {path}: unsupported file type {suffix!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}"
+    )
+
+
+def output_format(path) -> str:
+    """``"mat" | "h5" | "tif" | "npy" | "npz"`` from the suffix of ``path``; :class:`UsageError` otherwise."""
+    target = Path(path)
+    fmt = _suffix_format(target)
+    if fmt is None:
+        raise _unsupported(target, "write")
+    return fmt
+
+
+def _input_path(path) -> tuple[Path, str]:
+    source = Path(path)
+    fmt = _suffix_format(source)
+    if fmt is None:
+        raise _unsupported(source, "read")
+    if not source.exists():
+        raise InputFileError(f"{source} does not exist")
+    if source.is_dir():
+        raise InputFileError(f"{source} is a folder; expected a {source.suffix} file")
+    return source, fmt
+
+
+def _dtype_kind(dtype: np.dtype) -> str:
+    """Classify a dtype: only "numeric" arrays are usable; the rest get named in error messages."""
+    if dtype.kind in "biuf":
+        return "numeric"
+    if dtype.kind == "c":
+        return "complex"
+    if dtype.kind in "SU":
+        return "text"
+    if dtype.kind == "V" and dtype.names:
+        return "complex" if set(dtype.names) == {"real", "imag"} else "record"
+    return "object"
+
+
+def _text_of(array) -> str | None:
+    """A stored string (numpy 'U'/'S' array, bytes, str) as Python text; None if it is not one."""
+    if isinstance(array, str):
+        return array
+    if isinstance(array, bytes):
+        return array.decode("utf-8", "replace")
+    array = np.asarray(array)
+    if array.dtype.kind == "U":
+        return "".join(array.ravel().tolist())
+    if array.dtype.kind == "S":
+        return b"".join(array.ravel().tolist()).decode("utf-8", "replace")
+    return None
+
+
+def _json_object(text: str | None) -> dict:
+    # A damaged or foreign hsra_meta must not make the array itself unreadable, so bad JSON is ignored.
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _wavelength_list(array) -> list[float] | None:
+    try:
+        values = np.asarray(array, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return None
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        return None
+    return [float(v) for v in values]
+
+
+def _python_value(value):
+    """An HDF5/TIFF attribute as a plain JSON-like Python value."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return _python_value(value.item())
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "SUO":
+            return [_python_value(v) for v in value.ravel().tolist()]
+        return value.tolist()
+    return value
+
+
+# ------------------------------------------------------------------------------------------------------
+# sources: what a file holds, without loading every array
+
+
+@dataclass
+class _Entry:
+    name: str
+    shape: tuple[int, ...]
+    kind: str  # "numeric" | "complex" | "text" | "record" | "object" | "cell" | "struct" | "sparse" | "empty"
+    load: Callable[[], np.ndarray]
+    integer_dtype: str | None = None  # original integer dtype, reported so callers can scale (not for logicals)
+
+    def describe(self) -> str:
+        if self.kind == "numeric":
+            return f"{self.name or '(unnamed)'}: {_fmt_shape(self.shape)}"
+        return f"{self.name or '(unnamed)'}: {_fmt_shape(self.shape)} {self.kind}"
+
+
+@dataclass
+class _Source:
+    fmt: str  # key of _FORMAT_LABELS
+    entries: dict[str, _Entry]
+    file_metadata: dict = field(default_factory=dict)  # from hsra_meta / wavelengths variables
+    entry_metadata: Callable[[str], dict] = lambda name: {}
+
+
+def _numeric_entry(name: str, array: np.ndarray, *, logical: bool = False) -> _Entry:
+    kind = _dtype_kind(array.dtype)
+    if kind == "numeric" and array.size == 0:
+        kind = "empty"
+    integer = array.dtype.name if array.dtype.kind in "iu" and not logical else None
+    return _Entry(name, tuple(array.shape), kind, lambda: array, integer)
+
+
+def _metadata_from_variables(values: dict[str, Any]) -> dict:
+    """wavelengths_nm / wavelengths and hsra_meta variables (already loaded) -> metadata dict."""
+    meta = _json_object(_text_of(values[_META_NAME])) if _META_NAME in values else {}
+    for name in _WAVELENGTH_NAMES:
+        if name in values:
+            wavelengths = _wavelength_list(values[name])
+            if wavelengths is not None:
+                meta["wavelengths_nm"] = wavelengths
+                break
+    return meta
+
+
+def _open_mat_v5(path: Path) -> _Source:
+    import scipy.io
+    import scipy.sparse
+
+    # squeeze_me stays off: squeezing would turn an H×W×1 cube we wrote into H×W and break round-trips,
+    # and MATLAB itself never stores trailing singleton dimensions anyway.
+    contents = scipy.io.loadmat(str(path), squeeze_me=False, struct_as_record=True)
+    logical: set[str] = set()
+    if any(isinstance(v, np.ndarray) and v.dtype == np.uint8 for v in contents.values()):
+        # scipy returns MATLAB logicals as uint8; only the class list tells them apart from real uint8 data,
+        # and reporting integer_dtype="uint8" for a 0/1 mask would invite a wrong /255 scaling.
+        logical = {name for name, _, matlab_class in scipy.io.whosmat(str(path)) if matlab_class == "logical"}
+    entries: dict[str, _Entry] = {}
+
+    def add(name: str, value) -> None:
+        if scipy.sparse.issparse(value):
+            entries[name] = _Entry(name, tuple(value.shape), "sparse", lambda: value)
+        elif not isinstance(value, np.ndarray):
+            entries[name] = _Entry(name, (), "object", lambda: value)
+        elif value.dtype.names and value.size == 1:
+            # A 1×1 struct: expose its fields as "struct/field", as h5py shows a v7.3 struct.
+            for field_name in value.dtype.names:
+                add(f"{name}/{field_name}", value[field_name].ravel()[0])
+        elif value.dtype.names:
+            entries[name] = _Entry(name, tuple(value.shape), "struct", lambda: value)
+        elif value.dtype.kind == "O":
+            entries[name] = _Entry(name, tuple(value.shape), "cell", lambda: value)
+        else:
+            entries[name] = _numeric_entry(name, value, logical=value.dtype.kind == "b" or name in logical)
+
+    for name, value in contents.items():
+        if not name.startswith("__"):  # __header__, __version__, __globals__
+            add(name, value)
+    meta = _metadata_from_variables({k: v for k, v in contents.items() if k in _METADATA_NAMES})
+    return _Source("mat", entries, meta)
+
+
+def _h5_attr_text(attrs, name: str) -> str | None:
+    if name not in attrs:
+        return None
+    value = attrs[name]
+    return _text_of(value) if not isinstance(value, np.ndarray) or value.dtype.kind in "SU" else None
+
+
+def _open_hdf5(path: Path, handle, matlab: bool) -> _Source:
+    """Walk every dataset of an open h5py file. ``matlab``: v7.3 rules (reverse axes, MATLAB_class)."""
+    import h5py
+
+    entries: dict[str, _Entry] = {}
+
+    def visit(name: str, obj) -> None:
+        if not isinstance(obj, h5py.Dataset):
+            return
+        if matlab and name.split("/", 1)[0] in _MAT73_PRIVATE_GROUPS:
+            return
+        dataset: h5py.Dataset = obj
+        shape = tuple(dataset.shape)
+        if matlab:
+            shape = shape[::-1]
+
+        def load(ds=dataset):
+            array = ds[()]
+            return np.asarray(array).T if matlab else np.asarray(array)
+
+        matlab_class = (_h5_attr_text(dataset.attrs, "MATLAB_class") or "") if matlab else ""
+        if h5py.check_string_dtype(dataset.dtype) is not None:
+            kind = "text"
+        elif h5py.check_ref_dtype(dataset.dtype) is not None:
+            kind = "cell" if matlab_class == "cell" else "object"
+        else:
+            kind = _dtype_kind(dataset.dtype)
+        if matlab and matlab_class == "char":
+            kind = "text"
+        if matlab and "MATLAB_empty" in dataset.attrs and dataset.attrs["MATLAB_empty"]:
+            # MATLAB stores an empty variable as its dimension list, not as data.
+            kind, shape = "empty", (0,)
+        elif kind == "numeric" and dataset.size == 0:
+            kind = "empty"
+        integer = None
+        if kind == "numeric" and dataset.dtype.kind in "iu" and matlab_class != "logical":
+            integer = dataset.dtype.name
+        entries[name] = _Entry(name, shape, kind, load, integer)
+
+    handle.visititems(visit)
+
+    def read_text(name: str) -> str | None:
+        entry = entries.get(name)
+        if entry is None or entry.kind != "text":
+            return None
+        raw = entry.load()
+        if matlab and raw.dtype.kind in "iu":  # MATLAB char: UTF-16 code units
+            return "".join(chr(int(c)) for c in raw.ravel())
+        return _text_of(raw)
+
+    file_values: dict[str, Any] = {}
+    for name in _WAVELENGTH_NAMES:
+        if name in entries and entries[name].kind == "numeric":
+            file_values[name] = entries[name].load()
+    meta_text = read_text(_META_NAME)
+    if meta_text is not None:
+        file_values[_META_NAME] = meta_text
+    file_meta = _metadata_from_variables(file_values)
+
+    def entry_metadata(name: str) -> dict:
+        if matlab:
+            return {}
+        attrs = handle[name].attrs
+        meta_text = _h5_attr_text(attrs, _META_NAME)
+        if meta_text is not None:
+            # Our writer also stores each entry as its own attribute for people browsing the file;
+            # hsra_meta is the exact copy, so it wins.
+            meta = _json_object(meta_text)
+        else:
+            meta = {}
+            for attr_name in attrs:
+                if attr_name in _WAVELENGTH_NAMES:
+                    continue
+                try:
+                    meta[attr_name] = _python_value(attrs[attr_name])
+                except (OSError, TypeError, ValueError):  # attribute types h5py cannot read: skip them
+                    continue
+        for attr_name in _WAVELENGTH_NAMES:
+            source_attrs = attrs if attr_name in attrs else handle.attrs
+            if attr_name in source_attrs:
+                wavelengths = _wavelength_list(source_attrs[attr_name])
+                if wavelengths is not None:
+                    meta["wavelengths_nm"] = wavelengths
+                    break
+        return meta
+
+    return _Source("mat73" if matlab else "h5", entries, file_meta, entry_metadata)
+
+
+def _open_tiff(path: Path, handle) -> _Source:
+    if not handle.series:
+        raise InputFileError(f"{path} holds no image")
+    series = handle.series[0]
+    array_shape = tuple(series.shape)
+    dtype = np.dtype(series.dtype)
+    kind = _dtype_kind(dtype)
+    integer = dtype.name if dtype.kind in "iu" else None
+    entries = {"": _Entry("", array_shape, kind, series.asarray, integer)}
+    meta: dict = {}
+    shaped = handle.shaped_metadata
+    if shaped:
+        description = shaped[0]
+        stored_meta = description.get(_META_NAME)
+        if isinstance(stored_meta, str):
+            meta.update(_json_object(stored_meta))
+        wavelengths = _wavelength_list(description["wavelengths_nm"]) if "wavelengths_nm" in description else None
+        if wavelengths is not None:
+            meta["wavelengths_nm"] = wavelengths
+        axes = description.get("axes")
+        if isinstance(axes, str) and len(axes) == len(array_shape):
+            meta["axes"] = axes
+    return _Source("tif", entries, meta)
+
+
+def _npy_header(stream) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a .npy header, without reading (or unpickling) the data."""
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    return tuple(shape), np.dtype(dtype)
+
+
+def _npy_entry(name: str, shape, dtype: np.dtype, load) -> _Entry:
+    kind = "object" if dtype.hasobject else _dtype_kind(dtype)
+    if kind == "numeric" and math.prod(shape) == 0:
+        kind = "empty"
+    integer = dtype.name if dtype.kind in "iu" else None
+    return _Entry(name, shape, kind, load, integer)
+
+
+def _open_npy(path: Path) -> _Source:
+    with open(path, "rb") as stream:
+        shape, dtype = _npy_header(stream)
+    entry = _npy_entry("", shape, dtype, lambda: np.load(path, allow_pickle=False))
+    return _Source("npy", {"": entry})
+
+
+def _open_npz(path: Path, archive) -> _Source:
+    entries: dict[str, _Entry] = {}
+    for name in archive.files:
+        with archive.zip.open(f"{name}.npy") as stream:
+            shape, dtype = _npy_header(stream)
+        entries[name] = _npy_entry(name, shape, dtype, lambda n=name: archive[n])
+    values = {n: entries[n].load() for n in _METADATA_NAMES if n in entries and entries[n].kind != "object"}
+    return _Source("npz", entries, _metadata_from_variables(values))
+
+
+@contextlib.contextmanager
+def _open_source(path: Path, fmt: str) -> Iterator[_Source]:
+    """Open ``path`` and describe its arrays; turns any reader failure into a one-line InputFileError."""
+    label_fmt = fmt
+    try:
+        with contextlib.ExitStack() as stack:
+            if fmt == "mat":
+                import h5py
+
+                if h5py.is_hdf5(str(path)):
+                    label_fmt = "mat73"
+                    handle = stack.enter_context(h5py.File(str(path), "r"))
+                    source = _open_hdf5(path, handle, matlab=True)
+                else:
+                    source = _open_mat_v5(path)
+            elif fmt == "h5":
+                import h5py
+
+                handle = stack.enter_context(h5py.File(str(path), "r"))
+                source = _open_hdf5(path, handle, matlab=False)
+            elif fmt == "tif":
+                import tifffile
+
+                handle = stack.enter_context(tifffile.TiffFile(str(path)))
+                source = _open_tiff(path, handle)
+            elif fmt == "npy":
+                source = _open_npy(path)
+            else:
+                archive = np.load(str(path), allow_pickle=False)
+                if not isinstance(archive, np.lib.npyio.NpzFile):  # np.load also accepts a bare .npy
+                    raise InputFileError(f"{path} is a single .npy array, not a .npz archive; rename it to .npy")
+                stack.enter_context(archive)
+                source = _open_npz(path, archive)
+            yield source
+    except (HsraError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - readers raise many types on damaged files; report them all alike
+        raise InputFileError(f"cannot read {path} as {_FORMAT_LABELS[label_fmt]}: {_short_reason(exc)}") from exc
+
+
+# ------------------------------------------------------------------------------------------------------
+# reading
+
+
+def _listing(entries: list[_Entry]) -> str:
+    return ", ".join(entry.describe() for entry in entries)
+
+
+def _choose_key(path: Path, source: _Source, key: str | None, role: str) -> str:
+    entries = source.entries
+    if key:
+        wanted = key.lstrip("/") if source.fmt in ("h5", "mat73") else key
+        if wanted in entries:
+            return wanted
+        held = _listing(list(entries.values())) or "no arrays"
+        raise InputFileError(f"{path} has no array named {key!r}; it holds {held}")
+    candidates = [entry for name, entry in entries.items() if name not in _METADATA_NAMES]
+    names = {entry.name for entry in candidates}
+    for usual in _ROLE_KEYS[role]:
+        if usual in names:
+            return usual
+    numeric = [entry for entry in candidates if entry.kind == "numeric"]
+    if len(numeric) == 1:
+        return numeric[0].name
+    if not numeric:
+        if not entries:
+            raise InputFileError(f"{path} holds no arrays")
+        if len(candidates) == 1:  # the file's one array: let the caller's check say what is wrong with it
+            return candidates[0].name
+        raise InputFileError(f"{path} holds no numeric array (it holds {_listing(list(entries.values()))})")
+    raise InputFileError(f"{path} holds several arrays ({_listing(numeric)}); pass --key to choose one")
+
+
+def _where(path: Path, key: str) -> str:
+    return f"{path} ({key!r})" if key else str(path)
+
+
+def _usable_float32(array, path: Path, entry: _Entry) -> np.ndarray:
+    where = _where(path, entry.name)
+    if entry.kind == "complex":
+        raise ValueRangeError(f"{where} holds complex numbers; expected real values")
+    if entry.kind == "empty":
+        raise InputFileError(f"{where} is empty; expected a non-empty numeric array")
+    if entry.kind == "object":
+        raise InputFileError(f"{where} holds Python objects, which hsra never unpickles; expected a numeric array")
+    if entry.kind != "numeric":
+        raise InputFileError(f"{where} holds {entry.kind} data, not a numeric array")
+    data = np.ascontiguousarray(np.asarray(array), dtype=np.float32)
+    # Checked after the float32 conversion: a float64 beyond float32's range becomes Inf there.
+    bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise ValueRangeError(f"{where} holds {bad} NaN/Inf values; expected finite numbers")
+    return data
+
+
+def list_arrays(path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every numeric array in ``path`` (MATLAB orientation for .mat files).
+
+    Metadata arrays such as ``wavelengths_nm`` are included; text, cells, structs and complex data are not.
+    ``.npy`` and TIFF files hold one unnamed array, listed under ``""``.
+    """
+    source_path, fmt = _input_path(path)
+    with _open_source(source_path, fmt) as source:
+        return {name: entry.shape for name, entry in source.entries.items() if entry.kind == "numeric"}
+
+
+def read_array(path, key: str | None = None, role: str = "any") -> LoadedArray:
+    """Read one numeric array from ``path`` as float32.
+
+    Args:
+        path: a file with one of :data:`SUPPORTED_SUFFIXES`.
+        key: variable/dataset name (``"group/name"`` inside HDF5 groups). ``None``: the first of the role's
+            usual names present, else the only numeric array in the file.
+        role: ``"cube"``, ``"measurement"``, ``"mask"`` or ``"any"``: which usual names to look for.
+
+    Returns:
+        A :class:`LoadedArray` with the data as stored (values unchanged, no rank check) and its metadata.
+
+    Raises:
+        UsageError: unsupported suffix. InputFileError: missing, unreadable, no such key, no numeric array,
+        several candidates. ValueRangeError: NaN/Inf or complex values.
+    """
+    if role not in _ROLE_KEYS:
+        raise ValueError(f"role must be one of {', '.join(_ROLE_KEYS)}, got {role!r}")
+    source_path, fmt = _input_path(path)
+    with _open_source(source_path, fmt) as source:
+        name = _choose_key(source_path, source, key, role)
+        entry = source.entries[name]
+        raw = entry.load() if entry.kind == "numeric" else None
+        metadata = {**source.file_metadata, **source.entry_metadata(name)} if entry.kind == "numeric" else {}
+    data = _usable_float32(raw, source_path, entry)
+    if entry.integer_dtype:
+        metadata["integer_dtype"] = entry.integer_dtype
+    return LoadedArray(data=data, key=name, path=source_path, metadata=metadata)
+
+
+def _check_bands(bands) -> int:
+    if isinstance(bands, bool) or not isinstance(bands, (int, np.integer)) or bands < 1:
+        raise ShapeError(f"bands must be a positive integer, got {bands!r}")
+    return int(bands)
+
+
+def to_hwc(array, bands: int | None = None) -> np.ndarray:
+    """Return a 3-D cube as a C-contiguous float32 ``H × W × C`` array, finding the band axis.
+
+    The band axis is the first or the last axis (``H×W×C`` or ``C×H×W``):
+
+    * ``bands`` given: the axis of that length, the last one preferred when both match;
+    * ``bands=None``: an axis of 28 (the field's band count), last preferred; else the smallest axis when it is
+      first or last and at most half of each spatial size (e.g. 31 bands of a 512×512 cube).
+
+    Raises:
+        ShapeError: not 3-D, or the band axis cannot be told (the message asks for ``--bands``).
+    """
+    cube = np.asarray(array)
+    if cube.ndim != 3:
+        raise ShapeError(f"expected a 3-D cube (H×W×C or C×H×W), got shape {_fmt_shape(cube.shape)}")
+    shape = cube.shape
+    if bands is not None:
+        bands = _check_bands(bands)
+        if shape[-1] == bands:
+            band_axis = -1
+        elif shape[0] == bands:
+            band_axis = 0
+        else:
+            raise ShapeError(
+                f"cube of shape {_fmt_shape(shape)} has no first or last axis of {bands} bands; "
+                "expected H×W×C or C×H×W"
+            )
+    elif shape[-1] == 28:
+        band_axis = -1
+    elif shape[0] == 28:
+        band_axis = 0
+    elif 2 * shape[-1] <= min(shape[0], shape[1]):
+        band_axis = -1
+    elif 2 * shape[0] <= min(shape[1], shape[2]):
+        band_axis = 0
+    else:
+        raise ShapeError(
+            f"cannot tell which axis of the cube of shape {_fmt_shape(shape)} holds the bands; pass --bands"
+        )
+    hwc = cube if band_axis == -1 else np.moveaxis(cube, 0, -1)
+    return np.ascontiguousarray(hwc, dtype=np.float32)
+
+
+def read_cube(path, key=None, bands: int | None = None) -> tuple[np.ndarray, LoadedArray]:
+    """Read a hyperspectral cube as float32 ``H × W × C`` (values as stored, e.g. [0, 1] or raw integers).
+
+    The layout is found by :func:`to_hwc`, helped by what the file says: TIFF stacks that record their axes
+    (ours: ``CYX``) and a stored ``bands`` entry. A leading batch axis of 1 (``1 × ...``) is dropped.
+    Also checks that stored wavelengths, if any, number one per band.
+
+    Returns:
+        ``(cube_hwc, loaded)``; ``loaded.data`` keeps the array as stored in the file.
+    """
+    loaded = read_array(path, key, role="cube")
+    data = loaded.data
+    where = _where(loaded.path, loaded.key)
+    if data.ndim == 4 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 3:
+        raise ShapeError(
+            f"{where} holds an array of shape {_fmt_shape(loaded.data.shape)}; a cube must be 3-D (H×W×C or C×H×W)"
+        )
+    stored_bands = loaded.metadata.get("bands")
+    if bands is None and isinstance(stored_bands, int) and not isinstance(stored_bands, bool) and stored_bands > 0:
+        bands = stored_bands
+    axes = loaded.metadata.get("axes")
+    if _suffix_format(loaded.path) == "tif" and isinstance(axes, str) and axes[:1] == "C":
+        # The file says the first axis holds the bands: trust it over shape guessing (matters when W == C).
+        if bands is not None and data.shape[0] != _check_bands(bands):
+            raise ShapeError(f"{where} holds {data.shape[0]} bands (axes {axes}); expected {bands}")
+        cube = np.ascontiguousarray(np.moveaxis(data, 0, -1), dtype=np.float32)
+    else:
+        try:
+            cube = to_hwc(data, bands)
+        except ShapeError as exc:
+            raise ShapeError(f"{where}: {exc}") from None
+    wavelengths = loaded.metadata.get("wavelengths_nm")
+    if wavelengths is not None and len(wavelengths) != cube.shape[-1]:
+        raise ShapeError(
+            f"{where} stores {len(wavelengths)} wavelengths but its cube has {cube.shape[-1]} bands; "
+            "expected one wavelength per band"
+        )
+    return cube, loaded
+
+
+def _squeeze_singletons(data: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(data.reshape([n for n in data.shape if n != 1])) if data.ndim > 2 else data
+
+
+def read_measurement(path, key=None) -> tuple[np.ndarray, LoadedArray]:
+    """Read a snapshot measurement as float32 2-D ``H × W'`` (values as stored).
+
+    A 3-D (or 4-D) array whose extra axes have length 1 (``H × W' × 1``, ``1 × H × W'``) is squeezed.
+    """
+    loaded = read_array(path, key, role="measurement")
+    data = _squeeze_singletons(loaded.data) if 1 in loaded.data.shape else loaded.data
+    if data.ndim != 2:
+        raise ShapeError(
+            f"{_where(loaded.path, loaded.key)} holds an array of shape {_fmt_shape(loaded.data.shape)}; "
+            "a measurement must be 2-D (H×W')"
+        )
+    return data, loaded
+
+
+def read_mask(path, key=None) -> tuple[np.ndarray, LoadedArray]:
+    """Read a coded-aperture mask as float32, as stored: 2-D aperture ``H × W`` or 3-D shifted mask Φ
+    (``H × W' × C`` or ``C × H × W'``). Length-1 axes of a 3-D or 4-D array are squeezed."""
+    loaded = read_array(path, key, role="mask")
+    data = _squeeze_singletons(loaded.data) if 1 in loaded.data.shape else loaded.data
+    if data.ndim not in (2, 3):
+        raise ShapeError(
+            f"{_where(loaded.path, loaded.key)} holds an array of shape {_fmt_shape(loaded.data.shape)}; "
+            "a mask must be a 2-D aperture (H×W) or a 3-D shifted mask (H×W'×C)"
+        )
+    return data, loaded
+
+
+# ------------------------------------------------------------------------------------------------------
+# writing
+
+
+def check_writable(path, overwrite=False) -> None:
+    """Raise unless ``path`` may be written: :class:`OutputExistsError` when it exists and ``overwrite`` is
+    False, :class:`UsageError` when it is a folder, :class:`HsraError` when its folder cannot be created or
+    written. Commands call this for every output before computing anything."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{target} is a folder; expected an output file name")
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{target} exists; pass --overwrite to replace it")
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise HsraError(f"cannot create {target}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise HsraError(f"cannot write {target}: folder {folder} is not writable")
+
+
+@contextlib.contextmanager
+def atomic_output(path, overwrite=False) -> Iterator[Path]:
+    """Context manager for writing ``path`` all-or-nothing.
+
+    Yields a temporary path ``.<name>.<random>.tmp`` in the target's folder (created if missing); write the
+    file there. On success the temporary file is renamed onto ``path``; on any exception it is deleted and
+    the exception re-raised, so no partial output is ever left. The existence check
+    (:class:`OutputExistsError` unless ``overwrite``) happens before anything is created.
+    """
+    target = Path(path)
+    check_writable(target, overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Not created here: writers create it themselves, so it gets ordinary permissions (mkstemp gives 0600).
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        yield temporary
+        if not temporary.exists():
+            raise HsraError(f"nothing was written for {target}")
+        if overwrite:
+            os.replace(temporary, target)
+        else:
+            # A link fails if the target appeared since the check (another process): never clobber it.
+            try:
+                os.link(temporary, target)
+            except FileExistsError:
+                raise OutputExistsError(f"{target} exists; pass --overwrite to replace it") from None
+            except OSError:  # file systems without hard links
+                if target.exists():
+                    raise OutputExistsError(f"{target} exists; pass --overwrite to replace it") from None
+                os.replace(temporary, target)
+            temporary.unlink(missing_ok=True)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _to_numpy(array) -> np.ndarray:
+    if hasattr(array, "detach"):  # a torch tensor, without importing torch here
+        array = array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
+def _array_for_writing(array, what: str, ranks: tuple[int, ...]) -> np.ndarray:
+    data = _to_numpy(array)
+    if data.ndim not in ranks:
+        expected = " or ".join(f"{r}-D" for r in ranks)
+        raise ShapeError(f"{what} has shape {_fmt_shape(data.shape)}; expected a {expected} array")
+    if data.size == 0:
+        raise ShapeError(f"{what} is empty (shape {_fmt_shape(data.shape)})")
+    kind = _dtype_kind(data.dtype)
+    if kind != "numeric":
+        raise ValueRangeError(f"{what} holds {kind} values; expected real numbers")
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise ValueRangeError(f"refusing to write {what}: it holds {bad} NaN/Inf values; expected finite numbers")
+    return data
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _metadata_json(metadata: dict) -> str:
+    try:
+        return json.dumps(metadata, default=_json_default, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"metadata cannot be stored as JSON: {_short_reason(exc)}") from None
+
+
+def _h5_attribute(value):
+    """Metadata entry -> HDF5 attribute: numbers, strings and flat number lists natively, the rest as JSON."""
+    if isinstance(value, (bool, np.bool_, str)) or isinstance(value, _NUMBER_TYPES):
+        return value
+    if isinstance(value, (list, tuple)) and value and all(
+        isinstance(v, _NUMBER_TYPES) and not isinstance(v, bool) for v in value
+    ):
+        return np.asarray(value)
+    return json.dumps(value, default=_json_default)
+
+
+def _mat73_header() -> bytes:
+    """The 128-byte MATLAB header at the start of the 512-byte userblock of a v7.3 file."""
+    import time
+
+    text = (
+        "MATLAB 7.3 MAT-file, Platform: hsra, "
+        f"Created on: {time.strftime('%a %b %d %H:%M:%S %Y')} HDF5 schema 1.00 ."
+    ).encode("ascii")
+    # 116 bytes of text, 8 bytes of subsystem offset (none), version 0x0200, endian indicator "IM".
+    return text[:116].ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM"
+
+
+def _write_mat73(tmp: Path, key: str, array: np.ndarray, wavelengths, meta_json: str | None) -> None:
+    import h5py
+
+    def numeric(handle, name: str, values: np.ndarray) -> None:
+        # MATLAB is column-major: reversing the axes makes MATLAB see the array in the caller's orientation.
+        stored = np.ascontiguousarray(values.T)
+        dataset = handle.create_dataset(name, data=stored, compression="gzip", compression_opts=4, chunks=True)
+        dataset.attrs["MATLAB_class"] = np.bytes_(_MATLAB_CLASSES[values.dtype])
+
+    with h5py.File(str(tmp), "w", userblock_size=_MAT73_USERBLOCK) as handle:
+        numeric(handle, key, array)
+        if wavelengths is not None:
+            numeric(handle, "wavelengths_nm", np.asarray(wavelengths, dtype=np.float64)[None, :])
+        if meta_json is not None:
+            # A MATLAB char row vector: UTF-16 code units; JSON escapes make the text ASCII anyway.
+            codes = np.frombuffer(meta_json.encode("utf-16-le"), dtype=np.uint16)[:, None]
+            dataset = handle.create_dataset(_META_NAME, data=codes)
+            dataset.attrs["MATLAB_class"] = np.bytes_("char")
+            dataset.attrs["MATLAB_int_decode"] = np.int32(2)
+    with open(tmp, "r+b") as stream:
+        stream.write(_mat73_header())
+
+
+def _write_file(
+    target: Path,
+    fmt: str,
+    key: str,
+    array: np.ndarray,
+    *,
+    wavelengths,
+    metadata: dict,
+    tiff_axes: str,
+    overwrite: bool,
+    mat_version: str | None,
+) -> Path:
+    meta_json = _metadata_json(metadata) if metadata else None
+    if mat_version not in (None, "5", "7.3"):
+        raise UsageError(f"mat_version must be '5' or '7.3', got {mat_version!r}")
+    use_v73 = False
+    if fmt == "mat":
+        if not _MATLAB_NAME.match(key):
+            raise UsageError(f"{key!r} is not a valid MATLAB variable name (letters, digits, _; starts with a letter)")
+        use_v73 = mat_version == "7.3" or (mat_version is None and array.nbytes >= _MAT_V5_LIMIT_BYTES)
+        if mat_version == "5" and array.nbytes >= _MAT_V5_LIMIT_BYTES:
+            raise UsageError(f"{target}: arrays of 2 GiB or more need MATLAB v7.3; drop mat_version='5'")
+    try:
+        with atomic_output(target, overwrite) as tmp:
+            if fmt == "mat" and use_v73:
+                _write_mat73(tmp, key, array, wavelengths, meta_json)
+            elif fmt == "mat":
+                import scipy.io
+
+                variables: dict[str, Any] = {key: array}
+                if wavelengths is not None:
+                    variables["wavelengths_nm"] = np.asarray(wavelengths, dtype=np.float64)[None, :]
+                if meta_json is not None:
+                    variables[_META_NAME] = meta_json
+                with open(tmp, "wb") as stream:
+                    scipy.io.savemat(stream, variables, do_compression=True, oned_as="row")
+            elif fmt == "h5":
+                import h5py
+
+                with h5py.File(str(tmp), "w") as handle:
+                    dataset = handle.create_dataset(
+                        key, data=array, compression="gzip", compression_opts=4, shuffle=True, chunks=True
+                    )
+                    if wavelengths is not None:
+                        dataset.attrs["wavelengths_nm"] = np.asarray(wavelengths, dtype=np.float64)
+                    for name, value in metadata.items():
+                        if name not in _METADATA_NAMES:
+                            dataset.attrs[str(name)] = _h5_attribute(value)
+                    if meta_json is not None:
+                        dataset.attrs[_META_NAME] = meta_json
+            elif fmt == "tif":
+                import tifffile
+
+                description: dict[str, Any] = {"axes": tiff_axes}
+                if wavelengths is not None:
+                    description["wavelengths_nm"] = [float(v) for v in wavelengths]
+                if meta_json is not None:
+                    description[_META_NAME] = meta_json
+                tifffile.imwrite(str(tmp), array, photometric="minisblack", metadata=description)
+            elif fmt == "npy":
+                with open(tmp, "wb") as stream:
+                    np.save(stream, array, allow_pickle=False)
+            else:
+                variables = {key: array}
+                if wavelengths is not None:
+                    variables["wavelengths_nm"] = np.asarray(wavelengths, dtype=np.float64)
+                if meta_json is not None:
+                    variables[_META_NAME] = np.asarray(meta_json)  # a unicode array: loads without pickle
+                # A file object, because numpy appends ".npz" to a path that lacks it (our .tmp name).
+                with open(tmp, "wb") as stream:
+                    np.savez_compressed(stream, **variables)
+    except OSError as exc:
+        raise HsraError(f"cannot write {target}: {_short_reason(exc)}") from exc
+    return target
+
+
+def _checked_wavelengths(wavelengths, bands: int) -> list[float]:
+    values = _to_numpy(wavelengths).astype(np.float64).ravel()
+    if values.size != bands:
+        raise ShapeError(f"got {values.size} wavelengths for a cube of {bands} bands; expected one per band")
+    if not np.all(np.isfinite(values)):
+        raise ValueRangeError("wavelengths hold NaN/Inf values; expected finite numbers (nm)")
+    return [float(v) for v in values]
+
+
+def write_cube(
+    path,
+    cube_hwc,
+    *,
+    wavelengths_nm=None,
+    metadata: dict | None = None,
+    overwrite=False,
+    mat_version: str | None = None,
+) -> Path:
+    """Write an ``H × W × C`` cube (stored as float32) with its wavelengths and metadata; returns the path.
+
+    Layout per format: ``.mat`` variables ``cube``, ``wavelengths_nm`` (1×C) and ``hsra_meta`` (JSON text),
+    MATLAB v5 unless the cube is 2 GiB or more or ``mat_version="7.3"`` (v7.3: HDF5 with the MATLAB header,
+    read by MATLAB as H×W×C); ``.h5`` dataset ``cube`` (gzip) with the wavelengths and each metadata entry as
+    attributes; ``.tif`` a ``C × H × W`` float32 stack (axes ``CYX``, wavelengths and metadata in the JSON
+    description); ``.npy`` the bare array (no wavelengths or metadata); ``.npz`` ``cube``, ``wavelengths_nm``,
+    ``hsra_meta``. ``metadata`` must be JSON-serialisable; ``bands`` (= C) is added to it.
+    ``wavelengths_nm`` may also be given inside ``metadata``. Written atomically, never over an existing file
+    unless ``overwrite``. ``mat_version`` is ignored for formats other than ``.mat``.
+    """
+    target = Path(path)
+    fmt = output_format(target)
+    cube = _array_for_writing(cube_hwc, "cube", (3,))
+    meta = dict(metadata or {})
+    stored_wavelengths = meta.pop("wavelengths_nm", None)
+    if wavelengths_nm is None:
+        wavelengths_nm = stored_wavelengths
+    bands = cube.shape[-1]
+    wavelengths = None if wavelengths_nm is None else _checked_wavelengths(wavelengths_nm, bands)
+    meta["bands"] = bands
+    data = np.ascontiguousarray(np.moveaxis(cube, -1, 0)) if fmt == "tif" else cube
+    return _write_file(
+        target, fmt, "cube", data, wavelengths=wavelengths, metadata=meta, tiff_axes="CYX",
+        overwrite=overwrite, mat_version=mat_version,
+    )
+
+
+def write_array(
+    path,
+    array,
+    *,
+    key: str,
+    metadata: dict | None = None,
+    overwrite=False,
+    mat_version: str | None = None,
+) -> Path:
+    """Write a 2-D or 3-D array (measurement under ``key="meas"``, mask under ``"mask"``) as float32, as given.
+
+    Same formats as :func:`write_cube` without the cube handling: the array is stored in its own orientation
+    (a 3-D TIFF is a stack of its first axis). ``.npy`` and ``.tif`` cannot store the key (they read back under
+    ``""``); ``.npy`` drops ``metadata``. Returns the path.
+    """
+    target = Path(path)
+    fmt = output_format(target)
+    if not key or key in _METADATA_NAMES:
+        raise UsageError(f"key {key!r} cannot name an array; pick another (e.g. 'meas' or 'mask')")
+    data = _array_for_writing(array, f"array {key!r}", (2, 3))
+    return _write_file(
+        target, fmt, key, data, wavelengths=None, metadata=dict(metadata or {}),
+        tiff_axes="YX" if data.ndim == 2 else "QYX", overwrite=overwrite, mat_version=mat_version,
+    )
+
+
+def unit_range(cube: np.ndarray, loaded: LoadedArray) -> tuple[np.ndarray, str | None]:
+    """Bring a cube read from an integer file (uint8/uint16, e.g. the KAIST copies) to [0, 1].
+
+    Integer cubes hold reflectance in units of their dtype's full scale; float cubes are returned unchanged.
+    Returns ``(cube, note)`` where ``note`` says what was done (``None`` when nothing was).
+    """
+    dtype = (loaded.metadata or {}).get("integer_dtype")
+    if not dtype:
+        return cube, None
+    full_scale = np.iinfo(np.dtype(dtype)).max
+    return cube / np.float32(full_scale), f"{loaded.path}: {dtype} data scaled by 1/{full_scale}"

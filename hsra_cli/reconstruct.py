@@ -1,0 +1,323 @@
+"""Reconstruction: measurement + mask -> cube, for any registered model, at any sensor size.
+
+Layered like nnU-Net's predictor: :class:`Reconstructor` holds a model on a device and turns arrays into
+cubes (:meth:`Reconstructor.reconstruct`); :mod:`hsra_cli.batch` turns files into files on top of it.
+
+Large captures are reconstructed whole when the estimated memory fits ``memory_cap_gb``, else in CASSI-aware
+tiles: each cube tile gets its own measurement window (wider by step·(bands−1) along the dispersion axis) and
+its own mask crop, and overlapping tiles are blended with Gaussian weights.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .errors import HsraError, ShapeError, UsageError, ValueRangeError
+from .physics import CassiOperator, unsheared_size
+from .registry import get_entry
+
+NORMALIZE_MODES = ("auto", "none", "max")
+#: The field's real-capture scaling: the network-normalised measurement peaks at this value.
+REAL_CAPTURE_PEAK = 0.8
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UsageError(f"unknown device {device!r}; expected auto, cpu or cuda")
+    return torch.device(device)
+
+
+def normalise_measurement(measurement: np.ndarray, bands: int, mode: str, key: str = "") -> tuple[np.ndarray, dict]:
+    """Bring a measurement to the scale the models expect (field scale: the sum over bands).
+
+    ``none``: used as given (simulated data in field scale). ``max``: the field's real-capture convention,
+    ``y / max(y) · 0.8`` in the network's normalised units (y·2/bands), i.e. ``y / max(y) · 0.8 · bands/2`` in
+    field scale. ``auto``: ``max`` for a real capture (stored under ``meas_real``, or peaking at ≤ 1, which a
+    field-scale sum of many bands does not), else ``none``.
+    """
+    if mode not in NORMALIZE_MODES:
+        raise UsageError(f"unknown --normalize {mode!r}; expected one of: {', '.join(NORMALIZE_MODES)}")
+    peak = float(np.max(measurement))
+    reason = "as requested"
+    if mode == "auto":
+        if key == "meas_real":
+            mode, reason = "max", "the measurement is stored as meas_real (a real capture)"
+        elif peak <= 1.0:
+            mode, reason = "max", f"the measurement peaks at {peak:.3g} ≤ 1 (a real capture, not a field-scale sum)"
+        else:
+            mode, reason = "none", f"the measurement peaks at {peak:.3g} (field scale: a sum over bands)"
+    if mode == "none":
+        return measurement, {"mode": "none", "reason": reason, "scale": 1.0}
+    if peak <= 0:
+        raise ValueRangeError("measurement is all zero or negative; cannot normalise it to its maximum")
+    scale = REAL_CAPTURE_PEAK * bands / 2.0 / peak
+    return measurement * np.float32(scale), {
+        "mode": "max",
+        "reason": reason,
+        "scale": scale,
+        "description": f"measurement / max · {REAL_CAPTURE_PEAK} in network units (y·2/bands)",
+    }
+
+
+def crop_mask(mask: np.ndarray, height: int, width: int, offset: tuple[int, int] | None) -> tuple[np.ndarray, dict]:
+    """Crop a 2-D aperture larger than the capture area to ``height × width`` at ``offset`` (row, column)."""
+    mh, mw = mask.shape
+    if (mh, mw) == (height, width) and not offset:
+        return mask, {"cropped": False}
+    top, left = offset or (0, 0)
+    if mh < height or mw < width:
+        raise ShapeError(
+            f"mask is {mh}×{mw} but the capture needs a {height}×{width} aperture; expected a mask at least that large"
+        )
+    if top < 0 or left < 0 or top + height > mh or left + width > mw:
+        raise UsageError(
+            f"--mask-offset {top},{left} puts the {height}×{width} crop outside the {mh}×{mw} mask; "
+            f"expected 0 ≤ row ≤ {mh - height} and 0 ≤ column ≤ {mw - width}"
+        )
+    return mask[top : top + height, left : left + width], {"cropped": True, "offset": [top, left], "mask_shape": [mh, mw]}
+
+
+def gaussian_weights(height: int, width: int, sigma_fraction: float = 1 / 8) -> torch.Tensor:
+    """Blending weights of a tile: a Gaussian centred on the tile (σ = size/8, as nnU-Net), floored above 0."""
+    def profile(n: int) -> torch.Tensor:
+        coords = torch.arange(n, dtype=torch.float32) - (n - 1) / 2
+        sigma = max(n * sigma_fraction, 1e-3)
+        return torch.exp(-0.5 * (coords / sigma) ** 2)
+
+    w = profile(height)[:, None] * profile(width)[None, :]
+    w = w / w.max()
+    return w.clamp(min=1e-3)
+
+
+def tile_starts(size: int, tile: int, overlap: float) -> list[int]:
+    """Start offsets covering ``size`` with tiles of ``tile`` overlapping by ``overlap`` (a fraction)."""
+    if tile >= size:
+        return [0]
+    stride = max(1, int(round(tile * (1 - overlap))))
+    starts = list(range(0, size - tile + 1, stride))
+    if starts[-1] != size - tile:
+        starts.append(size - tile)
+    return starts
+
+
+@dataclass
+class Reconstruction:
+    """The result of one reconstruction: the cube ``H×W×C`` (float32) and a record of how it was made."""
+
+    cube: np.ndarray
+    record: dict = field(default_factory=dict)
+
+
+class Reconstructor:
+    """A model on a device, ready to reconstruct measurements of any size.
+
+    Args:
+        model: a registered name or alias (``gap-tv``, ``s``, ``hsra-dum-3stg`` …).
+        weights: another ``.safetensors`` file for a network (else the installed model folder).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        bands, step, axis: physics. Networks take theirs from their model folder; a value given here must agree.
+        tile_size: ``None``/"auto" (whole image when it fits ``memory_cap_gb``, else tiles of 256), ``0`` (never
+            tile) or a tile size in pixels.
+        tile_overlap: overlap of neighbouring tiles as a fraction of the tile (0 ≤ overlap < 1).
+        memory_cap_gb: memory budget for one forward pass; larger captures are tiled.
+        amp: autocast (float16) on CUDA; never used on the CPU.
+    """
+
+    def __init__(
+        self,
+        model: str = "gap-tv",
+        *,
+        weights=None,
+        device: str = "auto",
+        bands: int | None = None,
+        step: int | None = None,
+        axis: str | None = None,
+        tile_size: int | str | None = "auto",
+        tile_overlap: float = 0.25,
+        memory_cap_gb: float = 4.0,
+        amp: bool = True,
+        model_kwargs: dict | None = None,
+    ):
+        self.entry = get_entry(model)
+        self.device = resolve_device(device)
+        self.weights_info: dict = {}
+        if not 0 <= tile_overlap < 1:
+            raise UsageError(f"--tile-overlap must be a fraction in [0, 1), got {tile_overlap}")
+        if tile_size not in (None, "auto") and (int(tile_size) < 0 or 0 < int(tile_size) < 16):
+            raise UsageError(f"--tile-size must be 0 (never tile), auto, or at least 16 pixels, got {tile_size}")
+        self.tile_size = tile_size
+        self.tile_overlap = tile_overlap
+        self.memory_cap_gb = memory_cap_gb
+        self.amp = amp and self.device.type == "cuda"
+        requested = {"bands": bands, "step": step, "axis": axis}
+        if self.entry.needs_weights:
+            from .weights import load_pretrained
+
+            self.model, config = load_pretrained(self.entry.name, weights=weights, device=str(self.device))
+            physics = config.get("physics", {})
+            trained = {
+                "bands": physics.get("bands", self.model.bands),
+                "step": physics.get("dispersion_step", self.model.step),
+                "axis": physics.get("dispersion_axis", self.model.axis),
+            }
+            for name, value in requested.items():
+                if value is not None and value != trained[name]:
+                    raise UsageError(
+                        f"{self.entry.name} was trained for {name}={trained[name]} but {name}={value} was asked for; "
+                        "train or fine-tune a model for your optics (hsra train) or use gap-tv"
+                    )
+            self.weights_info = {
+                "sha256": config.get("sha256"),
+                "source": str(weights) if weights else config.get("folder", ""),
+            }
+            self.wavelengths_nm = physics.get("wavelengths_nm")
+        else:
+            if weights is not None:
+                raise UsageError(f"{self.entry.name} is a solver without weights; drop --weights")
+            kwargs = {k: v for k, v in requested.items() if v is not None}
+            kwargs.update(model_kwargs or {})
+            from .registry import create_model
+
+            self.model = create_model(self.entry.name, **kwargs).to(self.device)
+            self.wavelengths_nm = None
+        self.model.eval()
+        self.bands, self.step, self.axis = self.model.bands, self.model.step, self.model.axis
+
+    # ------------------------------------------------------------------------------------------------
+    def operator_for(self, measurement: np.ndarray, mask: np.ndarray, mask_offset=None) -> tuple[CassiOperator, dict]:
+        """Build (and check) the operator of this capture, cropping a larger 2-D mask at ``mask_offset``."""
+        if measurement.ndim != 2:
+            raise ShapeError(f"measurement must be 2-D, got shape {measurement.shape}")
+        mh, mw = measurement.shape
+        if self.axis == "height":
+            height, width = unsheared_size(mh, self.bands, self.step), mw
+        else:
+            height, width = mh, unsheared_size(mw, self.bands, self.step)
+        if height < 1 or width < 1:
+            raise ShapeError(
+                f"measurement {mh}×{mw} is too small for {self.bands} bands at step {self.step} along the {self.axis}"
+            )
+        mask_info: dict = {"cropped": False}
+        if mask.ndim == 2:
+            mask, mask_info = crop_mask(mask, height, width, mask_offset)
+        elif mask_offset:
+            raise UsageError("--mask-offset applies to 2-D apertures only, but a 3-D shifted mask was given")
+        op = CassiOperator(mask, bands=self.bands, step=self.step, axis=self.axis)
+        op.check_measurement(torch.from_numpy(measurement))
+        mask_info["form"] = op.mask_form
+        return op, mask_info
+
+    def _pixels_budget(self) -> int:
+        per_pixel = getattr(self.model, "bytes_per_pixel", None) or 64 * self.bands * 4
+        return int(self.memory_cap_gb * 1e9 / per_pixel)
+
+    def plan_tiles(self, height: int, width: int) -> int:
+        """Tile size for a ``height × width`` cube (0 = whole image)."""
+        if self.tile_size in (None, "auto"):
+            if height * width <= self._pixels_budget():
+                return 0
+            side = int(math.sqrt(self._pixels_budget()))
+            return max(64, min(512, side // 64 * 64 or 64))
+        return int(self.tile_size)
+
+    def _forward(self, y: torch.Tensor, op: CassiOperator) -> torch.Tensor:
+        with torch.inference_mode():
+            if self.amp:
+                with torch.autocast("cuda", dtype=torch.float16):
+                    out = self.model(y, op)
+            else:
+                out = self.model(y, op)
+        return out.float()
+
+    def _run_whole(self, y: torch.Tensor, op: CassiOperator) -> torch.Tensor:
+        return self._forward(y[None], op)[0]
+
+    def _run_tiled(self, y: torch.Tensor, op: CassiOperator, tile: int, progress=None) -> torch.Tensor:
+        height, width = op.cube_shape
+        th, tw = min(tile, height), min(tile, width)
+        rows, cols = tile_starts(height, th, self.tile_overlap), tile_starts(width, tw, self.tile_overlap)
+        out = torch.zeros(self.bands, height, width, device=self.device)
+        norm = torch.zeros(1, height, width, device=self.device)
+        weights = gaussian_weights(th, tw).to(self.device)
+        done = 0
+        for top in rows:
+            for left in cols:
+                sub_op = op.crop(top, left, th, tw)
+                window = op.measurement_window(y, top, left, th, tw)
+                cube = self._forward(window[None].contiguous(), sub_op)[0]
+                out[:, top : top + th, left : left + tw] += cube * weights
+                norm[:, top : top + th, left : left + tw] += weights
+                done += 1
+                if progress:
+                    progress(done, len(rows) * len(cols))
+        return out / norm
+
+    def reconstruct(
+        self,
+        measurement: np.ndarray,
+        mask: np.ndarray,
+        *,
+        normalize: str = "auto",
+        mask_offset: tuple[int, int] | None = None,
+        key: str = "",
+        progress=None,
+    ) -> Reconstruction:
+        """Reconstruct one capture. ``measurement`` is ``H×W'`` (width axis), ``mask`` a 2-D aperture (cropped at
+        ``mask_offset`` when larger) or a 3-D shifted mask. Returns the cube ``H×W×C`` (float32) and a record."""
+        if not np.isfinite(measurement).all():
+            raise ValueRangeError("measurement holds NaN or Inf values; expected finite numbers")
+        op, mask_info = self.operator_for(measurement, mask, mask_offset)
+        scaled, norm_info = normalise_measurement(measurement.astype(np.float32), self.bands, normalize, key)
+        op = op.to(self.device)
+        y = torch.from_numpy(np.ascontiguousarray(scaled)).to(self.device)
+        height, width = op.cube_shape
+        tile = self.plan_tiles(height, width)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        start = time.perf_counter()
+        fallback = None
+        try:
+            cube = self._run_tiled(y, op, tile, progress) if tile else self._run_whole(y, op)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            tile = max(64, (tile or min(height, width)) // 2)
+            fallback = f"CUDA ran out of memory; retried in {tile}-pixel tiles (set --tile-size to choose)"
+            try:
+                cube = self._run_tiled(y, op, tile, progress)
+            except torch.cuda.OutOfMemoryError:
+                raise HsraError(
+                    f"CUDA ran out of memory even with {tile}-pixel tiles; use a smaller --tile-size or --device cpu"
+                ) from None
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - start
+        with torch.inference_mode():
+            predicted = op.A(cube[None].float())[0]
+            residual = float(torch.linalg.vector_norm(predicted - y) / torch.linalg.vector_norm(y).clamp(min=1e-12))
+        record = {
+            "model": self.entry.name,
+            "model_kind": self.entry.kind,
+            "weights": self.weights_info,
+            "physics": op.describe(),
+            "mask": mask_info,
+            "normalization": norm_info,
+            "device": str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""),
+            "amp": self.amp,
+            "tiling": {"tile_size": tile, "overlap": self.tile_overlap if tile else 0.0, "fallback": fallback},
+            "seconds": {"reconstruct": seconds},
+            "residual": residual,
+            "residual_definition": "‖A x̂ − y‖ / ‖y‖ on the (normalised) measurement",
+        }
+        if self.device.type == "cuda":
+            record["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 1e9
+        return Reconstruction(cube.permute(1, 2, 0).contiguous().cpu().numpy(), record)

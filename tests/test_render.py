@@ -1,0 +1,388 @@
+"""Previews: false colour, band grid, spectra, error maps, PNG writing, and `hsra render`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from hsra_cli import render
+from hsra_cli.bands import CASSI28_WAVELENGTHS_NM, default_wavelengths
+from hsra_cli.errors import OutputExistsError, ShapeError, UsageError, ValueRangeError
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+WAVELENGTHS = default_wavelengths(28)
+
+
+def narrow_band_cube(low_nm: float, high_nm: float, size: int = 4) -> np.ndarray:
+    """A cube that is 1 only in the bands between ``low_nm`` and ``high_nm``."""
+    selected = (WAVELENGTHS >= low_nm) & (WAVELENGTHS <= high_nm)
+    assert selected.any(), "the test's band range must select at least one band"
+    cube = np.zeros((size, size, 28))
+    cube[..., selected] = 1.0
+    return cube
+
+
+def random_cube(height: int = 12, width: int = 10, bands: int = 28, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0.0, 1.0, (height, width, bands)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# false colour
+
+
+def test_flat_spectrum_renders_neutral_grey_with_white_balance():
+    image = render.false_color(np.full((3, 3, 28), 0.4), WAVELENGTHS, exposure=1.0)
+    assert image.dtype == np.uint8 and image.shape == (3, 3, 3)
+    red, green, blue = (int(v) for v in image[1, 1])
+    assert max(red, green, blue) - min(red, green, blue) <= 1
+
+
+def test_flat_spectrum_is_not_neutral_without_white_balance():
+    # The 453.5-648 nm bands miss the deep blue: an unbalanced white leans yellow (blue well below red/green).
+    red, green, blue = (int(v) for v in render.false_color(np.full((2, 2, 28), 0.4), white_balance=False)[0, 0])
+    assert blue < min(red, green) - 40
+
+
+@pytest.mark.parametrize(
+    "low_nm, high_nm, dominant",
+    [(610.0, 650.0, 0), (530.0, 550.0, 1), (453.0, 466.0, 2)],
+    ids=["red-610-650nm", "green-530-550nm", "blue-455-466nm"],
+)
+@pytest.mark.parametrize("white_balance", [True, False])
+def test_narrow_band_spectra_render_their_hue(low_nm, high_nm, dominant, white_balance):
+    pixel = render.false_color(narrow_band_cube(low_nm, high_nm), WAVELENGTHS, white_balance=white_balance)[0, 0]
+    others = [int(pixel[c]) for c in range(3) if c != dominant]
+    assert int(pixel[dominant]) > max(others) + 60, f"pixel {pixel} is not dominated by channel {dominant}"
+
+
+def test_auto_exposure_puts_bright_content_near_white_and_fixed_exposure_keeps_levels():
+    dark, bright = np.full((4, 4, 28), 0.1), np.full((4, 4, 28), 0.8)
+    assert np.array_equal(render.false_color(dark), render.false_color(bright))
+    # Y = 0.95 after auto exposure -> sRGB level round(255 * encode(0.95)) = 249.
+    assert int(render.false_color(bright)[0, 0, 1]) == 249
+    # exposure 1: a 20 % grey is linear 0.2 -> sRGB-encoded 0.4845 -> 124; exposure 2 doubles the linear value.
+    assert int(render.false_color(np.full((2, 2, 28), 0.2), exposure=1.0)[0, 0, 1]) == 124
+    assert np.array_equal(render.false_color(np.full((2, 2, 28), 0.2), exposure=2.0),
+                          render.false_color(np.full((2, 2, 28), 0.4), exposure=1.0))
+
+
+def test_auto_exposure_ignores_the_brightest_half_percent():
+    cube = np.full((20, 20, 28), 0.3)
+    cube[0, 0] = 50.0  # one hot pixel (0.25 %) must not darken the rest
+    image = render.false_color(cube)
+    assert int(image[5, 5, 1]) == 249 and tuple(image[0, 0]) == (255, 255, 255)
+
+
+def test_false_color_clips_negative_values_and_rejects_nan():
+    cube = np.full((2, 2, 28), 0.5)
+    cube[0, 0] = -0.3
+    assert tuple(render.false_color(cube, exposure=1.0)[0, 0]) == (0, 0, 0)
+    cube[1, 1, 3] = np.nan
+    with pytest.raises(ValueRangeError):
+        render.false_color(cube)
+
+
+def test_false_color_checks_wavelengths_and_exposure():
+    with pytest.raises(ShapeError, match="27 wavelengths"):
+        render.false_color(np.zeros((2, 2, 28)), WAVELENGTHS[:27])
+    with pytest.raises(ShapeError, match="H×W×C"):
+        render.false_color(np.zeros((2, 28)))
+    with pytest.raises(ValueRangeError, match="increasing"):
+        render.false_color(np.zeros((2, 2, 28)), WAVELENGTHS[::-1])
+    with pytest.raises(ValueRangeError, match="360"):
+        render.false_color(np.ones((2, 2, 3)), [900.0, 950.0, 1000.0])
+    with pytest.raises(UsageError, match="exposure"):
+        render.false_color(np.ones((2, 2, 28)), exposure=-1.0)
+
+
+def test_bands_outside_the_visible_range_do_not_change_the_colour():
+    wavelengths = [480.0, 530.0, 580.0, 630.0, 900.0]
+    cube = np.random.default_rng(1).uniform(0, 1, (3, 3, 5))
+    dark_infrared, bright_infrared = cube.copy(), cube.copy()
+    dark_infrared[..., 4], bright_infrared[..., 4] = 0.0, 1.0
+    assert np.array_equal(render.false_color(dark_infrared, wavelengths),
+                          render.false_color(bright_infrared, wavelengths))
+
+
+def test_measurement_preview_scales_to_the_999th_percentile():
+    measurement = np.linspace(0.0, 2.0, 100 * 110).reshape(100, 110)
+    image = render.measurement_preview(measurement)
+    assert image.dtype == np.uint8 and image.shape == (100, 110)
+    level = np.percentile(measurement, 99.9)
+    assert image[0, 0] == 0 and image[-1, -1] == 255
+    assert abs(int(image[50, 55]) - round(255 * measurement[50, 55] / level)) <= 1
+    assert not render.measurement_preview(np.zeros((4, 6))).any()
+    with pytest.raises(ShapeError):
+        render.measurement_preview(np.zeros((2, 4, 6)))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# figures
+
+
+def test_band_grid_has_one_axis_per_band_titled_with_its_wavelength_on_a_7_by_4_grid():
+    figure = render.band_grid(random_cube(8, 8), WAVELENGTHS, title="scene")
+    images = [ax for ax in figure.axes if ax.get_images()]
+    assert [ax.get_title() for ax in images] == [f"{w:.1f} nm" for w in CASSI28_WAVELENGTHS_NM]
+    assert images[0].get_title() == "453.5 nm" and images[-1].get_title() == "648.0 nm"
+    assert images[0].get_subplotspec().get_gridspec().get_geometry() == (4, 7)
+    # One shared intensity scale for every band.
+    assert len({ax.get_images()[0].get_clim() for ax in images}) == 1
+
+
+@pytest.mark.parametrize("bands, grid", [(1, (1, 1)), (24, (4, 6)), (31, (5, 7))])
+def test_band_grid_layout_stays_close_to_square(bands, grid):
+    figure = render.band_grid(random_cube(6, 6, bands))
+    images = [ax for ax in figure.axes if ax.get_images()]
+    assert len(images) == bands
+    assert images[0].get_subplotspec().get_gridspec().get_geometry() == grid
+
+
+def test_spectra_plot_reads_x_as_column_and_y_as_row_and_dashes_the_truth():
+    cube = random_cube(12, 10)
+    truth = random_cube(12, 10, seed=1)
+    figure = render.spectra_plot(cube, [(7, 2), (0, 11)], WAVELENGTHS, truth=truth, labels=["a", "b"])
+    lines = figure.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["a", "a truth", "b", "b truth"]
+    assert np.allclose(lines[0].get_xdata(), WAVELENGTHS)
+    assert np.allclose(lines[0].get_ydata(), cube[2, 7])
+    assert np.allclose(lines[1].get_ydata(), truth[2, 7]) and lines[1].get_linestyle() == "--"
+    assert np.allclose(lines[2].get_ydata(), cube[11, 0])
+    assert "wavelength (nm)" in figure.axes[0].get_xlabel()
+
+
+def test_spectra_plot_radius_averages_a_square_clipped_at_the_border():
+    cube = random_cube(12, 10)
+    lines = render.spectra_plot(cube, [(5, 5), (0, 0)], radius=1).axes[0].get_lines()
+    assert np.allclose(lines[0].get_ydata(), cube[4:7, 4:7].mean(axis=(0, 1)))
+    assert np.allclose(lines[1].get_ydata(), cube[0:2, 0:2].mean(axis=(0, 1)))
+
+
+def test_spectra_plot_rejects_points_outside_the_image():
+    with pytest.raises(UsageError, match="outside"):
+        render.spectra_plot(random_cube(12, 10), [(10, 3)])
+
+
+def test_error_statistics_of_identical_cubes_are_zero():
+    cube = random_cube()
+    rmse_map, band_rmse = render.error_statistics(cube, cube.copy())
+    assert rmse_map.shape == (12, 10) and band_rmse.shape == (28,)
+    assert not rmse_map.any() and not band_rmse.any()
+
+
+def test_error_statistics_measure_a_known_offset_and_clip_the_prediction():
+    truth = np.full((4, 5, 28), 0.5)
+    prediction = truth.copy()
+    prediction[..., 3] += 0.28  # RMSE over 28 bands: sqrt(0.28² / 28) = 0.0529
+    prediction[0, 0, 0] = 7.0  # clipped to 1 as the metrics do: error 0.5
+    rmse_map, band_rmse = render.error_statistics(prediction, truth)
+    assert np.isclose(rmse_map[2, 2], 0.28 / np.sqrt(28))
+    assert np.isclose(band_rmse[3], 0.28)
+    assert np.isclose(rmse_map[0, 0], np.sqrt((0.28 ** 2 + 0.5 ** 2) / 28))
+    with pytest.raises(ShapeError):
+        render.error_statistics(prediction, truth[:, :4])
+
+
+def test_error_map_shows_the_map_the_band_curve_and_the_psnr():
+    truth = random_cube(8, 8)
+    figure = render.error_map(np.clip(truth + 0.01, 0, 1), truth)
+    image_axes = [ax for ax in figure.axes if ax.get_images()]
+    assert len(image_axes) == 1 and image_axes[0].get_images()[0].get_array().shape == (8, 8)
+    curve = [ax for ax in figure.axes if ax.get_lines()][0].get_lines()[0]
+    assert np.allclose(curve.get_xdata(), WAVELENGTHS)
+    title = figure.get_suptitle()
+    assert "RMSE" in title
+    pytest.importorskip("hsra_cli.metrics")
+    assert "PSNR" in title and "dB" in title
+
+
+def test_side_by_side_labels_every_cube_and_puts_the_truth_last():
+    truth = random_cube(8, 8)
+    figure = render.side_by_side([truth * 0.9, truth * 0.5], ["mst", "gap-tv"], truth=truth)
+    panels = [ax for ax in figure.axes if ax.get_images()]
+    assert [ax.get_title() for ax in panels] == ["mst", "gap-tv", "ground truth"]
+    # One exposure for all panels: the half-bright cube renders darker than the truth.
+    assert panels[1].get_images()[0].get_array().mean() < panels[2].get_images()[0].get_array().mean() - 20
+    with pytest.raises(ShapeError):
+        render.side_by_side([truth, truth[:4]], ["a", "b"])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# writing PNGs
+
+
+def test_save_png_writes_images_and_figures_with_the_expected_sizes(tmp_path):
+    image = render.false_color(random_cube(12, 10))
+    path = render.save_png(tmp_path / "rgb.png", image)
+    assert np.array_equal(iio.imread(path), image)
+    grey = render.measurement_preview(np.arange(30.0).reshape(5, 6))
+    assert iio.imread(render.save_png(tmp_path / "meas.png", grey)).shape == (5, 6)
+    figure = render.spectra_plot(random_cube(), [(1, 1)])  # 6.4 × 4.0 inches
+    written = iio.imread(render.save_png(tmp_path / "spectra.png", figure, dpi=100))
+    assert written.shape[:2] == (400, 640)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["meas.png", "rgb.png", "spectra.png"]
+
+
+def test_save_png_refuses_to_overwrite_unless_asked(tmp_path):
+    path = tmp_path / "rgb.png"
+    path.write_bytes(b"old")
+    image = np.zeros((4, 4, 3), dtype=np.uint8)
+    with pytest.raises(OutputExistsError):
+        render.save_png(path, image)
+    assert path.read_bytes() == b"old"
+    render.save_png(path, image, overwrite=True)
+    assert iio.imread(path).shape == (4, 4, 3)
+    with pytest.raises(TypeError):
+        render.save_png(tmp_path / "float.png", np.zeros((4, 4, 3)))
+
+
+def test_write_previews_writes_rgb_and_band_grid_and_leaves_nothing_partial(tmp_path):
+    cube = random_cube(16, 12)
+    paths = render.write_previews(cube, WAVELENGTHS, tmp_path / "out", "scene01")
+    assert [p.name for p in paths] == ["scene01_rgb.png", "scene01_bands.png"]
+    assert iio.imread(paths[0]).shape == (16, 12, 3)
+    assert iio.imread(paths[1]).ndim == 3
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "scene01_bands.png").write_bytes(b"old")
+    with pytest.raises(OutputExistsError):
+        render.write_previews(cube, WAVELENGTHS, fresh, "scene01")
+    assert sorted(p.name for p in fresh.iterdir()) == ["scene01_bands.png"]  # no rgb written either
+
+
+# --------------------------------------------------------------------------------------------------------------
+# `hsra render`
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    from hsra_cli.cli import main
+
+    code = main(["render", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture()
+def cube_files(tmp_path):
+    """Two reconstructions of one 16×12 scene and its truth, as .npy files (H×W×C float in [0, 1])."""
+    truth = random_cube(16, 12, seed=3)
+    paths = {}
+    for name, cube in {"truth": truth, "mst": np.clip(truth + 0.02, 0, 1), "gaptv": truth * 0.8}.items():
+        paths[name] = tmp_path / f"{name}.npy"
+        np.save(paths[name], cube.astype(np.float32))
+    return paths
+
+
+def test_cli_writes_previews_and_prints_their_paths(cube_files, tmp_path, capsys):
+    out = tmp_path / "previews"
+    code, stdout, stderr = run_cli(capsys, cube_files["mst"], "-o", out, "--point", "3,4", "--point", "11,15",
+                                   "--truth", cube_files["truth"], "-q")
+    assert code == 0, stderr
+    names = ["mst_rgb.png", "mst_bands.png", "mst_spectra.png", "mst_error.png"]
+    assert stdout.splitlines() == [str(out / name) for name in names]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    assert iio.imread(out / "mst_rgb.png").shape == (16, 12, 3)
+    assert stderr == ""
+
+
+def test_cli_side_by_side_writes_one_comparison(cube_files, tmp_path, capsys):
+    out = tmp_path / "figs"
+    code, stdout, stderr = run_cli(capsys, cube_files["mst"], cube_files["gaptv"], "--truth", cube_files["truth"],
+                                   "--side-by-side", "-o", out, "-q")
+    assert code == 0, stderr
+    assert stdout.splitlines()[-1] == str(out / "comparison.png")
+    assert {"mst_error.png", "gaptv_error.png", "comparison.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_cli_refuses_to_overwrite_and_keeps_the_old_file(cube_files, tmp_path, capsys):
+    out = tmp_path / "previews"
+    out.mkdir()
+    (out / "mst_bands.png").write_bytes(b"old")
+    code, stdout, stderr = run_cli(capsys, cube_files["mst"], "-o", out)
+    assert code == 2
+    assert stdout == ""
+    assert stderr.startswith("hsra: error:") and "--overwrite" in stderr and len(stderr.splitlines()) == 1
+    assert (out / "mst_bands.png").read_bytes() == b"old"
+    assert sorted(p.name for p in out.iterdir()) == ["mst_bands.png"]  # checked up front: nothing else written
+    code, _, stderr = run_cli(capsys, cube_files["mst"], "-o", out, "--overwrite", "-q")
+    assert code == 0, stderr
+    assert iio.imread(out / "mst_bands.png").ndim == 3
+
+
+@pytest.mark.parametrize("point", ["3;4", "a,b", "3", "99,1"])
+def test_cli_rejects_a_bad_point_with_one_line_and_exit_code_2(cube_files, tmp_path, capsys, point):
+    code, stdout, stderr = run_cli(capsys, cube_files["mst"], "-o", tmp_path / "p", "--point", point, "-q")
+    assert code == 2
+    assert stderr.startswith("hsra: error:") and len(stderr.splitlines()) == 1
+    assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())
+
+
+def test_cli_checks_truth_count_and_wavelengths(cube_files, tmp_path, capsys):
+    code, _, stderr = run_cli(capsys, cube_files["mst"], cube_files["gaptv"], "-o", tmp_path / "x",
+                              "--truth", cube_files["truth"], "--truth", cube_files["truth"],
+                              "--truth", cube_files["truth"])
+    assert code == 2 and "--truth" in stderr
+    wavelengths = tmp_path / "wl.txt"
+    wavelengths.write_text("\n".join(str(w) for w in WAVELENGTHS[:27]))
+    code, _, stderr = run_cli(capsys, cube_files["mst"], "-o", tmp_path / "y", "--wavelengths", wavelengths, "-q")
+    assert code == 2 and "--wavelengths gives 27" in stderr and len(stderr.splitlines()) == 1
+    assert not (tmp_path / "y").exists()
+    code, _, stderr = run_cli(capsys, cube_files["mst"], "-o", tmp_path / "w", "--wavelengths", "500,490,480", "-q")
+    assert code == 2 and "increasing" in stderr
+    code, _, stderr = run_cli(capsys, cube_files["mst"], "-o", tmp_path / "z", "--exposure", "bright")
+    assert code == 2 and "--exposure" in stderr
+
+
+def test_cli_scales_integer_cubes_and_uses_the_wavelengths_stored_in_the_file(tmp_path, capsys):
+    cube = np.random.default_rng(5).integers(0, 256, (10, 9, 4), dtype=np.uint8)
+    wavelengths = np.array([470.0, 520.0, 570.0, 620.0])
+    np.savez(tmp_path / "scene.npz", cube=cube, wavelengths_nm=wavelengths)
+    code, _, stderr = run_cli(capsys, tmp_path / "scene.npz", "-o", tmp_path / "out")
+    assert code == 0, stderr
+    assert "scaled by 1/255" in stderr
+    expected = render.false_color(cube / 255.0, wavelengths)
+    assert np.array_equal(iio.imread(tmp_path / "out" / "scene_rgb.png"), expected)
+
+
+def test_cli_refuses_cubes_whose_previews_would_collide(cube_files, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    np.save(other / "mst.npy", np.load(cube_files["mst"]))
+    code, _, stderr = run_cli(capsys, cube_files["mst"], other / "mst.npy", "-o", tmp_path / "out")
+    assert code == 2 and "collide" in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_help_has_examples():
+    from typer.testing import CliRunner
+
+    from hsra_cli.cli import app
+
+    result = CliRunner().invoke(app, ["render", "--help"])
+    assert result.exit_code == 0
+    assert "Examples" in result.output and "--side-by-side" in result.output
+
+
+# --------------------------------------------------------------------------------------------------------------
+# real data
+
+
+def test_kaist_scene_renders_colourful_but_balanced():
+    path = DATA / "kaist" / "kaist_scenes01-05_truth_uint8.npz"
+    if not path.exists():
+        pytest.skip(f"real data not found at {path}")
+    with np.load(path) as data:
+        truth = data["truth"][0, ::2, ::2].astype(np.float32) / 255.0  # 128×128 keeps the test fast
+        wavelengths = data["wavelengths_nm"]
+    image = render.false_color(truth, wavelengths)
+    assert image.shape == (128, 128, 3)
+    means = image.reshape(-1, 3).mean(axis=0)
+    # A natural scene: no channel is starved (white balance works) and the image is neither black nor blown out.
+    assert means.min() > 0.5 * means.max()
+    assert 40 < means.mean() < 200
+    # ... and it is in colour: a good share of pixels is clearly saturated.
+    spread = image.max(axis=2).astype(int) - image.min(axis=2).astype(int)
+    assert (spread > 40).mean() > 0.05
