@@ -79,7 +79,8 @@ def environment() -> dict:
 class BatchResult:
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
+    #: (input, message, the exception) for each failed input
+    failed: list[tuple[Path, str, Exception]] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
 
 
@@ -107,11 +108,12 @@ def reconstruct_files(
     skip_existing: bool = False,
     overwrite: bool = False,
     arguments: dict | None = None,
+    on_begin=None,
     on_start=None,
     on_done=None,
 ) -> BatchResult:
-    """Reconstruct every input into ``out_dir``. ``on_start(path, index, total)`` and ``on_done(path, record|None,
-    error|None)`` report progress. Raises before computing anything when outputs would be overwritten."""
+    """Reconstruct every input into ``out_dir``. ``on_begin(todo, skipped)`` (after the up-front checks),
+    ``on_start(path, index, total)`` and ``on_done(path, record|None, error|None)`` report progress. Raises before computing anything when outputs would be overwritten."""
     from .bands import default_wavelengths
     from .io import check_writable, read_mask, read_measurement, write_cube
     from .render import write_previews
@@ -141,6 +143,8 @@ def reconstruct_files(
                     f"{target} exists; pass --overwrite to replace it or --skip-existing to keep it"
                 ) from None
         todo.append((path, paths))
+    if on_begin:
+        on_begin(len(todo), len(result.skipped))
     if not todo:
         return result
 
@@ -180,7 +184,7 @@ def reconstruct_files(
                     measurement, mask, normalize=normalize, mask_offset=mask_offset, key=loaded.key
                 )
             except HsraError as exc:
-                result.failed.append((path, str(exc)))
+                result.failed.append((path, str(exc), exc))
                 if on_done:
                     on_done(path, None, str(exc))
                 continue
@@ -212,12 +216,12 @@ def _collect(pending, result: BatchResult, on_done, block: bool):
         try:
             record = future.result()
         except HsraError as exc:
-            result.failed.append((path, str(exc)))
+            result.failed.append((path, str(exc), exc))
             if on_done:
                 on_done(path, None, str(exc))
             continue
         except OSError as exc:
-            result.failed.append((path, f"cannot write outputs: {exc}"))
+            result.failed.append((path, f"cannot write outputs: {exc}", exc))
             if on_done:
                 on_done(path, None, f"cannot write outputs: {exc}")
             continue

@@ -70,15 +70,23 @@ def normalise_measurement(measurement: np.ndarray, bands: int, mode: str, key: s
 
 
 def crop_mask(mask: np.ndarray, height: int, width: int, offset: tuple[int, int] | None) -> tuple[np.ndarray, dict]:
-    """Crop a 2-D aperture larger than the capture area to ``height × width`` at ``offset`` (row, column)."""
+    """Crop a 2-D aperture larger than the capture area to ``height × width`` at ``offset`` (row, column).
+
+    A mask larger than the capture area is refused unless ``offset`` is given."""
     mh, mw = mask.shape
     if (mh, mw) == (height, width) and not offset:
         return mask, {"cropped": False}
-    top, left = offset or (0, 0)
     if mh < height or mw < width:
         raise ShapeError(
             f"mask is {mh}×{mw} but the capture needs a {height}×{width} aperture; expected a mask at least that large"
         )
+    if offset is None:
+        # A larger mask is only cropped when asked: a silent crop would hide a wrong --bands/--step.
+        raise ShapeError(
+            f"mask is {mh}×{mw} but the capture needs a {height}×{width} aperture; pass --mask-offset row,column "
+            "to crop a larger mask, or check --bands, --step and --axis"
+        )
+    top, left = offset
     if top < 0 or left < 0 or top + height > mh or left + width > mw:
         raise UsageError(
             f"--mask-offset {top},{left} puts the {height}×{width} crop outside the {mh}×{mw} mask; "

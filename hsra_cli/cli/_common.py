@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 #: Messages and progress go to stderr; data (tables, JSON, CSV) to stdout.
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False, soft_wrap=True)
 
 

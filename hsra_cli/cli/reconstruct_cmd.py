@@ -55,7 +55,7 @@ def reconstruct(
     fmt: str = typer.Option("mat", "--format", help="Cube format: mat, h5, tif or npy."),
     key: Optional[str] = typer.Option(None, "--key", help="Variable holding the measurement (default: meas, meas_real, y, …)."),
     mask_key: Optional[str] = typer.Option(None, "--mask-key", help="Variable holding the mask."),
-    mask_offset: Optional[str] = typer.Option(None, "--mask-offset", help="row,column of the capture area in a larger mask (default 0,0)."),
+    mask_offset: Optional[str] = typer.Option(None, "--mask-offset", help="row,column of the capture area in a larger mask (required when the mask is larger)."),
     normalize: str = typer.Option("auto", "--normalize", help="auto, none (field-scale sum) or max (real captures: max → 0.8)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     bands: Optional[int] = typer.Option(None, "--bands", help="Band count (gap-tv; networks use their card's)."),
@@ -83,7 +83,7 @@ def reconstruct(
 
     from hsra_cli.batch import expand_inputs, reconstruct_files, shard
     from hsra_cli.cli._common import require_files
-    from hsra_cli.errors import UsageError
+    from hsra_cli.errors import HsraError, UsageError
     from hsra_cli.reconstruct import Reconstructor
 
     require_files([mask], "mask")
@@ -101,7 +101,14 @@ def reconstruct(
         model, weights=weights, device=device, bands=bands, step=step, axis=axis, tile_size=tile,
         tile_overlap=tile_overlap, memory_cap_gb=memory_cap, amp=amp,
     )
-    info(f"{reconstructor.entry.name} on {reconstructor.device}: {len(paths)} input(s) → {out}", quiet)
+
+    single = len(paths) == 1  # one input: no progress chatter, and a failure is the command's one error line
+
+    def on_begin(todo, skipped):
+        if single:
+            return
+        info(f"{reconstructor.entry.name} on {reconstructor.device}: {todo} input(s) → {out}"
+             + (f" ({skipped} already done)" if skipped else ""), quiet)
     arguments = {
         "inputs": inputs, "mask": str(mask), "out": str(out), "model": model, "weights": str(weights) if weights else None,
         "format": fmt, "key": key, "mask_key": mask_key, "mask_offset": offset, "normalize": normalize,
@@ -110,11 +117,14 @@ def reconstruct(
     }
 
     def on_start(path, index, total):
+        if single:
+            return
         info(f"[{index + 1}/{total}] {path.name}", quiet)
 
     def on_done(path, record, error):
         if error:
-            console.print(f"[red]failed[/red] {path}: {error}")
+            if not single:
+                console.print(f"[red]failed[/red] {path}: {error}")
             return
         seconds = record["seconds"]["reconstruct"]
         info(f"  {path.name}: {seconds:.2f} s, residual {record['residual']:.4f}, tiles {record['tiling']['tile_size'] or 'none'}", quiet)
@@ -125,8 +135,11 @@ def reconstruct(
     result = reconstruct_files(
         paths, mask, out, reconstructor, fmt=fmt, key=key, mask_key=mask_key, normalize=normalize,
         mask_offset=offset, previews=previews, skip_existing=skip_existing, overwrite=overwrite,
-        arguments=arguments, on_start=on_start, on_done=on_done,
+        arguments=arguments, on_begin=on_begin, on_start=on_start, on_done=on_done,
     )
+    if single and result.failed:
+        _, message, exc = result.failed[0]
+        raise exc if isinstance(exc, HsraError) else HsraError(message)
     summary = f"{len(result.done)} done, {len(result.skipped)} skipped, {len(result.failed)} failed"
     console.print(summary if not result.failed else f"[red]{summary}[/red]")
     return 1 if result.failed else 0

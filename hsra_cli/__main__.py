@@ -1,0 +1,3 @@
+from hsra_cli.cli import main
+
+main()

@@ -1,0 +1,271 @@
+"""simulate → reconstruct → evaluate → render from the command line, and how bad input is refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+
+from hsra_cli.cli import main
+from hsra_cli.io import read_cube, read_measurement, write_array, write_cube
+
+BANDS = 28
+
+
+def smooth_cube(height=32, width=32, bands=BANDS, seed=0) -> np.ndarray:
+    """A piecewise-smooth cube in [0, 1] that GAP-TV can recover well."""
+    rng = np.random.default_rng(seed)
+    cube = np.zeros((height, width, bands), np.float32)
+    spectra = rng.uniform(0.1, 0.9, size=(4, bands)).astype(np.float32)
+    spectra = np.cumsum(spectra, axis=1) / np.arange(1, bands + 1)  # spectrally smooth
+    h2, w2 = height // 2, width // 2
+    cube[:h2, :w2], cube[:h2, w2:], cube[h2:, :w2], cube[h2:, w2:] = spectra
+    return cube
+
+
+@pytest.fixture()
+def scene(tmp_path):
+    cube_path = tmp_path / "scene.mat"
+    write_cube(cube_path, smooth_cube(), wavelengths_nm=np.linspace(450, 650, BANDS))
+    return cube_path
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got: {err!r}"
+    assert "Traceback" not in err
+    assert lines[0].startswith("hsra: error: ")
+    return lines[0]
+
+
+def test_simulate_writes_measurement_mask_and_preview(scene, tmp_path, capsys):
+    code, out, _ = run(["simulate", scene, "-o", tmp_path / "sim"], capsys)
+    assert code == 0
+    written = [Path(p) for p in out.split()]
+    assert {p.name for p in written} == {"scene.mat", "mask.mat", "scene_meas.png"}
+    meas, loaded = read_measurement(tmp_path / "sim" / "scene.mat")
+    assert meas.shape == (32, 32 + 2 * (BANDS - 1)) and loaded.key == "meas"
+    mask = scipy.io.loadmat(tmp_path / "sim" / "mask.mat")["mask"]
+    assert set(np.unique(mask)) <= {0.0, 1.0}
+
+
+def test_simulate_noise_models_change_the_measurement_reproducibly(scene, tmp_path, capsys):
+    outs = {}
+    for name, extra in {
+        "clean": [],
+        "gauss": ["--noise", "gaussian", "--noise-sigma", "0.05"],
+        "shot": ["--noise", "shot", "--qe", "0.4", "--bit-depth", "2048"],
+        "shot2": ["--noise", "shot", "--qe", "0.4", "--bit-depth", "2048"],
+    }.items():
+        assert run(["simulate", scene, "-o", tmp_path / name, *extra], capsys)[0] == 0
+        outs[name] = read_measurement(tmp_path / name / "scene.mat")[0]
+    assert not np.allclose(outs["clean"], outs["gauss"])
+    assert not np.allclose(outs["clean"], outs["shot"])
+    np.testing.assert_array_equal(outs["shot"], outs["shot2"])  # same seed, same draw
+    # Shot noise is unbiased: the mean stays close to the clean signal.
+    assert abs(outs["shot"].mean() / outs["clean"].mean() - 1) < 0.02
+
+
+def test_gap_tv_round_trip_recovers_a_smooth_scene(scene, tmp_path, capsys):
+    assert run(["simulate", scene, "-o", tmp_path / "sim"], capsys)[0] == 0
+    code, out, err = run(
+        ["reconstruct", tmp_path / "sim" / "scene.mat", "--mask", tmp_path / "sim" / "mask.mat", "-o", tmp_path / "rec"],
+        capsys,
+    )
+    assert code == 0, err
+    assert out.split() == [str(tmp_path / "rec" / "scene.mat")]
+    names = {p.name for p in (tmp_path / "rec").iterdir()}
+    assert names == {"scene.mat", "scene.json", "scene_rgb.png", "scene_bands.png"}
+    record = json.loads((tmp_path / "rec" / "scene.json").read_text())
+    assert record["model"] == "gap-tv"
+    assert record["residual"] < 0.05
+    assert record["normalization"]["mode"] == "none"
+    assert record["physics"]["bands"] == BANDS and record["physics"]["dispersion_step"] == 2
+    for key in ("hsra", "torch", "numpy", "python"):
+        assert key in record["environment"]
+    cube, loaded = read_cube(tmp_path / "rec" / "scene.mat")
+    assert cube.shape == (32, 32, BANDS) and loaded.key == "cube"
+    assert len(loaded.metadata["wavelengths_nm"]) == BANDS
+
+    code, out, _ = run(
+        ["evaluate", tmp_path / "rec" / "scene.mat", "--truth", tmp_path / "scene.mat", "--json"], capsys
+    )
+    assert code == 0
+    scores = json.loads(out)
+    assert scores["convention"] == "field"
+    assert scores["scenes"][0]["psnr"] > 25  # a 4-region piecewise-constant scene is easy for TV
+
+    code, out, _ = run(["render", tmp_path / "rec" / "scene.mat", "-o", tmp_path / "png", "--point", "5,5"], capsys)
+    assert code == 0
+    assert {Path(p).name for p in out.split()} == {"scene_rgb.png", "scene_bands.png", "scene_spectra.png"}
+
+
+def test_height_axis_and_step_one_round_trip(scene, tmp_path, capsys):
+    args = ["--axis", "height", "--step", "1"]
+    assert run(["simulate", scene, "-o", tmp_path / "sim", *args], capsys)[0] == 0
+    meas = read_measurement(tmp_path / "sim" / "scene.mat")[0]
+    assert meas.shape == (32 + BANDS - 1, 32)
+    code, _, err = run(
+        ["reconstruct", tmp_path / "sim" / "scene.mat", "--mask", tmp_path / "sim" / "mask.mat", "-o",
+         tmp_path / "rec", "--no-previews", *args],
+        capsys,
+    )
+    assert code == 0, err
+    assert read_cube(tmp_path / "rec" / "scene.mat")[0].shape == (32, 32, BANDS)
+
+
+@pytest.fixture()
+def simulated(scene, tmp_path, capsys):
+    assert run(["simulate", scene, "-o", tmp_path / "sim", "--no-preview"], capsys)[0] == 0
+    return tmp_path / "sim" / "scene.mat", tmp_path / "sim" / "mask.mat"
+
+
+def test_existing_output_is_refused_and_left_untouched(simulated, tmp_path, capsys):
+    meas, mask = simulated
+    out_dir = tmp_path / "rec"
+    out_dir.mkdir()
+    (out_dir / "scene.json").write_text("precious")
+    code, out, err = run(["reconstruct", meas, "--mask", mask, "-o", out_dir], capsys)
+    assert code == 2
+    assert "--overwrite" in one_line_error(err)
+    assert (out_dir / "scene.json").read_text() == "precious"
+    assert sorted(p.name for p in out_dir.iterdir()) == ["scene.json"]  # nothing partial
+
+
+def test_mask_that_disagrees_with_the_measurement_names_the_expected_size(simulated, tmp_path, capsys):
+    meas, _ = simulated
+    small_mask = tmp_path / "small.mat"
+    write_array(small_mask, np.ones((20, 20), np.float32), key="mask")
+    code, _, err = run(["reconstruct", meas, "--mask", small_mask, "-o", tmp_path / "rec"], capsys)
+    assert code == 1
+    line = one_line_error(err)
+    assert "32×32" in line and "20×20" in line
+    assert not (tmp_path / "rec" / "scene.mat").exists()
+
+
+def test_measurement_width_that_disagrees_with_bands_and_step(simulated, tmp_path, capsys):
+    meas, mask = simulated
+    code, _, err = run(["reconstruct", meas, "--mask", mask, "-o", tmp_path / "rec", "--step", "3"], capsys)
+    assert code == 1
+    assert "mask" in one_line_error(err)
+
+
+@pytest.mark.parametrize(
+    "make_input,fragment",
+    [
+        (lambda p: p.write_bytes(b"this is not a MATLAB file at all" * 10), "cannot read"),
+        (lambda p: scipy.io.savemat(p, {"a": np.ones((32, 86)), "b": np.ones((32, 86))}), "--key"),
+        (lambda p: scipy.io.savemat(p, {"meas": np.ones((2, 32, 86, 2))}), "2-D"),
+        (lambda p: scipy.io.savemat(p, {"meas": np.full((32, 86), np.nan)}), "NaN"),
+    ],
+    ids=["corrupt", "ambiguous", "wrong-rank", "nan"],
+)
+def test_bad_measurement_files_fail_with_one_line(make_input, fragment, simulated, tmp_path, capsys):
+    _, mask = simulated
+    bad = tmp_path / "bad.mat"
+    make_input(bad)
+    code, _, err = run(["reconstruct", bad, "--mask", mask, "-o", tmp_path / "rec"], capsys)
+    assert code == 1
+    assert fragment in one_line_error(err)
+    assert not (tmp_path / "rec" / "bad.mat").exists()
+
+
+def test_missing_input_and_bad_options(simulated, tmp_path, capsys):
+    meas, mask = simulated
+    code, _, err = run(["reconstruct", tmp_path / "nope.mat", "--mask", mask, "-o", tmp_path / "rec"], capsys)
+    assert code == 1 and "does not exist" in one_line_error(err)
+    code, _, err = run(["reconstruct", meas, "-o", tmp_path / "rec"], capsys)
+    assert code == 2 and "--mask" in one_line_error(err)
+    code, _, err = run(["reconstruct", meas, "--mask", mask, "-o", tmp_path / "rec", "--model", "nope"], capsys)
+    assert code == 2 and "unknown model" in one_line_error(err)
+    code, _, err = run(["reconstruct", meas, "--mask", mask, "-o", tmp_path / "rec", "--format", "xls"], capsys)
+    assert code == 2 and "--format" in one_line_error(err)
+
+
+def test_batch_keeps_going_past_a_failed_input_and_exits_1(simulated, tmp_path, capsys):
+    meas, mask = simulated
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for name in ("a", "b"):
+        (inputs / f"{name}.mat").write_bytes(meas.read_bytes())
+    (inputs / "broken.mat").write_bytes(b"garbage" * 50)
+    code, out, err = run(["reconstruct", inputs, "--mask", mask, "-o", tmp_path / "rec", "--no-previews"], capsys)
+    assert code == 1
+    assert sorted(Path(p).name for p in out.split()) == ["a.mat", "b.mat"]
+    assert "2 done, 0 skipped, 1 failed" in err
+    assert not (tmp_path / "rec" / "broken.mat").exists()
+
+
+def test_skip_existing_and_sharding(simulated, tmp_path, capsys):
+    meas, mask = simulated
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for name in ("a", "b", "c"):
+        (inputs / f"{name}.mat").write_bytes(meas.read_bytes())
+    pattern = str(inputs / "*.mat")
+    common = ["--mask", mask, "-o", tmp_path / "rec", "--no-previews", "--num-parts", "2"]
+    code, out, _ = run(["reconstruct", pattern, *common, "--part-id", "0"], capsys)
+    assert code == 0 and sorted(Path(p).name for p in out.split()) == ["a.mat", "c.mat"]
+    code, out, _ = run(["reconstruct", pattern, *common, "--part-id", "1"], capsys)
+    assert code == 0 and [Path(p).name for p in out.split()] == ["b.mat"]
+    before = (tmp_path / "rec" / "a.json").stat().st_mtime_ns
+    code, out, err = run(["reconstruct", pattern, "--mask", mask, "-o", tmp_path / "rec", "--no-previews", "--skip-existing"], capsys)
+    assert code == 0 and out.strip() == "" and "3 skipped" in err
+    assert (tmp_path / "rec" / "a.json").stat().st_mtime_ns == before
+    code, _, err = run(["reconstruct", pattern, *common, "--part-id", "2"], capsys)
+    assert code == 2 and "--part-id" in one_line_error(err)
+
+
+def test_real_capture_normalisation_is_recorded(simulated, tmp_path, capsys):
+    meas, mask = simulated
+    y = read_measurement(meas)[0]
+    real = tmp_path / "capture.mat"
+    scipy.io.savemat(real, {"meas_real": y / y.max()})
+    code, _, err = run(["reconstruct", real, "--mask", mask, "-o", tmp_path / "rec", "--no-previews"], capsys)
+    assert code == 0, err
+    record = json.loads((tmp_path / "rec" / "capture.json").read_text())
+    assert record["normalization"]["mode"] == "max"
+    assert record["input"]["key"] == "meas_real"
+
+
+def test_larger_mask_is_cropped_at_the_offset(simulated, tmp_path, capsys):
+    meas, mask = simulated
+    aperture = scipy.io.loadmat(mask)["mask"]
+    big = np.zeros((40, 45), np.float32)
+    big[3:35, 5:37] = aperture
+    big_path = tmp_path / "big.mat"
+    write_array(big_path, big, key="mask")
+    code, _, err = run(
+        ["reconstruct", meas, "--mask", big_path, "--mask-offset", "3,5", "-o", tmp_path / "rec", "--no-previews"],
+        capsys,
+    )
+    assert code == 0, err
+    record = json.loads((tmp_path / "rec" / "scene.json").read_text())
+    assert record["mask"]["cropped"] and record["mask"]["offset"] == [3, 5]
+    assert record["residual"] < 0.05
+    code, _, err = run(
+        ["reconstruct", meas, "--mask", big_path, "--mask-offset", "30,0", "-o", tmp_path / "rec2"], capsys
+    )
+    assert code == 2 and "--mask-offset" in one_line_error(err)
+
+
+def test_the_console_script_prints_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "hsra_cli", "reconstruct", str(tmp_path / "missing.mat"), "--mask",
+         str(tmp_path / "m.mat"), "-o", str(tmp_path / "o")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("hsra: error: ") and "Traceback" not in result.stderr
+    assert result.stdout == ""
