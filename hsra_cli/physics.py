@@ -45,7 +45,8 @@ def _as_tensor(array) -> torch.Tensor:
     return tensor
 
 
-def _check_settings(bands: int, step: int, axis: str) -> None:
+def check_settings(bands: int, step: int, axis: str) -> None:
+    """Validate the physics settings (band count, dispersion step, axis); ShapeError otherwise."""
     if int(bands) != bands or bands < 1:
         raise ShapeError(f"bands must be a positive integer, got {bands!r}")
     if int(step) != step or step < 1:
@@ -76,7 +77,7 @@ class CassiOperator(torch.nn.Module):
 
     def __init__(self, mask, bands: int = DEFAULT_BANDS, step: int = DEFAULT_STEP, axis: Axis = DEFAULT_AXIS):
         super().__init__()
-        _check_settings(bands, step, axis)
+        check_settings(bands, step, axis)
         self.bands = int(bands)
         self.step = int(step)
         self.axis = axis

@@ -1,1 +1,146 @@
-"""`hsra models` (placeholder until implemented)."""
+"""`hsra models`: the registered reconstruction methods, their compute, weights and model cards.
+
+A thin command over :mod:`hsra_cli.nets.catalog` (the listing) and :mod:`hsra_cli.weights` (cards).
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from hsra_cli.cli import app
+from hsra_cli.cli._common import info, stdout
+
+models_app = typer.Typer(
+    name="models",
+    no_args_is_help=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(models_app, name="models")
+
+_LIST_EXAMPLES = (
+    "[bold]Examples[/bold]\n\n"
+    "  hsra models\n"
+    "  hsra models --json > models.json\n"
+    "  hsra models info hsra-s\n"
+    "  HSRA_MODELS_DIR=~/hsra-models hsra models"
+)
+_JSON_HELP = "Write the list as JSON on stdout instead of a table."
+
+
+def _fmt(value, spec: str, missing: str = "—") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def _list(as_json: bool, quiet: bool) -> None:
+    from hsra_cli.nets.catalog import describe_models
+
+    rows = describe_models()
+    if as_json:
+        stdout.print(json.dumps(rows, indent=1), markup=False, highlight=False)
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    measured = any(row["accuracy_on"] for row in rows)
+    columns = [("name", "left", True), ("aliases", "left", True), ("kind", "left", True), ("params M", "right", True),
+               ("GFLOPs", "right", True), ("weights", "left", True), ("PSNR/SSIM", "right", True)]
+    columns += [("measured on", "left", False)] if measured else []
+    for column, justify, no_wrap in columns:
+        table.add_column(column, justify=justify, no_wrap=no_wrap)
+    for row in rows:
+        weights = "yes" if row["weights_installed"] else ("no" if row["needs_weights"] else "n/a")
+        accuracy = "—" if row["psnr_db"] is None else f"{row['psnr_db']:.2f}/{_fmt(row['ssim'], '.3f')}"
+        cells = [
+            row["name"], ", ".join(row["aliases"]) or "—", row["kind"],
+            _fmt(row["parameters_m"] if row["needs_weights"] else None, ".2f"),
+            _fmt(row["gflops"], ".2f"), weights, accuracy,
+        ]
+        table.add_row(*cells, *([row["accuracy_on"] or "—"] if measured else []))
+    stdout.print(table)
+    info("GFLOPs: fvcore, batch 1, 28×256×256 cube. Weights are searched in $HSRA_MODELS_DIR, then models/. "
+         "Details: hsra models info NAME", quiet)
+    if any(r["gflops"] is None and r["needs_weights"] for r in rows):
+        info("[yellow]some GFLOPs are not cached; run `python -m hsra_cli.flops --update`[/yellow]", quiet)
+
+
+@models_app.callback(invoke_without_command=True, epilog=_LIST_EXAMPLES)
+def models(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+) -> None:
+    """List the reconstruction methods: name, aliases, kind, parameters, GFLOPs, installed weights, accuracy.
+
+    Without a sub-command this is [bold]hsra models list[/bold].
+    """
+    if ctx.invoked_subcommand is None:
+        _list(as_json, quiet)
+
+
+@models_app.command("list", epilog=_LIST_EXAMPLES)
+def list_command(
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+) -> None:
+    """List the reconstruction methods (the default action of [bold]hsra models[/bold])."""
+    _list(as_json, quiet)
+
+
+@models_app.command(
+    "info",
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        "  hsra models info hsra-s\n"
+        "  hsra models info dum3 > card.md\n"
+        "  hsra models info hsra-l --json"
+    ),
+)
+def info_command(
+    name: str = typer.Argument(..., metavar="NAME", help="Model name or alias (see hsra models).", show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Write config.json (or the configuration) as JSON."),
+) -> None:
+    """Show a model's card (README.md of its installed folder), or its configuration and how to get weights.
+
+    The card says what the model is, the physics it was trained for, its training data, steps, wall time and
+    hardware, its measured accuracy, and its limits.
+    """
+    from hsra_cli.nets.catalog import describe_model
+    from hsra_cli.registry import get_entry
+    from hsra_cli.weights import CARD_NAME, read_model_config, find_model_folder, missing_weights_message, render_card
+
+    entry = get_entry(name)
+    folder = find_model_folder(entry.name) if entry.needs_weights else None
+    if folder is not None:
+        config = read_model_config(folder)
+        if as_json:
+            stdout.print(json.dumps({**config, "folder": str(folder)}, indent=1), markup=False, highlight=False)
+            return
+        card = folder / CARD_NAME
+        text = card.read_text() if card.is_file() else render_card(config)
+        stdout.print(text, markup=False, highlight=False)
+        info(f"(from {folder})")
+        return
+    row = describe_model(entry.name)
+    if as_json:
+        stdout.print(json.dumps(row, indent=1), markup=False, highlight=False)
+        return
+    lines = [f"# {entry.name}", "", entry.description or "", "", f"kind: {entry.kind}"]
+    if entry.aliases:
+        lines.append(f"aliases: {', '.join(entry.aliases)}")
+    if not entry.needs_weights:
+        lines.append("weights: none needed (an iterative solver)")
+    else:
+        lines += [
+            f"parameters: {row['parameters_m']:.2f} M",
+            f"GFLOPs (fvcore, 28×256×256): {_fmt(row['gflops'], '.2f')}",
+            "configuration:",
+            json.dumps(entry.config, indent=1),
+            "",
+            "weights: not installed",
+            missing_weights_message(entry.name),
+        ]
+    stdout.print("\n".join(lines), markup=False, highlight=False)

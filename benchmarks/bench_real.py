@@ -1,0 +1,145 @@
+"""Real captures (../shared/data/tsa-real, 660×714): seconds and peak memory per capture, and tiled vs whole.
+
+    python benchmarks/bench_real.py --model gap-tv
+    python benchmarks/bench_real.py --model s --tile-size 256 --tile-overlap 0.25
+
+Each capture runs in its own process so the peak resident memory (ru_maxrss) is that capture's own. The
+tiled-vs-whole check reconstructs the same capture whole and in tiles and reports the PSNR of one against the
+other (peak = the whole result's maximum), plus, on a simulated 660×660 scene with known truth, the PSNR of each
+against the truth. A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tsa-real"
+
+
+def _psnr(a: np.ndarray, reference: np.ndarray, peak: float) -> float:
+    mse = float(np.mean((a.astype(np.float64) - reference) ** 2))
+    return 10 * np.log10(peak**2 / mse) if mse > 0 else float("inf")
+
+
+def one(args) -> dict:
+    """Reconstruct one capture in this process; report seconds and peak RSS."""
+    import torch
+
+    from hsra_cli.io import read_mask, read_measurement
+    from hsra_cli.reconstruct import Reconstructor
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    measurement, loaded = read_measurement(args.one)
+    mask, _ = read_mask(DATA / "mask_660.mat")
+    tile = args.tile_size if args.tile_size is not None else "auto"
+    reconstructor = Reconstructor(args.model, device=args.device, tile_size=tile, tile_overlap=args.tile_overlap)
+    start = time.perf_counter()
+    result = reconstructor.reconstruct(measurement, mask, key=loaded.key)
+    seconds = time.perf_counter() - start
+    if args.save:
+        np.save(args.save, result.cube)
+    return {
+        "capture": Path(args.one).stem,
+        "seconds": seconds,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "residual": result.record["residual"],
+        "tile_size": result.record["tiling"]["tile_size"],
+        "normalization": result.record["normalization"]["mode"],
+    }
+
+
+def simulated_agreement(args) -> dict:
+    """Whole vs tiled on a simulated 660×660 scene with known truth."""
+    import torch
+
+    from hsra_cli.reconstruct import Reconstructor
+    from hsra_cli.simulate import generate_mask, simulate_measurement
+    from hsra_cli.synth import procedural_scene
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cube = procedural_scene(660, 660, rng=np.random.default_rng(7))
+    mask = generate_mask(660, 660, "random-binary", seed=1)
+    measurement, _ = simulate_measurement(cube, mask)
+    results = {}
+    for name, tile in (("whole", 0), ("tiled", args.agreement_tile)):
+        r = Reconstructor(args.model, device=args.device, tile_size=tile, tile_overlap=args.tile_overlap)
+        results[name] = r.reconstruct(measurement, mask, normalize="none").cube
+    return {
+        "psnr_whole_vs_truth": _psnr(np.clip(results["whole"], 0, 1), cube, 1.0),
+        "psnr_tiled_vs_truth": _psnr(np.clip(results["tiled"], 0, 1), cube, 1.0),
+        "psnr_tiled_vs_whole": _psnr(results["tiled"], results["whole"], float(results["whole"].max())),
+        "tile": args.agreement_tile,
+        "overlap": args.tile_overlap,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="gap-tv")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--tile-size", type=int, default=None, help="default: auto (whole when it fits)")
+    parser.add_argument("--tile-overlap", type=float, default=0.25)
+    parser.add_argument("--agreement-tile", type=int, default=256)
+    parser.add_argument("--captures", default="1,2,3,4,5")
+    parser.add_argument("--skip-agreement", action="store_true")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--save", help=argparse.SUPPRESS)
+    parser.add_argument("--agreement-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(args)))
+        return 0
+    if args.agreement_only:
+        print(json.dumps(simulated_agreement(args)))
+        return 0
+    if not DATA.is_dir():
+        print(f"skipped: {DATA} is not present", file=sys.stderr)
+        return 0
+    common = [sys.executable, __file__, "--model", args.model, "--device", args.device,
+              "--tile-overlap", str(args.tile_overlap)]
+    if args.threads:
+        common += ["--threads", str(args.threads)]
+    print(f"{args.model}, {args.device}: real 660×714 captures")
+    print(f"{'capture':<10}{'seconds':>9}{'peak GB':>9}{'residual':>10}{'tiles':>7}")
+    rows = []
+    for number in args.captures.split(","):
+        cmd = common + ["--one", str(DATA / f"scene{number}.mat")]
+        if args.tile_size is not None:
+            cmd += ["--tile-size", str(args.tile_size)]
+        row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        rows.append(row)
+        print(f"{row['capture']:<10}{row['seconds']:>9.2f}{row['peak_rss_gb']:>9.2f}{row['residual']:>10.4f}"
+              f"{row['tile_size'] or '-':>7}", flush=True)
+    if args.skip_agreement:
+        return 0
+    # Whole vs tiled on a real capture (no truth: agreement of one with the other).
+    first = DATA / f"scene{args.captures.split(',')[0]}.mat"
+    outs = {}
+    for name, tile in (("whole", 0), ("tiled", args.agreement_tile)):
+        path = Path(f"/tmp/hsra_bench_{name}.npy")
+        subprocess.run(common + ["--one", str(first), "--tile-size", str(tile), "--save", str(path)], check=True,
+                       capture_output=True)
+        outs[name] = np.load(path)
+    real = _psnr(outs["tiled"], outs["whole"], float(outs["whole"].max()))
+    print(f"tiled ({args.agreement_tile} px, overlap {args.tile_overlap}) vs whole on {first.stem}: PSNR {real:.2f} dB")
+    sim = json.loads(subprocess.run(common + ["--agreement-only", "--agreement-tile", str(args.agreement_tile)],
+                                    check=True, capture_output=True, text=True).stdout)
+    print(f"simulated 660×660 scene: whole {sim['psnr_whole_vs_truth']:.2f} dB, tiled {sim['psnr_tiled_vs_truth']:.2f} dB "
+          f"vs truth (difference {abs(sim['psnr_whole_vs_truth'] - sim['psnr_tiled_vs_truth']):.3f} dB); "
+          f"tiled vs whole {sim['psnr_tiled_vs_whole']:.2f} dB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""What ``hsra models`` shows: every registered method with its size, compute, weights and measured accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def describe_model(name: str, installed: dict[str, Path] | None = None) -> dict:
+    """One registered model as plain data.
+
+    Keys: name, aliases, kind, description, needs_weights, parameters_m (millions; 0 for solvers), gflops
+    (fvcore, 28×256×256, from the committed cache; None when the cache lacks it), weights_installed,
+    weights_folder, psnr_db, ssim, accuracy_on (from the installed model card), config (architecture).
+    """
+    from ..flops import cached_entry, count_parameters
+    from ..registry import create_model, get_entry
+    from ..weights import card_accuracy, installed_models, read_model_config
+
+    entry = get_entry(name)
+    installed = installed_models() if installed is None else installed
+    row = {
+        "name": entry.name,
+        "aliases": list(entry.aliases),
+        "kind": entry.kind,
+        "description": entry.description,
+        "needs_weights": entry.needs_weights,
+        "parameters_m": 0.0,
+        "gflops": None,
+        "weights_installed": False,
+        "weights_folder": None,
+        "psnr_db": None,
+        "ssim": None,
+        "accuracy_on": None,
+        "config": dict(entry.config),
+    }
+    if not entry.needs_weights:
+        return row
+    cached = cached_entry(entry.name)
+    if cached is not None:
+        row["gflops"] = cached["gflops"]
+        row["parameters_m"] = round(cached["params"] / 1e6, 3)
+    else:
+        row["parameters_m"] = round(count_parameters(create_model(entry.name)) / 1e6, 3)
+    folder = installed.get(entry.name)
+    if folder is not None:
+        row["weights_installed"] = True
+        row["weights_folder"] = str(folder)
+        try:
+            psnr, ssim, where = card_accuracy(read_model_config(folder))
+        except Exception:  # a damaged card must not break the listing; `hsra models info` shows the error
+            psnr, ssim, where = None, None, "unreadable config.json"
+        row.update(psnr_db=psnr, ssim=ssim, accuracy_on=where or None)
+    return row
+
+
+def describe_models() -> list[dict]:
+    """:func:`describe_model` for every registered model, in registration order."""
+    from ..registry import list_models
+    from ..weights import installed_models
+
+    installed = installed_models()
+    return [describe_model(name, installed) for name in list_models()]

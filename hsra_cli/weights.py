@@ -1,0 +1,404 @@
+"""Model folders: how trained HSRA weights are stored, found and loaded (strictly, with a hash check).
+
+A model folder is named after the model's canonical name (``hsra-s``, ``hsra-dum-3stg``...) and holds:
+
+* ``model.safetensors`` — the state dict, contiguous float32 tensors, metadata ``{"format": "pt"}``;
+* ``config.json`` — ``name``, ``arch_config`` (the :class:`~hsra_cli.nets.config.HsraConfig` fields),
+  ``physics`` (bands, wavelengths_nm, dispersion_step, dispersion_axis, input_normalisation), ``sha256`` of
+  ``model.safetensors``, ``hsra_version``, and the training card (data, steps, wall time, hardware, metrics);
+* ``README.md`` — the model card, rendered from config.json.
+
+Folders are looked up in ``$HSRA_MODELS_DIR`` (several folders separated by ``os.pathsep``) and then in the
+repository's ``models/`` folder. Nothing is ever downloaded, and pickled checkpoints are never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from .errors import InputFileError, UsageError, WeightsError
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+CARD_NAME = "README.md"
+MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
+INPUT_NORMALISATION = "measurement·2/bands inside the network; real captures scaled to max 0.8 before"
+#: config.json keys written by :func:`save_model_folder` itself; a card cannot override them.
+_RESERVED = ("name", "arch_config", "sha256", "hsra_version")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# finding folders
+def models_search_path() -> list[Path]:
+    """Folders searched for model folders: ``$HSRA_MODELS_DIR`` entries first, then the repository's ``models/``."""
+    import hsra_cli
+
+    folders = [Path(p).expanduser() for p in os.environ.get("HSRA_MODELS_DIR", "").split(os.pathsep) if p.strip()]
+    folders.append(Path(hsra_cli.__file__).resolve().parent.parent / "models")
+    return folders
+
+
+def find_model_folder(name: str) -> Path | None:
+    """The first installed folder for model ``name`` (or an alias) on :func:`models_search_path`, else None."""
+    from .registry import resolve_name
+
+    canonical = resolve_name(name)
+    for root in models_search_path():
+        candidate = root / canonical
+        if (candidate / CONFIG_NAME).is_file():
+            return candidate
+    return None
+
+
+def installed_models() -> dict[str, Path]:
+    """``{canonical name: folder}`` of every installed model folder (the first one found per name)."""
+    from .registry import list_models
+
+    installed: dict[str, Path] = {}
+    names = set(list_models())
+    for root in models_search_path():
+        if not root.is_dir():
+            continue
+        for candidate in sorted(root.iterdir()):
+            if candidate.name in names and candidate.name not in installed and (candidate / CONFIG_NAME).is_file():
+                installed[candidate.name] = candidate
+    return installed
+
+
+def missing_weights_message(name: str) -> str:
+    return (
+        f"no weights installed for {name}: train them with `hsra train --model {name} ...`, or put a model folder "
+        f"({', '.join(MODEL_FILES)}) under $HSRA_MODELS_DIR/{name}, or pass --weights FILE.safetensors"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# saving
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_model_folder(model, folder, *, card: dict, overwrite: bool = False) -> Path:
+    """Write ``folder/`` = model.safetensors + config.json + README.md for ``model`` (from ``create_model``).
+
+    ``card`` is the training record merged into config.json: e.g. ``{"training": {"data", "steps",
+    "wall_time_s", "hardware", ...}, "validation": {"data", "scenes", "psnr_field", "ssim_field", ...}}``; a
+    ``"physics"`` entry may add ``wavelengths_nm`` of the training data. Each file is written to a temporary
+    name in the folder and renamed; nothing is replaced unless ``overwrite``. Returns the folder.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from . import __version__
+    from .bands import default_wavelengths
+    from .io import atomic_output, check_writable
+
+    name = getattr(model, "hsra_name", None)
+    config = getattr(model, "config", None)
+    if name is None or config is None:
+        raise UsageError("save_model_folder needs a registered network built with hsra_cli.registry.create_model")
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is a file; expected a model folder")
+    for filename in MODEL_FILES:  # check all three before writing any, so a refusal leaves nothing half-written
+        check_writable(folder / filename, overwrite)
+
+    card = dict(card or {})
+    card_physics = dict(card.pop("physics", None) or {})
+    for key in _RESERVED:
+        card.pop(key, None)
+    for key, value in (("bands", model.bands), ("dispersion_step", model.step), ("dispersion_axis", model.axis)):
+        if key in card_physics and card_physics[key] != value:
+            raise UsageError(f"the card says {key}={card_physics[key]!r} but the model was built with {value!r}")
+    wavelengths = card_physics.get("wavelengths_nm")
+    if wavelengths is None or len(wavelengths) != model.bands:
+        wavelengths = default_wavelengths(model.bands).tolist()
+    record = {
+        "name": name,
+        "arch_config": config.to_dict(),
+        "physics": {
+            "bands": model.bands,
+            "wavelengths_nm": [float(w) for w in wavelengths],
+            "dispersion_step": model.step,
+            "dispersion_axis": model.axis,
+            "input_normalisation": INPUT_NORMALISATION,
+            # anything else the trainer recorded about the optics (never overriding the model's own physics)
+            **{k: v for k, v in card_physics.items() if k not in ("bands", "wavelengths_nm", "dispersion_step",
+                                                                   "dispersion_axis", "input_normalisation")},
+        },
+        "sha256": None,
+        "hsra_version": __version__,
+        **card,
+    }
+    tensors = {key: value.detach().to("cpu", torch.float32).contiguous() for key, value in model.state_dict().items()}
+    # All three files are written under temporary names first and renamed together at the end, so an error
+    # leaves no half-written folder.
+    with (
+        atomic_output(folder / WEIGHTS_NAME, overwrite=overwrite) as weights_tmp,
+        atomic_output(folder / CONFIG_NAME, overwrite=overwrite) as config_tmp,
+        atomic_output(folder / CARD_NAME, overwrite=overwrite) as card_tmp,
+    ):
+        save_file(tensors, str(weights_tmp), metadata={"format": "pt"})
+        record["sha256"] = sha256_of(weights_tmp)
+        config_tmp.write_text(json.dumps(record, indent=2, default=str, ensure_ascii=False) + "\n")
+        card_tmp.write_text(render_card(record, parameters=sum(t.numel() for t in tensors.values())))
+    return folder
+
+
+# ----------------------------------------------------------------------------------------------------------
+# loading
+def read_model_config(folder: Path) -> dict:
+    """config.json of a model folder, checked to be one of ours (WeightsError otherwise)."""
+    folder = Path(folder)
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise WeightsError(f"{folder} is not a model folder: {CONFIG_NAME} is missing (expected {', '.join(MODEL_FILES)})")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{path} is not readable JSON ({exc}); the model folder is damaged") from None
+    if not isinstance(config, dict) or "name" not in config or "arch_config" not in config:
+        raise WeightsError(f"{path} lacks 'name' and 'arch_config'; it was not written by hsra")
+    return config
+
+
+def _build(name: str, config: dict | None):
+    from .registry import create_model
+
+    kwargs = {}
+    if config is not None:
+        physics = config.get("physics", {})
+        kwargs = dict(config.get("arch_config", {}))
+        for key, arg in (("bands", "bands"), ("dispersion_step", "step"), ("dispersion_axis", "axis")):
+            if key in physics:
+                kwargs[arg] = physics[key]
+    try:
+        return create_model(name, **kwargs)
+    except (TypeError, ValueError, UsageError) as exc:  # e.g. a config.json from a newer hsra with new fields
+        raise WeightsError(f"cannot build {name} from its config.json: {exc}") from None
+
+
+def _load_tensors(path: Path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path} is not a readable .safetensors file ({exc})") from None
+
+
+def _check_state(model, tensors: dict, source: Path) -> None:
+    """Raise a WeightsError naming the first missing/unexpected keys and shape mismatches."""
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    given = {key: tuple(value.shape) for key, value in tensors.items()}
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    wrong = [f"{k}: file {list(given[k])}, model {list(expected[k])}" for k in expected if k in given and given[k] != expected[k]]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s), e.g. {', '.join(missing[:3])}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s), e.g. {', '.join(unexpected[:3])}")
+    if wrong:
+        problems.append(f"{len(wrong)} shape mismatch(es), e.g. {'; '.join(wrong[:3])}")
+    if problems:
+        raise WeightsError(
+            f"{source} does not fit the {getattr(model, 'hsra_name', 'model')} architecture: {'; '.join(problems)}"
+        )
+
+
+def _check_weights_path(weights) -> Path:
+    path = Path(weights)
+    if path.suffix.lower() != ".safetensors":
+        raise WeightsError(
+            f"{path}: only .safetensors weights are accepted; pickled checkpoints are never loaded"
+        )
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    return path
+
+
+def load_model(name_or_folder, weights: Path | None = None, device="cpu"):
+    """Build a network and load its trained weights strictly: ``(model in eval mode, config dict)``.
+
+    ``name_or_folder`` is a model folder or a registered name (its installed folder is looked up). The
+    folder's config.json decides the architecture and physics, and ``model.safetensors`` must match its
+    recorded SHA-256. ``weights`` loads another ``.safetensors`` file instead (checked against the
+    architecture; its hash is reported in the returned ``config["sha256"]``, the folder's recorded one in
+    ``config["recorded_sha256"]``); with a name and no installed folder, the registered configuration is used.
+    The returned dict is config.json plus ``folder`` and ``weights_file``.
+    """
+    from .registry import get_entry
+
+    folder: Path | None = None
+    candidate = Path(str(name_or_folder)).expanduser()
+    if isinstance(name_or_folder, Path) or os.sep in str(name_or_folder) or (candidate / CONFIG_NAME).is_file():
+        if not candidate.is_dir():
+            raise InputFileError(f"model folder {str(name_or_folder)!r} does not exist")
+        folder = candidate
+    else:
+        entry = get_entry(str(name_or_folder))
+        if not entry.needs_weights:
+            raise UsageError(f"{entry.name} is a solver: it needs no weights")
+        folder = find_model_folder(entry.name)
+        if folder is None and weights is None:
+            raise WeightsError(missing_weights_message(entry.name))
+
+    weights_path = _check_weights_path(weights) if weights is not None else None
+    if folder is not None:
+        config = read_model_config(folder)
+        name = get_entry(config["name"]).name
+        if weights_path is None:
+            weights_path = folder / WEIGHTS_NAME
+            if not weights_path.is_file():
+                raise WeightsError(f"{folder} holds no {WEIGHTS_NAME}; the model folder is incomplete")
+            recorded = config.get("sha256")
+            actual = sha256_of(weights_path)
+            if recorded != actual:
+                raise WeightsError(
+                    f"{weights_path} does not match the SHA-256 recorded in its config.json "
+                    f"(recorded {str(recorded)[:12]}…, file {actual[:12]}…): the file is corrupt or was replaced"
+                )
+    else:
+        entry = get_entry(str(name_or_folder))
+        name = entry.name
+        config = {"name": name, "arch_config": dict(entry.config), "physics": {}}
+
+    model = _build(name, config if folder is not None else None)
+    tensors = _load_tensors(weights_path)
+    _check_state(model, tensors, weights_path)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:  # e.g. a dtype that cannot be copied; the checks above catch keys and shapes
+        raise WeightsError(f"{weights_path} does not fit {name}: {str(exc).splitlines()[0]}") from None
+
+    result = dict(config)
+    result["recorded_sha256"] = config.get("sha256")
+    result["sha256"] = sha256_of(weights_path) if weights is not None else config.get("sha256")
+    result["folder"] = str(folder) if folder is not None else ""
+    result["weights_file"] = str(weights_path)
+    return model.to(device).eval(), result
+
+
+def load_pretrained(name: str, weights: Path | None = None, device="cpu"):
+    """The network ``name`` with its installed weights (or ``weights``): ``(model in eval mode, config dict)``.
+
+    Raises a :class:`WeightsError` with how to get weights when none are installed.
+    """
+    from .registry import get_entry
+
+    entry = get_entry(name)
+    folder = find_model_folder(entry.name) if entry.needs_weights else None
+    if folder is None and weights is None and entry.needs_weights:
+        raise WeightsError(missing_weights_message(entry.name))
+    return load_model(folder if folder is not None else entry.name, weights=weights, device=device)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the model card
+def card_accuracy(config: dict) -> tuple[float | None, float | None, str]:
+    """(PSNR dB, SSIM, what it was measured on) from a config.json card; None where not recorded.
+
+    Reads ``validation`` as written by ``hsra train`` — the field's uint8 convention (the papers' tables)
+    when recorded, else the float one, which is then named — or a ``metrics`` entry with ``psnr``/``ssim``.
+    """
+    block = config.get("validation") or config.get("metrics") or {}
+    if not isinstance(block, dict):
+        return None, None, ""
+    if block.get("psnr_field") is not None:
+        psnr, ssim, convention = block.get("psnr_field"), block.get("ssim_field"), ""
+    elif block.get("psnr_float") is not None:
+        psnr, ssim, convention = block.get("psnr_float"), block.get("ssim_float"), "float convention"
+    else:
+        psnr, ssim, convention = block.get("psnr", block.get("psnr_db")), block.get("ssim"), ""
+    where = str(block.get("data") or block.get("evaluated_on") or "")
+    scenes = block.get("scenes")
+    details = [f"{len(scenes)} scene{'s' if len(scenes) != 1 else ''}"] if isinstance(scenes, list) and scenes else []
+    details += [convention] if convention else []
+    if details:
+        where = f"{where} ({', '.join(details)})".strip()
+    return (None if psnr is None else float(psnr)), (None if ssim is None else float(ssim)), where
+
+
+def _fmt_duration(seconds) -> str:
+    try:
+        seconds = float(seconds)
+    except (TypeError, ValueError):
+        return str(seconds)
+    hours, rest = divmod(int(round(seconds)), 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
+
+
+def render_card(config: dict, parameters: int | None = None) -> str:
+    """The README.md model card for a config.json record (Markdown)."""
+    from .registry import get_entry
+
+    name = config.get("name", "?")
+    try:
+        entry = get_entry(name)
+        description, kind = entry.description, entry.kind
+    except Exception:  # a card for a model this version no longer registers: still render what we know
+        description, kind = "", "network"
+    arch = config.get("arch_config", {})
+    physics = config.get("physics", {})
+    training = config.get("training") if isinstance(config.get("training"), dict) else config
+    wavelengths = physics.get("wavelengths_nm") or []
+    psnr, ssim, where = card_accuracy(config)
+    blocks = "({n_mk},{n_lwim} | {n2} | {n3} | {n2d} | {n1d})".format(**{k: arch.get(k, "?") for k in
+                                                                           ("n_mk", "n_lwim", "n2", "n3", "n2d", "n1d")})
+    lines = [
+        f"# {name}",
+        "",
+        "## What it is",
+        f"{description or name} — an HSRA {kind} network for single-disperser CASSI reconstruction "
+        f"(measurement + mask → {physics.get('bands', '?')}-band cube).",
+        f"Blocks (n_mk, n_lwim | n2 | n3 | n2d | n1d) = {blocks}"
+        + (f", {arch['stages']} unfolding stages" if arch.get("stages") else "")
+        + (f"; {parameters / 1e6:.2f} M parameters" if parameters else "") + ".",
+        "",
+        "## Physics it was trained for",
+        f"- bands: {physics.get('bands', '?')}"
+        + (f" ({wavelengths[0]:g}–{wavelengths[-1]:g} nm)" if wavelengths else ""),
+        f"- dispersion: {physics.get('dispersion_step', '?')} px per band along the {physics.get('dispersion_axis', '?')}",
+        f"- input normalisation: {physics.get('input_normalisation', INPUT_NORMALISATION)}",
+        "",
+        "## Training",
+        f"- data: {training.get('data', 'not recorded')}",
+        f"- steps: {training.get('steps', 'not recorded')}",
+        f"- wall time: {_fmt_duration(training['wall_time_s']) if 'wall_time_s' in training else 'not recorded'}",
+        f"- hardware: {training.get('hardware', 'not recorded')}",
+        "",
+        "## Measured accuracy",
+        (f"- PSNR {psnr:.2f} dB" + (f", SSIM {ssim:.4f}" if ssim is not None else "") + (f" on {where}" if where else ""))
+        if psnr is not None else "- not measured",
+        "",
+        "## How to use",
+        "```",
+        f"hsra reconstruct MEASUREMENT --mask MASK --model {name} -o cube.h5",
+        "```",
+        "```python",
+        "from hsra_cli.weights import load_pretrained",
+        f'model, config = load_pretrained("{name}")',
+        "cube = model(measurement, mask)   # measurement B×H×W' (field scale), mask H×W -> cube B×C×H×W",
+        "```",
+        "",
+        "## Limits",
+        "- Works only for the physics above (band count, dispersion step and axis); other optics need their own "
+        "training (`hsra train`).",
+        "- Accuracy holds for data like the training data; scenes, masks and noise unlike it reconstruct worse. "
+        "Real captures must be scaled as stated above.",
+        "",
+        "## Files",
+        f"- `{WEIGHTS_NAME}` SHA-256 `{config.get('sha256', '?')}`; written by hsra {config.get('hsra_version', '?')}",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,232 @@
+"""Model folders: the format on disk, strict loading with a hash check, the search path, `hsra models`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+import hsra_cli
+from hsra_cli import weights as W
+from hsra_cli.cli import main
+from hsra_cli.errors import OutputExistsError, UsageError, WeightsError
+from hsra_cli.registry import create_model
+
+CARD = {
+    "training": {"data": "KAIST scenes 1-4", "steps": 1200, "wall_time_s": 2400.0, "hardware": "2 CPU cores"},
+    "validation": {"data": "KAIST", "scenes": ["scene05"], "psnr_field": 31.25, "ssim_field": 0.912,
+                   "psnr_float": 31.3, "ssim_float": 0.913},
+    "physics": {"bands": 28, "dispersion_step": 2, "dispersion_axis": "width"},
+}
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch) -> Path:
+    """An empty $HSRA_MODELS_DIR, and nothing else on the search path (the repository's models/ may hold
+    real weights)."""
+    root = tmp_path / "models"
+    root.mkdir()
+    monkeypatch.setenv("HSRA_MODELS_DIR", str(root))
+    monkeypatch.setattr(W, "models_search_path", lambda: [root])
+    return root
+
+
+def saved(root: Path, name: str = "hsra-s", **kwargs):
+    torch.manual_seed(0)
+    model = create_model(name, **kwargs)
+    folder = W.save_model_folder(model, root / name, card=CARD)
+    return model, folder
+
+
+def run_both(model, other):
+    torch.manual_seed(1)
+    measurement, mask = model.example_inputs(32, 48)
+    with torch.no_grad():
+        return model.eval()(measurement, mask), other.eval()(measurement, mask)
+
+
+def test_search_path_is_the_environment_then_the_repository(monkeypatch, tmp_path):
+    monkeypatch.setenv("HSRA_MODELS_DIR", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
+    repo_models = Path(hsra_cli.__file__).resolve().parent.parent / "models"
+    assert W.models_search_path() == [tmp_path / "a", tmp_path / "b", repo_models]
+    monkeypatch.delenv("HSRA_MODELS_DIR")
+    assert W.models_search_path() == [repo_models]
+
+
+def test_folder_holds_safetensors_config_and_card(models_dir):
+    model, folder = saved(models_dir)
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    with safe_open(str(folder / "model.safetensors"), "pt") as handle:
+        assert handle.metadata() == {"format": "pt"}
+    tensors = load_file(str(folder / "model.safetensors"))
+    assert tensors.keys() == model.state_dict().keys()
+    assert all(t.dtype == torch.float32 and t.is_contiguous() for t in tensors.values())
+    config = json.loads((folder / "config.json").read_text())
+    assert config["name"] == "hsra-s"
+    assert config["arch_config"] == model.config.to_dict()
+    assert config["sha256"] == W.sha256_of(folder / "model.safetensors")
+    assert config["hsra_version"] == hsra_cli.__version__
+    physics = config["physics"]
+    assert (physics["bands"], physics["dispersion_step"], physics["dispersion_axis"]) == (28, 2, "width")
+    assert len(physics["wavelengths_nm"]) == 28 and physics["wavelengths_nm"][0] == 453.5
+    assert physics["input_normalisation"].startswith("measurement·2/bands inside the network")
+    assert config["training"]["steps"] == 1200 and config["validation"]["psnr_field"] == 31.25
+    card = (folder / "README.md").read_text()
+    for text in ("# hsra-s", "## Physics it was trained for", "KAIST scenes 1-4", "1200", "40 min", "2 CPU cores",
+                 "PSNR 31.25 dB, SSIM 0.9120", "## How to use", "## Limits", config["sha256"]):
+        assert text in card, text
+    assert not list(folder.glob("*.tmp")) and not list(folder.glob(".*"))
+
+
+def test_round_trip_gives_identical_outputs(models_dir):
+    model, folder = saved(models_dir, "hsra-dum-3stg")
+    loaded, config = W.load_model(folder)
+    assert config["folder"] == str(folder) and config["sha256"] == W.sha256_of(folder / "model.safetensors")
+    assert not loaded.training
+    expected, got = run_both(model, loaded)
+    assert torch.equal(expected, got)
+    # by name (or alias), found on the search path
+    by_alias, _ = W.load_pretrained("dum3")
+    assert torch.equal(run_both(model, by_alias)[1], expected)
+
+
+def test_physics_and_architecture_come_back_from_config(models_dir):
+    model = create_model("hsra-s", axis="height", bands=24, n2=2)
+    with pytest.raises(UsageError, match="the card says bands=28 but the model was built with 24"):
+        W.save_model_folder(model, models_dir / "hsra-s", card=CARD)
+    assert not (models_dir / "hsra-s").exists()
+    card = {**CARD, "physics": {"bands": 24, "wavelengths_nm": list(range(500, 524))}}
+    folder = W.save_model_folder(model, models_dir / "hsra-s", card=card)
+    loaded, config = W.load_model(folder)
+    assert (loaded.bands, loaded.step, loaded.axis, loaded.config.n2) == (24, 2, "height", 2)
+    assert config["physics"]["wavelengths_nm"][0] == 500.0  # the training data's wavelengths are kept
+
+
+def test_existing_folder_is_not_replaced_without_overwrite(models_dir):
+    model, folder = saved(models_dir)
+    before = (folder / "model.safetensors").read_bytes()
+    with pytest.raises(OutputExistsError):
+        W.save_model_folder(model, folder, card=CARD)
+    assert (folder / "model.safetensors").read_bytes() == before
+    torch.nn.init.zeros_(model.fusion.weight)
+    W.save_model_folder(model, folder, card=CARD, overwrite=True)
+    assert (folder / "model.safetensors").read_bytes() != before
+    W.load_model(folder)  # the new hash was recorded with the new file
+
+
+def test_tampered_weights_are_refused(models_dir):
+    _, folder = saved(models_dir)
+    tensors = load_file(str(folder / "model.safetensors"))
+    tensors["fusion.bias"] = tensors["fusion.bias"] + 1
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(WeightsError, match="corrupt or was replaced"):
+        W.load_model(folder)
+
+
+def test_a_wrong_key_is_named(models_dir, tmp_path):
+    model, _ = saved(models_dir)
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    tensors["prior.embedd.weight"] = tensors.pop("prior.embed.weight")
+    path = tmp_path / "renamed.safetensors"
+    save_file(tensors, str(path))
+    with pytest.raises(WeightsError, match=r"missing key\(s\), e\.g\. prior\.embed\.weight.*unexpected key\(s\), e\.g\. prior\.embedd\.weight"):
+        W.load_model("hsra-s", weights=path)
+
+
+def test_a_wrong_shape_is_named_with_both_shapes(models_dir, tmp_path):
+    model, _ = saved(models_dir)
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    tensors["prior.map.bias"] = torch.zeros(24)
+    path = tmp_path / "shape.safetensors"
+    save_file(tensors, str(path))
+    with pytest.raises(WeightsError, match=r"prior\.map\.bias: file \[24\], model \[28\]"):
+        W.load_model("hsra-s", weights=path)
+
+
+def test_other_weights_load_against_the_architecture_with_their_own_hash(models_dir, tmp_path):
+    model, _ = saved(models_dir)
+    torch.manual_seed(5)
+    other = create_model("hsra-s")
+    path = tmp_path / "other.safetensors"
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(path))
+    loaded, config = W.load_pretrained("s", weights=path)
+    assert config["sha256"] == W.sha256_of(path) != config["recorded_sha256"]
+    assert torch.equal(*run_both(other, loaded))
+
+
+def test_pickled_checkpoints_are_never_loaded(models_dir, tmp_path):
+    saved(models_dir)
+    path = tmp_path / "model.pth"
+    path.write_bytes(b"not even a pickle")
+    with pytest.raises(WeightsError, match="only .safetensors weights are accepted; pickled checkpoints are never loaded"):
+        W.load_pretrained("hsra-s", weights=path)
+
+
+def test_a_file_that_is_not_safetensors_is_a_clear_error(models_dir, tmp_path):
+    path = tmp_path / "junk.safetensors"
+    path.write_bytes(b"\x00" * 64)
+    with pytest.raises(WeightsError, match="not a readable .safetensors file"):
+        W.load_model("hsra-s", weights=path)
+
+
+def test_missing_weights_say_how_to_get_them(models_dir):
+    with pytest.raises(WeightsError) as error:
+        W.load_pretrained("s")
+    assert str(error.value) == (
+        "no weights installed for hsra-s: train them with `hsra train --model hsra-s ...`, or put a model folder "
+        "(config.json, model.safetensors, README.md) under $HSRA_MODELS_DIR/hsra-s, or pass --weights FILE.safetensors"
+    )
+    assert W.find_model_folder("hsra-s") is None and W.installed_models() == {}
+
+
+def test_installed_models_are_found_by_canonical_folder_name(models_dir):
+    _, folder = saved(models_dir)
+    (models_dir / "not-a-model").mkdir()
+    assert W.installed_models() == {"hsra-s": folder}
+    assert W.find_model_folder("S") == folder
+
+
+def test_hsra_models_lists_weights_and_accuracy(models_dir, capsys):
+    saved(models_dir)
+    assert main(["models", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["hsra-s"]["weights_installed"] is True
+    assert (rows["hsra-s"]["psnr_db"], rows["hsra-s"]["ssim"]) == (31.25, 0.912)
+    assert rows["hsra-s"]["gflops"] == pytest.approx(9.04, abs=0.01)
+    assert rows["hsra-m"]["weights_installed"] is False and rows["gap-tv"]["needs_weights"] is False
+    assert main(["models"]) == 0
+    table = capsys.readouterr().out
+    assert "hsra-dum-4stg" in table and "31.25" in table
+
+
+def test_hsra_models_info_prints_the_card_or_how_to_get_weights(models_dir, capsys):
+    _, folder = saved(models_dir)
+    assert main(["models", "info", "s"]) == 0
+    assert capsys.readouterr().out.strip() == (folder / "README.md").read_text().strip()
+    assert main(["models", "info", "hsra-l"]) == 0
+    out = capsys.readouterr().out
+    assert '"n2": 5' in out and "no weights installed for hsra-l" in out
+    assert main(["models", "info", "nope"]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_a_damaged_config_is_a_weights_error(models_dir):
+    _, folder = saved(models_dir)
+    config = json.loads((folder / "config.json").read_text())
+    config["arch_config"]["n_future_blocks"] = 3
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match="cannot build hsra-s from its config.json: .*n_future_blocks"):
+        W.load_model(folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(WeightsError, match="not readable JSON"):
+        W.load_model(folder)
+
+
+def test_nothing_is_ever_unpickled():
+    source = Path(W.__file__).read_text()
+    assert "torch.load" not in source and "pickle" not in source.replace("pickled checkpoints", "")
