@@ -105,3 +105,12 @@ def create_model(name: str, **kwargs) -> torch.nn.Module:
     model = entry.factory(**kwargs)
     model.hsra_name = entry.name
     return model
+
+
+def unregister_model(name: str) -> None:
+    """Remove ``name`` (canonical, not an alias) and its aliases; for tests and plug-ins that register
+    temporary models. Unknown names are ignored."""
+    entry = _REGISTRY.pop(name, None)
+    if entry is not None:
+        for alias in entry.aliases:
+            _ALIASES.pop(alias, None)

@@ -1,1 +1,146 @@
-"""`hsra train` (placeholder until implemented)."""
+"""`hsra train`: train a registered network with the field's recipe (thin layer over hsra_cli.train)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from hsra_cli.cli import app
+from hsra_cli.cli._common import console, stdout
+
+
+def _parse_offset(text: str) -> tuple[int, int]:
+    from hsra_cli.errors import UsageError
+
+    try:
+        row, col = (int(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"--mask-offset {text!r} is not of the form ROW,COL (two integer pixel offsets)") from None
+    return row, col
+
+
+@app.command(
+    epilog="""[b]Examples[/b]
+
+  hsra train --model hsra-s --data kaist.npz:0-3 --val-data kaist.npz:4 --mask mask_256.mat -o runs/s \\
+      --synthetic 200 --steps 20000                                [dim]# simulation recipe[/dim]
+
+  hsra train --model hsra-s --data cave/ --mask mask_660.mat --mask-mode random -o runs/real
+      [dim]# real-system recipe: random mask crops, gain 1.2, shot noise[/dim]
+
+  hsra train --model hsra-s --data cave/ --mask mask_256.mat -o runs/s --resume     [dim]# continue a run[/dim]
+
+  hsra train --pretrained hsra-s --data mine/ --mask my_mask.mat -o runs/ft --steps 2000 --lr 1e-4
+
+  torchrun --nproc_per_node=4 -m hsra_cli.train --model hsra-dum-3stg --data cave/ --mask mask_256.mat -o runs/d
+""",
+)
+def train(
+    out: Path = typer.Option(..., "-o", "--out", help="Run folder: log.csv, run.json, checkpoints/, <model>/ at the end."),
+    model: Optional[str] = typer.Option(None, "--model", help="Registered network to train (see 'hsra models')."),
+    data: List[str] = typer.Option([], "--data", help="Training cubes: file, folder, or stack FILE:0-3 (repeatable)."),
+    data_key: Optional[str] = typer.Option(None, "--data-key", help="Variable holding the cubes (default: the usual names)."),
+    mask: Optional[Path] = typer.Option(None, "-m", "--mask", help="Coded aperture (2-D, or a 3-D shifted mask with one aperture)."),
+    mask_key: Optional[str] = typer.Option(None, "--mask-key", help="Variable holding the mask."),
+    synthetic: int = typer.Option(0, "--synthetic", help="Add N synthetic scenes (hsra_cli.synth) to the training pool."),
+    synthetic_fraction: Optional[float] = typer.Option(
+        None, "--synthetic-fraction", help="Share of crops from synthetic scenes (default: by scene count; stream: 0.5)."
+    ),
+    synthetic_size: int = typer.Option(256, "--synthetic-size", help="Side of the synthetic scenes, pixels."),
+    synthetic_stream: bool = typer.Option(
+        False, "--synthetic-stream", help="A fresh synthetic scene for every synthetic crop (instead of --synthetic N)."
+    ),
+    val_data: List[str] = typer.Option([], "--val-data", help="Held-out full-size cubes to validate on (repeatable)."),
+    val_every: int = typer.Option(1000, "--val-every", help="Validate every N steps (and at the end)."),
+    patch_size: int = typer.Option(128, "--patch-size", help="Training patch side, pixels (even)."),
+    batch_size: int = typer.Option(5, "--batch-size", help="Patches per step and per process."),
+    mosaic: bool = typer.Option(True, "--mosaic/--no-mosaic", help="Half of each batch: mosaics of four half-size crops."),
+    mask_mode: str = typer.Option("fixed", "--mask-mode", help="fixed (simulation) or random (real data: random mask crops)."),
+    mask_offset: str = typer.Option("0,0", "--mask-offset", help="ROW,COL of the fixed mask crop (and of validation)."),
+    gain: Optional[float] = typer.Option(None, "--gain", help="Measurement gain (default: 1.2 random, 1 fixed)."),
+    shot_noise: Optional[bool] = typer.Option(
+        None, "--shot-noise/--no-shot-noise", help="Binomial shot noise (default: on for random, off for fixed)."
+    ),
+    qe: float = typer.Option(0.4, "--qe", help="Quantum efficiency of the shot-noise model."),
+    bit_depth: int = typer.Option(2048, "--bit-depth", help="Sensor levels of the shot-noise model."),
+    step: int = typer.Option(2, "--step", help="Dispersion in pixels per band."),
+    axis: str = typer.Option("width", "--axis", help="Dispersion axis: width or height."),
+    loss: str = typer.Option("rmse", "--loss", help="rmse, l1 or charbonnier."),
+    lr: float = typer.Option(4e-4, "--lr", help="Peak learning rate (Adam, betas 0.9/0.999)."),
+    min_lr: float = typer.Option(1e-6, "--min-lr", help="Learning rate at the end of the cosine decay."),
+    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", help="Linear warm-up steps (default: 5%, ≤ 1000)."),
+    steps: int = typer.Option(10000, "--steps", help="Optimizer steps of the whole run (sets the schedule)."),
+    clip_grad: Optional[float] = typer.Option(None, "--clip-grad", help="Clip the gradient norm to this value."),
+    ema: float = typer.Option(0.999, "--ema", help="EMA decay of the weights validated and exported (0: off)."),
+    amp: str = typer.Option("auto", "--amp", help="auto (bf16 on CUDA, else off), bf16, fp16 or off."),
+    log_every: int = typer.Option(50, "--log-every", help="Log a row to log.csv every N steps."),
+    ckpt_every: int = typer.Option(1000, "--ckpt-every", help="Checkpoint every N steps (and at the end)."),
+    stop_after: Optional[int] = typer.Option(None, "--stop-after", help="End this session at step N (resume later)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    pretrained: Optional[str] = typer.Option(
+        None, "--pretrained", help="Start from weights: a model name, a model folder or a .safetensors file."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights, the data stream and the noise."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over in a --out that holds a run."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors on stderr."),
+):
+    """Train a network on cubes with the field's recipe; export OUT/<model>/ with a model card.
+
+    Random crops with rot90/flips and four-crop mosaics, measured through the mask by the CASSI physics.
+
+    Adam, warm-up + cosine decay, EMA weights, resumable checkpoints. Prints the model folder on stdout.
+
+    See docs/training.md.
+    """
+    from hsra_cli.train import TrainConfig
+    from hsra_cli.train import train as run_training
+
+    config = TrainConfig(
+        out=str(out),
+        model=model,
+        data=list(data),
+        data_key=data_key,
+        mask=str(mask) if mask is not None else None,
+        mask_key=mask_key,
+        synthetic=synthetic,
+        synthetic_fraction=synthetic_fraction,
+        synthetic_size=synthetic_size,
+        synthetic_stream=synthetic_stream,
+        val_data=list(val_data),
+        val_every=val_every,
+        patch_size=patch_size,
+        batch_size=batch_size,
+        mosaic=mosaic,
+        mask_mode=mask_mode,
+        mask_offset=_parse_offset(mask_offset),
+        gain=gain,
+        shot_noise=shot_noise,
+        qe=qe,
+        bit_depth=bit_depth,
+        step=step,
+        axis=axis,
+        loss=loss,
+        lr=lr,
+        min_lr=min_lr,
+        warmup_steps=warmup_steps,
+        steps=steps,
+        clip_grad=clip_grad,
+        ema=ema,
+        amp=amp,
+        log_every=log_every,
+        ckpt_every=ckpt_every,
+        stop_after=stop_after,
+        resume=resume,
+        pretrained=pretrained,
+        seed=seed,
+        device=device,
+        threads=threads,
+        overwrite=overwrite,
+    )
+    result = run_training(config, console=console, quiet=quiet)
+    if result.model_folder is not None:
+        stdout.print(str(result.model_folder))

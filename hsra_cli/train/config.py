@@ -1,0 +1,176 @@
+"""The settings of one training run, as plain data (recorded in checkpoints, ``run.json`` and the model card)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..errors import UsageError
+from .sampler import MASK_MODES
+
+LOSSES = ("rmse", "l1", "charbonnier")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+DEVICES = ("auto", "cpu", "cuda")
+
+#: Settings that change what a resumed run computes: they must equal the checkpoint's. The others (logging,
+#: checkpoint cadence, validation, threads, where to stop this session) may change between sessions.
+RESUME_MUST_MATCH = (
+    "model", "data", "data_key", "mask", "mask_key", "synthetic", "synthetic_fraction", "synthetic_size",
+    "synthetic_stream",
+    "patch_size", "batch_size", "mosaic", "mask_mode", "mask_offset", "gain", "shot_noise", "qe", "bit_depth",
+    "step", "axis", "loss", "lr", "min_lr", "warmup_steps", "steps", "clip_grad", "ema", "amp", "seed",
+    "pretrained", "charbonnier_eps",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``hsra train`` (see docs/training.md for the recipe behind the defaults).
+
+    Paths are kept as strings so the configuration is JSON-ready; data sources may carry a scene selector
+    (``stack.npz:0-3``). ``gain`` and ``shot_noise`` left as ``None`` follow the mask mode: the simulation
+    recipe (``fixed``) uses gain 1 without noise, the real-data recipe (``random``) gain 1.2 with shot noise.
+    """
+
+    out: str
+    model: str | None = None
+    data: list[str] = field(default_factory=list)
+    data_key: str | None = None
+    mask: str | None = None
+    mask_key: str | None = None
+    synthetic: int = 0
+    synthetic_fraction: float | None = None
+    synthetic_size: int = 256
+    synthetic_stream: bool = False
+    val_data: list[str] = field(default_factory=list)
+    val_every: int = 1000
+    patch_size: int = 128
+    batch_size: int = 5
+    mosaic: bool = True
+    mask_mode: str = "fixed"
+    mask_offset: tuple[int, int] = (0, 0)
+    gain: float | None = None
+    shot_noise: bool | None = None
+    qe: float = 0.4
+    bit_depth: int = 2048
+    step: int = 2
+    axis: str = "width"
+    loss: str = "rmse"
+    charbonnier_eps: float = 1e-3
+    lr: float = 4e-4
+    min_lr: float = 1e-6
+    warmup_steps: int | None = None
+    steps: int = 10000
+    clip_grad: float | None = None
+    ema: float = 0.999
+    amp: str = "auto"
+    log_every: int = 50
+    ckpt_every: int = 1000
+    stop_after: int | None = None
+    resume: bool = False
+    pretrained: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    overwrite: bool = False
+
+    def __post_init__(self):
+        self.mask_offset = tuple(int(v) for v in self.mask_offset)
+        self.data = [str(d) for d in self.data]
+        self.val_data = [str(d) for d in self.val_data]
+        self.out = str(self.out)
+        if self.mask is not None:
+            self.mask = str(self.mask)
+
+    # ----------------------------------------------------------------------------------------------
+    @property
+    def effective_gain(self) -> float:
+        if self.gain is not None:
+            return float(self.gain)
+        return 1.2 if self.mask_mode == "random" else 1.0
+
+    @property
+    def effective_shot_noise(self) -> bool:
+        if self.shot_noise is not None:
+            return bool(self.shot_noise)
+        return self.mask_mode == "random"
+
+    @property
+    def stream_fraction(self) -> float:
+        """Share of crops from the synthetic stream: --synthetic-fraction, else ½ (all of them without --data)."""
+        if not self.data:
+            return 1.0
+        return 0.5 if self.synthetic_fraction is None else float(self.synthetic_fraction)
+
+    @property
+    def effective_warmup_steps(self) -> int:
+        from .schedule import default_warmup_steps
+
+        return default_warmup_steps(self.steps) if self.warmup_steps is None else int(self.warmup_steps)
+
+    def check(self) -> None:
+        """Option values that are wrong whatever the data: one-line :class:`UsageError` (exit code 2)."""
+
+        def need(condition: bool, message: str) -> None:
+            if not condition:
+                raise UsageError(message)
+
+        need(self.model is not None or self.pretrained is not None, "give --model NAME (or --pretrained)")
+        need(
+            bool(self.data) or self.synthetic > 0 or self.synthetic_stream,
+            "no training data: give --data and/or --synthetic N (or --synthetic-stream)",
+        )
+        need(
+            not (self.synthetic_stream and self.synthetic > 0),
+            "--synthetic N (a fixed pool) and --synthetic-stream (fresh scenes) exclude each other; pick one",
+        )
+        need(
+            not (self.synthetic_stream and self.data and self.synthetic_fraction == 0),
+            "--synthetic-stream with --synthetic-fraction 0 would never use the stream",
+        )
+        need(self.mask is not None, "give --mask FILE (the coded aperture the network is trained for)")
+        need(self.steps >= 1, f"--steps must be ≥ 1, got {self.steps}")
+        need(self.patch_size >= 2, f"--patch-size must be ≥ 2, got {self.patch_size}")
+        need(not self.mosaic or self.patch_size % 2 == 0, f"--patch-size must be even for the mosaic, got {self.patch_size}")
+        need(self.batch_size >= 1, f"--batch-size must be ≥ 1, got {self.batch_size}")
+        need(self.synthetic >= 0, f"--synthetic must be ≥ 0 scenes, got {self.synthetic}")
+        need(
+            self.synthetic_fraction is None or 0 <= self.synthetic_fraction <= 1,
+            f"--synthetic-fraction must be in [0, 1], got {self.synthetic_fraction}",
+        )
+        need(
+            self.synthetic == 0 or self.synthetic_size >= self.patch_size,
+            f"--synthetic-size {self.synthetic_size} is smaller than --patch-size {self.patch_size}",
+        )
+        need(self.mask_mode in MASK_MODES, f"--mask-mode must be one of {', '.join(MASK_MODES)}, got {self.mask_mode!r}")
+        need(min(self.mask_offset) >= 0, f"--mask-offset must be non-negative, got {self.mask_offset}")
+        need(self.effective_gain > 0, f"--gain must be positive, got {self.gain}")
+        need(0 < self.qe <= 1, f"--qe must be in (0, 1], got {self.qe}")
+        need(self.bit_depth >= 1, f"--bit-depth must be ≥ 1, got {self.bit_depth}")
+        need(self.step >= 1, f"--step must be ≥ 1 pixel, got {self.step}")
+        need(self.axis in ("width", "height"), f"--axis must be width or height, got {self.axis!r}")
+        need(self.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        need(self.charbonnier_eps > 0, f"Charbonnier ε must be positive, got {self.charbonnier_eps}")
+        need(self.lr > 0, f"--lr must be positive, got {self.lr}")
+        need(0 <= self.min_lr <= self.lr, f"--min-lr must be in [0, --lr], got {self.min_lr}")
+        need(
+            self.warmup_steps is None or 0 <= self.warmup_steps < self.steps,
+            f"--warmup-steps must be in [0, --steps), got {self.warmup_steps}",
+        )
+        need(self.clip_grad is None or self.clip_grad > 0, f"--clip-grad must be positive, got {self.clip_grad}")
+        need(0 <= self.ema < 1, f"--ema must be in [0, 1) (0 disables it), got {self.ema}")
+        need(self.amp in AMP_MODES, f"--amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        need(self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        need(self.threads is None or self.threads >= 1, f"--threads must be ≥ 1, got {self.threads}")
+        for name in ("val_every", "log_every", "ckpt_every"):
+            need(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
+        need(
+            self.stop_after is None or 1 <= self.stop_after <= self.steps,
+            f"--stop-after must be in [1, --steps], got {self.stop_after}",
+        )
+        need(self.seed >= 0, f"--seed must be ≥ 0, got {self.seed}")
+        need(not (self.resume and self.overwrite), "--resume and --overwrite contradict each other; pick one")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["mask_offset"] = list(self.mask_offset)
+        return data

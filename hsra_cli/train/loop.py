@@ -1,0 +1,619 @@
+"""The training run: the field's recipe, resumable, single process or one process per GPU (DDP).
+
+:func:`train` is the library entry point behind ``hsra train``. It checks every input before it writes
+anything, then trains with Adam, warm-up + cosine decay, optional gradient clipping, an EMA of the weights and
+AMP on CUDA; validates the EMA weights every ``val_every`` steps on held-out full-size scenes; writes
+checkpoints that restore the run exactly; and finally exports the EMA weights as a model folder with a card
+filled from the run. Under ``torchrun`` every process trains on its own data stream and rank 0 alone logs,
+validates and writes files.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..bands import default_wavelengths
+from ..errors import HsraError, OutputExistsError, ShapeError, UsageError
+from .checkpoint import CHECKPOINT_DIR, checkpoint_paths, load_checkpoint, save_checkpoint
+from .config import RESUME_MUST_MATCH, TrainConfig
+from .data import Scene, aperture_from_mask, data_fingerprint, load_mask, load_scenes, synthetic_scenes
+from .distributed import DistContext, all_gather_objects, init_distributed, shutdown, state_dict_digest
+from .ema import WeightEma
+from .model import build_model
+from .report import LOG_NAME, CsvLog, Progress, plot_learning_curve
+from .runtime import StopRequest, Window, capture_rng, hardware_description, make_loss, resolve_amp, restore_rng
+from .sampler import MeasurementModel, PatchSampler, SyntheticStream, scene_weights
+from .schedule import WarmupCosine
+
+RUN_RECORD = "run.json"
+CURVE_NAME = "learning_curve.png"
+ADAM_BETAS = (0.9, 0.999)
+
+
+@dataclass
+class TrainResult:
+    """What a call of :func:`train` did (on every rank; files were written by rank 0 only)."""
+
+    step: int
+    completed: bool
+    out_dir: Path
+    model_name: str
+    #: ``OUT/<model-name>/`` when the run reached ``steps`` and exported, else None
+    model_folder: Path | None = None
+    #: final validation: {"scenes": [...], "float": {"psnr", "ssim"}, "field": {...}} (empty without --val-data)
+    validation: dict = field(default_factory=dict)
+    #: SHA-256 of each rank's final weights (all equal in a healthy DDP run)
+    weight_digests: list[str] = field(default_factory=list)
+    #: the exported module (the EMA weights when --ema > 0, on rank 0), in eval mode
+    model: torch.nn.Module | None = None
+    #: the optimised weights themselves (what DDP keeps identical on every rank)
+    trained: torch.nn.Module | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+def train(config: TrainConfig, *, console=None, quiet: bool = False) -> TrainResult:
+    """Run (or resume) the training described by ``config``; see docs/training.md.
+
+    ``console`` is a Rich console on stderr for progress and messages (None: silent). Raises
+    :class:`hsra_cli.errors.HsraError` subclasses, with nothing written, when an input is unusable.
+    """
+    config.check()
+    from ..reconstruct import resolve_device
+
+    device = resolve_device(config.device)
+    context = init_distributed(device.type)
+    if context.enabled and device.type == "cuda":
+        device = torch.device("cuda", context.local_rank)
+    run = None
+    try:
+        run = _Run(config, context, device, console if context.is_main and not quiet else None)
+        return run.execute()
+    finally:
+        # DDP's reducer talks to the process group: free it (cycles included) before the group is destroyed,
+        # or its destructor may block on a group that no longer exists.
+        del run
+        if context.enabled:
+            gc.collect()
+        shutdown(context)
+
+
+class _Run:
+    def __init__(self, config: TrainConfig, context: DistContext, device: torch.device, console):
+        self.config = config
+        self.context = context
+        self.device = device
+        self.console = console
+        self.out = Path(config.out)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+
+    def say(self, text: str) -> None:
+        if self.console is not None:
+            self.console.print(text, soft_wrap=True)
+
+    # ----------------------------------------------------------------------------------------------
+    # preparation: everything that can fail on the user's input happens here, before any file is written
+    def prepare(self) -> None:
+        config = self.config
+        self.amp_dtype = resolve_amp(config.amp, self.device)
+        self.checkpoint = None
+        if config.resume:
+            self.checkpoint = load_checkpoint(self.out)
+            self._check_resume_config(self.checkpoint["config"])
+        elif self.context.is_main:  # rank 0 alone: it creates OUT, which the others must not then find
+            self._check_fresh_out()
+
+        started = time.perf_counter()
+        self.train_scenes: list[Scene] = load_scenes(config.data, config.data_key, what="training")
+        bands = self.train_scenes[0].cube.shape[-1] if self.train_scenes else None
+        self.synthetic: list[Scene] = []
+        if config.synthetic:
+            self.synthetic = synthetic_scenes(config.synthetic, config.synthetic_size, bands, seed=config.seed)
+        scenes = self.train_scenes + self.synthetic
+        # without any cube to tell, synthetic scenes are made for the field's 28 bands
+        self.bands = scenes[0].cube.shape[-1] if scenes else len(default_wavelengths())
+        self.val_scenes: list[Scene] = load_scenes(config.val_data, config.data_key, what="validation")
+        for scene in scenes + self.val_scenes:
+            if scene.cube.shape[-1] != self.bands:
+                raise ShapeError(
+                    f"{scene.name} has {scene.cube.shape[-1]} bands but the training data have {self.bands}; "
+                    "every training and validation cube must have the same bands"
+                )
+        mask_array, self.mask_info = load_mask(config.mask, config.mask_key)
+        self.aperture = aperture_from_mask(mask_array, self.bands, config.step, config.axis)
+        self.physics = MeasurementModel(
+            bands=self.bands,
+            step=config.step,
+            axis=config.axis,
+            mask_mode=config.mask_mode,
+            mask_offset=tuple(config.mask_offset),
+            gain=config.effective_gain,
+            shot_noise=config.effective_shot_noise,
+            qe=config.qe,
+            bit_depth=config.bit_depth,
+        )
+        self.physics.check()
+        self.val_masks = [
+            self.physics.fixed_crop(self.aperture, *scene.cube.shape[:2]) for scene in self.val_scenes
+        ]
+        self.sampler = PatchSampler(
+            [scene.cube for scene in scenes],
+            self.aperture,
+            self.physics,
+            patch_size=config.patch_size,
+            batch_size=config.batch_size,
+            mosaic=config.mosaic,
+            scene_weights=scene_weights(len(self.train_scenes), len(self.synthetic), config.synthetic_fraction),
+            seed=config.seed,
+            rank=self.context.rank,
+            stream=SyntheticStream(
+                self.bands, config.stream_fraction, config.seed, self.context.rank, self.context.world_size
+            ) if config.synthetic_stream else None,
+        )
+        self.fingerprint = data_fingerprint(scenes)
+        self.load_seconds = time.perf_counter() - started
+
+        physics = {"bands": self.bands, "step": config.step, "axis": config.axis}
+        self.model_name, self.model, self.pretrained_info = build_model(
+            config.model, config.pretrained, physics, config.seed
+        )
+        self.model.to(self.device)
+        if self.checkpoint is not None:
+            self._check_resume_data()
+        elif self.context.is_main and not config.overwrite and (self.out / self.model_name).exists():
+            raise OutputExistsError(
+                f"{str(self.out / self.model_name)!r} exists; pass --overwrite to replace it at the end of the run"
+            )
+
+    def _check_fresh_out(self) -> None:
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise OutputExistsError(f"--out {str(out)!r} is a file; expected a folder for the run")
+        if self.config.overwrite or not out.is_dir():
+            return
+        taken = [name for name in (LOG_NAME, RUN_RECORD, CHECKPOINT_DIR) if (out / name).exists()]
+        if taken:
+            raise OutputExistsError(
+                f"{str(out)!r} already holds a training run ({', '.join(taken)}); pass --resume to continue it "
+                "or --overwrite to start over"
+            )
+
+    def _check_resume_config(self, saved: dict) -> None:
+        current = self.config.to_dict()
+        changed = [
+            f"--{name.replace('_', '-')} (checkpoint {saved.get(name)!r}, now {current[name]!r})"
+            for name in RESUME_MUST_MATCH
+            if _comparable(saved.get(name)) != _comparable(current[name])
+        ]
+        if changed:
+            raise UsageError(
+                "--resume needs the options of the run it continues; these differ: " + "; ".join(changed)
+            )
+
+    def _check_resume_data(self) -> None:
+        saved = self.checkpoint.get("data_fingerprint")
+        if saved != self.fingerprint:
+            raise UsageError(
+                "--resume: the training data differ from the checkpoint's (other files, scenes or values); "
+                "resume with the same --data"
+            )
+        if self.checkpoint["model_name"] != self.model_name:
+            raise UsageError(
+                f"--resume: the checkpoint trains {self.checkpoint['model_name']}, not {self.model_name}"
+            )
+
+    # ----------------------------------------------------------------------------------------------
+    def build_optimisation(self) -> None:
+        config = self.config
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=ADAM_BETAS)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, WarmupCosine(config.steps, config.effective_warmup_steps, config.lr, config.min_lr)
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        # Only rank 0 validates and exports, so only it keeps the average.
+        self.ema = WeightEma(self.model, config.ema) if config.ema > 0 and self.context.is_main else None
+        self.loss_fn = make_loss(config.loss, config.charbonnier_eps)
+        self.step = 0
+        self.elapsed_before = 0.0
+        self.history: dict = {}
+        if self.checkpoint is not None:
+            self._restore(self.checkpoint)
+        self.trained_module = self.model
+        if self.context.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.trained_module = DistributedDataParallel(self.model, device_ids=ids)
+
+    def _restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler") is not None and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            if state.get("ema") is None:
+                raise UsageError("--resume: the checkpoint holds no EMA weights but --ema is on")
+            self.ema.load_state_dict(state["ema"])
+        self.step = int(state["step"])
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        self.history = dict(state.get("history") or {})
+        restore_rng(state["rng"])
+        samplers = state["samplers"]
+        if len(samplers) == self.context.world_size:
+            self.sampler.load_state_dict(samplers[self.context.rank])
+        else:
+            # A different process count cannot replay the same streams; continue with fresh ones, still
+            # deterministic in (seed, rank, step).
+            if self.context.is_main:
+                self.say(
+                    f"[yellow]warning:[/yellow] the checkpoint was written by {len(samplers)} process(es), this run "
+                    f"has {self.context.world_size}: data streams restart (the run is no longer bit-identical)"
+                )
+            self.sampler.rng = np.random.default_rng([self.config.seed, self.context.rank, self.step])
+            if self.sampler.stream is not None:
+                # skip past every stream scene the old processes used: old indices < draws·old world size
+                used = max(int(state_.get("stream_draws") or 0) for state_ in samplers) * len(samplers)
+                self.sampler.stream.draws = -(-used // self.context.world_size)
+
+    def _checkpoint_state(self) -> dict:
+        samplers = all_gather_objects(self.context, self.sampler.state_dict())
+        return {
+            "config": self.config.to_dict(),
+            "model_name": self.model_name,
+            "step": self.step,
+            "elapsed_s": self.elapsed(),
+            "world_size": self.context.world_size,
+            "data_fingerprint": self.fingerprint,
+            "history": self.history,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "rng": capture_rng(),
+            "samplers": samplers,
+        }
+
+    def save_checkpoint(self) -> None:
+        state = self._checkpoint_state()  # a collective: every rank takes part
+        if self.context.is_main:
+            save_checkpoint(self.out, state, self.step)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (time.perf_counter() - self.session_start)
+
+    # ----------------------------------------------------------------------------------------------
+    def train_step(self, batch) -> torch.Tensor:
+        device = self.device
+        non_blocking = device.type == "cuda"
+        measurement = batch.measurement.to(device, non_blocking=non_blocking)
+        mask = batch.mask.to(device, non_blocking=non_blocking)
+        cube = batch.cube.to(device, non_blocking=non_blocking)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            prediction = self.trained_module(measurement, mask)
+        loss = self.loss_fn(prediction.float(), cube)
+        self.scaler.scale(loss).backward()
+        if self.config.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def validate(self, conventions=("float",)) -> dict:
+        """Metrics of the exported weights (EMA) on every validation scene, and their means."""
+        from ..metrics import psnr, ssim
+
+        module = self.ema.module if self.ema is not None else self.model
+        was_training = module.training
+        module.eval()
+        # The same noise draw at every validation, so the curve shows the network changing, not the noise.
+        generator = torch.Generator().manual_seed(self.config.seed)
+        scenes = []
+        for scene, aperture in zip(self.val_scenes, self.val_masks):
+            cube = torch.from_numpy(np.ascontiguousarray(scene.cube.transpose(2, 0, 1)))[None]
+            mask = torch.from_numpy(np.ascontiguousarray(aperture))[None]
+            measurement = self.physics.simulate(cube, mask, generator)
+            with torch.autocast(
+                self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+            ):
+                prediction = module(measurement.to(self.device), mask.to(self.device))
+            predicted = prediction[0].float().permute(1, 2, 0).cpu().numpy()
+            row = {"name": scene.name}
+            for convention in conventions:
+                row[f"psnr_{convention}"] = psnr(predicted, scene.cube, convention=convention)
+                row[f"ssim_{convention}"] = ssim(predicted, scene.cube, convention=convention)
+            scenes.append(row)
+        module.train(was_training)
+        summary = {"scenes": scenes}
+        for convention in conventions:
+            summary[convention] = {
+                "psnr": float(np.mean([row[f"psnr_{convention}"] for row in scenes])),
+                "ssim": float(np.mean([row[f"ssim_{convention}"] for row in scenes])),
+            }
+        return summary
+
+    # ----------------------------------------------------------------------------------------------
+    def _prepare_everywhere(self) -> None:
+        """:meth:`prepare` on every rank; if any rank fails, every rank raises (none waits for the others)."""
+        failure = None
+        try:
+            self.prepare()
+        except Exception as exc:  # re-raised below, after the other ranks have heard of it
+            failure = exc
+        reports = all_gather_objects(
+            self.context, None if failure is None else (str(failure), getattr(failure, "exit_code", 1))
+        )
+        if failure is not None:
+            raise failure
+        for rank, report in enumerate(reports):
+            if report is not None:
+                remote = HsraError(f"rank {rank}: {report[0]}")
+                remote.exit_code = report[1]
+                raise remote
+
+    def execute(self) -> TrainResult:
+        config = self.config
+        self._prepare_everywhere()
+        self.build_optimisation()
+        main = self.context.is_main
+        stop_at = config.stop_after if config.stop_after is not None else config.steps
+        stop_at = max(stop_at, self.step)
+        self.session_start = time.perf_counter()
+        self.final_validation: dict | None = None
+        log = None
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if config.overwrite:
+                # starting over: a stale checkpoint of the old run must not be resumable into this one
+                for path in checkpoint_paths(self.out):
+                    path.unlink(missing_ok=True)
+            log = CsvLog(self.out / LOG_NAME, resume_step=self.step if self.checkpoint is not None else None)
+            self._write_record(status="running")
+            self._announce(stop_at)
+        progress = Progress(self.console, config.steps, self.step, config.log_every, enabled=main)
+        stopper = StopRequest(enabled=not self.context.enabled)
+        window = Window(self.device)
+        self.model.train()
+        try:
+            while self.step < stop_at:
+                window.add(self.train_step(self.sampler.next_batch()))
+                self.step += 1
+                if self.ema is not None:
+                    self.ema.update(self.model, self.step)
+                final = self.step == config.steps
+                validate = bool(self.val_scenes) and (self.step % config.val_every == 0 or final)
+                if self.step % config.log_every == 0 or self.step == stop_at or validate:
+                    self._report(window, validate, final, progress, log)
+                else:
+                    progress.update(self.step, f"{window.rate:.2f} samples/s" if math.isfinite(window.rate) else "")
+                if self.step % config.ckpt_every == 0 or self.step == stop_at:
+                    self.save_checkpoint()
+                if stopper.requested is not None and self.step < stop_at:
+                    self.save_checkpoint()
+                    self._write_record(status="interrupted")
+                    progress.close()
+                    self.say(f"{stopper.requested}: checkpoint saved at step {self.step}; continue with --resume")
+                    raise KeyboardInterrupt
+        finally:
+            stopper.restore()
+            progress.close()
+            if log is not None:
+                log.close()
+
+        # collectives: every rank takes part before rank 0 writes alone
+        digests = all_gather_objects(self.context, state_dict_digest(self.model))
+        self.stream_total = self._stream_draws() if config.synthetic_stream else None
+        result = TrainResult(
+            step=self.step,
+            completed=self.step >= config.steps,
+            out_dir=self.out,
+            model_name=self.model_name,
+            weight_digests=digests,
+        )
+        if len(set(digests)) > 1:
+            raise HsraError(f"the processes ended with different weights ({len(set(digests))} versions); a DDP bug")
+        export = self.ema.module if self.ema is not None else self.model
+        if main:
+            if result.completed:
+                if self.val_scenes:
+                    result.validation = self.final_validation or self.validate(conventions=("float", "field"))
+                    self._announce_validation(result.validation)
+                result.model_folder = self._export(export, result)
+                self._write_record(status="completed", result=result)
+            else:
+                self._write_record(status="stopped", result=result)
+                self.say(f"stopped at step {self.step} of {config.steps}; continue with --resume")
+        # a copy: the live parameters carry DDP's gradient hooks, which must not outlive the process group
+        result.trained = copy.deepcopy(self.model) if self.context.enabled else self.model
+        result.model = (result.trained if export is self.model else export).eval()
+        return result
+
+    def _report(self, window: Window, validate: bool, final: bool, progress: Progress, log: CsvLog | None) -> None:
+        """End of a logging interval: mean loss over all ranks, throughput, validation (rank 0), log row."""
+        mean_loss = self._reduce_mean(window.loss_sum, window.steps)
+        if not math.isfinite(mean_loss):
+            raise HsraError(f"training diverged at step {self.step} (loss is {mean_loss}); lower --lr or set --clip-grad")
+        rate = window.close(self.config.batch_size * self.context.world_size)
+        val = None
+        if validate and self.context.is_main:
+            # the last validation also measures the field convention, for the card
+            summary = self.validate(("float", "field") if final else ("float",))
+            if final:
+                self.final_validation = summary
+            val = summary["float"]
+            self.history.setdefault("validation", []).append({"step": self.step, **val})
+            progress.message(
+                f"step {self.step}: validation PSNR {val['psnr']:.2f} dB, SSIM {val['ssim']:.4f} "
+                f"(float, {len(self.val_scenes)} scene(s))"
+            )
+        lr = self.scheduler.get_last_lr()[0]
+        if log is not None:
+            log.write(
+                step=self.step,
+                loss=mean_loss,
+                lr=lr,
+                val_psnr=val["psnr"] if val else None,
+                val_ssim=val["ssim"] if val else None,
+                samples_per_s=rate,
+                elapsed_s=self.elapsed(),
+            )
+        progress.update(self.step, f"loss {mean_loss:.4g}  lr {lr:.3g}  {rate:.2f} samples/s", force=True)
+        window.restart()  # after validation, so its time does not count against throughput
+
+    def _stream_draws(self) -> int:
+        """Fresh synthetic scenes drawn by all processes so far (a collective)."""
+        return int(sum(all_gather_objects(self.context, self.sampler.stream.draws)))
+
+    def _reduce_mean(self, total: torch.Tensor, count: int) -> float:
+        value = total / count
+        if self.context.enabled:
+            import torch.distributed as dist
+
+            dist.all_reduce(value)
+            value = value / self.context.world_size
+        return float(value)
+
+    # ----------------------------------------------------------------------------------------------
+    def _announce(self, stop_at: int) -> None:
+        config = self.config
+        text = (
+            f"training {self.model_name} on {self._data_summary()}; {len(self.val_scenes)} validation scene(s); "
+            f"{self.bands} bands, patch {config.patch_size}, batch {config.batch_size}×{self.context.world_size}, "
+            f"mask {config.mask_mode}, gain {self.physics.gain:g}"
+            + (f", shot noise (QE {config.qe:g}, {config.bit_depth} levels)" if self.physics.shot_noise else "")
+            + f"; device {self.device}"
+            + (f", AMP {str(self.amp_dtype).replace('torch.', '')}" if self.amp_dtype else "")
+        )
+        self.say(text)
+        if self.step:
+            self.say(f"resuming at step {self.step} of {config.steps}")
+        if stop_at < config.steps:
+            self.say(f"this session stops at step {stop_at} (--stop-after)")
+
+    def _announce_validation(self, validation: dict) -> None:
+        for convention in ("float", "field"):
+            numbers = validation[convention]
+            self.say(
+                f"final validation ({convention} convention): PSNR {numbers['psnr']:.2f} dB, SSIM {numbers['ssim']:.4f} "
+                f"over {len(validation['scenes'])} scene(s)"
+            )
+
+    def _card(self, result: TrainResult) -> dict:
+        config = self.config
+        card = {
+            "training": {
+                "data": self._data_summary(),
+                "data_sources": config.data,
+                "data_key": config.data_key,
+                "scenes": [scene.name for scene in self.train_scenes],
+                "synthetic_scenes": len(self.synthetic),
+                "synthetic_size": config.synthetic_size if self.synthetic else None,
+                "synthetic_fraction": config.stream_fraction if config.synthetic_stream else config.synthetic_fraction,
+                "synthetic_stream_scenes": self.stream_total,
+                "mask": self.mask_info,
+                "mask_mode": config.mask_mode,
+                "mask_offset": list(config.mask_offset),
+                "gain": self.physics.gain,
+                "shot_noise": {"qe": config.qe, "bit_depth": config.bit_depth} if self.physics.shot_noise else None,
+                "patch_size": config.patch_size,
+                "batch_size": config.batch_size,
+                "processes": self.context.world_size,
+                "mosaic": config.mosaic,
+                "loss": config.loss,
+                "optimizer": {"name": "Adam", "lr": config.lr, "betas": list(ADAM_BETAS), "min_lr": config.min_lr,
+                              "warmup_steps": config.effective_warmup_steps, "schedule": "linear warm-up, cosine"},
+                "clip_grad": config.clip_grad,
+                "ema": config.ema,
+                "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
+                "steps": result.step,
+                "samples_seen": result.step * config.batch_size * self.context.world_size,
+                "seed": config.seed,
+                "pretrained": self.pretrained_info,
+                "wall_time_s": round(self.elapsed(), 1),
+                "hardware": hardware_description(self.device, self.context.world_size),
+                "torch": torch.__version__,
+                "command": " ".join(sys.argv),
+            },
+        }
+        if result.validation:
+            card["validation"] = {
+                "data": ", ".join(config.val_data),
+                "scenes": result.validation["scenes"],
+                "psnr_float": result.validation["float"]["psnr"],
+                "ssim_float": result.validation["float"]["ssim"],
+                "psnr_field": result.validation["field"]["psnr"],
+                "ssim_field": result.validation["field"]["ssim"],
+                "note": "EMA weights; float convention = training logs, field convention = papers' tables",
+            }
+        return card
+
+    def _data_summary(self) -> str:
+        """One line for the card: which cubes, how many, and the synthetic share."""
+        parts = []
+        if self.config.data:
+            parts.append(f"{', '.join(self.config.data)} ({len(self.train_scenes)} scenes)")
+        if self.synthetic:
+            parts.append(f"{len(self.synthetic)} synthetic {self.config.synthetic_size}² scenes (hsra_cli.synth)")
+        if self.config.synthetic_stream:
+            parts.append(
+                f"a stream of fresh synthetic scenes (hsra_cli.synth) for {self.config.stream_fraction:.0%} of the crops"
+            )
+        return " + ".join(parts)
+
+    def _export(self, module: torch.nn.Module, result: TrainResult) -> Path:
+        from ..weights import save_model_folder
+
+        folder = self.out / self.model_name
+        save_model_folder(module, folder, card=self._card(result), overwrite=True)
+        plot_learning_curve(
+            self.out / LOG_NAME, folder / CURVE_NAME, f"{self.model_name}: training loss and validation PSNR"
+        )
+        self.say(f"wrote {folder}")
+        return folder
+
+    def _write_record(self, status: str, result: TrainResult | None = None) -> None:
+        from ..io import atomic_output
+
+        record = {
+            "status": status,
+            "step": self.step,
+            "model": getattr(self, "model_name", self.config.model),
+            "config": self.config.to_dict(),
+            "device": str(self.device),
+            "hardware": hardware_description(self.device, self.context.world_size),
+            "world_size": self.context.world_size,
+            "data_load_s": round(self.load_seconds, 2),
+            "elapsed_s": round(self.elapsed(), 2),
+            "torch": torch.__version__,
+            "command": sys.argv,
+        }
+        if result is not None:
+            record["weight_sha256_per_rank"] = result.weight_digests
+            record["model_folder"] = str(result.model_folder) if result.model_folder else None
+            record["validation"] = result.validation or None
+        with atomic_output(self.out / RUN_RECORD, overwrite=True) as tmp:
+            Path(tmp).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+def _comparable(value):
+    """Config values as JSON would give them back (tuples as lists)."""
+    if isinstance(value, tuple):
+        return [_comparable(v) for v in value]
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    return value

@@ -1,0 +1,422 @@
+"""`hsra train` and hsra_cli.train: the recipe's pieces, the exact resume, the outputs, the refusals.
+
+Everything runs on a tiny registered network (one 3×3 convolution on Aᵀy), 8-band 40×40 cubes and 16-pixel
+patches, so the whole file takes seconds on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hsra_cli.cli import main
+from hsra_cli.errors import ShapeError, UsageError, ValueRangeError
+from hsra_cli.physics import CassiOperator, as_operator
+from hsra_cli.registry import list_models, register_model, unregister_model
+
+TINY = "test-train-tiny"
+BANDS = 8
+
+
+class TinyConfig:
+    """Architecture record for the model folder (the tiny net has no settings)."""
+
+    def to_dict(self):
+        return {}
+
+
+class TinyNet(nn.Module):
+    """The smallest model of the registry's contract: Aᵀ(y·2/C), dropout, one 3×3 convolution.
+
+    The dropout draws from torch's global RNG, so an exact resume must restore that state too.
+    """
+
+    def __init__(self, bands: int = 28, step: int = 2, axis: str = "width"):
+        super().__init__()
+        self.bands, self.step, self.axis = bands, step, axis
+        self.config = TinyConfig()
+        self.conv = nn.Conv2d(bands, bands, 3, padding=1)
+        self.dropout = nn.Dropout(0.1)
+
+    def forward(self, measurement, mask):
+        op = as_operator(mask, measurement, self.bands, self.step, self.axis)
+        return self.conv(self.dropout(op.A_adjoint(measurement * (2.0 / self.bands))))
+
+    def example_inputs(self, height, width):
+        mask = torch.rand(height, width)
+        cube = torch.rand(1, self.bands, height, width)
+        return CassiOperator(mask, self.bands, self.step, self.axis).A(cube), mask
+
+
+def ensure_registered() -> None:
+    """Register the tiny net (also called in the worker processes, which import this module afresh)."""
+    if TINY not in list_models():
+        register_model(TINY, description="test network for hsra train")(TinyNet)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def tiny_model():
+    # Registered only while this module's tests run: other test modules list every registered network.
+    ensure_registered()
+    yield
+    unregister_model(TINY)
+
+
+# --------------------------------------------------------------------------------------------------
+# fixtures: a stack of 3 cubes (2 to train, 1 held out) and a mask, as .npy files
+@pytest.fixture()
+def files(tmp_path):
+    rng = np.random.default_rng(1)
+    smooth = np.cumsum(rng.random((3, 40, 40, BANDS), dtype=np.float32), axis=1)
+    stack = (smooth / smooth.max()).astype(np.float32)
+    np.save(tmp_path / "stack.npy", stack)
+    np.save(tmp_path / "mask.npy", rng.random((40, 40), dtype=np.float32))
+    return tmp_path
+
+
+def train_args(files, out, *extra):
+    return [
+        "train", "--model", TINY,
+        "--data", f"{files / 'stack.npy'}:0-1", "--val-data", f"{files / 'stack.npy'}:2",
+        "--mask", str(files / "mask.npy"), "-o", str(out),
+        "--patch-size", "16", "--batch-size", "2", "--steps", "6", "--log-every", "2", "--val-every", "3",
+        "--ckpt-every", "3", "--threads", "1", *extra,
+    ]
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# --------------------------------------------------------------------------------------------------
+# data sources
+def test_scene_selectors_pick_scenes_of_a_stack(files):
+    from hsra_cli.train.data import load_scenes, parse_source
+
+    assert parse_source("kaist.npz:0-3")[1] == [0, 1, 2, 3]
+    assert parse_source("a.h5:0,2,5-6")[1] == [0, 2, 5, 6]
+    assert parse_source(str(files / "stack.npy"))[1] is None
+    with pytest.raises(UsageError, match="backwards"):
+        parse_source("a.npz:3-1")
+    stack = np.load(files / "stack.npy")
+    held_out = load_scenes([f"{files / 'stack.npy'}:2"])
+    assert [s.name for s in held_out] == ["stack.npy:2"]
+    np.testing.assert_array_equal(held_out[0].cube, stack[2])
+    assert len(load_scenes([str(files / "stack.npy")])) == 3
+    with pytest.raises(UsageError, match="holds 3 scenes"):
+        load_scenes([f"{files / 'stack.npy'}:3"])
+
+
+def test_integer_cubes_are_scaled_and_float_cubes_outside_unit_range_refused(tmp_path):
+    from hsra_cli.train.data import load_scenes
+
+    folder = tmp_path / "cubes"
+    folder.mkdir()
+    np.save(folder / "b.npy", np.full((20, 20, BANDS), 255, np.uint8))
+    np.save(folder / "a.npy", np.full((20, 20, BANDS), 65535, np.uint16))
+    scenes = load_scenes([str(folder)])
+    assert [s.name for s in scenes] == ["a.npy", "b.npy"]  # a folder is read in name order
+    assert all(s.cube.dtype == np.float32 and s.cube.max() == 1.0 for s in scenes)
+    np.save(tmp_path / "radiance.npy", np.full((20, 20, BANDS), 3.0, np.float32))
+    with pytest.raises(ValueRangeError, match=r"expects cubes in \[0, 1\]"):
+        load_scenes([str(tmp_path / "radiance.npy")])
+
+
+def test_a_shifted_3d_mask_gives_back_its_aperture():
+    from hsra_cli.train.data import aperture_from_mask
+
+    aperture = np.random.default_rng(0).random((20, 24), dtype=np.float32)
+    phi = CassiOperator(aperture, bands=BANDS).phi()[0].permute(1, 2, 0).numpy()  # H × W' × C
+    np.testing.assert_allclose(aperture_from_mask(phi, BANDS, 2, "width"), aperture)
+    # band b sees the aperture scaled by b + 1: a valid Φ, but no single aperture
+    per_band_phi = CassiOperator(aperture, bands=BANDS).phi()[0].numpy() * (np.arange(BANDS)[:, None, None] + 1)
+    with pytest.raises(ShapeError, match="different aperture"):
+        aperture_from_mask(per_band_phi.astype(np.float32), BANDS, 2, "width")
+
+
+# --------------------------------------------------------------------------------------------------
+# the recipe's pieces
+def test_schedule_warms_up_linearly_then_decays_by_cosine_to_the_floor():
+    from hsra_cli.train.schedule import WarmupCosine
+
+    schedule = WarmupCosine(total_steps=100, warmup_steps=10, base_lr=4e-4, min_lr=1e-6)
+    assert schedule(0) == pytest.approx(0.1)
+    assert schedule(9) == pytest.approx(1.0)
+    assert schedule(10) == pytest.approx(1.0)
+    assert schedule(55) == pytest.approx((1 + 1e-6 / 4e-4) / 2)  # half-way through the decay
+    assert schedule(100) * 4e-4 == pytest.approx(1e-6)
+    decay = [schedule(s) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(decay, decay[1:]))
+
+
+def _sampler(scenes, mask, **kw):
+    from hsra_cli.train.sampler import MeasurementModel, PatchSampler
+
+    physics = MeasurementModel(
+        bands=scenes[0].shape[-1],
+        mask_mode=kw.pop("mask_mode", "fixed"),
+        mask_offset=kw.pop("mask_offset", (0, 0)),
+        gain=kw.pop("gain", 1.0),
+        shot_noise=kw.pop("shot_noise", False),
+    )
+    return PatchSampler(scenes, mask, physics, patch_size=kw.pop("patch_size", 16), batch_size=kw.pop("batch_size", 4), **kw)
+
+
+def test_half_of_each_batch_is_a_mosaic_of_four_crops_from_random_scenes():
+    # 8 flat scenes of distinct values: a plain crop is flat, a mosaic has four flat quadrants.
+    scenes = [np.full((32, 32, BANDS), (k + 1) / 10, np.float32) for k in range(8)]
+    sampler = _sampler(scenes, np.ones((32, 32), np.float32), batch_size=4)
+    for _ in range(5):
+        cube = sampler.next_batch().cube
+        flat = [bool(torch.all(sample == sample.flatten()[0])) for sample in cube]
+        assert flat[:2] == [True, True] and flat[2:] == [False, False]
+        for sample in cube[2:]:
+            for quadrant in (sample[:, :8, :8], sample[:, :8, 8:], sample[:, 8:, :8], sample[:, 8:, 8:]):
+                assert torch.all(quadrant == quadrant.flatten()[0])
+
+
+def test_each_rank_draws_its_own_stream_and_a_restored_state_replays_it():
+    rng = np.random.default_rng(0)
+    scenes = [rng.random((24, 24, BANDS), dtype=np.float32) for _ in range(3)]
+    mask = rng.random((24, 24), dtype=np.float32)
+    a, b, other_rank = (_sampler(scenes, mask, seed=5, rank=r, shot_noise=True) for r in (0, 0, 1))
+    first = a.next_batch()
+    assert torch.equal(first.cube, b.next_batch().cube)
+    assert not torch.equal(first.cube, other_rank.next_batch().cube)
+    state = json.loads(json.dumps({"numpy_generator": a.state_dict()["numpy_generator"]}))
+    saved_noise = a.state_dict()["noise_generator"]
+    expected = a.next_batch()
+    b.load_state_dict({**state, "noise_generator": saved_noise})
+    replay = b.next_batch()
+    assert torch.equal(replay.cube, expected.cube) and torch.equal(replay.measurement, expected.measurement)
+
+
+def test_fixed_mode_measures_through_the_same_mask_crop_with_the_cassi_operator():
+    rng = np.random.default_rng(0)
+    scenes = [rng.random((24, 24, BANDS), dtype=np.float32)]
+    mask = rng.random((30, 30), dtype=np.float32)
+    batch = _sampler(scenes, mask, mask_offset=(3, 5), batch_size=3).next_batch()
+    window = torch.from_numpy(mask[3:19, 5:21])
+    assert all(torch.equal(m, window) for m in batch.mask)
+    expected = CassiOperator(window, bands=BANDS).A(batch.cube)
+    torch.testing.assert_close(batch.measurement, expected)
+
+
+def test_random_mode_crops_the_mask_per_sample_and_adds_the_fields_shot_noise():
+    rng = np.random.default_rng(0)
+    scenes = [rng.random((24, 24, BANDS), dtype=np.float32)]
+    mask = rng.random((20, 20), dtype=np.float32)
+    batch = _sampler(scenes, mask, mask_mode="random", gain=1.2, shot_noise=True, batch_size=6).next_batch()
+    windows = {(r, c): mask[r : r + 16, c : c + 16] for r in range(5) for c in range(5)}
+    positions = []
+    for m in batch.mask:
+        positions.append(next(p for p, w in windows.items() if np.array_equal(w, m.numpy())))
+    assert len(set(positions)) > 1
+    clean = CassiOperator(batch.mask[:, None], bands=BANDS).A(batch.cube)
+    # Binomial(⌊y_n·bit/QE⌋, QE)/bit on y_n = 1.2·y·2/C: integer photon counts, mean 1.2·y
+    counts = batch.measurement * (2.0 / BANDS) * 2048
+    torch.testing.assert_close(counts, counts.round(), atol=1e-3, rtol=0)
+    assert not torch.allclose(batch.measurement, 1.2 * clean)
+    ratio = float(batch.measurement.sum() / clean.sum())
+    assert ratio == pytest.approx(1.2, rel=0.01)
+
+
+def test_losses_and_ema_follow_their_definitions():
+    from hsra_cli.train.ema import WeightEma
+    from hsra_cli.train.runtime import make_loss
+
+    pred, target = torch.zeros(2, 3), torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0]])
+    assert make_loss("rmse", 1e-3)(pred, target) == pytest.approx(math.sqrt(25 / 6))
+    assert make_loss("l1", 1e-3)(pred, target) == pytest.approx(7 / 6)
+    assert make_loss("charbonnier", 1e-3)(pred, target) == pytest.approx(
+        (math.sqrt(9 + 1e-6) + math.sqrt(16 + 1e-6) + 4 * 1e-3) / 6
+    )
+    live = nn.Linear(2, 1)
+    ema = WeightEma(live, decay=0.999)
+    start = ema.module.weight.clone()
+    with torch.no_grad():
+        live.weight.add_(1.0)
+    ema.update(live, step=1)  # the ramp: d = min(0.999, 2/11)
+    d = 2 / 11
+    torch.testing.assert_close(ema.module.weight, d * start + (1 - d) * live.weight)
+    assert ema.effective_decay(10**6) == 0.999
+
+
+def test_checkpoint_codec_round_trips_without_pickle_and_refuses_a_torn_pair(tmp_path):
+    from safetensors.torch import load_file
+
+    from hsra_cli.train.checkpoint import CheckpointError, checkpoint_paths, load_checkpoint, save_checkpoint
+
+    state = {
+        "step": 7,
+        "optimizer": {"state": {0: {"step": torch.tensor(7.0), "exp_avg": torch.ones(3)}},
+                      "param_groups": [{"betas": (0.9, 0.999), "params": [0]}]},
+        "half": torch.ones(2, dtype=torch.bfloat16),
+        "numpy_rng": ("MT19937", np.arange(4, dtype=np.uint32), 2),
+        "nothing": None,
+    }
+    save_checkpoint(tmp_path, state, step=7)
+    tensors_path, state_path = checkpoint_paths(tmp_path)
+    json.loads(state_path.read_text())  # plain JSON
+    assert set(load_file(str(tensors_path))) == {"optimizer.state.0.step", "optimizer.state.0.exp_avg", "half"}
+    back = load_checkpoint(tmp_path)
+    assert back["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)
+    assert torch.equal(back["optimizer"]["state"][0]["exp_avg"], torch.ones(3))
+    assert back["half"].dtype == torch.bfloat16
+    np.testing.assert_array_equal(back["numpy_rng"][1], np.arange(4))
+    assert back["numpy_rng"][1].dtype == np.uint32 and back["nothing"] is None
+    save_checkpoint(tmp_path / "other", {"step": 8, "x": torch.zeros(1)}, step=8)
+    tensors_path.write_bytes((tmp_path / "other" / "checkpoints" / "last.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="interrupted"):
+        load_checkpoint(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# the command
+def test_train_writes_log_checkpoint_and_model_folder_with_card(files, capsys):
+    out = files / "run"
+    assert main(train_args(files, out)) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(out / TINY)
+    assert "step 6/6" in captured.err and "final validation (field convention)" in captured.err
+    rows = read_csv(out / "log.csv")
+    assert list(rows[0]) == ["step", "loss", "lr", "val_psnr", "val_ssim", "samples_per_s", "elapsed_s"]
+    assert [int(r["step"]) for r in rows] == [2, 3, 4, 6]
+    assert [bool(r["val_psnr"]) for r in rows] == [False, True, False, True]
+    assert float(rows[-1]["lr"]) == pytest.approx(1e-6)
+    assert (out / "checkpoints" / "last.safetensors").is_file() and (out / "checkpoints" / "last.json").is_file()
+    assert (out / TINY / "learning_curve.png").stat().st_size > 1000
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "completed" and record["step"] == 6
+    config = json.loads((out / TINY / "config.json").read_text())
+    assert config["name"] == TINY and config["physics"]["bands"] == BANDS
+    assert config["training"]["steps"] == 6 and config["training"]["samples_seen"] == 12
+    assert "stack.npy:0-1" in config["training"]["data"] and config["training"]["hardware"].startswith("CPU")
+    assert config["validation"]["scenes"][0]["name"] == "stack.npy:2"
+    assert config["validation"]["psnr_field"] == pytest.approx(record["validation"]["field"]["psnr"])
+    assert "## Measured accuracy\n- PSNR" in (out / TINY / "README.md").read_text()
+    # the exported weights are the EMA's, which the final validation measured
+    from hsra_cli.weights import load_model
+
+    exported, _ = load_model(out / TINY)
+    from safetensors.torch import load_file
+
+    ema = load_file(str(out / "checkpoints" / "last.safetensors"))
+    assert torch.equal(exported.conv.weight, ema["ema.conv.weight"])
+    assert not torch.equal(exported.conv.weight, ema["model.conv.weight"])
+
+
+def test_pretrained_folder_is_the_starting_point_of_fine_tuning(files, capsys):
+    first = files / "first"
+    assert main(train_args(files, first)) == 0
+    start = load_weights(first / TINY)
+    tuned = files / "tuned"
+    args = train_args(files, tuned, "--pretrained", str(first / TINY), "--lr", "1e-12", "--min-lr", "0", "--ema", "0")
+    args[args.index("--steps") + 1] = "1"
+    assert main(args) == 0
+    after = load_weights(tuned / TINY)
+    for key in start:
+        torch.testing.assert_close(after[key], start[key], atol=1e-9, rtol=0)
+    card = json.loads((tuned / TINY / "config.json").read_text())
+    assert card["training"]["pretrained"]["source"] == str(first / TINY)
+    capsys.readouterr()
+    bare = [a for a in train_args(files, files / "bare", "--pretrained", str(first / TINY / "model.safetensors"))]
+    del bare[bare.index("--model") : bare.index("--model") + 2]
+    assert main(bare) == 2
+    assert "needs --model NAME" in capsys.readouterr().err
+
+
+def load_weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(files):
+    from safetensors.torch import load_file
+
+    whole, split = files / "whole", files / "split"
+    assert main(train_args(files, whole, "--mask-mode", "random", "--no-mosaic")) == 0
+    assert main(train_args(files, split, "--mask-mode", "random", "--no-mosaic", "--stop-after", "4")) == 0
+    stopped = json.loads((split / "run.json").read_text())
+    assert stopped["status"] == "stopped" and stopped["step"] == 4 and not (split / TINY).exists()
+    assert main(train_args(files, split, "--mask-mode", "random", "--no-mosaic", "--resume")) == 0
+    a = load_file(str(whole / "checkpoints" / "last.safetensors"))
+    b = load_file(str(split / "checkpoints" / "last.safetensors"))
+    assert set(a) == set(b)
+    for key in a:  # model, EMA, Adam moments, RNG states: bit for bit
+        assert torch.equal(a[key], b[key]), key
+    losses = lambda run: [(r["step"], r["loss"]) for r in read_csv(run / "log.csv")]  # noqa: E731
+    assert losses(whole) == losses(split)
+
+
+def test_resume_refuses_changed_options_and_a_missing_checkpoint(files, capsys):
+    out = files / "run"
+    assert main(train_args(files, out, "--stop-after", "2")) == 0
+    capsys.readouterr()
+    assert main(train_args(files, out, "--resume", "--lr", "1e-3")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hsra: error: --resume needs the options") and "--lr" in err and err.count("\n") == 1
+    assert main(train_args(files, files / "empty", "--resume")) == 1
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+def test_an_existing_run_is_not_overwritten_without_the_flag(files, capsys):
+    out = files / "run"
+    assert main(train_args(files, out, "--stop-after", "2")) == 0
+    before = (out / "log.csv").read_bytes()
+    capsys.readouterr()
+    assert main(train_args(files, out)) == 2
+    assert "pass --resume to continue it or --overwrite" in capsys.readouterr().err
+    assert (out / "log.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "change, code, message",
+    [
+        (["--data", "missing.npy"], 1, "does not exist"),
+        (["--patch-size", "64"], 1, "smaller than the 64×64 patch"),
+        (["--model", "no-such-net"], 2, "unknown model"),
+        (["--mask-offset", "30,0"], 1, "does not fit in the 40×40 mask"),
+        (["--amp", "bf16", "--device", "cpu"], 2, "needs a CUDA device"),
+        (["--loss", "huber"], 2, "--loss must be one of"),
+    ],
+)
+def test_bad_input_is_one_line_with_its_exit_code_and_writes_nothing(files, capsys, change, code, message):
+    out = files / "bad"
+    args = train_args(files, out)
+    for flag, value in zip(change[::2], change[1::2]):
+        if flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
+    assert main(args) == code
+    err = capsys.readouterr().err
+    assert err.startswith("hsra: error: ") and err.count("\n") == 1 and message in err
+    assert not out.exists()
+
+
+def test_synthetic_pool_or_stream_can_train_without_cubes(files, capsys):
+    for option, name in ((["--synthetic", "2", "--synthetic-size", "24"], "pool"), (["--synthetic-stream"], "stream")):
+        out = files / name
+        args = [
+            "train", "--model", TINY, *option, "--mask", str(files / "mask.npy"), "-o", str(out),
+            "--patch-size", "16", "--batch-size", "2", "--steps", "2", "--threads", "1",
+        ]
+        assert main(args) == 0, capsys.readouterr().err
+        training = json.loads((out / TINY / "config.json").read_text())["training"]
+        assert json.loads((out / TINY / "config.json").read_text())["physics"]["bands"] == 28
+        if name == "pool":
+            assert training["synthetic_scenes"] == 2 and "2 synthetic 24² scenes" in training["data"]
+        else:
+            # 2 steps × (1 plain crop + 1 mosaic of 4 crops): every crop is a fresh scene
+            assert training["synthetic_stream_scenes"] == 10
+    assert main(train_args(files, files / "both", "--synthetic", "2", "--synthetic-stream")) == 2
+    assert "exclude each other" in capsys.readouterr().err
