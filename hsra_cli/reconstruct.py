@@ -107,15 +107,38 @@ def gaussian_weights(height: int, width: int, sigma_fraction: float = 1 / 8) -> 
     return w.clamp(min=1e-3)
 
 
-def tile_starts(size: int, tile: int, overlap: float) -> list[int]:
-    """Start offsets covering ``size`` with tiles of ``tile`` overlapping by ``overlap`` (a fraction)."""
+def tile_starts(size: int, tile: int, overlap: float, max_stride: int | None = None) -> list[int]:
+    """Start offsets covering ``size`` with tiles of ``tile`` overlapping by ``overlap`` (a fraction); the
+    stride is at most ``max_stride`` when given."""
     if tile >= size:
         return [0]
     stride = max(1, int(round(tile * (1 - overlap))))
+    if max_stride is not None:
+        stride = max(1, min(stride, max_stride))
     starts = list(range(0, size - tile + 1, stride))
     if starts[-1] != size - tile:
         starts.append(size - tile)
     return starts
+
+
+def dispersion_taper(length: int, spread: int, open_start: bool, open_end: bool) -> torch.Tensor:
+    """Trust of each position of a tile along the dispersion axis.
+
+    A tile's measurement window also holds light dispersed in from cube pixels just outside the tile, within
+    ``spread`` = step·(bands−1) pixels of its two edges; the tile's reconstruction is unreliable there. Those
+    margins get (almost) no weight, except at the image border where no outside light exists.
+    """
+    trust = torch.ones(length)
+    ramp = torch.linspace(1e-3, 1.0, min(8, length))
+    if open_start:
+        trust[:spread] = 1e-3
+        trust[spread : spread + len(ramp)] = ramp[: max(0, min(len(ramp), length - spread))]
+    if open_end:
+        trust[length - spread :] = 1e-3
+        end = length - spread
+        start = max(0, end - len(ramp))
+        trust[start:end] = torch.minimum(trust[start:end], ramp.flip(0)[: end - start])
+    return trust
 
 
 @dataclass
@@ -253,13 +276,36 @@ class Reconstructor:
     def _run_tiled(self, y: torch.Tensor, op: CassiOperator, tile: int, progress=None) -> torch.Tensor:
         height, width = op.cube_shape
         th, tw = min(tile, height), min(tile, width)
-        rows, cols = tile_starts(height, th, self.tile_overlap), tile_starts(width, tw, self.tile_overlap)
+        spread = self.step * (self.bands - 1)
+        disp_tile, disp_size = (th, height) if self.axis == "height" else (tw, width)
+        # Along the dispersion axis each tile's margins of `spread` pixels are untrusted (see dispersion_taper):
+        # neighbouring tiles must overlap by at least twice that so every pixel is trusted somewhere.
+        max_stride = None
+        if disp_tile < disp_size:
+            max_stride = disp_tile - 2 * spread
+            if max_stride < 8:
+                raise UsageError(
+                    f"--tile-size {tile} is too small for the dispersion spread of {spread} px "
+                    f"({self.bands} bands at step {self.step}); use at least {2 * spread + 64}"
+                )
+        row_stride = max_stride if self.axis == "height" else None
+        col_stride = max_stride if self.axis == "width" else None
+        rows = tile_starts(height, th, self.tile_overlap, row_stride)
+        cols = tile_starts(width, tw, self.tile_overlap, col_stride)
         out = torch.zeros(self.bands, height, width, device=self.device)
         norm = torch.zeros(1, height, width, device=self.device)
-        weights = gaussian_weights(th, tw).to(self.device)
+        base = gaussian_weights(th, tw)
         done = 0
         for top in rows:
             for left in cols:
+                weights = base
+                if self.axis == "height":
+                    taper = dispersion_taper(th, spread, top > 0, top + th < height)
+                    weights = base * taper[:, None]
+                else:
+                    taper = dispersion_taper(tw, spread, left > 0, left + tw < width)
+                    weights = base * taper[None, :]
+                weights = weights.to(self.device)
                 sub_op = op.crop(top, left, th, tw)
                 window = op.measurement_window(y, top, left, th, tw)
                 cube = self._forward(window[None].contiguous(), sub_op)[0]

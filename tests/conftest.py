@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Tests share a 2-core machine: keep torch from oversubscribing it.
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("HSRA_TEST_THREADS", "2")))
 
 
 @pytest.fixture(scope="session")

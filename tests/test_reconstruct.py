@@ -1,0 +1,156 @@
+"""Reconstruction at any size: normalisation, mask cropping, CASSI-aware tiling, networks through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hsra_cli.bands import default_wavelengths
+from hsra_cli.cli import main
+from hsra_cli.errors import ShapeError, UsageError
+from hsra_cli.io import read_cube, write_array
+from hsra_cli.metrics import psnr
+from hsra_cli.reconstruct import (
+    REAL_CAPTURE_PEAK,
+    Reconstructor,
+    crop_mask,
+    gaussian_weights,
+    normalise_measurement,
+    resolve_device,
+    tile_starts,
+)
+from hsra_cli.registry import create_model
+from hsra_cli.simulate import generate_mask, simulate_measurement
+from hsra_cli.synth import procedural_scene
+from hsra_cli.weights import save_model_folder
+
+
+@pytest.mark.parametrize("size,tile,overlap", [(100, 32, 0.25), (64, 64, 0.5), (70, 32, 0.0), (33, 16, 0.5)])
+def test_tiles_cover_the_image_and_end_at_the_border(size, tile, overlap):
+    starts = tile_starts(size, tile, overlap)
+    covered = np.zeros(size, bool)
+    for s in starts:
+        covered[s : s + tile] = True
+    assert covered.all() and starts[0] == 0 and starts[-1] == size - tile
+    assert all(b - a <= tile for a, b in zip(starts, starts[1:]))
+
+
+def test_gaussian_weights_peak_in_the_middle_and_stay_positive():
+    w = gaussian_weights(32, 48)
+    assert w.shape == (32, 48) and float(w.min()) > 0
+    assert float(w[15:17, 23:25].min()) == pytest.approx(float(w.max()), rel=0.01)
+    assert float(w[0, 0]) < 0.01
+
+
+def test_real_capture_normalisation_follows_the_field():
+    y = np.random.default_rng(0).uniform(0, 0.9, (8, 20)).astype(np.float32)
+    scaled, info = normalise_measurement(y, 28, "auto", key="meas")
+    assert info["mode"] == "max"  # peaks ≤ 1: not a field-scale sum
+    # The network sees y·2/bands; after scaling that peaks at 0.8.
+    assert float((scaled * 2 / 28).max()) == pytest.approx(REAL_CAPTURE_PEAK)
+    field = y * 20
+    same, info = normalise_measurement(field, 28, "auto")
+    assert info["mode"] == "none" and same is field
+    assert normalise_measurement(field, 28, "auto", key="meas_real")[1]["mode"] == "max"
+    with pytest.raises(UsageError):
+        normalise_measurement(y, 28, "weird")
+
+
+def test_mask_crop_needs_an_offset_inside_the_mask():
+    mask = np.arange(20 * 30, dtype=np.float32).reshape(20, 30)
+    cropped, info = crop_mask(mask, 10, 12, (5, 7))
+    np.testing.assert_array_equal(cropped, mask[5:15, 7:19])
+    assert info == {"cropped": True, "offset": [5, 7], "mask_shape": [20, 30]}
+    with pytest.raises(ShapeError, match="--mask-offset"):
+        crop_mask(mask, 10, 12, None)
+    with pytest.raises(UsageError, match="outside"):
+        crop_mask(mask, 10, 12, (15, 0))
+    with pytest.raises(ShapeError, match="at least"):
+        crop_mask(mask, 25, 12, (0, 0))
+
+
+def test_cuda_without_a_gpu_is_a_usage_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(UsageError, match="no CUDA"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
+
+
+@pytest.mark.parametrize("axis", ["width", "height"])
+def test_tiled_gap_tv_agrees_with_the_whole_image(axis):
+    # 8 bands at step 2: a 14-pixel dispersion spread, so 48-pixel tiles are meaningful on a small scene.
+    cube = procedural_scene(72, 88, wavelengths_nm=default_wavelengths(8), rng=np.random.default_rng(3))
+    mask = generate_mask(72, 88, "random-binary", seed=2)
+    y, _ = simulate_measurement(cube, mask, axis=axis)
+    whole = Reconstructor("gap-tv", bands=8, axis=axis, tile_size=0).reconstruct(y, mask).cube
+    tiled_result = Reconstructor("gap-tv", bands=8, axis=axis, tile_size=48, tile_overlap=0.25).reconstruct(y, mask)
+    assert tiled_result.record["tiling"]["tile_size"] == 48
+    tiled = tiled_result.cube
+    assert tiled.shape == whole.shape == cube.shape
+    gap = abs(psnr(whole, cube, "float") - psnr(tiled, cube, "float"))
+    assert gap < 0.3, f"tiled and whole differ by {gap:.2f} dB"
+
+
+def test_tiles_smaller_than_twice_the_dispersion_spread_are_refused():
+    mask = generate_mask(64, 200, "random-binary", seed=2)
+    y, _ = simulate_measurement(np.full((64, 200, 28), 0.5, np.float32), mask)
+    with pytest.raises(UsageError, match="too small for the dispersion spread of 54"):
+        Reconstructor("gap-tv", tile_size=96).reconstruct(y, mask)
+
+
+def test_auto_tiling_follows_the_memory_cap():
+    r = Reconstructor("gap-tv", memory_cap_gb=0.001)
+    assert r.plan_tiles(64, 64) == 0 or r.plan_tiles(256, 256) > 0
+    assert r.plan_tiles(2048, 2048) > 0
+    assert Reconstructor("gap-tv", memory_cap_gb=100).plan_tiles(660, 660) == 0
+    assert Reconstructor("gap-tv", tile_size=0, memory_cap_gb=0.001).plan_tiles(2048, 2048) == 0
+
+
+@pytest.fixture()
+def installed_hsra_s(tmp_path, monkeypatch):
+    """A randomly initialised hsra-s installed as a model folder under HSRA_MODELS_DIR."""
+    torch.manual_seed(0)
+    model = create_model("hsra-s")
+    save_model_folder(model, tmp_path / "models" / "hsra-s", card={"training": {"data": "none (test)"}})
+    monkeypatch.setenv("HSRA_MODELS_DIR", str(tmp_path / "models"))
+    return model
+
+
+def test_network_reconstructs_an_odd_sized_capture_through_the_cli(installed_hsra_s, tmp_path, capsys):
+    mask = generate_mask(40, 50, "random-grey", seed=1)
+    y, _ = simulate_measurement(procedural_scene(40, 50, rng=np.random.default_rng(1)), mask)
+    write_array(tmp_path / "cap.mat", y, key="meas")
+    write_array(tmp_path / "mask.mat", mask, key="mask")
+    code = main(["reconstruct", str(tmp_path / "cap.mat"), "--mask", str(tmp_path / "mask.mat"), "--model", "s",
+                 "-o", str(tmp_path / "out"), "--no-previews"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    cube, _ = read_cube(tmp_path / "out" / "cap.mat")
+    assert cube.shape == (40, 50, 28)
+    record = json.loads((tmp_path / "out" / "cap.json").read_text())
+    assert record["model"] == "hsra-s" and len(record["weights"]["sha256"]) == 64
+    # The library gives the same cube as the network called directly.
+    with torch.inference_mode():
+        direct = installed_hsra_s(torch.from_numpy(y)[None], torch.from_numpy(mask))[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(cube, direct, atol=1e-4)
+
+
+def test_network_physics_must_match_its_card(installed_hsra_s):
+    with pytest.raises(UsageError, match="step=2"):
+        Reconstructor("s", step=1)
+
+
+def test_missing_weights_say_how_to_get_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HSRA_MODELS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr("hsra_cli.weights.models_search_path", lambda: [tmp_path / "empty"])
+    write_array(tmp_path / "cap.mat", np.ones((16, 70), np.float32), key="meas")
+    write_array(tmp_path / "mask.mat", np.ones((16, 16), np.float32), key="mask")
+    code = main(["reconstruct", str(tmp_path / "cap.mat"), "--mask", str(tmp_path / "mask.mat"), "--model", "dum3",
+                 "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and "hsra train" in err and "HSRA_MODELS_DIR" in err
+    assert len(err.strip().splitlines()) == 1
