@@ -31,6 +31,19 @@ def parse_point(text: str) -> tuple[int, int]:
     return x, y
 
 
+def parse_offset(text: str | None, option: str = "--mask-offset") -> tuple[int, int] | None:
+    """``"row,col"`` -> (row, col) pixel offsets; ``None`` stays ``None``."""
+    from ..errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        row, col = (int(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is not of the form row,column (two integer pixel offsets)") from None
+    return row, col
+
+
 def require_files(paths: list[Path], what: str) -> None:
     from ..errors import InputFileError
 

@@ -8,19 +8,7 @@ from typing import List, Optional
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import console, info, stdout
-
-
-def _parse_offset(text: Optional[str]):
-    from hsra_cli.errors import UsageError
-
-    if text is None:
-        return None
-    try:
-        row, col = (int(v) for v in text.split(","))
-    except ValueError:
-        raise UsageError(f"--mask-offset {text!r} is not of the form row,column (two integers)") from None
-    return row, col
+from hsra_cli.cli._common import console, parse_offset, info, stdout
 
 
 def _parse_tile(text: str):
@@ -95,7 +83,7 @@ def reconstruct(
         from hsra_cli.nets.runtime import keep_freed_memory
 
         keep_freed_memory()  # ~20 % faster CPU inference: big buffers are reused instead of page-faulted
-    offset = _parse_offset(mask_offset)
+    offset = parse_offset(mask_offset)
     tile = _parse_tile(tile_size)
     paths = shard(expand_inputs(inputs), num_parts, part_id)
     if not paths:

@@ -8,17 +8,7 @@ from typing import List, Optional
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import console, stdout
-
-
-def _parse_offset(text: str) -> tuple[int, int]:
-    from hsra_cli.errors import UsageError
-
-    try:
-        row, col = (int(part) for part in text.split(","))
-    except ValueError:
-        raise UsageError(f"--mask-offset {text!r} is not of the form ROW,COL (two integer pixel offsets)") from None
-    return row, col
+from hsra_cli.cli._common import console, parse_offset, stdout
 
 
 @app.command(
@@ -116,7 +106,7 @@ def train(
         batch_size=batch_size,
         mosaic=mosaic,
         mask_mode=mask_mode,
-        mask_offset=_parse_offset(mask_offset),
+        mask_offset=parse_offset(mask_offset),
         gain=gain,
         shot_noise=shot_noise,
         qe=qe,

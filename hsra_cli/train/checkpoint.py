@@ -15,7 +15,6 @@ optimizer's integer parameter ids (``{"__items__": [[key, value], ...]}``) and n
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -89,11 +88,9 @@ def _decode(obj, tensors: dict[str, torch.Tensor]):
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from ..weights import sha256_of
+
+    return sha256_of(path)
 
 
 def save_checkpoint(out_dir: Path, state: dict, step: int) -> Path:
