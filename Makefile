@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
-DEMO_MODEL ?= gap-tv
+DEMO_MODEL ?= hsra-s
 DEMO_OUT ?= out/demo
+SAMPLE := samples/colorchecker
 
 .PHONY: setup demo test bench sample clean
 
@@ -20,10 +21,15 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 demo: setup
-	$(BIN)/hsra reconstruct samples/colorchecker/meas.mat --mask samples/colorchecker/mask.mat \
-		--model $(DEMO_MODEL) -o $(DEMO_OUT) --overwrite
-	$(BIN)/hsra evaluate $(DEMO_OUT)/meas.mat --truth samples/colorchecker/truth.mat
-	@echo "Cube, previews and record in $(DEMO_OUT)/"
+	$(BIN)/hsra reconstruct $(SAMPLE)/meas/colorchecker.mat --mask $(SAMPLE)/meas/mask.mat \
+		--model $(DEMO_MODEL) -o $(DEMO_OUT)/$(DEMO_MODEL) --overwrite
+	$(BIN)/hsra reconstruct $(SAMPLE)/meas/colorchecker.mat --mask $(SAMPLE)/meas/mask.mat \
+		--model gap-tv -o $(DEMO_OUT)/gap-tv --overwrite
+	@echo "== $(DEMO_MODEL) (shipped weights) vs the sample's truth =="
+	$(BIN)/hsra evaluate $(DEMO_OUT)/$(DEMO_MODEL)/colorchecker.mat --truth $(SAMPLE)/cube/colorchecker.mat
+	@echo "== gap-tv (no weights) vs the sample's truth =="
+	$(BIN)/hsra evaluate $(DEMO_OUT)/gap-tv/colorchecker.mat --truth $(SAMPLE)/cube/colorchecker.mat
+	@echo "Cubes, previews (_rgb.png, _bands.png) and JSON records in $(DEMO_OUT)/"
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -381,9 +381,10 @@ def render_card(config: dict, parameters: int | None = None) -> str:
         (f"- PSNR {psnr:.2f} dB" + (f", SSIM {ssim:.4f}" if ssim is not None else "") + (f" on {where}" if where else ""))
         if psnr is not None else "- not measured",
         "",
+        *([ "## Notes", *[f"- {note}" for note in config["notes"]], ""] if config.get("notes") else []),
         "## How to use",
         "```",
-        f"hsra reconstruct MEASUREMENT --mask MASK --model {name} -o cube.h5",
+        f"hsra reconstruct MEASUREMENT --mask MASK --model {name} -o out/",
         "```",
         "```python",
         "from hsra_cli.weights import load_pretrained",
