@@ -249,6 +249,9 @@ class Reconstructor:
         return op, mask_info
 
     def _pixels_budget(self) -> int:
+        # Measured peak resident memory per cube pixel at 660×660 with 28 bands (benchmarks/bench_real.py):
+        # ~1.8 kB for hsra-s (padded to 704²), ~1.5 kB for gap-tv. 64 float32 values per band and pixel
+        # (7 kB at 28 bands) leaves room for the larger networks; a model may state its own figure.
         per_pixel = getattr(self.model, "bytes_per_pixel", None) or 64 * self.bands * 4
         return int(self.memory_cap_gb * 1e9 / per_pixel)
 
