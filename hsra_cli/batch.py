@@ -115,7 +115,7 @@ def reconstruct_files(
     """Reconstruct every input into ``out_dir``. ``on_begin(todo, skipped)`` (after the up-front checks),
     ``on_start(path, index, total)`` and ``on_done(path, record|None, error|None)`` report progress. Raises before computing anything when outputs would be overwritten."""
     from .bands import default_wavelengths
-    from .io import check_writable, read_mask, read_measurement, write_cube
+    from .io import atomic_output, check_writable, read_mask, read_measurement, write_cube
     from .render import write_previews
 
     if fmt not in ("mat", "h5", "tif", "npy"):
@@ -165,8 +165,6 @@ def reconstruct_files(
         if previews:
             write_previews(cube, wavelengths, out_dir, paths["cube"].stem, overwrite=overwrite)
         record["seconds"]["write"] = time.perf_counter() - start
-        from .io import atomic_output
-
         with atomic_output(paths["record"], overwrite) as tmp:
             tmp.write_text(json.dumps(record, indent=2, default=str))
         return record
