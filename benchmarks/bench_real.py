@@ -2,6 +2,7 @@
 
     python benchmarks/bench_real.py --model gap-tv
     python benchmarks/bench_real.py --model s --tile-size 256 --tile-overlap 0.25
+    python benchmarks/bench_real.py --model s --refine 0      # the network alone
 
 Each capture runs in its own process so the peak resident memory (ru_maxrss) is that capture's own. The
 tiled-vs-whole check reconstructs the same capture whole and in tiles and reports the PSNR of one against the
@@ -41,7 +42,8 @@ def one(args) -> dict:
     measurement, loaded = read_measurement(args.one)
     mask, _ = read_mask(DATA / "mask_660.mat")
     tile = args.tile_size if args.tile_size is not None else "auto"
-    reconstructor = Reconstructor(args.model, device=args.device, tile_size=tile, tile_overlap=args.tile_overlap)
+    reconstructor = Reconstructor(args.model, device=args.device, tile_size=tile, tile_overlap=args.tile_overlap,
+                                  refine=args.refine)
     start = time.perf_counter()
     result = reconstructor.reconstruct(measurement, mask, key=loaded.key)
     seconds = time.perf_counter() - start
@@ -72,7 +74,8 @@ def simulated_agreement(args) -> dict:
     measurement, _ = simulate_measurement(cube, mask)
     results = {}
     for name, tile in (("whole", 0), ("tiled", args.agreement_tile)):
-        r = Reconstructor(args.model, device=args.device, tile_size=tile, tile_overlap=args.tile_overlap)
+        r = Reconstructor(args.model, device=args.device, tile_size=tile, tile_overlap=args.tile_overlap,
+                                  refine=args.refine)
         results[name] = r.reconstruct(measurement, mask, normalize="none").cube
     return {
         "psnr_whole_vs_truth": _psnr(np.clip(results["whole"], 0, 1), cube, 1.0),
@@ -92,6 +95,7 @@ def main() -> int:
     parser.add_argument("--tile-overlap", type=float, default=0.25)
     parser.add_argument("--agreement-tile", type=int, default=256)
     parser.add_argument("--captures", default="1,2,3,4,5")
+    parser.add_argument("--refine", type=int, default=None, help="GAP-TV iterations after a network (default 5)")
     parser.add_argument("--skip-agreement", action="store_true")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--save", help=argparse.SUPPRESS)
@@ -108,6 +112,8 @@ def main() -> int:
         return 0
     common = [sys.executable, __file__, "--model", args.model, "--device", args.device,
               "--tile-overlap", str(args.tile_overlap)]
+    if args.refine is not None:
+        common += ["--refine", str(args.refine)]
     if args.threads:
         common += ["--threads", str(args.threads)]
     print(f"{args.model}, {args.device}: real 660×714 captures")

@@ -20,6 +20,7 @@ import torch
 from .errors import HsraError, ShapeError, UsageError, ValueRangeError
 from .physics import CassiOperator, unsheared_size
 from .registry import get_entry
+from .solvers.gap_tv import REFINE_TV_WEIGHT, refine
 
 NORMALIZE_MODES = ("auto", "none", "max")
 #: The field's real-capture scaling: the network-normalised measurement peaks at this value.
@@ -149,6 +150,12 @@ class Reconstruction:
     record: dict = field(default_factory=dict)
 
 
+#: GAP-TV iterations run after a network by default. Measured with hsra-s on KAIST (field convention): +0.3 to
+#: +1.6 dB on scenes 01–05, +0.7 dB on held-out scene 05 with or without shot noise, +0.9 dB on the bundled
+#: sample; about 0.2 s per 256² cube on 2 CPU threads.
+DEFAULT_REFINE = 5
+
+
 class Reconstructor:
     """A model on a device, ready to reconstruct measurements of any size.
 
@@ -162,6 +169,9 @@ class Reconstructor:
         tile_overlap: overlap of neighbouring tiles as a fraction of the tile (0 ≤ overlap < 1).
         memory_cap_gb: memory budget for one forward pass; larger captures are tiled.
         amp: autocast (float16) on CUDA; never used on the CPU.
+        refine: GAP-TV iterations started from a network's estimate; ``None`` is :data:`DEFAULT_REFINE` for networks
+            and 0 for solvers, 0 switches it off. They make the cube agree with the measurement
+            (:func:`hsra_cli.solvers.gap_tv.refine`).
     """
 
     def __init__(
@@ -177,9 +187,17 @@ class Reconstructor:
         tile_overlap: float = 0.25,
         memory_cap_gb: float = 4.0,
         amp: bool = True,
+        refine: int | None = None,
         model_kwargs: dict | None = None,
     ):
         self.entry = get_entry(model)
+        if refine is None:
+            refine = DEFAULT_REFINE if self.entry.needs_weights else 0
+        if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+            raise UsageError(f"--refine must be a whole number of iterations >= 0, got {refine!r}")
+        if refine and not self.entry.needs_weights:
+            raise UsageError(f"--refine refines a network's estimate; {self.entry.name} is an iterative solver already")
+        self.refine = refine
         self.device = resolve_device(device)
         self.weights_info: dict = {}
         if not 0 <= tile_overlap < 1:
@@ -271,7 +289,10 @@ class Reconstructor:
                     out = self.model(y, op)
             else:
                 out = self.model(y, op)
-        return out.float()
+            out = out.float()
+            if self.refine:  # per tile when tiled: the tile's untrusted margins get no weight either way
+                out = refine(out, y.float(), op, self.refine)
+        return out
 
     def _run_whole(self, y: torch.Tensor, op: CassiOperator) -> torch.Tensor:
         return self._forward(y[None], op)[0]
@@ -371,6 +392,8 @@ class Reconstructor:
             "device": str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""),
             "amp": self.amp,
             "tiling": {"tile_size": tile, "overlap": self.tile_overlap if tile else 0.0, "fallback": fallback},
+            "refine": {"iterations": self.refine, "tv_weight": REFINE_TV_WEIGHT, "method": "GAP-TV from the network's cube"}
+            if self.refine else None,
             "seconds": {"reconstruct": seconds},
             "residual": residual,
             "residual_definition": "‖A x̂ − y‖ / ‖y‖ on the (normalised) measurement",

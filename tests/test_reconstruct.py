@@ -14,6 +14,7 @@ from hsra_cli.errors import ShapeError, UsageError
 from hsra_cli.io import read_cube, write_array
 from hsra_cli.metrics import psnr
 from hsra_cli.reconstruct import (
+    DEFAULT_REFINE,
     REAL_CAPTURE_PEAK,
     Reconstructor,
     crop_mask,
@@ -126,17 +127,25 @@ def test_network_reconstructs_an_odd_sized_capture_through_the_cli(installed_hsr
     write_array(tmp_path / "cap.mat", y, key="meas")
     write_array(tmp_path / "mask.mat", mask, key="mask")
     code = main(["reconstruct", str(tmp_path / "cap.mat"), "--mask", str(tmp_path / "mask.mat"), "--model", "s",
-                 "-o", str(tmp_path / "out"), "--no-previews"])
+                 "-o", str(tmp_path / "out"), "--no-previews", "--refine", "0"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     cube, _ = read_cube(tmp_path / "out" / "cap.mat")
     assert cube.shape == (40, 50, 28)
     record = json.loads((tmp_path / "out" / "cap.json").read_text())
     assert record["model"] == "hsra-s" and len(record["weights"]["sha256"]) == 64
+    assert record["refine"] is None and record["arguments"]["refine"] == 0
     # The library gives the same cube as the network called directly.
     with torch.inference_mode():
         direct = installed_hsra_s(torch.from_numpy(y)[None], torch.from_numpy(mask))[0].permute(1, 2, 0).numpy()
     np.testing.assert_allclose(cube, direct, atol=1e-4)
+    # By default a network's cube is refined: it then agrees better with the measurement.
+    code = main(["reconstruct", str(tmp_path / "cap.mat"), "--mask", str(tmp_path / "mask.mat"), "--model", "s",
+                 "-o", str(tmp_path / "refined"), "--no-previews"])
+    assert code == 0, capsys.readouterr().err
+    refined = json.loads((tmp_path / "refined" / "cap.json").read_text())
+    assert refined["refine"]["iterations"] == DEFAULT_REFINE and refined["arguments"]["refine"] == DEFAULT_REFINE
+    assert refined["residual"] < 0.5 * record["residual"]
 
 
 def test_network_physics_must_match_its_card(installed_hsra_s):
@@ -154,3 +163,48 @@ def test_missing_weights_say_how_to_get_them(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "hsra train" in err and "HSRA_MODELS_DIR" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_refine_is_for_networks_and_counts_iterations(installed_hsra_s, tmp_path, capsys):
+    assert Reconstructor("s").refine == DEFAULT_REFINE and Reconstructor("gap-tv").refine == 0
+    assert Reconstructor("s", refine=0).refine == 0
+    for bad in (-1, 2.5, True):
+        with pytest.raises(UsageError, match="--refine"):
+            Reconstructor("s", refine=bad)
+    write_array(tmp_path / "cap.mat", np.ones((16, 70), np.float32), key="meas")
+    write_array(tmp_path / "mask.mat", np.ones((16, 16), np.float32), key="mask")
+    code = main(["reconstruct", str(tmp_path / "cap.mat"), "--mask", str(tmp_path / "mask.mat"), "--model", "gap-tv",
+                 "--refine", "3", "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "iterative solver" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_refined_network_tiles_agree_with_the_whole_image(installed_hsra_s):
+    mask = generate_mask(48, 160, "random-binary", seed=3)
+    truth = procedural_scene(48, 160, rng=np.random.default_rng(3))
+    y, _ = simulate_measurement(truth, mask)
+    whole = Reconstructor("s", tile_size=0).reconstruct(y, mask, normalize="none").cube
+    tiled = Reconstructor("s", tile_size=128, tile_overlap=0.25).reconstruct(y, mask, normalize="none").cube
+    assert abs(psnr(truth, np.clip(whole, 0, 1)) - psnr(truth, np.clip(tiled, 0, 1))) < 0.3
+
+
+def test_shipped_hsra_s_reproduces_its_card_and_refining_helps_on_the_held_out_scene(kaist, monkeypatch):
+    from pathlib import Path
+
+    from hsra_cli.metrics import evaluate_cube
+
+    repo_models = Path(__file__).resolve().parents[1] / "models"
+    if not (repo_models / "hsra-s" / "model.safetensors").is_file():
+        pytest.skip("the shipped hsra-s weights are not in this checkout")
+    monkeypatch.setenv("HSRA_MODELS_DIR", str(repo_models))
+    card = json.loads((repo_models / "hsra-s" / "config.json").read_text())
+    held_out = card["validation"]["scenes"][0]
+    assert held_out["name"].endswith(":4")  # KAIST scene 05
+    truth, mask, _ = kaist
+    y, _ = simulate_measurement(truth[4], mask)
+    alone = Reconstructor("s", refine=0).reconstruct(y, mask, normalize="none").cube
+    refined = Reconstructor("s").reconstruct(y, mask, normalize="none").cube
+    alone_psnr = evaluate_cube(alone, truth[4], convention="field")["psnr"]
+    assert alone_psnr == pytest.approx(held_out["psnr_field"], abs=0.05)
+    assert evaluate_cube(refined, truth[4], convention="field")["psnr"] > alone_psnr + 0.3

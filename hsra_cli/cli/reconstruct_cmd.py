@@ -27,6 +27,8 @@ def _parse_tile(text: str):
 
   hsra reconstruct capture.mat --mask mask.mat --model s -o out/
 
+  hsra reconstruct capture.mat --mask mask.mat --model s --refine 0 -o out/   [dim]# the network alone[/dim]
+
   hsra reconstruct 'captures/*.mat' --mask mask_660.mat --model gap-tv -o out/ --skip-existing
 
   hsra reconstruct captures/ --mask mask.mat -o out/ --num-parts 4 --part-id 0   [dim]# one of 4 machines[/dim]
@@ -53,6 +55,7 @@ def reconstruct(
     tile_overlap: float = typer.Option(0.25, "--tile-overlap", help="Overlap of neighbouring tiles, as a fraction of the tile."),
     memory_cap: float = typer.Option(4.0, "--memory-cap", help="Memory budget in GB for one forward pass; larger captures are tiled."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="Half-precision autocast on CUDA (never on the CPU)."),
+    refine: Optional[int] = typer.Option(None, "--refine", help="GAP-TV iterations run on a network's cube so it agrees with the measurement: default 5 for networks, 0 turns it off (gap-tv: none)."),
     previews: bool = typer.Option(True, "--previews/--no-previews", help="Write <stem>_rgb.png and <stem>_bands.png."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose cube and record already exist."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -91,7 +94,7 @@ def reconstruct(
         return 0
     reconstructor = Reconstructor(
         model, weights=weights, device=device, bands=bands, step=step, axis=axis, tile_size=tile,
-        tile_overlap=tile_overlap, memory_cap_gb=memory_cap, amp=amp,
+        tile_overlap=tile_overlap, memory_cap_gb=memory_cap, amp=amp, refine=refine,
     )
 
     single = len(paths) == 1  # one input: no progress chatter, and a failure is the command's one error line
@@ -105,7 +108,7 @@ def reconstruct(
         "inputs": inputs, "mask": str(mask), "out": str(out), "model": model, "weights": str(weights) if weights else None,
         "format": fmt, "key": key, "mask_key": mask_key, "mask_offset": offset, "normalize": normalize,
         "device": device, "tile_size": tile, "tile_overlap": tile_overlap, "memory_cap_gb": memory_cap, "amp": amp,
-        "num_parts": num_parts, "part_id": part_id,
+        "refine": reconstructor.refine, "num_parts": num_parts, "part_id": part_id,
     }
 
     def on_start(path, index, total):
