@@ -391,6 +391,9 @@ def render_card(config: dict, parameters: int | None = None) -> str:
         f'model, config = load_pretrained("{name}")',
         "cube = model(measurement, mask)   # measurement B×H×W' (field scale), mask H×W -> cube B×C×H×W",
         "```",
+        "`hsra reconstruct` and `hsra_cli.Reconstructor` follow the network with a few GAP-TV iterations that make "
+        "the cube agree with the measurement (`--refine`, default 5; `--refine 0` gives the network alone, as "
+        "`model(...)` above does).",
         "",
         "## Limits",
         "- Works only for the physics above (band count, dispersion step and axis); other optics need their own "
