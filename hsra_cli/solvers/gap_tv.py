@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..bands import DEFAULT_AXIS, DEFAULT_BANDS, DEFAULT_STEP
+from ..errors import ShapeError
 from ..physics import CassiOperator, as_operator
 from ..registry import register_model
 
@@ -63,7 +64,8 @@ def tv_denoise(image: torch.Tensor, weight: float, iterations: int = 5, dual=Non
     if weight <= 0:
         return image, dual
     if image.shape[-2] < 2 or image.shape[-1] < 2:
-        raise ValueError(f"TV needs at least 2×2 pixels per slice, got {tuple(image.shape[-2:])}")
+        h, w = image.shape[-2:]
+        raise ShapeError(f"total variation needs a cube of at least 2×2 pixels, got {h}×{w}")
     tau = 0.25
     if dual is None:
         ph = torch.zeros_like(image)
