@@ -329,6 +329,18 @@ def card_accuracy(config: dict) -> tuple[float | None, float | None, str]:
     return (None if psnr is None else float(psnr)), (None if ssim is None else float(ssim)), where
 
 
+def _refined_accuracy_lines(config: dict) -> list[str]:
+    """The card's line for the accuracy after `hsra reconstruct`'s default refinement, when it was measured."""
+    block = config.get("validation")
+    if not isinstance(block, dict) or block.get("psnr_field_refined") is None:
+        return []
+    ssim = block.get("ssim_field_refined")
+    return [
+        f"- with the {block.get('refine', '?')} GAP-TV iterations `hsra reconstruct` adds by default (`--refine`): "
+        f"PSNR {float(block['psnr_field_refined']):.2f} dB" + (f", SSIM {float(ssim):.4f}" if ssim is not None else "")
+    ]
+
+
 def _fmt_duration(seconds) -> str:
     try:
         seconds = float(seconds)
@@ -380,6 +392,7 @@ def render_card(config: dict, parameters: int | None = None) -> str:
         "## Measured accuracy",
         (f"- PSNR {psnr:.2f} dB" + (f", SSIM {ssim:.4f}" if ssim is not None else "") + (f" on {where}" if where else ""))
         if psnr is not None else "- not measured",
+        *_refined_accuracy_lines(config),
         "",
         *([ "## Notes", *[f"- {note}" for note in config["notes"]], ""] if config.get("notes") else []),
         "## How to use",

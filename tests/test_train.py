@@ -280,7 +280,7 @@ def test_checkpoint_codec_round_trips_without_pickle_and_refuses_a_torn_pair(tmp
 
 # --------------------------------------------------------------------------------------------------
 # the command
-def test_train_writes_log_checkpoint_and_model_folder_with_card(files, capsys):
+def test_train_writes_log_checkpoint_and_model_folder_with_card(files, capsys, monkeypatch):
     out = files / "run"
     assert main(train_args(files, out)) == 0
     captured = capsys.readouterr()
@@ -302,6 +302,19 @@ def test_train_writes_log_checkpoint_and_model_folder_with_card(files, capsys):
     assert config["validation"]["scenes"][0]["name"] == "stack.npy:2"
     assert config["validation"]["psnr_field"] == pytest.approx(record["validation"]["field"]["psnr"])
     assert "## Measured accuracy\n- PSNR" in (out / TINY / "README.md").read_text()
+    # ... and after the refinement `hsra reconstruct` adds by default, scored independently here
+    from hsra_cli.metrics import psnr as psnr_of
+    from hsra_cli.reconstruct import Reconstructor
+
+    assert config["validation"]["refine"] == 5
+    stack, aperture = np.load(files / "stack.npy"), np.load(files / "mask.npy")  # fixed mask, no noise
+    measurement = CassiOperator(torch.from_numpy(aperture), BANDS).A(
+        torch.from_numpy(stack[2]).permute(2, 0, 1)[None])[0].numpy()
+    monkeypatch.setenv("HSRA_MODELS_DIR", str(out))  # the run's model folder, as a user would install it
+    refined = Reconstructor(TINY).reconstruct(measurement, aperture, normalize="none").cube
+    assert config["validation"]["psnr_field_refined"] == pytest.approx(
+        psnr_of(refined, stack[2], convention="field"), abs=0.01)
+    assert "GAP-TV iterations `hsra reconstruct` adds by default" in (out / TINY / "README.md").read_text()
     # the exported weights are the EMA's, which the final validation measured
     from hsra_cli.weights import load_model
 
