@@ -20,7 +20,7 @@ import torch
 from .errors import HsraError, ShapeError, UsageError, ValueRangeError
 from .physics import CassiOperator, unsheared_size
 from .registry import get_entry
-from .solvers.gap_tv import REFINE_TV_WEIGHT, refine
+from .solvers.gap_tv import DEFAULT_REFINE, REFINE_TV_WEIGHT, refine
 
 NORMALIZE_MODES = ("auto", "none", "max")
 #: The field's real-capture scaling: the network-normalised measurement peaks at this value.
@@ -148,12 +148,6 @@ class Reconstruction:
 
     cube: np.ndarray
     record: dict = field(default_factory=dict)
-
-
-#: GAP-TV iterations run after a network by default. Measured with hsra-s on KAIST (field convention): +0.3 to
-#: +1.6 dB on scenes 01–05, +0.7 dB on held-out scene 05 with or without shot noise, +0.9 dB on the bundled
-#: sample; about 0.2 s per 256² cube on 2 CPU threads.
-DEFAULT_REFINE = 5
 
 
 class Reconstructor:

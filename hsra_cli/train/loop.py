@@ -355,8 +355,7 @@ class _Run:
     def _refined(module, prediction: torch.Tensor, measurement: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
         """The prediction after the GAP-TV refinement that `hsra reconstruct` runs by default (H×W×C)."""
         from ..physics import as_operator
-        from ..reconstruct import DEFAULT_REFINE
-        from ..solvers.gap_tv import refine
+        from ..solvers.gap_tv import DEFAULT_REFINE, refine
 
         operator = as_operator(mask, measurement, module.bands, module.step, module.axis)
         return refine(prediction, measurement, operator, DEFAULT_REFINE)[0].permute(1, 2, 0).cpu().numpy()
@@ -528,7 +527,7 @@ class _Run:
             )
 
     def _card(self, result: TrainResult) -> dict:
-        from ..reconstruct import DEFAULT_REFINE
+        from ..solvers.gap_tv import DEFAULT_REFINE
 
         config = self.config
         card = {
