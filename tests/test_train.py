@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,7 +288,7 @@ def test_train_writes_log_checkpoint_and_model_folder_with_card(files, capsys, m
     assert captured.out.strip() == str(out / TINY)
     assert "step 6/6" in captured.err and "final validation (field convention)" in captured.err
     rows = read_csv(out / "log.csv")
-    assert list(rows[0]) == ["step", "loss", "lr", "val_psnr", "val_ssim", "samples_per_s", "elapsed_s"]
+    assert list(rows[0]) == ["step", "loss", "lr", "val_psnr", "val_ssim", "samples_per_s", "elapsed_s", "data_share"]
     assert [int(r["step"]) for r in rows] == [2, 3, 4, 6]
     assert [bool(r["val_psnr"]) for r in rows] == [False, True, False, True]
     assert float(rows[-1]["lr"]) == pytest.approx(1e-6)
@@ -433,3 +434,213 @@ def test_synthetic_pool_or_stream_can_train_without_cubes(files, capsys):
             assert training["synthetic_stream_scenes"] == 10
     assert main(train_args(files, files / "both", "--synthetic", "2", "--synthetic-stream")) == 2
     assert "exclude each other" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# the batched sampler: geometry, mask sources, noise share, devices
+def _dihedral(window):
+    """The 8 rot90/flip versions of a square window, as ``augment`` would make them (numpy reference)."""
+    out = []
+    for k in range(4):
+        rotated = np.rot90(window, k=k, axes=(0, 1))
+        for flip_rows in (False, True):
+            for flip_cols in (False, True):
+                version = rotated[::-1] if flip_rows else rotated
+                out.append(version[:, ::-1] if flip_cols else version)
+    return out
+
+
+def test_batched_crops_are_windows_of_a_scene_rotated_and_flipped_like_numpy():
+    # every pixel holds a unique value (its scene and position), so a crop identifies its window exactly
+    scenes = [np.arange(s * 1000, s * 1000 + 30 * 26, dtype=np.float32).reshape(30, 26, 1).repeat(BANDS, -1) / 1e4
+              for s in range(3)]
+    sampler = _sampler(scenes, np.ones((20, 20), np.float32), patch_size=12, batch_size=5)
+    seen_k = set()
+    for _ in range(8):
+        cube = sampler.next_batch().cube.permute(0, 2, 3, 1).numpy()
+        for sample_index, sample in enumerate(cube):
+            tiles = [sample] if sample_index < 2 else [sample[:6, :6], sample[:6, 6:], sample[6:, :6], sample[6:, 6:]]
+            for tile in tiles:
+                n = tile.shape[0]
+                scene = scenes[int(round(float(tile.min()) * 1e4)) // 1000]
+                matches = [
+                    index for top in range(scene.shape[0] - n + 1) for left in range(scene.shape[1] - n + 1)
+                    for index, version in enumerate(_dihedral(scene[top : top + n, left : left + n]))
+                    if np.array_equal(version, tile)
+                ]
+                assert matches, "a crop is not a rotated/flipped window of its scene"
+                seen_k.add(matches[0])
+    assert len(seen_k) == 8  # all eight rot90/flip combinations occur
+
+
+def test_several_masks_and_generated_masks_each_serve_a_share_of_the_patches():
+    rng = np.random.default_rng(0)
+    scenes = [rng.random((24, 24, BANDS), dtype=np.float32)]
+    first, second = np.full((20, 20), 0.3, np.float32), np.full((40, 30), 0.7, np.float32)
+    sampler = _sampler(scenes, [first, second], mask_mode="random", batch_size=50, generated_masks=0.4)
+    masks = torch.cat([sampler.next_batch().mask for _ in range(4)])
+    constant = [float(m[0, 0]) if torch.all(m == m[0, 0]) else None for m in masks]
+    from_first = sum(c == pytest.approx(0.3) for c in constant if c is not None)
+    from_second = sum(c == pytest.approx(0.7) for c in constant if c is not None)
+    generated = [m for m, c in zip(masks, constant) if c is None]
+    assert 0.3 < len(generated) / len(masks) < 0.5 and from_first > 30 and from_second > 30
+    kinds = {"binary": 0, "blurred": 0, "grey": 0}
+    for mask in generated:
+        assert float(mask.min()) >= 0 and float(mask.max()) <= 1
+        values = torch.unique(mask)
+        if len(values) <= 2:
+            kinds["binary"] += 1
+        elif float(mask.min()) >= 0.005 - 1e-6 and len(values) <= 10:  # 3×3 means of 0/1: multiples of 1/9
+            kinds["blurred"] += 1
+        else:
+            kinds["grey"] += 1
+    assert all(count > 5 for count in kinds.values()), kinds
+
+
+def test_noise_fraction_measures_that_share_of_patches_with_gain_and_photon_noise():
+    rng = np.random.default_rng(0)
+    scenes = [rng.random((24, 24, BANDS), dtype=np.float32) * 0.5 + 0.25]
+    mask = rng.random((24, 24), dtype=np.float32)
+    from hsra_cli.train.sampler import MeasurementModel, PatchSampler
+
+    physics = MeasurementModel(bands=BANDS, mask_mode="random", gain=1.2, shot_noise=True, noise_fraction=0.5)
+    sampler = PatchSampler(scenes, mask, physics, patch_size=16, batch_size=40, mosaic=False)
+    batch = sampler.next_batch()
+    clean = CassiOperator(batch.mask[:, None], bands=BANDS).A(batch.cube)
+    exact = [bool(torch.allclose(m, c)) for m, c in zip(batch.measurement, clean)]
+    assert 10 < sum(exact) < 30
+    for measured, reference, is_clean in zip(batch.measurement, clean, exact):
+        if not is_clean:  # integer photon counts around 1.2 × the clean snapshot
+            counts = measured * (2.0 / BANDS) * 2048
+            torch.testing.assert_close(counts, counts.round(), atol=1e-3, rtol=0)
+            assert float(measured.sum() / reference.sum()) == pytest.approx(1.2, rel=0.03)
+
+
+def test_synthetic_stream_workers_give_the_same_batches_as_the_inline_stream():
+    from hsra_cli.train.sampler import MeasurementModel, PatchSampler, SyntheticStream
+
+    batches = []
+    for workers in (0, 2):
+        stream = SyntheticStream(BANDS, 1.0, seed=3, workers=workers, prefetch=3)
+        sampler = PatchSampler([], np.ones((16, 16), np.float32), MeasurementModel(bands=BANDS), patch_size=16,
+                               batch_size=2, stream=stream, seed=3)
+        batches.append([sampler.next_batch().cube for _ in range(3)])
+        assert stream.draws_by_size == {16: 3, 8: 12}
+        sampler.close()
+    for a, b in zip(*batches):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.cuda
+def test_cuda_sampler_makes_the_cpu_batches_on_the_device():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from hsra_cli.train.sampler import MeasurementModel, PatchSampler
+
+    rng = np.random.default_rng(0)
+    scenes = [rng.random((40, 40, BANDS), dtype=np.float32) for _ in range(3)]
+    masks = [rng.random((40, 40), dtype=np.float32), rng.random((48, 48), dtype=np.float32)]
+    physics = MeasurementModel(bands=BANDS, mask_mode="random")
+    cpu, gpu = (PatchSampler(scenes, masks, physics, patch_size=16, batch_size=6, seed=4, device=d)
+                for d in ("cpu", "cuda"))
+    for _ in range(3):
+        a, b = cpu.next_batch(), gpu.next_batch()
+        assert b.cube.is_cuda and b.measurement.is_cuda
+        assert torch.equal(a.cube, b.cube.cpu()) and torch.equal(a.mask, b.mask.cpu())
+        torch.testing.assert_close(a.measurement, b.measurement.cpu())
+
+
+@pytest.mark.cuda
+def test_cuda_training_runs_with_bf16_autocast_and_exports(files):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    out = files / "cuda"
+    assert main(train_args(files, out, "--device", "cuda", "--mask-mode", "random", "--generated-masks", "0.5")) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["device"].startswith("cuda") and record["status"] == "completed"
+    assert json.loads((out / TINY / "config.json").read_text())["training"]["amp"] in ("bfloat16", "float16")
+
+
+# --------------------------------------------------------------------------------------------------
+# time budgets, SIGTERM, learning-rate scaling, old checkpoints
+def test_max_time_stops_validates_checkpoints_and_exports_then_resume_finishes(files, capsys):
+    from hsra_cli.train.config import parse_duration
+
+    assert [parse_duration(t) for t in ("90s", "8m", "2h", "1h30m", "45")] == [90, 480, 7200, 5400, 45]
+    out = files / "timed"
+    args = train_args(files, out, "--max-time", "0.001s")
+    args[args.index("--steps") + 1] = "50"
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "--max-time reached" in captured.err and captured.out.strip() == str(out / TINY)
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "time limit" and 1 <= record["step"] < 50
+    assert record["validation"]["field"]["psnr"] > 0
+    card = json.loads((out / TINY / "config.json").read_text())
+    assert card["training"]["stopped_by"] == "time" and card["training"]["steps"] == record["step"]
+    assert json.loads((out / "checkpoints" / "last.json").read_text())["step"] == record["step"]
+    resumed = [a for a in args if a not in ("--max-time", "0.001s")] + ["--resume"]
+    assert main(resumed) == 0
+    assert json.loads((out / "run.json").read_text())["status"] == "completed"
+    assert json.loads((out / TINY / "config.json").read_text())["training"]["steps"] == 50
+    assert main(train_args(files, files / "bad", "--max-time", "soon")) == 2
+    assert "--max-time 'soon' is not a duration" in capsys.readouterr().err
+
+
+def test_sigterm_ends_the_run_like_its_last_step_and_exits_143(files):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = files / "term"
+    args = train_args(files, out)
+    args[args.index("--steps") + 1] = "100000"
+    script = (
+        "import sys; sys.path.insert(0, %r); import test_train; test_train.ensure_registered(); "
+        "from hsra_cli.cli import main; sys.exit(main(sys.argv[1:]))" % str(Path(__file__).parent)
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "last.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr.decode()
+    assert stdout.decode().strip() == str(out / TINY)
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "SIGTERM" and record["validation"]["float"]["psnr"] > 0
+    assert (out / TINY / "model.safetensors").is_file()
+    assert json.loads((out / "checkpoints" / "last.json").read_text())["step"] == record["step"]
+
+
+def test_learning_rate_scales_with_the_square_root_of_the_batch(files):
+    from hsra_cli.train import TrainConfig
+
+    config = TrainConfig(out="x", lr=4e-4)
+    assert config.lr_for(5) == pytest.approx(4e-4) and config.lr_for(20) == pytest.approx(8e-4)
+    assert TrainConfig(out="x", lr=4e-4, lr_scaling="linear").lr_for(20) == pytest.approx(1.6e-3)
+    assert TrainConfig(out="x", lr=4e-4, lr_scaling="none").lr_for(20) == pytest.approx(4e-4)
+    out = files / "lr"
+    assert main(train_args(files, out, "--warmup-steps", "1")) == 0  # batch 2: 4e-4 · sqrt(2/5)
+    optimizer = json.loads((out / TINY / "config.json").read_text())["training"]["optimizer"]
+    assert optimizer["peak_lr"] == pytest.approx(4e-4 * (2 / 5) ** 0.5)
+    first = read_csv(out / "log.csv")[0]  # step 2 of 6: on the cosine just after the peak
+    assert float(first["lr"]) < optimizer["peak_lr"] and float(first["lr"]) > 0.8 * optimizer["peak_lr"]
+
+
+def test_a_checkpoint_from_before_the_new_options_still_resumes(files, capsys):
+    out = files / "old"
+    assert main(train_args(files, out, "--stop-after", "3", "--lr-scaling", "none")) == 0
+    state_file = out / "checkpoints" / "last.json"
+    state = json.loads(state_file.read_text())
+    for key in ("generated_masks", "noise_fraction", "lr_scaling", "max_time", "workers"):
+        del state["state"]["config"][key]
+    state["state"]["config"]["mask"] = state["state"]["config"]["mask"][0]  # one mask, as a string
+    state_file.write_text(json.dumps(state))
+    capsys.readouterr()
+    assert main(train_args(files, out, "--resume")) == 0, capsys.readouterr().err
+    card = json.loads((out / TINY / "config.json").read_text())["training"]
+    assert card["optimizer"]["lr_scaling"] == "none" and card["steps"] == 6

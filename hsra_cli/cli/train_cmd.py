@@ -32,7 +32,11 @@ def train(
     model: Optional[str] = typer.Option(None, "--model", help="Registered network to train (see 'hsra models')."),
     data: List[str] = typer.Option([], "--data", help="Training cubes: file, folder, or stack FILE:0-3 (repeatable)."),
     data_key: Optional[str] = typer.Option(None, "--data-key", help="Variable holding the cubes (default: the usual names)."),
-    mask: Optional[Path] = typer.Option(None, "-m", "--mask", help="Coded aperture (2-D, or a 3-D shifted mask with one aperture)."),
+    mask: List[Path] = typer.Option(
+        [], "-m", "--mask",
+        help="Coded aperture (2-D, or a 3-D shifted mask with one aperture); repeatable: random mode draws a mask "
+        "per patch, fixed mode and validation use the first.",
+    ),
     mask_key: Optional[str] = typer.Option(None, "--mask-key", help="Variable holding the mask."),
     synthetic: int = typer.Option(0, "--synthetic", help="Add N synthetic scenes (hsra_cli.synth) to the training pool."),
     synthetic_fraction: Optional[float] = typer.Option(
@@ -49,6 +53,12 @@ def train(
     mosaic: bool = typer.Option(True, "--mosaic/--no-mosaic", help="Half of each batch: mosaics of four half-size crops."),
     mask_mode: str = typer.Option("fixed", "--mask-mode", help="fixed (simulation) or random (real data: random mask crops)."),
     mask_offset: str = typer.Option("0,0", "--mask-offset", help="ROW,COL of the fixed mask crop (and of validation)."),
+    generated_masks: float = typer.Option(
+        0.0, "--generated-masks", help="Share of patches (random mode) measured through a generated binary or grey mask."
+    ),
+    noise_fraction: Optional[float] = typer.Option(
+        None, "--noise-fraction", help="Share of patches that get the gain and shot noise (default: all, when on)."
+    ),
     gain: Optional[float] = typer.Option(None, "--gain", help="Measurement gain (default: 1.2 random, 1 fixed)."),
     shot_noise: Optional[bool] = typer.Option(
         None, "--shot-noise/--no-shot-noise", help="Binomial shot noise (default: on for random, off for fixed)."
@@ -58,7 +68,10 @@ def train(
     step: int = typer.Option(2, "--step", help="Dispersion in pixels per band."),
     axis: str = typer.Option("width", "--axis", help="Dispersion axis: width or height."),
     loss: str = typer.Option("rmse", "--loss", help="rmse, l1 or charbonnier."),
-    lr: float = typer.Option(4e-4, "--lr", help="Peak learning rate (Adam, betas 0.9/0.999)."),
+    lr: float = typer.Option(4e-4, "--lr", help="Peak learning rate for 5 samples per step (Adam, betas 0.9/0.999)."),
+    lr_scaling: str = typer.Option(
+        "sqrt", "--lr-scaling", help="How --lr follows batch × processes: sqrt (of batch/5), linear or none."
+    ),
     min_lr: float = typer.Option(1e-6, "--min-lr", help="Learning rate at the end of the cosine decay."),
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", help="Linear warm-up steps (default: 5%, ≤ 1000)."),
     steps: int = typer.Option(10000, "--steps", help="Optimizer steps of the whole run (sets the schedule)."),
@@ -68,6 +81,13 @@ def train(
     log_every: int = typer.Option(50, "--log-every", help="Log a row to log.csv every N steps."),
     ckpt_every: int = typer.Option(1000, "--ckpt-every", help="Checkpoint every N steps (and at the end)."),
     stop_after: Optional[int] = typer.Option(None, "--stop-after", help="End this session at step N (resume later)."),
+    max_time: Optional[str] = typer.Option(
+        None, "--max-time",
+        help="Wall-time budget of this session (90s, 8m, 2h): then validate, checkpoint and export as at the end.",
+    ),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", help="Processes making synthetic scenes ahead (default: 0 on the CPU, up to 8 on a GPU)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     pretrained: Optional[str] = typer.Option(
         None, "--pretrained", help="Start from weights: a model name, a model folder or a .safetensors file."
@@ -88,13 +108,14 @@ def train(
     """
     from hsra_cli.train import TrainConfig
     from hsra_cli.train import train as run_training
+    from hsra_cli.train.config import parse_duration
 
     config = TrainConfig(
         out=str(out),
         model=model,
         data=list(data),
         data_key=data_key,
-        mask=str(mask) if mask is not None else None,
+        mask=[str(m) for m in mask],
         mask_key=mask_key,
         synthetic=synthetic,
         synthetic_fraction=synthetic_fraction,
@@ -107,6 +128,8 @@ def train(
         mosaic=mosaic,
         mask_mode=mask_mode,
         mask_offset=parse_offset(mask_offset),
+        generated_masks=generated_masks,
+        noise_fraction=noise_fraction,
         gain=gain,
         shot_noise=shot_noise,
         qe=qe,
@@ -115,6 +138,7 @@ def train(
         axis=axis,
         loss=loss,
         lr=lr,
+        lr_scaling=lr_scaling,
         min_lr=min_lr,
         warmup_steps=warmup_steps,
         steps=steps,
@@ -124,6 +148,8 @@ def train(
         log_every=log_every,
         ckpt_every=ckpt_every,
         stop_after=stop_after,
+        max_time=parse_duration(max_time) if max_time is not None else None,
+        workers=workers,
         resume=resume,
         pretrained=pretrained,
         seed=seed,
@@ -134,3 +160,5 @@ def train(
     result = run_training(config, console=console, quiet=quiet)
     if result.model_folder is not None:
         stdout.print(str(result.model_folder))
+    if result.stopped_by == "SIGTERM":  # everything is saved, but the job was told to end: say so to the scheduler
+        raise typer.Exit(143)

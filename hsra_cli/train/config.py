@@ -8,6 +8,9 @@ from ..errors import UsageError
 from .sampler import MASK_MODES
 
 LOSSES = ("rmse", "l1", "charbonnier")
+LR_SCALINGS = ("sqrt", "linear", "none")
+#: The batch (samples per optimizer step, all processes) that --lr is given for: the field's recipe trains at 5.
+LR_REFERENCE_BATCH = 5
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -18,8 +21,12 @@ RESUME_MUST_MATCH = (
     "synthetic_stream",
     "patch_size", "batch_size", "mosaic", "mask_mode", "mask_offset", "gain", "shot_noise", "qe", "bit_depth",
     "step", "axis", "loss", "lr", "min_lr", "warmup_steps", "steps", "clip_grad", "ema", "amp", "seed",
-    "pretrained", "charbonnier_eps",
+    "pretrained", "charbonnier_eps", "generated_masks", "noise_fraction", "lr_scaling",
 )
+
+#: What options added since the first checkpoints meant before they existed: a checkpoint without the key ran
+#: with this value, and resuming it keeps that value unless the option is given with another one.
+LEGACY_DEFAULTS = {"generated_masks": 0.0, "noise_fraction": None, "lr_scaling": "none"}
 
 
 @dataclass
@@ -35,7 +42,7 @@ class TrainConfig:
     model: str | None = None
     data: list[str] = field(default_factory=list)
     data_key: str | None = None
-    mask: str | None = None
+    mask: list[str] = field(default_factory=list)
     mask_key: str | None = None
     synthetic: int = 0
     synthetic_fraction: float | None = None
@@ -48,6 +55,8 @@ class TrainConfig:
     mosaic: bool = True
     mask_mode: str = "fixed"
     mask_offset: tuple[int, int] = (0, 0)
+    generated_masks: float = 0.0
+    noise_fraction: float | None = None
     gain: float | None = None
     shot_noise: bool | None = None
     qe: float = 0.4
@@ -57,6 +66,7 @@ class TrainConfig:
     loss: str = "rmse"
     charbonnier_eps: float = 1e-3
     lr: float = 4e-4
+    lr_scaling: str = "sqrt"
     min_lr: float = 1e-6
     warmup_steps: int | None = None
     steps: int = 10000
@@ -66,6 +76,8 @@ class TrainConfig:
     log_every: int = 50
     ckpt_every: int = 1000
     stop_after: int | None = None
+    max_time: float | None = None
+    workers: int | None = None
     resume: bool = False
     pretrained: str | None = None
     seed: int = 0
@@ -78,8 +90,12 @@ class TrainConfig:
         self.data = [str(d) for d in self.data]
         self.val_data = [str(d) for d in self.val_data]
         self.out = str(self.out)
-        if self.mask is not None:
-            self.mask = str(self.mask)
+        if self.mask is None:
+            self.mask = []
+        elif isinstance(self.mask, (str, bytes)) or not hasattr(self.mask, "__iter__"):
+            self.mask = [str(self.mask)]
+        else:
+            self.mask = [str(m) for m in self.mask]
 
     # ----------------------------------------------------------------------------------------------
     @property
@@ -93,6 +109,21 @@ class TrainConfig:
         if self.shot_noise is not None:
             return bool(self.shot_noise)
         return self.mask_mode == "random"
+
+    @property
+    def effective_noise_fraction(self) -> float:
+        """Share of patches measured with the gain and the noise model (--noise-fraction, default all)."""
+        return 1.0 if self.noise_fraction is None else float(self.noise_fraction)
+
+    def lr_for(self, samples_per_step: int) -> float:
+        """The peak learning rate for ``samples_per_step`` (batch × processes): --lr is given for
+        :data:`LR_REFERENCE_BATCH` samples and scaled by the square root (Adam's rule), linearly, or not at all."""
+        ratio = samples_per_step / LR_REFERENCE_BATCH
+        if self.lr_scaling == "sqrt":
+            return self.lr * ratio**0.5
+        if self.lr_scaling == "linear":
+            return self.lr * ratio
+        return self.lr
 
     @property
     def stream_fraction(self) -> float:
@@ -127,7 +158,19 @@ class TrainConfig:
             not (self.synthetic_stream and self.data and self.synthetic_fraction == 0),
             "--synthetic-stream with --synthetic-fraction 0 would never use the stream",
         )
-        need(self.mask is not None, "give --mask FILE (the coded aperture the network is trained for)")
+        need(bool(self.mask), "give --mask FILE (the coded aperture the network is trained for)")
+        need(0 <= self.generated_masks <= 1, f"--generated-masks must be a share in [0, 1], got {self.generated_masks}")
+        need(
+            self.generated_masks == 0 or self.mask_mode == "random",
+            "--generated-masks needs --mask-mode random (fixed mode measures every patch through one mask window)",
+        )
+        need(
+            self.noise_fraction is None or 0 <= self.noise_fraction <= 1,
+            f"--noise-fraction must be a share in [0, 1], got {self.noise_fraction}",
+        )
+        need(self.lr_scaling in LR_SCALINGS, f"--lr-scaling must be one of {', '.join(LR_SCALINGS)}, got {self.lr_scaling!r}")
+        need(self.max_time is None or self.max_time > 0, f"--max-time must be positive, got {self.max_time}")
+        need(self.workers is None or self.workers >= 0, f"--workers must be ≥ 0, got {self.workers}")
         need(self.steps >= 1, f"--steps must be ≥ 1, got {self.steps}")
         need(self.patch_size >= 2, f"--patch-size must be ≥ 2, got {self.patch_size}")
         need(not self.mosaic or self.patch_size % 2 == 0, f"--patch-size must be even for the mosaic, got {self.patch_size}")
@@ -174,3 +217,23 @@ class TrainConfig:
         data = asdict(self)
         data["mask_offset"] = list(self.mask_offset)
         return data
+
+
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str, option: str = "--max-time") -> float:
+    """``"90s"``, ``"8m"``, ``"2h"``, ``"1h30m"`` or a bare number of seconds -> seconds (> 0)."""
+    import re
+
+    raw = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", raw):
+        seconds = float(raw)
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", raw)
+        if not parts or re.sub(r"\s", "", "".join(f"{n}{u}" for n, u in parts)) != re.sub(r"\s", "", raw):
+            raise UsageError(f"{option} {text!r} is not a duration; expected e.g. 90s, 8m, 2h or 1h30m")
+        seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise UsageError(f"{option} must be a positive duration, got {text!r}")
+    return seconds

@@ -25,7 +25,7 @@ import torch
 from ..bands import default_wavelengths
 from ..errors import HsraError, OutputExistsError, ShapeError, UsageError
 from .checkpoint import CHECKPOINT_DIR, checkpoint_paths, load_checkpoint, save_checkpoint
-from .config import RESUME_MUST_MATCH, TrainConfig
+from .config import LEGACY_DEFAULTS, RESUME_MUST_MATCH, TrainConfig
 from .data import Scene, aperture_from_mask, data_fingerprint, load_mask, load_scenes, synthetic_scenes
 from .distributed import DistContext, all_gather_objects, init_distributed, shutdown, state_dict_digest
 from .ema import WeightEma
@@ -58,6 +58,8 @@ class TrainResult:
     model: torch.nn.Module | None = None
     #: the optimised weights themselves (what DDP keeps identical on every rank)
     trained: torch.nn.Module | None = None
+    #: why the run stopped before ``steps`` and exported anyway: "time" (--max-time) or "SIGTERM"; else None
+    stopped_by: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -71,6 +73,11 @@ def train(config: TrainConfig, *, console=None, quiet: bool = False) -> TrainRes
     from ..reconstruct import resolve_device
 
     device = resolve_device(config.device)
+    if device.type == "cuda":
+        # TF32 matmuls/convolutions for whatever autocast leaves in float32 (the float32 master weights' maths)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     context = init_distributed(device.type)
     if context.enabled and device.type == "cuda":
         device = torch.device("cuda", context.local_rank)
@@ -94,6 +101,7 @@ class _Run:
         self.device = device
         self.console = console
         self.out = Path(config.out)
+        self.created = time.perf_counter()  # --max-time counts from here: loading the data is part of the budget
         if config.threads:
             torch.set_num_threads(config.threads)
 
@@ -129,8 +137,13 @@ class _Run:
                     f"{scene.name} has {scene.cube.shape[-1]} bands but the training data have {self.bands}; "
                     "every training and validation cube must have the same bands"
                 )
-        mask_array, self.mask_info = load_mask(config.mask, config.mask_key)
-        self.aperture = aperture_from_mask(mask_array, self.bands, config.step, config.axis)
+        self.apertures, self.mask_infos = [], []
+        for path in config.mask:
+            mask_array, info = load_mask(path, config.mask_key)
+            self.apertures.append(aperture_from_mask(mask_array, self.bands, config.step, config.axis))
+            self.mask_infos.append(info)
+        # the first mask is the one of fixed mode and of validation
+        self.aperture, self.mask_info = self.apertures[0], self.mask_infos[0]
         self.physics = MeasurementModel(
             bands=self.bands,
             step=config.step,
@@ -141,6 +154,7 @@ class _Run:
             shot_noise=config.effective_shot_noise,
             qe=config.qe,
             bit_depth=config.bit_depth,
+            noise_fraction=config.effective_noise_fraction,
         )
         self.physics.check()
         self.val_masks = [
@@ -148,7 +162,7 @@ class _Run:
         ]
         self.sampler = PatchSampler(
             [scene.cube for scene in scenes],
-            self.aperture,
+            self.apertures,
             self.physics,
             patch_size=config.patch_size,
             batch_size=config.batch_size,
@@ -157,9 +171,15 @@ class _Run:
             seed=config.seed,
             rank=self.context.rank,
             stream=SyntheticStream(
-                self.bands, config.stream_fraction, config.seed, self.context.rank, self.context.world_size
+                self.bands, config.stream_fraction, config.seed, self.context.rank, self.context.world_size,
+                workers=self._stream_workers(),
             ) if config.synthetic_stream else None,
+            generated_masks=config.generated_masks,
+            device=self.device,
         )
+        if self.device.type == "cpu":  # the sampler's store holds the pixels now: drop the second copy
+            for index, scene in enumerate(scenes):
+                scene.cube = self.sampler.scene_view(index)
         self.fingerprint = data_fingerprint(scenes)
         self.load_seconds = time.perf_counter() - started
 
@@ -175,6 +195,19 @@ class _Run:
                 f"{str(self.out / self.model_name)!r} exists; pass --overwrite to replace it at the end of the run"
             )
 
+    def _stream_workers(self) -> int:
+        """Processes that make synthetic scenes ahead: --workers, else none on the CPU (the step would only
+        compete with them for the cores) and up to 8 beside a GPU."""
+        if self.config.workers is not None:
+            return self.config.workers
+        if self.device.type != "cuda":
+            return 0
+        import os
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        per_gpu = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        return max(0, min(8, per_gpu - 1))
+
     def _check_fresh_out(self) -> None:
         out = self.out
         if out.exists() and not out.is_dir():
@@ -189,6 +222,15 @@ class _Run:
             )
 
     def _check_resume_config(self, saved: dict) -> None:
+        saved = dict(saved)
+        if isinstance(saved.get("mask"), str):  # checkpoints from before several masks were allowed
+            saved["mask"] = [saved["mask"]]
+        for name, legacy in LEGACY_DEFAULTS.items():
+            if name not in saved:
+                saved[name] = legacy
+                # an option the old run did not have and this call leaves at its default: keep the old meaning
+                if getattr(self.config, name) == getattr(TrainConfig(out=""), name):
+                    setattr(self.config, name, legacy)
         current = self.config.to_dict()
         changed = [
             f"--{name.replace('_', '-')} (checkpoint {saved.get(name)!r}, now {current[name]!r})"
@@ -215,9 +257,11 @@ class _Run:
     # ----------------------------------------------------------------------------------------------
     def build_optimisation(self) -> None:
         config = self.config
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=ADAM_BETAS)
+        self.peak_lr = config.lr_for(config.batch_size * self.context.world_size)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.peak_lr, betas=ADAM_BETAS)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, WarmupCosine(config.steps, config.effective_warmup_steps, config.lr, config.min_lr)
+            self.optimizer,
+            WarmupCosine(config.steps, config.effective_warmup_steps, self.peak_lr, min(config.min_lr, self.peak_lr)),
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         # Only rank 0 validates and exports, so only it keeps the average.
@@ -251,7 +295,11 @@ class _Run:
         restore_rng(state["rng"])
         samplers = state["samplers"]
         if len(samplers) == self.context.world_size:
-            self.sampler.load_state_dict(samplers[self.context.rank])
+            if not self.sampler.load_state_dict(samplers[self.context.rank]) and self.context.is_main:
+                self.say(
+                    "[yellow]warning:[/yellow] the checkpoint's data-sampler state is from an older version or "
+                    "another device type: training continues from it, but not bit-identically"
+                )
         else:
             # A different process count cannot replay the same streams; continue with fresh ones, still
             # deterministic in (seed, rank, step).
@@ -263,8 +311,16 @@ class _Run:
             self.sampler.rng = np.random.default_rng([self.config.seed, self.context.rank, self.step])
             if self.sampler.stream is not None:
                 # skip past every stream scene the old processes used: old indices < draws·old world size
-                used = max(int(state_.get("stream_draws") or 0) for state_ in samplers) * len(samplers)
-                self.sampler.stream.draws = -(-used // self.context.world_size)
+                sizes: dict[int, int] = {}
+                for state_ in samplers:
+                    by_size = (state_.get("stream") or {}).get("draws_by_size") or {
+                        str(self.config.patch_size): state_.get("stream_draws") or 0
+                    }
+                    for size, n in by_size.items():
+                        sizes[int(size)] = max(sizes.get(int(size), 0), int(n))
+                self.sampler.stream.load_state_dict({"draws_by_size": {
+                    str(size): -(-n * len(samplers) // self.context.world_size) for size, n in sizes.items()
+                }})
 
     def _checkpoint_state(self) -> dict:
         samplers = all_gather_objects(self.context, self.sampler.state_dict())
@@ -296,10 +352,7 @@ class _Run:
     # ----------------------------------------------------------------------------------------------
     def train_step(self, batch) -> torch.Tensor:
         device = self.device
-        non_blocking = device.type == "cuda"
-        measurement = batch.measurement.to(device, non_blocking=non_blocking)
-        mask = batch.mask.to(device, non_blocking=non_blocking)
-        cube = batch.cube.to(device, non_blocking=non_blocking)
+        measurement, mask, cube = batch.measurement, batch.mask, batch.cube  # made on the device by the sampler
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             prediction = self.trained_module(measurement, mask)
@@ -327,7 +380,9 @@ class _Run:
         for scene, aperture in zip(self.val_scenes, self.val_masks):
             cube = torch.from_numpy(np.ascontiguousarray(scene.cube.transpose(2, 0, 1)))[None]
             mask = torch.from_numpy(np.ascontiguousarray(aperture))[None]
-            measurement = self.physics.simulate(cube, mask, generator)
+            # clean unless every training patch is noisy (the real-data recipe): the benchmarks' convention
+            noisy = None if self.physics.noisy_always else torch.zeros(1, dtype=torch.bool)
+            measurement = self.physics.simulate(cube, mask, generator, noisy)
             with torch.autocast(
                 self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
             ):
@@ -399,9 +454,11 @@ class _Run:
             self._write_record(status="running")
             self._announce(stop_at)
         progress = Progress(self.console, config.steps, self.step, config.log_every, enabled=main)
-        stopper = StopRequest(enabled=not self.context.enabled)
-        window = Window(self.device)
+        stopper = StopRequest(enabled=True)
+        window = Window(self.device, self.sampler)
         self.model.train()
+        self.last_validation_s = 0.0
+        stopped_by = None
         try:
             while self.step < stop_at:
                 window.add(self.train_step(self.sampler.next_batch()))
@@ -416,17 +473,32 @@ class _Run:
                     progress.update(self.step, f"{window.rate:.2f} samples/s" if math.isfinite(window.rate) else "")
                 if self.step % config.ckpt_every == 0 or self.step == stop_at:
                     self.save_checkpoint()
-                if stopper.requested is not None and self.step < stop_at:
+                reason = self._stop_reason(stopper) if self.step < stop_at else None
+                if reason == "SIGINT":
                     self.save_checkpoint()
                     self._write_record(status="interrupted")
                     progress.close()
-                    self.say(f"{stopper.requested}: checkpoint saved at step {self.step}; continue with --resume")
+                    self.say(f"{reason}: checkpoint saved at step {self.step}; continue with --resume")
                     raise KeyboardInterrupt
+                if reason is not None:
+                    # the budget or the scheduler's SIGTERM: end as at the last step (validate, checkpoint, export)
+                    stopped_by = reason
+                    progress.message(
+                        f"{'--max-time reached' if reason == 'time' else reason}: stopping at step {self.step} of "
+                        f"{config.steps}; validating, checkpointing and exporting (continue with --resume)"
+                    )
+                    if window.steps:
+                        self._report(window, bool(self.val_scenes), True, progress, log)
+                    elif self.val_scenes and self.final_validation is None and main:
+                        self.final_validation = self.validate(conventions=("float", "field"))
+                    self.save_checkpoint()
+                    break
         finally:
             stopper.restore()
             progress.close()
             if log is not None:
                 log.close()
+            self.sampler.close()
 
         # collectives: every rank takes part before rank 0 writes alone
         digests = all_gather_objects(self.context, state_dict_digest(self.model))
@@ -437,17 +509,21 @@ class _Run:
             out_dir=self.out,
             model_name=self.model_name,
             weight_digests=digests,
+            stopped_by=stopped_by,
         )
         if len(set(digests)) > 1:
             raise HsraError(f"the processes ended with different weights ({len(set(digests))} versions); a DDP bug")
         export = self.ema.module if self.ema is not None else self.model
         if main:
-            if result.completed:
+            if result.completed or stopped_by is not None:
                 if self.val_scenes:
                     result.validation = self.final_validation or self.validate(conventions=("float", "field"))
                     self._announce_validation(result.validation)
                 result.model_folder = self._export(export, result)
-                self._write_record(status="completed", result=result)
+                status = "completed" if result.completed else ("time limit" if stopped_by == "time" else stopped_by)
+                self._write_record(status=status, result=result)
+                if not result.completed:
+                    self.say(f"stopped at step {self.step} of {config.steps} ({status}); continue with --resume")
             else:
                 self._write_record(status="stopped", result=result)
                 self.say(f"stopped at step {self.step} of {config.steps}; continue with --resume")
@@ -455,6 +531,23 @@ class _Run:
         result.trained = copy.deepcopy(self.model) if self.context.enabled else self.model
         result.model = (result.trained if export is self.model else export).eval()
         return result
+
+    def _stop_reason(self, stopper: StopRequest) -> str | None:
+        """"SIGINT", "SIGTERM", "time" (--max-time, keeping room for the final validation and export) or None;
+        under DDP every rank gets the same answer (the most urgent one of any rank)."""
+        reasons = (None, "time", "SIGTERM", "SIGINT")
+        reason = stopper.requested if stopper.requested in reasons else None
+        if reason is None and self.config.max_time is not None:
+            reserve = 1.5 * self.last_validation_s + 5.0
+            if time.perf_counter() - self.created + reserve >= self.config.max_time:
+                reason = "time"
+        if self.context.enabled:
+            import torch.distributed as dist
+
+            code = torch.tensor([reasons.index(reason)], device=self.device if self.device.type == "cuda" else "cpu")
+            dist.all_reduce(code, op=dist.ReduceOp.MAX)
+            reason = reasons[int(code)]
+        return reason
 
     def _report(self, window: Window, validate: bool, final: bool, progress: Progress, log: CsvLog | None) -> None:
         """End of a logging interval: mean loss over all ranks, throughput, validation (rank 0), log row."""
@@ -465,7 +558,9 @@ class _Run:
         val = None
         if validate and self.context.is_main:
             # the last validation also measures the field convention, for the card
+            started = time.perf_counter()
             summary = self.validate(("float", "field") if final else ("float",))
+            self.last_validation_s = time.perf_counter() - started
             if final:
                 self.final_validation = summary
             val = summary["float"]
@@ -484,6 +579,7 @@ class _Run:
                 val_ssim=val["ssim"] if val else None,
                 samples_per_s=rate,
                 elapsed_s=self.elapsed(),
+                data_share=window.data_share,
             )
         progress.update(self.step, f"loss {mean_loss:.4g}  lr {lr:.3g}  {rate:.2f} samples/s", force=True)
         window.restart()  # after validation, so its time does not count against throughput
@@ -507,8 +603,14 @@ class _Run:
         text = (
             f"training {self.model_name} on {self._data_summary()}; {len(self.val_scenes)} validation scene(s); "
             f"{self.bands} bands, patch {config.patch_size}, batch {config.batch_size}×{self.context.world_size}, "
-            f"mask {config.mask_mode}, gain {self.physics.gain:g}"
-            + (f", shot noise (QE {config.qe:g}, {config.bit_depth} levels)" if self.physics.shot_noise else "")
+            f"mask {config.mask_mode}"
+            + (f" ({len(self.apertures)} masks)" if len(self.apertures) > 1 else "")
+            + (f", {config.generated_masks:.0%} generated masks" if config.generated_masks else "")
+            + f", gain {self.physics.gain:g}"
+            + (f", shot noise (QE {config.qe:g}, {config.bit_depth} levels"
+               + (f", {self.physics.noise_fraction:.0%} of patches" if self.physics.noise_fraction < 1 else "") + ")"
+               if self.physics.shot_noise else "")
+            + f"; peak lr {self.peak_lr:.3g}"
             + f"; device {self.device}"
             + (f", AMP {str(self.amp_dtype).replace('torch.', '')}" if self.amp_dtype else "")
         )
@@ -541,7 +643,10 @@ class _Run:
                 "synthetic_fraction": config.stream_fraction if config.synthetic_stream else config.synthetic_fraction,
                 "synthetic_stream_scenes": self.stream_total,
                 "mask": self.mask_info,
+                "masks": self.mask_infos,
                 "mask_mode": config.mask_mode,
+                "generated_masks": config.generated_masks,
+                "noise_fraction": self.physics.noise_fraction if self.physics.shot_noise else None,
                 "mask_offset": list(config.mask_offset),
                 "gain": self.physics.gain,
                 "shot_noise": {"qe": config.qe, "bit_depth": config.bit_depth} if self.physics.shot_noise else None,
@@ -550,12 +655,15 @@ class _Run:
                 "processes": self.context.world_size,
                 "mosaic": config.mosaic,
                 "loss": config.loss,
-                "optimizer": {"name": "Adam", "lr": config.lr, "betas": list(ADAM_BETAS), "min_lr": config.min_lr,
+                "optimizer": {"name": "Adam", "lr": config.lr, "lr_scaling": config.lr_scaling,
+                              "peak_lr": self.peak_lr, "betas": list(ADAM_BETAS), "min_lr": config.min_lr,
                               "warmup_steps": config.effective_warmup_steps, "schedule": "linear warm-up, cosine"},
                 "clip_grad": config.clip_grad,
                 "ema": config.ema,
                 "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
                 "steps": result.step,
+                "steps_planned": config.steps,
+                "stopped_by": result.stopped_by,
                 "samples_seen": result.step * config.batch_size * self.context.world_size,
                 "seed": config.seed,
                 "pretrained": self.pretrained_info,

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 LOG_NAME = "log.csv"
-LOG_COLUMNS = ("step", "loss", "lr", "val_psnr", "val_ssim", "samples_per_s", "elapsed_s")
+LOG_COLUMNS = ("step", "loss", "lr", "val_psnr", "val_ssim", "samples_per_s", "elapsed_s", "data_share")
 
 
 def _cell(value) -> str:
@@ -25,7 +25,7 @@ class CsvLog:
     Columns: ``step`` (optimizer steps done), ``loss`` (mean training loss over the interval, all processes),
     ``lr``, ``val_psnr`` / ``val_ssim`` (float convention, mean over the validation scenes; empty when not
     validated at that step), ``samples_per_s`` (all processes together), ``elapsed_s`` (wall time of the whole
-    run, across resumed sessions). On resume, rows after the checkpoint's step (written by the interrupted
+    run, across resumed sessions), ``data_share`` (share of the interval rank 0 spent making batches). On resume, rows after the checkpoint's step (written by the interrupted
     session after its last checkpoint) are dropped so the log has one row per step value.
     """
 

@@ -79,25 +79,35 @@ def restore_rng(state: dict) -> None:
 
 
 class Window:
-    """One logging interval: the summed loss (kept on the device: no sync per step), steps and time."""
+    """One logging interval: the summed loss (kept on the device: no sync per step), steps, time, and the time
+    the sampler spent making batches (``sampler.data_seconds``, when given)."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, sampler=None):
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.rate = float("nan")
+        self.data_share = float("nan")
+        self.sampler = sampler
         self.restart()
+
+    def _data_seconds(self) -> float:
+        return float(getattr(self.sampler, "data_seconds", 0.0))
 
     def restart(self) -> None:
         self.loss_sum.zero_()
         self.steps = 0
         self.start = time.perf_counter()
+        self.data_start = self._data_seconds()
 
     def add(self, loss: torch.Tensor) -> None:
         self.loss_sum += loss.to(torch.float64)
         self.steps += 1
 
     def close(self, samples_per_step: int) -> float:
-        """Samples per second over the interval (all processes)."""
-        self.rate = samples_per_step * self.steps / max(time.perf_counter() - self.start, 1e-9)
+        """Samples per second over the interval (all processes); also sets :attr:`data_share`, the share of the
+        interval this process spent making batches (host time: on a GPU it overlaps the queued steps)."""
+        seconds = max(time.perf_counter() - self.start, 1e-9)
+        self.rate = samples_per_step * self.steps / seconds
+        self.data_share = (self._data_seconds() - self.data_start) / seconds
         return self.rate
 
 

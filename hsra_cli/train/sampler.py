@@ -1,13 +1,20 @@
-"""Training batches of the field's recipe: cube patches, their mask crops and their simulated snapshots.
+"""Training batches of the field's recipe: cube patches, their coded apertures and their simulated snapshots.
 
-Everything random about the data (scene choice, crop positions, rot90/flips, which samples are mosaics, mask
-crop positions, shot noise) comes from two generators owned by the sampler: a numpy ``Generator`` for the
-geometry and a ``torch.Generator`` for the photon draws. Their states are the sampler's state, so a resumed
-run draws exactly the batches an uninterrupted one would have.
+The whole batch is assembled by tensor operations on the training device, so the same code feeds a CPU run and
+keeps a GPU busy: the training scenes and the calibrated masks live in device memory as flat pixel stores, and
+every crop, rot90/flip, mosaic quarter and mask window is one gather through an index tensor computed for the
+whole batch; generated masks, the CASSI simulation (:class:`hsra_cli.physics.CassiOperator`) and the shot noise
+run batched on the device too.
+
+Randomness comes from two generators owned by the sampler: a numpy ``Generator`` for the geometry (a few
+numbers per crop, drawn on the CPU) and a ``torch.Generator`` on the device for everything drawn per pixel
+(generated masks, photon counts). Their states, with the synthetic stream's position, are the sampler's state,
+so a resumed run draws exactly the batches an uninterrupted one would have, on any device.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,16 +26,25 @@ from ..simulate import shot_noise
 
 MASK_MODES = ("fixed", "random")
 
+#: Kinds of generated coded apertures (``--generated-masks``), drawn with equal probability:
+#: ``binary`` i.i.d. open/closed pixels; ``blurred`` a binary pattern through a 3×3 point-spread function with a
+#: 0.5 % floor (the bimodal grey levels of calibrated masks such as the field's 256² and 660² ones); ``grey``
+#: i.i.d. uniform transmissions.
+GENERATED_MASK_KINDS = ("binary", "blurred", "grey")
+#: Open fraction of generated binary patterns, drawn uniformly per mask.
+GENERATED_FILL_RANGE = (0.25, 0.75)
+
 
 @dataclass(frozen=True)
 class MeasurementModel:
     """How snapshots are simulated from cube patches.
 
-    ``mask_mode="fixed"`` (simulation recipe): every patch sees the same mask crop, at ``mask_offset``
-    (row, column). ``"random"`` (real-data recipe): each patch sees its own random crop of the mask.
+    ``mask_mode="fixed"`` (simulation recipe): every patch sees the same window of the first mask, at
+    ``mask_offset`` (row, column). ``"random"`` (real-data recipe): each patch sees its own random window.
     The field-scale measurement ``A(x)`` is multiplied by ``gain``; with ``shot_noise`` the field's photon model
     is applied (:func:`hsra_cli.simulate.shot_noise`: Binomial(⌊y_n·bit/QE⌋, QE)/bit on the network-scale
-    ``y_n = gain·y·2/bands``), which already includes the gain.
+    ``y_n = gain·y·2/bands``), which already includes the gain. ``noise_fraction`` is the share of patches that
+    get the gain and the photon model; the others are measured clean (gain 1).
     """
 
     bands: int
@@ -40,6 +56,7 @@ class MeasurementModel:
     shot_noise: bool = False
     qe: float = 0.4
     bit_depth: int = 2048
+    noise_fraction: float = 1.0
 
     def check(self) -> None:
         if self.mask_mode not in MASK_MODES:
@@ -52,16 +69,38 @@ class MeasurementModel:
             raise UsageError(f"--bit-depth must be a positive number of levels, got {self.bit_depth}")
         if min(self.mask_offset) < 0:
             raise UsageError(f"--mask-offset must be non-negative, got {self.mask_offset}")
+        if not 0 <= self.noise_fraction <= 1:
+            raise UsageError(f"--noise-fraction must be in [0, 1], got {self.noise_fraction}")
 
-    def simulate(self, cubes: torch.Tensor, apertures: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Field-scale snapshots ``B×H×W'`` of cubes ``B×C×H×W`` through apertures ``B×H×W`` (same device)."""
+    @property
+    def noisy_always(self) -> bool:
+        """Every patch gets the gain and the noise model (what validation then uses too)."""
+        return self.noise_fraction >= 1
+
+    def simulate(
+        self,
+        cubes: torch.Tensor,
+        apertures: torch.Tensor,
+        generator: torch.Generator | None,
+        noisy: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Field-scale snapshots ``B×H×W'`` of cubes ``B×C×H×W`` through apertures ``B×H×W`` (same device).
+
+        ``noisy`` (bool ``B``) picks the samples that get the gain and noise; None: all of them.
+        """
         operator = CassiOperator(apertures[:, None], bands=self.bands, step=self.step, axis=self.axis)
         measurement = operator.A(cubes)
         if self.shot_noise:
-            return shot_noise(
+            treated = shot_noise(
                 measurement, self.bands, qe=self.qe, bit_depth=self.bit_depth, gain=self.gain, generator=generator
             )
-        return measurement * self.gain if self.gain != 1.0 else measurement
+        elif self.gain != 1.0:
+            treated = measurement * self.gain
+        else:
+            return measurement
+        if noisy is None:
+            return treated
+        return torch.where(noisy[:, None, None], treated, measurement)
 
     def fixed_crop(self, mask: np.ndarray, height: int, width: int) -> np.ndarray:
         """The aperture window ``height × width`` at :attr:`mask_offset` (validation, and ``fixed`` training)."""
@@ -77,60 +116,184 @@ class MeasurementModel:
 
 @dataclass
 class Batch:
-    """One training batch, on the CPU. ``cube``: ``B×C×P×P`` in [0, 1]; ``mask``: ``B×P×P`` apertures;
-    ``measurement``: ``B×P×P'`` field-scale snapshots of ``cube`` through ``mask``."""
+    """One training batch, on the sampler's device. ``cube``: ``B×C×P×P`` in [0, 1]; ``mask``: ``B×P×P``
+    apertures; ``measurement``: ``B×P×P'`` field-scale snapshots of ``cube`` through ``mask``."""
 
     cube: torch.Tensor
     mask: torch.Tensor
     measurement: torch.Tensor
 
 
+# --------------------------------------------------------------------------------------------------
+def _make_scene(size: int, index: int, wavelengths: tuple, seed: int) -> np.ndarray:
+    """Synthetic scene ``index`` at ``size``² as float16 (what workers send back: half the bytes of float32)."""
+    from ..synth import SyntheticScenes
+
+    key = (size, wavelengths, seed)
+    source = _WORKER_SOURCES.get(key)
+    if source is None:
+        source = _WORKER_SOURCES[key] = SyntheticScenes(size, size, wavelengths_nm=list(wavelengths), seed=seed)
+    return np.clip(source.scene(index), 0.0, 1.0).astype(np.float16)
+
+
+_WORKER_SOURCES: dict = {}
+
+
 class SyntheticStream:
     """Fresh synthetic scenes, one per draw, generated at the crop size (:class:`hsra_cli.synth.SyntheticScenes`).
 
-    Draw ``k`` of rank ``r`` in a run of ``world_size`` processes is scene ``k·world_size + r`` of the stream,
-    so no two draws of the run, on any rank, share a scene. ``fraction`` is the share of crops taken from it.
+    Each crop size has its own sequence: draw ``k`` of size ``s`` on rank ``r`` of ``world_size`` processes is
+    scene ``k·world_size + r`` of the size-``s`` source, so no two draws of the run, on any rank, share a scene,
+    and which scene comes next never depends on timing. With ``workers > 0``, worker processes generate the next
+    scenes of each size ahead of time (in order), so a training step does not wait for them. Scenes are kept
+    as float16 whether or not workers make them, so both ways give the same batches. ``fraction`` is the share
+    of crops taken from the stream.
     """
 
-    def __init__(self, bands: int, fraction: float, seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(self, bands: int, fraction: float, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 workers: int = 0, prefetch: int = 8):
         from ..bands import default_wavelengths
 
         if not 0 < fraction <= 1:
             raise UsageError(f"the synthetic stream's share of draws must be in (0, 1], got {fraction}")
-        self.wavelengths = default_wavelengths(bands)
+        self.wavelengths = tuple(float(w) for w in default_wavelengths(bands))
         self.fraction = float(fraction)
         # offset from the pool's seed so a pool and a stream of one run never hold the same scenes
         self.seed = int(seed) + 1
         self.rank, self.world_size = int(rank), int(world_size)
-        self.draws = 0
-        self._sources: dict = {}
+        self.draws_by_size: dict[int, int] = {}
+        self.workers = int(workers)
+        self.prefetch = max(1, int(prefetch))
+        self.wait_s = 0.0
+        self._pool = None
+        self._queues: dict[int, deque] = {}
+
+    @property
+    def draws(self) -> int:
+        """Scenes drawn so far by this process, all sizes together."""
+        return sum(self.draws_by_size.values())
+
+    def _index(self, size: int, k: int) -> int:
+        return k * self.world_size + self.rank
+
+    def _submit(self, size: int, k: int):
+        return self._pool.submit(_make_scene, size, self._index(size, k), self.wavelengths, self.seed)
 
     def draw(self, size: int) -> np.ndarray:
-        from ..synth import SyntheticScenes
+        k = self.draws_by_size.get(size, 0)
+        self.draws_by_size[size] = k + 1
+        if self.workers <= 0:
+            return _make_scene(size, self._index(size, k), self.wavelengths, self.seed)
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-        if size not in self._sources:
-            self._sources[size] = SyntheticScenes(size, size, wavelengths_nm=self.wavelengths, seed=self.seed)
-        index = self.draws * self.world_size + self.rank
-        self.draws += 1
-        return np.clip(self._sources[size].scene(index), 0.0, 1.0).astype(np.float32, copy=False)
+            # spawn: workers must not inherit a CUDA context or torch's thread pools
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        queue = self._queues.setdefault(size, deque())
+        if not queue:  # first draw of this size (or after a restore): start the look-ahead at draw k
+            queue.extend(self._submit(size, j) for j in range(k, k + self.prefetch))
+        future = queue.popleft()
+        queue.append(self._submit(size, k + len(queue) + 1))
+        import time
+
+        started = time.perf_counter()
+        scene = future.result()
+        self.wait_s += time.perf_counter() - started
+        return scene
+
+    def state_dict(self) -> dict:
+        return {"draws_by_size": {str(size): n for size, n in self.draws_by_size.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.draws_by_size = {int(size): int(n) for size, n in (state.get("draws_by_size") or {}).items()}
+        self._cancel()
+
+    def _cancel(self) -> None:
+        for queue in self._queues.values():
+            for future in queue:
+                future.cancel()
+        self._queues = {}
+
+    def close(self) -> None:
+        self._cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
-def augment(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random rot90 (k ∈ 0..3) and random flips of both spatial axes of a square ``P×P×C`` patch."""
-    patch = np.rot90(patch, k=int(rng.integers(4)), axes=(0, 1))
-    if rng.integers(2):
-        patch = patch[::-1]
-    if rng.integers(2):
-        patch = patch[:, ::-1]
-    return patch
+# --------------------------------------------------------------------------------------------------
+class _PixelStore:
+    """Images ``H×W×C`` of different sizes as one ``N_pixels × C`` tensor on a device, for batched gathers."""
+
+    def __init__(self, images: list[np.ndarray], device: torch.device, dtype=torch.float32):
+        self.heights = np.array([image.shape[0] for image in images], dtype=np.int64)
+        self.widths = np.array([image.shape[1] for image in images], dtype=np.int64)
+        sizes = self.heights * self.widths
+        self.bases = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if images else np.zeros(0, np.int64)
+        if images:
+            flat = np.concatenate([np.asarray(image, dtype=np.float32).reshape(-1, image.shape[2]) for image in images])
+            self.pixels = torch.from_numpy(flat).to(device=device, dtype=dtype)
+        else:
+            self.pixels = torch.zeros(0, 1, device=device, dtype=dtype)
+
+    def view(self, index: int) -> np.ndarray:
+        """Image ``index`` as a numpy view of the store (CPU stores only)."""
+        start = int(self.bases[index])
+        size = int(self.heights[index] * self.widths[index])
+        return self.pixels[start : start + size].numpy().reshape(int(self.heights[index]), int(self.widths[index]), -1)
+
+
+def _tile_geometry(patch: int, mosaic: torch.Tensor, device: torch.device):
+    """Per-pixel tile slot (0 for a plain crop, 0–3 for a mosaic quarter) and local coordinates, ``B×P×P``."""
+    half = patch // 2
+    grid = torch.arange(patch, device=device)
+    rows, cols = grid[:, None].expand(patch, patch), grid[None, :].expand(patch, patch)
+    quarter = (rows >= half).long() * 2 + (cols >= half).long()
+    is_mosaic = mosaic[:, None, None]
+    slot = torch.where(is_mosaic, quarter, torch.zeros_like(quarter))
+    local_rows = torch.where(is_mosaic, rows % half, rows)
+    local_cols = torch.where(is_mosaic, cols % half, cols)
+    return slot, local_rows, local_cols
+
+
+def _augmented_source(rows: torch.Tensor, cols: torch.Tensor, size: torch.Tensor, k: torch.Tensor,
+                      flip_rows: torch.Tensor, flip_cols: torch.Tensor):
+    """Where output pixel (rows, cols) of a crop of side ``size`` comes from after ``np.rot90(crop, k)`` then
+    optional flips of the rows and the columns (all arguments broadcast; returns crop coordinates)."""
+    last = size - 1
+    u = torch.where(flip_rows, last - rows, rows)
+    v = torch.where(flip_cols, last - cols, cols)
+    # np.rot90(A, k)[u, v] = A[r, c] with: k=0 (u, v); k=1 (v, n−1−u); k=2 (n−1−u, n−1−v); k=3 (n−1−v, u)
+    r = torch.where(k == 0, u, torch.where(k == 1, v, torch.where(k == 2, last - u, last - v)))
+    c = torch.where(k == 0, v, torch.where(k == 1, last - u, torch.where(k == 2, last - v, u)))
+    return r, c
+
+
+def generate_masks(count: int, size: int, kinds: np.ndarray, fills: np.ndarray, generator: torch.Generator,
+                   device: torch.device) -> torch.Tensor:
+    """``count`` generated apertures ``size × size`` (see :data:`GENERATED_MASK_KINDS`); ``kinds`` indexes that
+    tuple per mask and ``fills`` gives each binary pattern's open fraction."""
+    uniform = torch.rand(count, size, size, generator=generator, device=device)
+    fill = torch.as_tensor(fills, dtype=torch.float32, device=device)[:, None, None]
+    binary = (uniform < fill).float()
+    kind = torch.as_tensor(kinds, device=device)[:, None, None]
+    # grey: an i.i.d. uniform transmission, made from the same draw (uniform/fill is uniform on [0,1) where open)
+    grey = uniform
+    blurred = torch.nn.functional.avg_pool2d(
+        torch.nn.functional.pad(binary[:, None], (1, 1, 1, 1), mode="replicate"), 3, stride=1
+    )[:, 0]
+    blurred = blurred.clamp(min=0.005)
+    return torch.where(kind == 0, binary, torch.where(kind == 1, blurred, grey))
 
 
 class PatchSampler:
-    """Draws batches of the field's training recipe from scenes held in memory.
+    """Draws batches of the field's training recipe from scenes held in device memory.
 
     Args:
         scenes: cubes ``H×W×C`` float32 in [0, 1], each at least ``patch_size`` on both sides.
-        mask: the 2-D coded aperture ``H×W`` (float32), at least ``patch_size`` on both sides.
+        masks: the 2-D coded aperture ``H×W`` (float32), or a list of them, each at least ``patch_size`` on both
+            sides. ``fixed`` mode uses the first one; ``random`` mode draws a mask, then a window of it, per patch.
         physics: how snapshots are made (:class:`MeasurementModel`).
         patch_size: side ``P`` of the square training patches (even when ``mosaic``).
         batch_size: samples per batch in this process.
@@ -139,14 +302,17 @@ class PatchSampler:
             gets its own rot90/flips.
         scene_weights: probability of drawing each scene (default uniform); see :func:`scene_weights`.
         stream: fresh synthetic scenes for a share of the crops (:class:`SyntheticStream`), or None.
+        generated_masks: share of patches (``random`` mode) whose aperture is generated rather than cropped
+            from ``masks`` (:func:`generate_masks`).
         seed, rank: the generators are seeded from ``(seed, rank)``: each process of a multi-GPU run has its
             own stream, and the same ``(seed, rank)`` always gives the same batches.
+        device: where the scenes live and the batches are made.
     """
 
     def __init__(
         self,
         scenes: list[np.ndarray],
-        mask: np.ndarray,
+        masks,
         physics: MeasurementModel,
         *,
         patch_size: int,
@@ -156,7 +322,10 @@ class PatchSampler:
         seed: int = 0,
         rank: int = 0,
         stream: SyntheticStream | None = None,
+        generated_masks: float = 0.0,
+        device="cpu",
     ):
+        masks = [masks] if isinstance(masks, np.ndarray) else list(masks)
         if not scenes and stream is None:
             raise UsageError("no training scenes: give --data and/or --synthetic")
         if not scenes and stream.fraction < 1:
@@ -165,85 +334,191 @@ class PatchSampler:
             raise UsageError(f"--patch-size must be an even number ≥ 2 for the mosaic, got {patch_size}")
         if batch_size < 1:
             raise UsageError(f"--batch-size must be ≥ 1, got {batch_size}")
+        if not 0 <= generated_masks <= 1:
+            raise UsageError(f"--generated-masks must be a share in [0, 1], got {generated_masks}")
+        if generated_masks > 0 and physics.mask_mode == "fixed":
+            raise UsageError("--generated-masks needs --mask-mode random (fixed mode uses one mask window)")
         for index, scene in enumerate(scenes):
             if scene.shape[0] < patch_size or scene.shape[1] < patch_size:
                 raise ShapeError(
                     f"training scene {index} is {scene.shape[0]}×{scene.shape[1]}, smaller than the "
                     f"{patch_size}×{patch_size} patch; lower --patch-size"
                 )
-        if mask.ndim != 2 or mask.shape[0] < patch_size or mask.shape[1] < patch_size:
-            raise ShapeError(
-                f"the mask is {'×'.join(map(str, mask.shape))}; training needs a 2-D aperture at least "
-                f"{patch_size}×{patch_size} (the patch size)"
-            )
-        self.scenes = scenes
+        if not masks:
+            raise UsageError("give --mask FILE (the coded aperture the network is trained for)")
+        for mask in masks:
+            if mask.ndim != 2 or mask.shape[0] < patch_size or mask.shape[1] < patch_size:
+                raise ShapeError(
+                    f"the mask is {'×'.join(map(str, mask.shape))}; training needs a 2-D aperture at least "
+                    f"{patch_size}×{patch_size} (the patch size)"
+                )
+        self.device = torch.device(device)
         self.stream = stream
-        self.mask = np.ascontiguousarray(mask, dtype=np.float32)
         self.physics = physics
         self.patch_size = int(patch_size)
         self.batch_size = int(batch_size)
         self.mosaic = bool(mosaic)
+        self.generated_masks = float(generated_masks)
+        self.scene_count = len(scenes)
         if scene_weights is None:
             scene_weights = np.full(len(scenes), 1.0 / max(1, len(scenes)))
         self.scene_weights = np.asarray(scene_weights, dtype=np.float64)
         if self.scene_weights.shape != (len(scenes),):
             raise ValueError("scene_weights must hold one weight per scene")
+        self.scenes = _PixelStore(scenes, self.device)
+        self.masks = _PixelStore([np.asarray(m, dtype=np.float32)[..., None] for m in masks], self.device)
         if physics.mask_mode == "fixed":
-            self._fixed_mask = physics.fixed_crop(self.mask, patch_size, patch_size)
+            window = physics.fixed_crop(masks[0], patch_size, patch_size)
+            self._fixed_mask = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32)).to(self.device)
         self.rng = np.random.default_rng([int(seed), int(rank)])
-        self.noise_generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(rank))
+        self.noise_generator = torch.Generator(device=self.device).manual_seed(int(seed) * 1_000_003 + int(rank))
+        self.data_seconds = 0.0
+
+    def scene_view(self, index: int) -> np.ndarray:
+        """Training scene ``index`` as stored (a view on the CPU: callers may drop their own copy)."""
+        return self.scenes.view(index)
 
     # ----------------------------------------------------------------------------------------------
-    def _crop(self, size: int) -> np.ndarray:
-        """A ``size × size`` crop of a randomly drawn scene (or a fresh synthetic scene), rotated/flipped."""
-        if self.stream is not None and (self.stream.fraction >= 1 or self.rng.random() < self.stream.fraction):
-            return augment(self.stream.draw(size), self.rng)
-        scene = self.scenes[int(self.rng.choice(len(self.scenes), p=self.scene_weights))]
-        top = int(self.rng.integers(scene.shape[0] - size + 1))
-        left = int(self.rng.integers(scene.shape[1] - size + 1))
-        return augment(scene[top : top + size, left : left + size], self.rng)
+    def _draw_tiles(self, count: int, sizes: np.ndarray):
+        """Geometry of ``count`` crops of the given sides: synthetic or not, scene, top-left, rot90, flips."""
+        rng = self.rng
+        stream = self.stream
+        if stream is None:
+            synthetic = np.zeros(count, dtype=bool)
+        elif stream.fraction >= 1:
+            synthetic = np.ones(count, dtype=bool)
+        else:
+            synthetic = rng.random(count) < stream.fraction
+        scene = np.zeros(count, dtype=np.int64)
+        real = ~synthetic
+        if real.any():
+            scene[real] = rng.choice(self.scene_count, size=int(real.sum()), p=self.scene_weights)
+        # top-left from uniforms: the number of positions depends on the scene drawn
+        position = rng.random((2, count))
+        heights = np.where(real, self.scenes.heights[scene] if self.scene_count else 0, sizes)
+        widths = np.where(real, self.scenes.widths[scene] if self.scene_count else 0, sizes)
+        top = np.floor(position[0] * (heights - sizes + 1)).astype(np.int64)
+        left = np.floor(position[1] * (widths - sizes + 1)).astype(np.int64)
+        k = rng.integers(4, size=count)
+        flips = rng.integers(2, size=(2, count)).astype(bool)
+        return synthetic, scene, top, left, k, flips
 
-    def _mosaic(self) -> np.ndarray:
-        half = self.patch_size // 2
-        tiles = [self._crop(half) for _ in range(4)]
-        return np.concatenate(
-            [np.concatenate(tiles[:2], axis=1), np.concatenate(tiles[2:], axis=1)], axis=0
-        )
+    def _gather_cubes(self, mosaic: np.ndarray) -> torch.Tensor:
+        device, patch = self.device, self.patch_size
+        size = len(mosaic)
+        slots = np.where(mosaic, 4, 1)
+        first = np.concatenate([[0], np.cumsum(slots)[:-1]]).astype(np.int64)
+        tile_size = np.repeat(np.where(mosaic, patch // 2, patch), slots)
+        count = int(slots.sum())
+        synthetic, scene, top, left, k, flips = self._draw_tiles(count, tile_size)
 
-    def _mask_crop(self) -> np.ndarray:
+        # synthetic crops: whole fresh scenes at the crop size, in a small per-batch store
+        synth_base = np.zeros(count, dtype=np.int64)
+        synth_store = None
+        if synthetic.any():
+            fresh = [self.stream.draw(int(tile_size[t])) for t in np.flatnonzero(synthetic)]
+            offsets = np.cumsum([0] + [f.shape[0] * f.shape[1] for f in fresh])[:-1]
+            synth_base[synthetic] = offsets
+            synth_store = torch.from_numpy(
+                np.concatenate([f.reshape(-1, f.shape[2]) for f in fresh])
+            ).to(device=device, dtype=torch.float32)
+
+        row_stride = np.where(synthetic, tile_size, self.scenes.widths[scene] if self.scene_count else 0)
+        base = np.where(synthetic, synth_base, self.scenes.bases[scene] if self.scene_count else 0)
+        params = torch.from_numpy(np.stack([
+            base + top * row_stride + left, row_stride, tile_size, k, flips[0], flips[1], synthetic,
+        ]).astype(np.int64)).to(device)
+        slot, rows, cols = _tile_geometry(patch, torch.from_numpy(mosaic).to(device), device)
+        tile = torch.from_numpy(first).to(device)[:, None, None] + slot  # B×P×P
+        per_pixel = params[:, tile]  # 7×B×P×P
+        r, c = _augmented_source(rows, cols, per_pixel[2], per_pixel[3], per_pixel[4].bool(), per_pixel[5].bool())
+        index = per_pixel[0] + r * per_pixel[1] + c
+        if synth_store is None:
+            pixels = self.scenes.pixels[index]
+        elif not (~synthetic).any():
+            pixels = synth_store[index]
+        else:
+            is_synthetic = per_pixel[6].bool()
+            pixels = torch.where(
+                is_synthetic[..., None],
+                synth_store[index.clamp(max=synth_store.shape[0] - 1)],
+                self.scenes.pixels[index.clamp(max=self.scenes.pixels.shape[0] - 1)],
+            )
+        return pixels.permute(0, 3, 1, 2).contiguous()
+
+    def _masks(self, size: int) -> torch.Tensor:
+        device, patch = self.device, self.patch_size
         if self.physics.mask_mode == "fixed":
-            return self._fixed_mask
-        size = self.patch_size
-        top = int(self.rng.integers(self.mask.shape[0] - size + 1))
-        left = int(self.rng.integers(self.mask.shape[1] - size + 1))
-        return self.mask[top : top + size, left : left + size]
+            return self._fixed_mask.expand(size, patch, patch).contiguous()
+        rng = self.rng
+        generated = rng.random(size) < self.generated_masks if self.generated_masks > 0 else np.zeros(size, bool)
+        which = rng.integers(len(self.masks.bases), size=size) if len(self.masks.bases) > 1 else np.zeros(size, np.int64)
+        position = rng.random((2, size))
+        top = np.floor(position[0] * (self.masks.heights[which] - patch + 1)).astype(np.int64)
+        left = np.floor(position[1] * (self.masks.widths[which] - patch + 1)).astype(np.int64)
+        start = torch.from_numpy(self.masks.bases[which] + top * self.masks.widths[which] + left).to(device)
+        stride = torch.from_numpy(self.masks.widths[which]).to(device)
+        grid = torch.arange(patch, device=device)
+        index = start[:, None, None] + grid[None, :, None] * stride[:, None, None] + grid[None, None, :]
+        windows = self.masks.pixels[index][..., 0]
+        if generated.any():
+            kinds = rng.integers(len(GENERATED_MASK_KINDS), size=size)
+            fills = rng.uniform(*GENERATED_FILL_RANGE, size=size)
+            made = generate_masks(size, patch, kinds, fills, self.noise_generator, device)
+            windows = torch.where(torch.from_numpy(generated).to(device)[:, None, None], made, windows)
+        return windows
 
     def next_batch(self) -> Batch:
+        import time
+
+        started = time.perf_counter()
         size = self.batch_size
         mosaics = size // 2 if self.mosaic else 0
         if self.mosaic and size % 2 and self.rng.random() < 0.5:
             mosaics += 1
-        patches = [self._crop(self.patch_size) for _ in range(size - mosaics)]
-        patches += [self._mosaic() for _ in range(mosaics)]
-        masks = [self._mask_crop() for _ in range(size)]
-        cube = torch.from_numpy(np.ascontiguousarray(np.stack(patches).transpose(0, 3, 1, 2)))
-        mask = torch.from_numpy(np.ascontiguousarray(np.stack(masks)))
-        measurement = self.physics.simulate(cube, mask, self.noise_generator)
+        mosaic = np.zeros(size, dtype=bool)
+        mosaic[size - mosaics:] = True
+        cube = self._gather_cubes(mosaic)
+        mask = self._masks(size)
+        noisy = None
+        if 0 < self.physics.noise_fraction < 1:
+            noisy = torch.from_numpy(self.rng.random(size) < self.physics.noise_fraction).to(self.device)
+        elif self.physics.noise_fraction == 0:
+            noisy = torch.zeros(size, dtype=torch.bool, device=self.device)
+        measurement = self.physics.simulate(cube, mask, self.noise_generator, noisy)
+        self.data_seconds += time.perf_counter() - started
         return Batch(cube=cube, mask=mask, measurement=measurement)
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
 
     # ----------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
             "numpy_generator": self.rng.bit_generator.state,
             "noise_generator": self.noise_generator.get_state(),
+            "noise_device": self.device.type,
             "stream_draws": self.stream.draws if self.stream is not None else None,
+            "stream": self.stream.state_dict() if self.stream is not None else None,
+            "format": 2,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> bool:
+        """Restore a state; returns False when it comes from the older, per-crop sampler (then the run goes on
+        with these generators but cannot replay the old batches exactly)."""
         self.rng.bit_generator.state = state["numpy_generator"]
-        self.noise_generator.set_state(state["noise_generator"])
+        noise = state["noise_generator"]
+        # a checkpoint of another device type: its photon generator cannot be carried over, keep this one's
+        if state.get("noise_device", "cpu") == self.device.type:
+            self.noise_generator.set_state(noise.cpu() if hasattr(noise, "cpu") else noise)
+        exact = state.get("format") == 2 and state.get("noise_device", "cpu") == self.device.type
         if self.stream is not None:
-            self.stream.draws = int(state["stream_draws"])
+            if state.get("stream"):
+                self.stream.load_state_dict(state["stream"])
+            else:  # older checkpoints counted draws of every size together
+                self.stream.load_state_dict({"draws_by_size": {str(self.patch_size): int(state.get("stream_draws") or 0)}})
+        return exact
 
 
 def scene_weights(real_count: int, synthetic_count: int, synthetic_fraction: float | None) -> np.ndarray:
