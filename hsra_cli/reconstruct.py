@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -185,6 +186,7 @@ class Reconstructor:
         model_kwargs: dict | None = None,
     ):
         self.entry = get_entry(model)
+        self.name = self.entry.name
         if refine is None:
             refine = DEFAULT_REFINE if self.entry.needs_weights else 0
         if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
@@ -206,7 +208,7 @@ class Reconstructor:
         if self.entry.needs_weights:
             from .weights import load_pretrained
 
-            self.model, config = load_pretrained(self.entry.name, weights=weights, device=str(self.device))
+            self.model, config = load_pretrained(model, weights=weights, device=str(self.device))
             physics = config.get("physics", {})
             trained = {
                 "bands": physics.get("bands", self.model.bands),
@@ -219,6 +221,10 @@ class Reconstructor:
                         f"{self.entry.name} was trained for {name}={trained[name]} but {name}={value} was asked for; "
                         "train or fine-tune a model for your optics (hsra train) or use gap-tv"
                     )
+            # the weights' name: NAME.TAG for tagged folders (hsra-s.any), else the architecture's name
+            folder_name = Path(config.get("folder") or "").name
+            if weights is None and folder_name.startswith(f"{self.entry.name}."):
+                self.name = folder_name
             self.weights_info = {
                 "sha256": config.get("sha256"),
                 "source": str(weights) if weights else config.get("folder", ""),
@@ -377,7 +383,7 @@ class Reconstructor:
             predicted = op.A(cube[None].float())[0]
             residual = float(torch.linalg.vector_norm(predicted - y) / torch.linalg.vector_norm(y).clamp(min=1e-12))
         record = {
-            "model": self.entry.name,
+            "model": self.name,
             "model_kind": self.entry.kind,
             "weights": self.weights_info,
             "physics": op.describe(),

@@ -1,7 +1,9 @@
 """The one registry of model configurations (timm-style).
 
 Every reconstruction method — the GAP-TV solver and each HSRA network configuration — is registered here by
-name with its aliases. ``create_model(name)`` builds it; every model is a ``torch.nn.Module`` called as
+name with its aliases. Trained weights of one architecture are told apart by timm's tag convention,
+``NAME.TAG`` (``hsra-s.any``, ``hsra-s.kaist``): :func:`register_pretrained_tags` lists an architecture's
+published tags, the first being the default that the bare name resolves to. ``create_model(name)`` builds it; every model is a ``torch.nn.Module`` called as
 ``model(measurement, mask)`` returning the cube ``B×C×H×W``, and offers ``model.example_inputs(height, width)``.
 """
 
@@ -33,6 +35,7 @@ class ModelEntry:
 
 _REGISTRY: dict[str, ModelEntry] = {}
 _ALIASES: dict[str, str] = {}
+_PRETRAINED_TAGS: dict[str, tuple[str, ...]] = {}
 
 
 def register_model(
@@ -74,16 +77,58 @@ def _ensure_populated() -> None:
     from .solvers import gap_tv  # noqa: F401
 
 
-def resolve_name(name: str) -> str:
-    """Canonical name for a name or alias (case-insensitive); a clear error listing choices otherwise."""
-    _ensure_populated()
-    key = name.strip().lower()
+def _lookup(key: str) -> str | None:
     if key in _REGISTRY:
         return key
-    if key in _ALIASES:
-        return _ALIASES[key]
+    return _ALIASES.get(key)
+
+
+def split_tag(name: str) -> tuple[str, str | None]:
+    """``"s.kaist"`` -> ``("hsra-s", "kaist")``; ``"hsra-s"`` -> ``("hsra-s", None)`` (case-insensitive).
+
+    A registered name that itself holds a dot (``hsra-s-mkptm-r0.5``) is a name, not a tag. Raises a
+    :class:`UsageError` listing the choices for an unknown name, or for a tag on a method without weights.
+    """
+    _ensure_populated()
+    key = name.strip().lower()
+    canonical = _lookup(key)
+    if canonical is not None:
+        return canonical, None
+    arch, dot, tag = key.rpartition(".")
+    canonical = _lookup(arch) if dot and arch and tag else None
+    if canonical is not None:
+        if not _REGISTRY[canonical].needs_weights:
+            raise UsageError(f"{canonical} is a solver without weights, so it has no tags; use {canonical!r}")
+        return canonical, tag
     choices = ", ".join(sorted(_REGISTRY))
-    raise UsageError(f"unknown model {name!r}; available: {choices} (aliases: {', '.join(sorted(_ALIASES))})")
+    raise UsageError(
+        f"unknown model {name!r}; available: {choices} (aliases: {', '.join(sorted(_ALIASES))}; "
+        "weights of one architecture as NAME.TAG, e.g. hsra-s.any)"
+    )
+
+
+def resolve_name(name: str) -> str:
+    """Canonical architecture name for a name, alias or ``NAME.TAG``; a clear error listing choices otherwise."""
+    return split_tag(name)[0]
+
+
+def register_pretrained_tags(name: str, tags: tuple[str, ...]) -> None:
+    """Declare the published weight tags of architecture ``name``; ``tags[0]`` is its default."""
+    canonical = resolve_name(name)
+    if not tags or any("." in tag or not tag for tag in tags):
+        raise ValueError(f"tags of {canonical} must be non-empty names without dots, got {tags!r}")
+    _PRETRAINED_TAGS[canonical] = tuple(tag.lower() for tag in tags)
+
+
+def pretrained_tags(name: str) -> tuple[str, ...]:
+    """The published tags of an architecture (default first); empty when none are declared."""
+    return _PRETRAINED_TAGS.get(resolve_name(name), ())
+
+
+def default_tag(name: str) -> str | None:
+    """The tag the bare architecture name resolves to, or None."""
+    tags = pretrained_tags(name)
+    return tags[0] if tags else None
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -111,6 +156,7 @@ def unregister_model(name: str) -> None:
     """Remove ``name`` (canonical, not an alias) and its aliases; for tests and plug-ins that register
     temporary models. Unknown names are ignored."""
     entry = _REGISTRY.pop(name, None)
+    _PRETRAINED_TAGS.pop(name, None)
     if entry is not None:
         for alias in entry.aliases:
             _ALIASES.pop(alias, None)

@@ -1,6 +1,8 @@
 """Model folders: how trained HSRA weights are stored, found and loaded (strictly, with a hash check).
 
-A model folder is named after the model's canonical name (``hsra-s``, ``hsra-dum-3stg``...) and holds:
+A model folder is named after the model's canonical name (``hsra-s``, ``hsra-dum-3stg``...), or after the
+name and a tag for one of several sets of weights of that architecture (``hsra-s.any``, ``hsra-s.kaist``; see
+:func:`hsra_cli.registry.split_tag`), and holds:
 
 * ``model.safetensors`` — the state dict, contiguous float32 tensors, metadata ``{"format": "pt"}``;
 * ``config.json`` — ``name``, ``arch_config`` (the :class:`~hsra_cli.nets.config.HsraConfig` fields),
@@ -41,21 +43,38 @@ def models_search_path() -> list[Path]:
     return folders
 
 
-def find_model_folder(name: str) -> Path | None:
-    """The first installed folder for model ``name`` (or an alias) on :func:`models_search_path`, else None."""
-    from .registry import resolve_name
+def folder_names(name: str) -> list[str]:
+    """Folder names that hold weights for ``name``, in order of preference.
 
-    canonical = resolve_name(name)
+    ``NAME.TAG`` (or ``ALIAS.TAG``) -> ``["NAME.TAG"]``. A bare name -> ``["NAME", "NAME.DEFAULT"]``: an untagged
+    folder (what ``hsra train`` exports) wins over the default tag in the same search folder.
+    """
+    from .registry import default_tag, split_tag
+
+    canonical, tag = split_tag(name)
+    if tag is not None:
+        return [f"{canonical}.{tag}"]
+    default = default_tag(canonical)
+    return [canonical] + ([f"{canonical}.{default}"] if default else [])
+
+
+def find_model_folder(name: str) -> Path | None:
+    """The installed folder for ``name`` (name, alias or ``NAME.TAG``): the search folders of
+    :func:`models_search_path` in order, and in each the names of :func:`folder_names`; else None."""
+    candidates = folder_names(name)
     for root in models_search_path():
-        candidate = root / canonical
-        if (candidate / CONFIG_NAME).is_file():
-            return candidate
+        for folder_name in candidates:
+            candidate = root / folder_name
+            if (candidate / CONFIG_NAME).is_file():
+                return candidate
     return None
 
 
 def installed_models() -> dict[str, Path]:
-    """``{canonical name: folder}`` of every installed model folder (the first one found per name)."""
-    from .registry import list_models
+    """``{name: folder}`` of every installed model folder, the first one found per name: untagged folders under
+    the architecture's name, tagged ones as ``NAME.TAG``, and every architecture with weights also under its
+    bare name (the folder :func:`find_model_folder` picks for it)."""
+    from .registry import list_models, split_tag
 
     installed: dict[str, Path] = {}
     names = set(list_models())
@@ -63,15 +82,43 @@ def installed_models() -> dict[str, Path]:
         if not root.is_dir():
             continue
         for candidate in sorted(root.iterdir()):
-            if candidate.name in names and candidate.name not in installed and (candidate / CONFIG_NAME).is_file():
-                installed[candidate.name] = candidate
+            if candidate.name in installed or not (candidate / CONFIG_NAME).is_file():
+                continue
+            arch = candidate.name.rpartition(".")[0] if candidate.name not in names else candidate.name
+            if arch in names:
+                try:
+                    if split_tag(candidate.name)[0] == arch:
+                        installed[candidate.name] = candidate
+                except UsageError:
+                    continue
+    for arch in {split_tag(name)[0] for name in installed}:
+        if arch not in installed:
+            installed[arch] = find_model_folder(arch)
     return installed
 
 
+def tagged_folders(name: str) -> dict[str, Path]:
+    """``{tag: folder}`` of the installed tagged weights of an architecture (the first found per tag)."""
+    from .registry import resolve_name
+
+    canonical = resolve_name(name)
+    return {
+        key.rpartition(".")[2]: folder for key, folder in installed_models().items()
+        if key != canonical and key.rpartition(".")[0] == canonical
+    }
+
+
 def missing_weights_message(name: str) -> str:
+    from .registry import split_tag
+
+    canonical, tag = split_tag(name)
+    folder = f"{canonical}.{tag}" if tag else canonical
+    others = sorted(tagged_folders(canonical))
+    installed = f" (installed tags: {', '.join(f'{canonical}.{t}' for t in others)})" if others else ""
     return (
-        f"no weights installed for {name}: train them with `hsra train --model {name} ...`, or put a model folder "
-        f"({', '.join(MODEL_FILES)}) under $HSRA_MODELS_DIR/{name}, or pass --weights FILE.safetensors"
+        f"no weights installed for {folder}{installed}: train them with `hsra train --model {canonical} ...`, or "
+        f"put a model folder ({', '.join(MODEL_FILES)}) under $HSRA_MODELS_DIR/{folder}, or pass --weights "
+        "FILE.safetensors"
     )
 
 
@@ -249,9 +296,9 @@ def load_model(name_or_folder, weights: Path | None = None, device="cpu"):
         entry = get_entry(str(name_or_folder))
         if not entry.needs_weights:
             raise UsageError(f"{entry.name} is a solver: it needs no weights")
-        folder = find_model_folder(entry.name)
+        folder = find_model_folder(str(name_or_folder))
         if folder is None and weights is None:
-            raise WeightsError(missing_weights_message(entry.name))
+            raise WeightsError(missing_weights_message(str(name_or_folder)))
 
     weights_path = _check_weights_path(weights) if weights is not None else None
     if folder is not None:
@@ -297,9 +344,9 @@ def load_pretrained(name: str, weights: Path | None = None, device="cpu"):
     from .registry import get_entry
 
     entry = get_entry(name)
-    folder = find_model_folder(entry.name) if entry.needs_weights else None
+    folder = find_model_folder(name) if entry.needs_weights else None
     if folder is None and weights is None and entry.needs_weights:
-        raise WeightsError(missing_weights_message(entry.name))
+        raise WeightsError(missing_weights_message(name))
     return load_model(folder if folder is not None else entry.name, weights=weights, device=device)
 
 

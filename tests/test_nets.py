@@ -32,7 +32,10 @@ def test_every_variant_of_the_doc_is_registered_with_its_alias_and_kind():
     for ablation in ABLATIONS:
         entry = get_entry(f"hsra-s-{ablation}")
         assert entry.kind == "e2e" and entry.needs_weights
-    assert sorted(NETWORKS) == sorted(MAIN + [f"hsra-s-{a}" for a in ABLATIONS])
+    # beside the poster's: a 2-stage unfolding network with HSRA-S priors, trainable on a CPU
+    assert get_entry("dum2").name == "hsra-dum-2stg" and get_entry("dum2").kind == "unfolding"
+    assert get_entry("hsra-dum-2stg").config["stages"] == 2
+    assert sorted(NETWORKS) == sorted(MAIN + ["hsra-dum-2stg"] + [f"hsra-s-{a}" for a in ABLATIONS])
 
 
 @pytest.mark.parametrize("name", NETWORKS)

@@ -19,7 +19,7 @@ from torch import nn
 from hsra_cli.cli import main
 from hsra_cli.errors import ShapeError, UsageError, ValueRangeError
 from hsra_cli.physics import CassiOperator, as_operator
-from hsra_cli.registry import list_models, register_model, unregister_model
+from hsra_cli.registry import create_model, list_models, register_model, unregister_model
 
 TINY = "test-train-tiny"
 BANDS = 8
@@ -644,3 +644,20 @@ def test_a_checkpoint_from_before_the_new_options_still_resumes(files, capsys):
     assert main(train_args(files, out, "--resume")) == 0, capsys.readouterr().err
     card = json.loads((out / TINY / "config.json").read_text())["training"]
     assert card["optimizer"]["lr_scaling"] == "none" and card["steps"] == 6
+
+
+def test_an_unfolding_network_warm_started_from_hsra_s_starts_as_that_network(tmp_path):
+    from hsra_cli.train.model import load_pretrained
+    from hsra_cli.weights import load_model, save_model_folder
+
+    torch.manual_seed(0)
+    e2e = create_model("hsra-s")
+    folder = save_model_folder(e2e, tmp_path / "hsra-s", card={})
+    name, unfolding, info = load_pretrained(str(folder), "hsra-dum-2stg", {"bands": 28, "step": 2, "axis": "width"})
+    assert name == "hsra-dum-2stg" and "warm_start" in info
+    source, _ = load_model(folder)
+    measurement, mask = source.example_inputs(32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(unfolding.eval()(measurement, mask), source(measurement, mask))
+    with pytest.raises(UsageError, match="weights carry over only"):
+        load_pretrained(str(folder), "hsra-m", {"bands": 28, "step": 2, "axis": "width"})

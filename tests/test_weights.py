@@ -230,3 +230,52 @@ def test_a_damaged_config_is_a_weights_error(models_dir):
 def test_nothing_is_ever_unpickled():
     source = Path(W.__file__).read_text()
     assert "torch.load" not in source and "pickle" not in source.replace("pickled checkpoints", "")
+
+
+# --------------------------------------------------------------------------------------------------
+# tags: several weights of one architecture (timm's NAME.TAG convention)
+def test_tags_name_weights_and_the_bare_name_loads_the_default_tag(models_dir, capsys):
+    from hsra_cli.registry import default_tag, split_tag
+
+    assert split_tag("s.KAIST") == ("hsra-s", "kaist") and split_tag("hsra-s") == ("hsra-s", None)
+    assert split_tag("hsra-s-mkptm-r0.5") == ("hsra-s-mkptm-r0.5", None)  # a dot inside a registered name
+    with pytest.raises(UsageError, match="solver without weights"):
+        split_tag("gap-tv.any")
+    assert default_tag("hsra-s") == "any"
+    torch.manual_seed(0)
+    any_model = create_model("hsra-s")
+    W.save_model_folder(any_model, models_dir / "hsra-s.any", card=CARD)
+    torch.manual_seed(1)
+    kaist_model = create_model("hsra-s")
+    W.save_model_folder(kaist_model, models_dir / "hsra-s.kaist", card=CARD)
+    for name, expected in (("hsra-s", any_model), ("s", any_model), ("hsra-s.any", any_model),
+                           ("s.kaist", kaist_model)):
+        loaded, config = W.load_pretrained(name)
+        a, b = run_both(expected, loaded)
+        assert torch.equal(a, b), name
+    assert W.find_model_folder("hsra-s") == models_dir / "hsra-s.any"
+    # an untagged folder (what `hsra train` exports) wins for the bare name in the same search folder
+    saved(models_dir, "hsra-s")
+    assert W.find_model_folder("hsra-s") == models_dir / "hsra-s"
+    assert W.find_model_folder("hsra-s.kaist") == models_dir / "hsra-s.kaist"
+    with pytest.raises(WeightsError, match=r"no weights installed for hsra-s.other .*installed tags: hsra-s.any, hsra-s.kaist"):
+        W.load_pretrained("hsra-s.other")
+    assert main(["models", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["hsra-s.any"]["weights_installed"] and rows["hsra-s.kaist"]["weights_folder"].endswith("hsra-s.kaist")
+    assert main(["models", "info", "s.kaist"]) == 0
+    assert "(from " in capsys.readouterr().err
+
+
+def test_reconstruct_records_the_tagged_name_of_its_weights(models_dir):
+    import numpy as np
+
+    from hsra_cli.reconstruct import Reconstructor
+
+    torch.manual_seed(0)
+    W.save_model_folder(create_model("hsra-s"), models_dir / "hsra-s.kaist", card=CARD)
+    rng = np.random.default_rng(0)
+    mask = rng.random((32, 32), dtype=np.float32)
+    measurement = rng.random((32, 32 + 54), dtype=np.float32)
+    result = Reconstructor("s.kaist", refine=0).reconstruct(measurement, mask, normalize="none")
+    assert result.record["model"] == "hsra-s.kaist"

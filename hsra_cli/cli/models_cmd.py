@@ -100,7 +100,9 @@ def list_command(
     ),
 )
 def info_command(
-    name: str = typer.Argument(..., metavar="NAME", help="Model name or alias (see hsra models).", show_default=False),
+    name: str = typer.Argument(
+        ..., metavar="NAME", help="Model name, alias or NAME.TAG (see hsra models).", show_default=False
+    ),
     as_json: bool = typer.Option(False, "--json", help="Write config.json (or the configuration) as JSON."),
 ) -> None:
     """Show a model's card (README.md of its installed folder), or its configuration and how to get weights.
@@ -113,7 +115,7 @@ def info_command(
     from hsra_cli.weights import CARD_NAME, read_model_config, find_model_folder, missing_weights_message, render_card
 
     entry = get_entry(name)
-    folder = find_model_folder(entry.name) if entry.needs_weights else None
+    folder = find_model_folder(name) if entry.needs_weights else None
     if folder is not None:
         config = read_model_config(folder)
         if as_json:
@@ -141,6 +143,6 @@ def info_command(
             json.dumps(entry.config, indent=1),
             "",
             "weights: not installed",
-            missing_weights_message(entry.name),
+            missing_weights_message(name),
         ]
     stdout.print("\n".join(lines), markup=False, highlight=False)

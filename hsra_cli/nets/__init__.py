@@ -7,7 +7,7 @@ configuration field as a keyword (which is how ``hsra_cli.weights`` rebuilds a m
 
 from __future__ import annotations
 
-from ..registry import register_model
+from ..registry import register_model, register_pretrained_tags
 from .config import HsraConfig
 from .e2e import HsraNet
 from .unfolding import HsraUnfolding
@@ -53,4 +53,11 @@ _register("hsra-s-mkptm-r0.5", (), "ablation: MK-PTM mixes half of its channels 
 _register("hsra-s-mkptm-3x3", (), "ablation: MK-PTM with the 3×3 kernel only", kernels=(3,))
 _register("hsra-s-no-lwim", (), "ablation: HSRA-S without LWIM", n_lwim=0)
 _register("hsra-s-no-2w", (), "ablation: HM-SSA attends in w×w windows only (no 2w)", use_2w=False)
+# An unfolding network at CPU-trainable cost: 2 stages, each with HSRA-S's prior.
+_register("hsra-dum-2stg", ("dum2",), "HSRA-DUM, 2 unfolding stages, HSRA-S priors (1,1|1|1|1|1)",
+          stages=2, n_mk=1, n2=1, n3=1, n2d=1, n1d=1)
 # fmt: on
+
+# Published weights (folders models/NAME.TAG): the first tag is what the bare name loads.
+register_pretrained_tags("hsra-s", ("any", "kaist"))
+register_pretrained_tags("hsra-dum-2stg", ("kaist",))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def describe_model(name: str, installed: dict[str, Path] | None = None) -> dict:
-    """One registered model as plain data.
+    """One registered model (or one tag of its weights, ``NAME.TAG``) as plain data.
 
     Keys: name, aliases, kind, description, needs_weights, parameters_m (millions; 0 for solvers), gflops
     (fvcore, 28×256×256, from the committed cache; None when the cache lacks it), weights_installed,
@@ -16,10 +16,13 @@ def describe_model(name: str, installed: dict[str, Path] | None = None) -> dict:
     from ..registry import create_model, get_entry
     from ..weights import card_accuracy, installed_models, read_model_config
 
+    from ..registry import split_tag
+
     entry = get_entry(name)
+    canonical, tag = split_tag(name)
     installed = installed_models() if installed is None else installed
     row = {
-        "name": entry.name,
+        "name": f"{canonical}.{tag}" if tag else entry.name,
         "aliases": list(entry.aliases),
         "kind": entry.kind,
         "description": entry.description,
@@ -41,7 +44,7 @@ def describe_model(name: str, installed: dict[str, Path] | None = None) -> dict:
         row["parameters_m"] = round(cached["params"] / 1e6, 3)
     else:
         row["parameters_m"] = round(count_parameters(create_model(entry.name)) / 1e6, 3)
-    folder = installed.get(entry.name)
+    folder = installed.get(row["name"])
     if folder is not None:
         row["weights_installed"] = True
         row["weights_folder"] = str(folder)
@@ -58,5 +61,15 @@ def describe_models() -> list[dict]:
     from ..registry import list_models
     from ..weights import installed_models
 
+    from ..registry import pretrained_tags
+
     installed = installed_models()
-    return [describe_model(name, installed) for name in list_models()]
+    rows = []
+    for name in list_models():
+        rows.append(describe_model(name, installed))
+        declared = pretrained_tags(name)
+        tags = [key for key in installed if key.startswith(f"{name}.") and key != name]
+        # declared tags first (the default leads), then any other installed ones
+        tags.sort(key=lambda key: (declared.index(key.split(".")[-1]) if key.split(".")[-1] in declared else len(declared), key))
+        rows.extend(describe_model(key, installed) for key in tags)
+    return rows
