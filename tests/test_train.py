@@ -661,3 +661,29 @@ def test_an_unfolding_network_warm_started_from_hsra_s_starts_as_that_network(tm
         torch.testing.assert_close(unfolding.eval()(measurement, mask), source(measurement, mask))
     with pytest.raises(UsageError, match="weights carry over only"):
         load_pretrained(str(folder), "hsra-m", {"bands": 28, "step": 2, "axis": "width"})
+
+
+def test_a_config_file_or_a_runs_record_replays_the_run_and_flags_override_it(files, capsys):
+    first = files / "first"
+    assert main(train_args(files, first, "--lr", "3e-4", "--mask-mode", "random", "--no-mosaic")) == 0
+    replay = files / "replay"
+    assert main(["train", "--config", str(first / "run.json"), "-o", str(replay)]) == 0
+    for key in ("lr", "mask_mode", "mosaic", "steps", "data", "mask", "patch_size"):
+        assert json.loads((replay / "run.json").read_text())["config"][key] == \
+            json.loads((first / "run.json").read_text())["config"][key], key
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(first / TINY / "model.safetensors")), load_file(str(replay / TINY / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # same options, same seed: the same weights
+    toml = files / "run.toml"
+    toml.write_text(
+        f'model = "{TINY}"\ndata = ["{files / "stack.npy"}:0-1"]\nmask = "{files / "mask.npy"}"\n'
+        'patch-size = 16\nbatch-size = 2\nsteps = 3\nmax-time = "1h"\nthreads = 1\n'
+    )
+    assert main(["train", "--config", str(toml), "-o", str(files / "toml"), "--steps", "2"]) == 0
+    record = json.loads((files / "toml" / "run.json").read_text())["config"]
+    assert record["steps"] == 2 and record["max_time"] == 3600 and record["patch_size"] == 16
+    capsys.readouterr()
+    toml.write_text('modle = "x"\n')
+    assert main(["train", "--config", str(toml), "-o", str(files / "bad")]) == 2
+    assert "unknown option(s) modle" in capsys.readouterr().err

@@ -28,7 +28,14 @@ from hsra_cli.cli._common import console, parse_offset, stdout
 """,
 )
 def train(
-    out: Path = typer.Option(..., "-o", "--out", help="Run folder: log.csv, run.json, checkpoints/, <model>/ at the end."),
+    ctx: typer.Context,
+    out: Optional[Path] = typer.Option(
+        None, "-o", "--out", help="Run folder: log.csv, run.json, checkpoints/, <model>/ at the end."
+    ),
+    config_file: Optional[Path] = typer.Option(
+        None, "--config",
+        help="Options from a TOML/JSON file, or a run's run.json to replay it; flags given here override it.",
+    ),
     model: Optional[str] = typer.Option(None, "--model", help="Registered network to train (see 'hsra models')."),
     data: List[str] = typer.Option([], "--data", help="Training cubes: file, folder, or stack FILE:0-3 (repeatable)."),
     data_key: Optional[str] = typer.Option(None, "--data-key", help="Variable holding the cubes (default: the usual names)."),
@@ -106,12 +113,13 @@ def train(
 
     See docs/training.md.
     """
+    from hsra_cli.errors import UsageError
     from hsra_cli.train import TrainConfig
     from hsra_cli.train import train as run_training
-    from hsra_cli.train.config import parse_duration
+    from hsra_cli.train.config import load_config_file, parse_duration
 
-    config = TrainConfig(
-        out=str(out),
+    options = dict(
+        out=str(out) if out is not None else None,
         model=model,
         data=list(data),
         data_key=data_key,
@@ -157,6 +165,20 @@ def train(
         threads=threads,
         overwrite=overwrite,
     )
+    if config_file is not None:
+        # the file's values, then every flag that was actually given on the command line
+        given = {
+            name for name in ctx.params
+            if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
+        }
+        merged = load_config_file(config_file)
+        for name, value in options.items():
+            if name in given:
+                merged[name] = value
+        options = merged
+    if not options.get("out"):
+        raise UsageError("give -o/--out DIR (the run folder), here or in --config")
+    config = TrainConfig(**options)
     result = run_training(config, console=console, quiet=quiet)
     if result.model_folder is not None:
         stdout.print(str(result.model_folder))

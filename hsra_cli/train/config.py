@@ -237,3 +237,53 @@ def parse_duration(text: str, option: str = "--max-time") -> float:
     if seconds <= 0:
         raise UsageError(f"{option} must be a positive duration, got {text!r}")
     return seconds
+
+
+def load_config_file(path) -> dict:
+    """Training options from a file: a TOML or JSON table of :class:`TrainConfig` fields, or a run's own
+    ``run.json`` (whose ``config`` holds them). Returns ``{field: value}``; unknown keys are refused."""
+    import json
+    from dataclasses import fields
+    from pathlib import Path
+
+    from ..errors import InputFileError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"--config {str(path)!r} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib
+            table = tomllib.loads(text)
+        else:
+            table = json.loads(text)
+    except ValueError as exc:
+        raise InputFileError(f"--config {str(path)!r} is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}") from None
+    if isinstance(table, dict) and isinstance(table.get("config"), dict) and "status" in table:
+        table = table["config"]  # a run.json: replay its options
+    if not isinstance(table, dict):
+        raise InputFileError(f"--config {str(path)!r} must hold a table of options")
+    table = {key.replace("-", "_"): value for key, value in table.items()}
+    known = {f.name for f in fields(TrainConfig)}
+    # what one session does with the run is said on its command line, not replayed
+    for session_only in ("resume", "overwrite"):
+        table.pop(session_only, None)
+    if isinstance(table.get("max_time"), str):
+        table["max_time"] = parse_duration(table["max_time"])
+    if isinstance(table.get("mask_offset"), str):
+        row, _, col = table["mask_offset"].partition(",")
+        try:
+            table["mask_offset"] = (int(row), int(col))
+        except ValueError:
+            raise UsageError(f"--config: mask_offset {table['mask_offset']!r} is not ROW,COL") from None
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise UsageError(
+            f"--config {str(path)!r}: unknown option(s) {', '.join(unknown)}; expected names of hsra train's options "
+            "(e.g. model, data, mask, steps, lr)"
+        )
+    return table
