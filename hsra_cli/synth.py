@@ -229,14 +229,21 @@ def illuminant_library(wavelengths_nm=None, names: Sequence[str] | None = None) 
         ``{name: (C,) float32}``, each scaled so its largest band is 1 (relative spectral power; a
         reflectance times it stays in [0, 1]). The arrays are read-only (cached).
     """
-    import colour
-
     wl = _check_wavelengths(wavelengths_nm)
     chosen = ILLUMINANTS if names is None else tuple(names)
+    known = _illuminant_names()
     for name in chosen:
-        if name not in colour.SDS_ILLUMINANTS:
+        if name not in known:
             raise UsageError(f"unknown illuminant {name!r}; expected a colour.SDS_ILLUMINANTS name such as D65")
     return dict(_illuminant_library_cached(tuple(wl.tolist()), tuple(chosen)))
+
+
+@functools.lru_cache(maxsize=1)
+def _illuminant_names() -> frozenset:
+    # colour's mapping slugifies every key on each `in` test (~1 ms): synthetic streams ask once per scene
+    import colour
+
+    return frozenset(colour.SDS_ILLUMINANTS.keys())
 
 
 @functools.lru_cache(maxsize=16)

@@ -432,19 +432,19 @@ class PatchSampler:
         tile = torch.from_numpy(first).to(device)[:, None, None] + slot  # B×P×P
         per_pixel = params[:, tile]  # 7×B×P×P
         r, c = _augmented_source(rows, cols, per_pixel[2], per_pixel[3], per_pixel[4].bool(), per_pixel[5].bool())
-        index = per_pixel[0] + r * per_pixel[1] + c
+        index = (per_pixel[0] + r * per_pixel[1] + c).reshape(-1)
         if synth_store is None:
-            pixels = self.scenes.pixels[index]
+            pixels = self.scenes.pixels.index_select(0, index)
         elif not (~synthetic).any():
-            pixels = synth_store[index]
+            pixels = synth_store.index_select(0, index)
         else:
-            is_synthetic = per_pixel[6].bool()
+            is_synthetic = per_pixel[6].bool().reshape(-1, 1)
             pixels = torch.where(
-                is_synthetic[..., None],
-                synth_store[index.clamp(max=synth_store.shape[0] - 1)],
-                self.scenes.pixels[index.clamp(max=self.scenes.pixels.shape[0] - 1)],
+                is_synthetic,
+                synth_store.index_select(0, index.clamp(max=synth_store.shape[0] - 1)),
+                self.scenes.pixels.index_select(0, index.clamp(max=self.scenes.pixels.shape[0] - 1)),
             )
-        return pixels.permute(0, 3, 1, 2).contiguous()
+        return pixels.view(size, patch, patch, -1).permute(0, 3, 1, 2).contiguous()
 
     def _masks(self, size: int) -> torch.Tensor:
         device, patch = self.device, self.patch_size
@@ -460,7 +460,7 @@ class PatchSampler:
         stride = torch.from_numpy(self.masks.widths[which]).to(device)
         grid = torch.arange(patch, device=device)
         index = start[:, None, None] + grid[None, :, None] * stride[:, None, None] + grid[None, None, :]
-        windows = self.masks.pixels[index][..., 0]
+        windows = self.masks.pixels[:, 0].index_select(0, index.reshape(-1)).view(size, patch, patch)
         if generated.any():
             kinds = rng.integers(len(GENERATED_MASK_KINDS), size=size)
             fills = rng.uniform(*GENERATED_FILL_RANGE, size=size)
