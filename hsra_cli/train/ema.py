@@ -28,12 +28,17 @@ class WeightEma:
     def update(self, model: torch.nn.Module, step: int) -> None:
         decay = self.effective_decay(step)
         live = model.state_dict()
+        averaged_float, current_float = [], []
         for name, averaged in self.module.state_dict().items():
             current = live[name].detach()
             if averaged.is_floating_point():
-                averaged.mul_(decay).add_(current.to(averaged.dtype), alpha=1.0 - decay)
+                averaged_float.append(averaged)
+                current_float.append(current.to(averaged.dtype))
             else:
                 averaged.copy_(current)
+        if averaged_float:  # one fused launch for all tensors (hundreds of small ones: matters on a GPU)
+            torch._foreach_mul_(averaged_float, decay)
+            torch._foreach_add_(averaged_float, current_float, alpha=1.0 - decay)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.module.state_dict()

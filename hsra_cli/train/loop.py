@@ -352,7 +352,9 @@ class _Run:
     # ----------------------------------------------------------------------------------------------
     def train_step(self, batch) -> torch.Tensor:
         device = self.device
-        measurement, mask, cube = batch.measurement, batch.mask, batch.cube  # made on the device by the sampler
+        # made on the device by the sampler, with the batch's operator (the network is called with it)
+        measurement, cube = batch.measurement, batch.cube
+        mask = batch.operator if batch.operator is not None else batch.mask
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             prediction = self.trained_module(measurement, mask)
@@ -542,6 +544,9 @@ class _Run:
             if time.perf_counter() - self.created + reserve >= self.config.max_time:
                 reason = "time"
         if self.context.enabled:
+            # a collective reads back to the host: agree only every few steps, at the same steps on every rank
+            if self.step % 10 and self.step % self.config.log_every:
+                return None
             import torch.distributed as dist
 
             code = torch.tensor([reasons.index(reason)], device=self.device if self.device.type == "cuda" else "cpu")

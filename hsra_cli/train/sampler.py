@@ -77,18 +77,25 @@ class MeasurementModel:
         """Every patch gets the gain and the noise model (what validation then uses too)."""
         return self.noise_fraction >= 1
 
+    def operator(self, apertures: torch.Tensor, check_values: bool = True) -> CassiOperator:
+        """The CASSI operator of a batch of apertures ``B×H×W``."""
+        return CassiOperator(apertures[:, None], bands=self.bands, step=self.step, axis=self.axis,
+                             check_values=check_values)
+
     def simulate(
         self,
         cubes: torch.Tensor,
         apertures: torch.Tensor,
         generator: torch.Generator | None,
         noisy: torch.Tensor | None = None,
+        operator: CassiOperator | None = None,
     ) -> torch.Tensor:
         """Field-scale snapshots ``B×H×W'`` of cubes ``B×C×H×W`` through apertures ``B×H×W`` (same device).
 
-        ``noisy`` (bool ``B``) picks the samples that get the gain and noise; None: all of them.
+        ``noisy`` (bool ``B``) picks the samples that get the gain and noise; None: all of them. ``operator``:
+        the apertures' operator when the caller has built it already.
         """
-        operator = CassiOperator(apertures[:, None], bands=self.bands, step=self.step, axis=self.axis)
+        operator = operator if operator is not None else self.operator(apertures)
         measurement = operator.A(cubes)
         if self.shot_noise:
             treated = shot_noise(
@@ -117,11 +124,21 @@ class MeasurementModel:
 @dataclass
 class Batch:
     """One training batch, on the sampler's device. ``cube``: ``B×C×P×P`` in [0, 1]; ``mask``: ``B×P×P``
-    apertures; ``measurement``: ``B×P×P'`` field-scale snapshots of ``cube`` through ``mask``."""
+    apertures; ``measurement``: ``B×P×P'`` field-scale snapshots of ``cube`` through ``mask``; ``operator``:
+    the CASSI operator of ``mask`` (what the network is called with)."""
 
     cube: torch.Tensor
     mask: torch.Tensor
     measurement: torch.Tensor
+    operator: CassiOperator | None = None
+
+
+def _upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on ``device``: through pinned memory without waiting on a GPU (its queue keeps running)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -275,9 +292,9 @@ def generate_masks(count: int, size: int, kinds: np.ndarray, fills: np.ndarray, 
     """``count`` generated apertures ``size × size`` (see :data:`GENERATED_MASK_KINDS`); ``kinds`` indexes that
     tuple per mask and ``fills`` gives each binary pattern's open fraction."""
     uniform = torch.rand(count, size, size, generator=generator, device=device)
-    fill = torch.as_tensor(fills, dtype=torch.float32, device=device)[:, None, None]
+    packed = _upload(np.stack([np.asarray(fills, np.float32), np.asarray(kinds, np.float32)]), device)
+    fill, kind = packed[0][:, None, None], packed[1][:, None, None]
     binary = (uniform < fill).float()
-    kind = torch.as_tensor(kinds, device=device)[:, None, None]
     # grey: an i.i.d. uniform transmission, made from the same draw (uniform/fill is uniform on [0,1) where open)
     grey = uniform
     blurred = torch.nn.functional.avg_pool2d(
@@ -419,17 +436,19 @@ class PatchSampler:
             fresh = [self.stream.draw(int(tile_size[t])) for t in np.flatnonzero(synthetic)]
             offsets = np.cumsum([0] + [f.shape[0] * f.shape[1] for f in fresh])[:-1]
             synth_base[synthetic] = offsets
-            synth_store = torch.from_numpy(
-                np.concatenate([f.reshape(-1, f.shape[2]) for f in fresh])
-            ).to(device=device, dtype=torch.float32)
+            synth_store = _upload(np.concatenate([f.reshape(-1, f.shape[2]) for f in fresh]), device).float()
 
         row_stride = np.where(synthetic, tile_size, self.scenes.widths[scene] if self.scene_count else 0)
         base = np.where(synthetic, synth_base, self.scenes.bases[scene] if self.scene_count else 0)
-        params = torch.from_numpy(np.stack([
-            base + top * row_stride + left, row_stride, tile_size, k, flips[0], flips[1], synthetic,
-        ]).astype(np.int64)).to(device)
-        slot, rows, cols = _tile_geometry(patch, torch.from_numpy(mosaic).to(device), device)
-        tile = torch.from_numpy(first).to(device)[:, None, None] + slot  # B×P×P
+        # one upload for the batch's geometry: per-tile parameters, then per-sample mosaic flag and first tile
+        packed = _upload(np.concatenate([
+            np.stack([base + top * row_stride + left, row_stride, tile_size, k, flips[0], flips[1], synthetic]
+                     ).astype(np.int64).ravel(),
+            mosaic.astype(np.int64), first,
+        ]), device)
+        params = packed[: 7 * count].view(7, count)
+        slot, rows, cols = _tile_geometry(patch, packed[7 * count : 7 * count + size].bool(), device)
+        tile = packed[7 * count + size :][:, None, None] + slot  # B×P×P
         per_pixel = params[:, tile]  # 7×B×P×P
         r, c = _augmented_source(rows, cols, per_pixel[2], per_pixel[3], per_pixel[4].bool(), per_pixel[5].bool())
         index = (per_pixel[0] + r * per_pixel[1] + c).reshape(-1)
@@ -456,8 +475,11 @@ class PatchSampler:
         position = rng.random((2, size))
         top = np.floor(position[0] * (self.masks.heights[which] - patch + 1)).astype(np.int64)
         left = np.floor(position[1] * (self.masks.widths[which] - patch + 1)).astype(np.int64)
-        start = torch.from_numpy(self.masks.bases[which] + top * self.masks.widths[which] + left).to(device)
-        stride = torch.from_numpy(self.masks.widths[which]).to(device)
+        packed = _upload(np.concatenate([
+            self.masks.bases[which] + top * self.masks.widths[which] + left, self.masks.widths[which],
+            generated.astype(np.int64),
+        ]), device)
+        start, stride, generated_flags = packed[:size], packed[size : 2 * size], packed[2 * size :].bool()
         grid = torch.arange(patch, device=device)
         index = start[:, None, None] + grid[None, :, None] * stride[:, None, None] + grid[None, None, :]
         windows = self.masks.pixels[:, 0].index_select(0, index.reshape(-1)).view(size, patch, patch)
@@ -465,7 +487,7 @@ class PatchSampler:
             kinds = rng.integers(len(GENERATED_MASK_KINDS), size=size)
             fills = rng.uniform(*GENERATED_FILL_RANGE, size=size)
             made = generate_masks(size, patch, kinds, fills, self.noise_generator, device)
-            windows = torch.where(torch.from_numpy(generated).to(device)[:, None, None], made, windows)
+            windows = torch.where(generated_flags[:, None, None], made, windows)
         return windows
 
     def next_batch(self) -> Batch:
@@ -482,12 +504,13 @@ class PatchSampler:
         mask = self._masks(size)
         noisy = None
         if 0 < self.physics.noise_fraction < 1:
-            noisy = torch.from_numpy(self.rng.random(size) < self.physics.noise_fraction).to(self.device)
+            noisy = _upload(self.rng.random(size) < self.physics.noise_fraction, self.device)
         elif self.physics.noise_fraction == 0:
             noisy = torch.zeros(size, dtype=torch.bool, device=self.device)
-        measurement = self.physics.simulate(cube, mask, self.noise_generator, noisy)
+        operator = self.physics.operator(mask, check_values=False)  # masks made here: no host round trip
+        measurement = self.physics.simulate(cube, mask, self.noise_generator, noisy, operator=operator)
         self.data_seconds += time.perf_counter() - started
-        return Batch(cube=cube, mask=mask, measurement=measurement)
+        return Batch(cube=cube, mask=mask, measurement=measurement, operator=operator)
 
     def close(self) -> None:
         if self.stream is not None:
