@@ -147,6 +147,7 @@ def test_unfolding_data_step_is_the_gradient_step_of_the_normalised_operator():
     cube = torch.rand(1, 28, 24, 32)
     assert torch.allclose(model.data_step(cube, op.A(cube) * s, op, mu), cube, atol=1e-5)
     assert model.step_sizes.shape == (3,) and model.step_sizes.requires_grad
+    torch.testing.assert_close(model.mu, torch.full((3,), 28 / 4))  # μ starts at bands/4
 
 
 def test_unfolding_runs_each_prior_on_the_data_step_output():
@@ -155,7 +156,7 @@ def test_unfolding_runs_each_prior_on_the_data_step_output():
     op = CassiOperator(mask)
     with torch.no_grad():
         z = model.initial_estimate(measurement, op)
-        for prior, mu in zip(model.priors, model.step_sizes):
+        for prior, mu in zip(model.priors, model.mu):
             z = prior(model.data_step(z, measurement * model.input_scale, op, mu))
         assert torch.allclose(model(measurement, mask), z, atol=1e-6)
     assert len(model.priors) == 3 and len(small("hsra-dum-4stg").priors) == 4

@@ -7,7 +7,8 @@ the shear). Stage k:
     X = Z − μ_k · A_sᵀ(A_s Z − Y)        (data step, learnable scalar μ_k)
     Z = prior_k(X)                         (HSRA prior, un-sheared H × W domain, no input fusion)
 
-starting from Z = X₀, the fused first estimate. The data step runs at the measurement's true size; each prior
+starting from Z = X₀, the fused first estimate. μ_k = (bands/4)·m_k with the stored parameter m_k
+(``step_sizes``, initially 1): kept relative to its natural size so the optimiser moves it in proportion. The data step runs at the measurement's true size; each prior
 pads and crops internally.
 """
 
@@ -32,9 +33,16 @@ class HsraUnfolding(CassiNetwork):
             raise UsageError(f"an unfolding network needs stages ≥ 1, got {config.stages}")
         super().__init__(config, bands, step, axis)
         self.priors = nn.ModuleList(HsraPrior(config, self.bands, self.axis) for _ in range(config.stages))
-        # μ_k starts where one step is at most a full step on the brightest pixel: μ·s²·Φs ≤ 1 for Φs ≤ bands
-        # (mask ≤ 1), i.e. μ = 1 / (s² · bands) = bands / 4.
-        self.step_sizes = nn.Parameter(torch.full((config.stages,), self.bands / 4.0))
+        # μ's natural size: one step is at most a full step on the brightest pixel, μ·s²·Φs ≤ 1 for Φs ≤ bands
+        # (mask ≤ 1), i.e. μ = 1 / (s² · bands) = bands / 4. The parameter holds μ in that unit (an Adam step
+        # of lr moves μ by lr·bands/4, not by lr, so a fine-tuned μ can travel its range in a short run).
+        self.step_size_scale = self.bands / 4.0
+        self.step_sizes = nn.Parameter(torch.ones(config.stages))
+
+    @property
+    def mu(self) -> torch.Tensor:
+        """The data steps' sizes μ_k (``stages``)."""
+        return self.step_size_scale * self.step_sizes
 
     def data_step(self, estimate: torch.Tensor, scaled_measurement: torch.Tensor, op: CassiOperator,
                   step_size: torch.Tensor) -> torch.Tensor:
@@ -48,6 +56,6 @@ class HsraUnfolding(CassiNetwork):
         op = self.operator(measurement, mask)
         scaled = measurement * self.input_scale
         estimate = self.initial_estimate(measurement, op)
-        for prior, step_size in zip(self.priors, self.step_sizes):
+        for prior, step_size in zip(self.priors, self.mu):
             estimate = prior(self.data_step(estimate, scaled, op, step_size))
         return estimate[0] if unbatched else estimate
