@@ -406,8 +406,80 @@ def test_cli_side_by_side_writes_one_comparison(cube_files, tmp_path, capsys):
     code, stdout, stderr = run_cli(capsys, cube_files["mst"], cube_files["gaptv"], "--truth", cube_files["truth"],
                                    "--side-by-side", "-o", out, "-q")
     assert code == 0, stderr
-    assert stdout.splitlines()[-1] == str(out / "comparison.png")
-    assert {"mst_error.png", "gaptv_error.png", "comparison.png"} <= {p.name for p in out.iterdir()}
+    # Named after the scene: the truth's name when the cubes' names differ.
+    assert stdout.splitlines()[-1] == str(out / "truth_comparison.png")
+    assert {"mst_error.png", "gaptv_error.png", "truth_comparison.png"} <= {p.name for p in out.iterdir()}
+
+
+def _comparison_titles(monkeypatch, run):
+    """Run ``run()`` and return the panel titles of the comparison figure it saved."""
+    seen = {}
+    original = render.side_by_side
+
+    def spy(*args, **kwargs):
+        figure = original(*args, **kwargs)
+        seen["titles"] = [ax.get_title() for ax in figure.axes if ax.get_images()]
+        seen["suptitle"] = figure.get_suptitle()
+        return figure
+
+    monkeypatch.setattr(render, "side_by_side", spy)
+    run()
+    return seen
+
+
+def test_cli_side_by_side_compares_same_named_cubes_labelled_by_their_records(tmp_path, capsys, monkeypatch):
+    import json
+
+    from hsra_cli.metrics import psnr
+
+    truth = random_cube(16, 12, seed=3)
+    cubes = {"hsra-s": np.clip(truth + 0.02, 0, 1), "gap-tv": truth * 0.8}
+    for method, cube in cubes.items():  # as `hsra reconstruct --model M -o M/` leaves them
+        folder = tmp_path / method
+        folder.mkdir()
+        np.save(folder / "scene07.npy", cube.astype(np.float32))
+        (folder / "scene07.json").write_text(json.dumps({"model": method}))
+    (tmp_path / "truth").mkdir()
+    np.save(tmp_path / "truth" / "scene07.npy", truth)
+    out = tmp_path / "figs"
+    seen = _comparison_titles(monkeypatch, lambda: run_cli(
+        capsys, tmp_path / "hsra-s" / "scene07.npy", tmp_path / "gap-tv" / "scene07.npy",
+        "--truth", tmp_path / "truth" / "scene07.npy", "--side-by-side", "-o", out, "-q"))
+    names = {p.name for p in out.iterdir()}
+    assert {"scene07_comparison.png", "scene07_hsra-s_rgb.png", "scene07_gap-tv_rgb.png",
+            "scene07_hsra-s_error.png"} <= names
+    expected = [f"{m}\nPSNR {psnr(cube.astype(np.float32), truth):.2f} dB" for m, cube in cubes.items()]
+    assert seen["titles"] == [*expected, "ground truth"]
+    assert seen["suptitle"] == "scene07"
+
+
+def test_cli_label_overrides_and_must_match_the_cube_count(cube_files, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "figs"
+    seen = _comparison_titles(monkeypatch, lambda: run_cli(
+        capsys, cube_files["mst"], cube_files["gaptv"], "--label", "MST-L", "--label", "GAP-TV",
+        "--side-by-side", "-o", out, "-q"))
+    assert seen["titles"] == ["MST-L", "GAP-TV"]  # no truth: no PSNR
+    code, _, stderr = run_cli(capsys, cube_files["mst"], cube_files["gaptv"], "--label", "a", "-o", tmp_path / "x")
+    assert code == 2 and "--label" in stderr and len(stderr.splitlines()) == 1
+
+
+def test_cli_colour_options_and_vector_figures(cube_files, tmp_path, capsys):
+    out = tmp_path / "figs"
+    code, stdout, stderr = run_cli(capsys, cube_files["mst"], "--illuminant", "A", "--white-balance", "grey-world",
+                                   "--point", "3,4", "--figure-format", "svg", "--dpi", "200", "-o", out, "-q")
+    assert code == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["mst_bands.svg", "mst_rgb.png", "mst_spectra.svg"]
+    expected = render.false_color(np.load(cube_files["mst"]), white_balance="grey-world", illuminant="A")
+    assert np.array_equal(iio.imread(out / "mst_rgb.png"), expected)
+    code, _, stderr = run_cli(capsys, cube_files["mst"], "--grey-patch", "2,3", "-o", tmp_path / "p", "-q")
+    assert code == 0, stderr
+    patched = render.false_color(np.load(cube_files["mst"]), white_balance="patch", grey_patch=(2, 3))
+    assert np.array_equal(iio.imread(tmp_path / "p" / "mst_rgb.png"), patched)
+    for bad in (["--illuminant", "D66"], ["--white-balance", "auto"], ["--grey-patch", "2"], ["--dpi", "0"],
+                ["--figure-format", "jpg"]):
+        code, _, stderr = run_cli(capsys, cube_files["mst"], *bad, "-o", tmp_path / "bad", "-q")
+        assert code == 2 and stderr.startswith("hsra: error:") and len(stderr.splitlines()) == 1, (bad, stderr)
+        assert not (tmp_path / "bad").exists()
 
 
 def test_cli_refuses_to_overwrite_and_keeps_the_old_file(cube_files, tmp_path, capsys):
@@ -464,9 +536,14 @@ def test_cli_refuses_cubes_whose_previews_would_collide(cube_files, tmp_path, ca
     other = tmp_path / "other"
     other.mkdir()
     np.save(other / "mst.npy", np.load(cube_files["mst"]))
-    code, _, stderr = run_cli(capsys, cube_files["mst"], other / "mst.npy", "-o", tmp_path / "out")
+    code, _, stderr = run_cli(capsys, cube_files["mst"], other / "mst.npy", "--label", "a", "--label", "a",
+                              "-o", tmp_path / "out")
     assert code == 2 and "collide" in stderr
     assert not (tmp_path / "out").exists()
+    # Without labels the folders' names tell them apart.
+    code, _, stderr = run_cli(capsys, cube_files["mst"], other / "mst.npy", "-o", tmp_path / "out", "-q")
+    assert code == 0, stderr
+    assert {f"mst_{tmp_path.name}_rgb.png", "mst_other_rgb.png"} <= {p.name for p in (tmp_path / "out").iterdir()}
 
 
 def test_cli_help_has_examples():
