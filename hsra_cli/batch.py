@@ -116,6 +116,7 @@ def reconstruct_files(
     ``on_start(path, index, total)`` and ``on_done(path, record|None, error|None)`` report progress. Raises before computing anything when outputs would be overwritten."""
     from .bands import default_wavelengths
     from .io import atomic_output, check_writable, read_mask, read_measurement, write_cube
+    from .provenance import add_provenance
     from .render import write_previews
 
     if fmt not in ("mat", "h5", "tif", "npy"):
@@ -198,6 +199,7 @@ def reconstruct_files(
                     "environment": env,
                 }
             )
+            add_provenance(record, path, mask_path)  # timestamp, command line, versions, hashes, absolute paths
             pending.append((path, paths, writer.submit(write_outputs, recon.cube, record, paths)))
             # Report finished writes as they complete, without waiting on the current one.
             pending = _collect(pending, result, on_done, block=False)

@@ -50,12 +50,26 @@ def run_both(model, other):
         return model.eval()(measurement, mask), other.eval()(measurement, mask)
 
 
-def test_search_path_is_the_environment_then_the_repository(monkeypatch, tmp_path):
+def test_search_path_is_the_environment_then_the_package(monkeypatch, tmp_path):
     monkeypatch.setenv("HSRA_MODELS_DIR", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
-    repo_models = Path(hsra_cli.__file__).resolve().parent.parent / "models"
-    assert W.models_search_path() == [tmp_path / "a", tmp_path / "b", repo_models]
+    package_models = Path(hsra_cli.__file__).resolve().parent / "models"
+    assert W.models_search_path() == [tmp_path / "a", tmp_path / "b", package_models]
     monkeypatch.delenv("HSRA_MODELS_DIR")
-    assert W.models_search_path() == [repo_models]
+    assert W.models_search_path() == [package_models]
+
+
+def test_model_folders_are_listed_by_name_in_search_order(monkeypatch, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root, names in ((first, ["hsra-s.kaist", "hsra-s"]), (second, ["hsra-s", "not-a-model"])):
+        for name in names:
+            (root / name).mkdir(parents=True)
+            if name != "not-a-model":
+                (root / name / "config.json").write_text("{}")
+    monkeypatch.setattr(W, "models_search_path", lambda: [first, tmp_path / "missing", second])
+    assert W.model_folders() == [first / "hsra-s", first / "hsra-s.kaist", second / "hsra-s"]
+    assert W.installed_models() == {"hsra-s": first / "hsra-s", "hsra-s.kaist": first / "hsra-s.kaist"}
+    assert W.find_model_folder("hsra-s.kaist") == first / "hsra-s.kaist"  # a folder name as given
+    assert W.find_model_folder("s") == first / "hsra-s"  # an alias: its canonical name; the first root wins
 
 
 def test_folder_holds_safetensors_config_and_card(models_dir):
