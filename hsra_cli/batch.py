@@ -117,7 +117,7 @@ def reconstruct_files(
     from .bands import default_wavelengths
     from .io import atomic_output, check_writable, read_mask, read_measurement, write_cube
     from .provenance import add_provenance
-    from .render import write_previews
+    from .render import prepare as prepare_previews, write_previews
 
     if fmt not in ("mat", "h5", "tif", "npy"):
         raise UsageError(f"unknown --format {fmt!r}; expected mat, h5, tif or npy")
@@ -172,6 +172,8 @@ def reconstruct_files(
 
     pending: list[tuple[Path, dict[str, Path], Future]] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsra-writer") as writer:
+        if previews:
+            writer.submit(prepare_previews)  # imports overlap the first reconstruction
         for index, (path, paths) in enumerate(todo):
             if on_start:
                 on_start(path, index, len(todo))

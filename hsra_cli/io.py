@@ -893,6 +893,28 @@ def _write_mat73(tmp: Path, key: str, array: np.ndarray, wavelengths, meta_json:
         stream.write(_mat73_header())
 
 
+#: Compress a written .mat/.h5 array only when a sample of it shrinks below this fraction: a reconstruction's
+#: float32 noise saves ~10 % for ~2 s of zlib on a 660×660×28 cube, while quantised or smooth data (the bundled
+#: sample: 6 MB -> 0.2 MB) still compress.
+COMPRESS_BELOW = 0.7
+_COMPRESS_SAMPLE_BYTES = 1 << 18
+
+
+def worth_compressing(array: np.ndarray) -> bool:
+    """Whether zlib (level 1) shrinks evenly spread samples of ``array`` (256 KiB in all) below
+    :data:`COMPRESS_BELOW`; a cheap forecast of whether compressing the whole array pays."""
+    import zlib
+
+    flat = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    if flat.size <= _COMPRESS_SAMPLE_BYTES:
+        sample = flat.tobytes()
+    else:
+        pieces, width = 16, _COMPRESS_SAMPLE_BYTES // 16
+        starts = np.linspace(0, flat.size - width, pieces).astype(np.int64)
+        sample = b"".join(flat[start: start + width].tobytes() for start in starts)
+    return len(zlib.compress(sample, 1)) < COMPRESS_BELOW * len(sample)
+
+
 def _write_file(
     target: Path,
     fmt: str,
@@ -928,14 +950,13 @@ def _write_file(
                 if meta_json is not None:
                     variables[_META_NAME] = meta_json
                 with open(tmp, "wb") as stream:
-                    scipy.io.savemat(stream, variables, do_compression=True, oned_as="row")
+                    scipy.io.savemat(stream, variables, do_compression=worth_compressing(array), oned_as="row")
             elif fmt == "h5":
                 import h5py
 
                 with h5py.File(str(tmp), "w") as handle:
-                    dataset = handle.create_dataset(
-                        key, data=array, compression="gzip", compression_opts=4, shuffle=True, chunks=True
-                    )
+                    packed = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if worth_compressing(array) else {}
+                    dataset = handle.create_dataset(key, data=array, chunks=True, **packed)
                     if wavelengths is not None:
                         dataset.attrs["wavelengths_nm"] = np.asarray(wavelengths, dtype=np.float64)
                     for name, value in metadata.items():
