@@ -86,7 +86,13 @@ def batch_writing(args) -> int:
     from hsra_cli.batch import reconstruct_files
     from hsra_cli.nets.runtime import keep_freed_memory
     from hsra_cli.reconstruct import Reconstructor
-    from hsra_cli.render import prepare
+
+    try:
+        from hsra_cli.render import prepare
+    except ImportError:  # an hsra from before render.prepare (to compare with the old code)
+        def prepare():
+            import colour  # noqa: F401
+            import matplotlib.figure  # noqa: F401
 
     captures = [DATA / f"scene{number}.mat" for number in args.captures.split(",")]
     mask = DATA / "mask_660.mat"
