@@ -229,6 +229,50 @@ def test_hsra_models_info_prints_the_card_or_how_to_get_weights(models_dir, caps
     assert "unknown model 'nope'" in capsys.readouterr().err
 
 
+def test_cards_name_their_data_without_the_training_machines_paths(models_dir, capsys):
+    card = {
+        "training": {"data": "../shared/data/kaist/kaist_scenes01-05_truth_uint8.npz:0-3 (4 scenes) + /abs/cubes/x.h5"},
+        "validation": {"data": "../shared/data/kaist/kaist_scenes01-05_truth_uint8.npz:4", "psnr_field": 26.0},
+    }
+    torch.manual_seed(0)
+    folder = W.save_model_folder(create_model("hsra-s"), models_dir / "hsra-s", card=card)
+    text = (folder / "README.md").read_text()
+    assert "kaist_scenes01-05_truth_uint8.npz:0-3 (4 scenes) + x.h5" in text
+    assert "../" not in text and "/abs/" not in text
+    assert "## License" in text and "not stated" in text  # nothing made up for a card that states none
+    assert "## Citation" in text and "@misc{hsra_poster" in text
+    assert main(["models", "--json"]) == 0
+    row = {r["name"]: r for r in json.loads(capsys.readouterr().out)}["hsra-s"]
+    assert row["accuracy_on"] == "kaist_scenes01-05_truth_uint8.npz:4" and row["citations"][0].startswith("@misc")
+
+
+def test_a_card_cites_its_datasets_by_key_or_in_full():
+    config = {"name": "hsra-s", "license": {"weights": "CC-BY-4.0"},
+              "datasets": [{"name": "KAIST", "use": "training", "files": "../d/k.npz", "citation": ["kaist", "tsa-net"]},
+                           {"name": "own", "citation": "@misc{own, title = {Our scenes}}"}]}
+    assert W.card_citations(config) == [W.CITATIONS["hsra"], W.CITATIONS["kaist"], W.CITATIONS["tsa-net"],
+                                        "@misc{own, title = {Our scenes}}"]
+    assert W.card_sources(config)[0]["files"] == "k.npz"
+    assert W.card_license(config) == "weights: CC-BY-4.0"
+    text = W.render_card(config)
+    assert "- KAIST — training (k.npz)" in text and "Choi, Inchang" in text and "Meng, Ziyi" in text
+
+
+def test_the_shipped_card_cites_the_poster_kaist_and_tsa_net_and_shows_no_local_paths(capsys, monkeypatch):
+    folder = W.PACKAGE_MODELS / "hsra-s"
+    if not (folder / "config.json").is_file():
+        pytest.skip("the shipped hsra-s weights are not in this checkout")
+    monkeypatch.delenv("HSRA_MODELS_DIR", raising=False)
+    config = json.loads((folder / "config.json").read_text())
+    parameters = sum(t.numel() for t in load_file(str(folder / "model.safetensors")).values())
+    assert (folder / "README.md").read_text() == W.render_card(config, parameters=parameters)  # card = its config
+    assert main(["models", "info", "hsra-s"]) == 0
+    card = capsys.readouterr().out
+    for text in ("@misc{hsra_poster", "@article{choi2017kaist", "@inproceedings{meng2020tsanet", "MIT", "KAIST"):
+        assert text in card
+    assert "shared/" not in card and "../" not in card
+
+
 def test_a_damaged_config_is_a_weights_error(models_dir):
     _, folder = saved(models_dir)
     config = json.loads((folder / "config.json").read_text())
