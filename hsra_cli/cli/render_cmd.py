@@ -60,7 +60,7 @@ def _labels(cubes: list[Path], given: list[str]) -> list[str]:
 
 
 def _file_part(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "-", label).strip("-.") or "cube"
+    return re.sub(r"[^A-Za-z0-9._]+", "-", label).strip("-.") or "cube"
 
 
 def _scene_name(stems: list[str], truths: list[Optional[Path]]) -> str:
