@@ -3,7 +3,8 @@
 Public API (imported lazily so the CLI starts fast):
 
 - :class:`CassiOperator` — the single-disperser CASSI forward model and its adjoint;
-- :func:`create_model`, :func:`list_models` — the registry of methods (``gap-tv`` and the HSRA networks);
+- :func:`create_model` (``pretrained=True`` for the installed weights), :func:`list_models` — the registry of
+  methods (``gap-tv`` and the HSRA networks);
 - :func:`load_pretrained` — a network with its installed weights;
 - :class:`Reconstructor` — measurement + mask -> cube at any size (tiling, normalisation, records);
 - :mod:`hsra_cli.io`, :mod:`hsra_cli.metrics`, :mod:`hsra_cli.render`, :mod:`hsra_cli.simulate` — files,

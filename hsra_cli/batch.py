@@ -116,7 +116,8 @@ def reconstruct_files(
     ``on_start(path, index, total)`` and ``on_done(path, record|None, error|None)`` report progress. Raises before computing anything when outputs would be overwritten."""
     from .bands import default_wavelengths
     from .io import atomic_output, check_writable, read_mask, read_measurement, write_cube
-    from .render import write_previews
+    from .provenance import add_provenance
+    from .render import prepare as prepare_previews, write_previews
 
     if fmt not in ("mat", "h5", "tif", "npy"):
         raise UsageError(f"unknown --format {fmt!r}; expected mat, h5, tif or npy")
@@ -171,6 +172,8 @@ def reconstruct_files(
 
     pending: list[tuple[Path, dict[str, Path], Future]] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsra-writer") as writer:
+        if previews:
+            writer.submit(prepare_previews)  # imports overlap the first reconstruction
         for index, (path, paths) in enumerate(todo):
             if on_start:
                 on_start(path, index, len(todo))
@@ -198,6 +201,7 @@ def reconstruct_files(
                     "environment": env,
                 }
             )
+            add_provenance(record, path, mask_path)  # timestamp, command line, versions, hashes, absolute paths
             pending.append((path, paths, writer.submit(write_outputs, recon.cube, record, paths)))
             # Report finished writes as they complete, without waiting on the current one.
             pending = _collect(pending, result, on_done, block=False)

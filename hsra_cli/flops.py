@@ -1,6 +1,6 @@
 """The one FLOP counter of the project, and the committed cache of the registered models' counts.
 
-Convention of the field (see docs/cassi.md §5): fvcore's count — one multiply-add is one FLOP, element-wise
+Convention of the field (docs/metrics.md, *Compute*): fvcore's count — one multiply-add is one FLOP, element-wise
 ops, softmax and shifts count zero, LayerNorm 5 per element, bilinear up-sampling 4 per output element — at
 batch 1 for a 28 × 256 × 256 cube (measurement 1 × 256 × 310 and a 256 × 256 mask), in units of 10⁹.
 

@@ -17,7 +17,7 @@ The same preparation feeds every metric, so SAM and ERGAS (which do not depend o
 quantised values under ``"field"``. Truth values must already lie in [0, 1]; a truth outside that range is
 an error (usually a cube still in 0–255 or 0–65535 units), not something to clip silently.
 
-Definitions (the field's, see ``docs/cassi.md`` §3):
+Definitions (the field's; docs/metrics.md states them for users):
 
 - PSNR: per band ``10·log10(L² / MSE_b)``, mean over bands. A band with zero error would be infinite; it
   counts as :data:`PSNR_CAP_DB` (100 dB) so a perfect band cannot dominate the mean.

@@ -141,15 +141,42 @@ def list_models() -> list[str]:
     return list(_REGISTRY)
 
 
-def create_model(name: str, **kwargs) -> torch.nn.Module:
+def create_model(name: str, pretrained: bool = False, **kwargs) -> torch.nn.Module:
     """Build the model registered as ``name`` (or an alias). Keyword arguments go to its factory.
 
-    Networks are returned with random weights; see ``hsra_cli.weights`` to load trained ones.
+    ``pretrained=False`` (the default, as in timm): a network with fresh random weights, in training mode, to
+    train or to load weights into. ``pretrained=True``: the network with its installed weights (the shipped
+    ones for ``hsra-s``, found as :func:`hsra_cli.weights.load_pretrained` finds them: ``$HSRA_MODELS_DIR``
+    first, then the package's models), loaded strictly after the SHA-256 check, in eval mode; the weights'
+    config.json decides the architecture and physics, and keyword arguments must agree with it. Its card is
+    ``model.pretrained_cfg``. A :class:`~hsra_cli.errors.WeightsError` says how to get weights when none are
+    installed. Solvers (``gap-tv``) need no weights: ``pretrained`` changes nothing for them.
     """
     entry = get_entry(name)
+    if pretrained and entry.needs_weights:
+        from .weights import load_pretrained
+
+        model, config = load_pretrained(name)
+        _check_agrees(model, entry.name, kwargs)
+        model.pretrained_cfg = config
+        return model
     model = entry.factory(**kwargs)
     model.hsra_name = entry.name
     return model
+
+
+def _check_agrees(model, name: str, kwargs: dict) -> None:
+    """A keyword argument given with ``pretrained=True`` must match the loaded model (physics or architecture)."""
+    arch = model.config.to_dict() if hasattr(getattr(model, "config", None), "to_dict") else {}
+    for key, value in kwargs.items():
+        have = getattr(model, key) if key in ("bands", "step", "axis") else arch.get(key, value)
+        if isinstance(have, (list, tuple)) and isinstance(value, (list, tuple)):
+            have, value = list(have), list(value)
+        if have != value:
+            raise UsageError(
+                f"create_model({name!r}, pretrained=True, {key}={value!r}): the installed weights were trained "
+                f"with {key}={have!r}; drop the argument, or build with pretrained=False and train (hsra train)"
+            )
 
 
 def unregister_model(name: str) -> None:

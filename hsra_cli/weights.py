@@ -11,7 +11,9 @@ name and a tag for one of several sets of weights of that architecture (``hsra-s
 * ``README.md`` — the model card, rendered from config.json.
 
 Folders are looked up in ``$HSRA_MODELS_DIR`` (several folders separated by ``os.pathsep``) and then in the
-repository's ``models/`` folder. Nothing is ever downloaded, and pickled checkpoints are never loaded.
+package's own ``hsra_cli/models/`` folder, which ships inside the wheel as package data (so a plain
+``pip install`` finds the shipped weights). Any sub-folder holding a ``config.json`` is a model folder, whatever
+its name. Nothing is ever downloaded, and pickled checkpoints are never loaded.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from .errors import InputFileError, UsageError, WeightsError
@@ -34,13 +37,31 @@ _RESERVED = ("name", "arch_config", "sha256", "hsra_version")
 
 # ----------------------------------------------------------------------------------------------------------
 # finding folders
-def models_search_path() -> list[Path]:
-    """Folders searched for model folders: ``$HSRA_MODELS_DIR`` entries first, then the repository's ``models/``."""
-    import hsra_cli
+#: The shipped model folders: package data, installed with the package (pyproject.toml's package-data globs
+#: take every file of every sub-folder, so a new folder here ships without further changes).
+PACKAGE_MODELS = Path(__file__).resolve().parent / "models"
 
+
+def models_search_path() -> list[Path]:
+    """Folders searched for model folders: ``$HSRA_MODELS_DIR`` entries first, then the package's ``models/``."""
     folders = [Path(p).expanduser() for p in os.environ.get("HSRA_MODELS_DIR", "").split(os.pathsep) if p.strip()]
-    folders.append(Path(hsra_cli.__file__).resolve().parent.parent / "models")
+    folders.append(PACKAGE_MODELS)
     return folders
+
+
+def model_folders() -> list[Path]:
+    """Every model folder on :func:`models_search_path`, in search order: each sub-folder holding a
+    ``config.json``, whatever its name (a folder may be named after the architecture, ``hsra-s``, or after
+    a tag of its weights, ``hsra-s.any``). A name found in several places is listed each time; lookups take
+    the first."""
+    found: list[Path] = []
+    for root in models_search_path():
+        try:
+            children = sorted(root.iterdir()) if root.is_dir() else []
+        except OSError:  # an unreadable $HSRA_MODELS_DIR entry is skipped like a missing one
+            continue
+        found.extend(child for child in children if (child / CONFIG_NAME).is_file())
+    return found
 
 
 def folder_names(name: str) -> list[str]:
@@ -62,38 +83,36 @@ def find_model_folder(name: str) -> Path | None:
     """The installed folder for ``name`` (name, alias or ``NAME.TAG``): the search folders of
     :func:`models_search_path` in order, and in each the names of :func:`folder_names`; else None."""
     candidates = folder_names(name)
-    for root in models_search_path():
+    by_root: dict[Path, dict[str, Path]] = {}
+    for folder in model_folders():
+        by_root.setdefault(folder.parent, {}).setdefault(folder.name, folder)
+    for folders in by_root.values():  # dicts keep the search order of the roots
         for folder_name in candidates:
-            candidate = root / folder_name
-            if (candidate / CONFIG_NAME).is_file():
-                return candidate
+            if folder_name in folders:
+                return folders[folder_name]
     return None
 
 
 def installed_models() -> dict[str, Path]:
     """``{name: folder}`` of every installed model folder, the first one found per name: untagged folders under
-    the architecture's name, tagged ones as ``NAME.TAG``, and every architecture with weights also under its
-    bare name (the folder :func:`find_model_folder` picks for it)."""
-    from .registry import list_models, split_tag
+    the architecture's name, tagged ones as ``NAME.TAG``, other folders under their own name, and every
+    architecture with weights also under its bare name (the folder :func:`find_model_folder` picks for it)."""
+    from .registry import split_tag
 
     installed: dict[str, Path] = {}
-    names = set(list_models())
-    for root in models_search_path():
-        if not root.is_dir():
+    for folder in model_folders():
+        installed.setdefault(folder.name, folder)
+    architectures = set()
+    for name in installed:
+        try:
+            architectures.add(split_tag(name)[0])
+        except UsageError:  # a folder named after no registered model: listed under its own name only
             continue
-        for candidate in sorted(root.iterdir()):
-            if candidate.name in installed or not (candidate / CONFIG_NAME).is_file():
-                continue
-            arch = candidate.name.rpartition(".")[0] if candidate.name not in names else candidate.name
-            if arch in names:
-                try:
-                    if split_tag(candidate.name)[0] == arch:
-                        installed[candidate.name] = candidate
-                except UsageError:
-                    continue
-    for arch in {split_tag(name)[0] for name in installed}:
+    for arch in architectures:
         if arch not in installed:
-            installed[arch] = find_model_folder(arch)
+            found = find_model_folder(arch)
+            if found is not None:
+                installed[arch] = found
     return installed
 
 
@@ -352,6 +371,57 @@ def load_pretrained(name: str, weights: Path | None = None, device="cpu"):
 
 # ----------------------------------------------------------------------------------------------------------
 # the model card
+#: Citations a card can name by key (``data_sources[i]["citation"]``); the poster is always cited.
+CITATIONS = {
+    "hsra": (
+        "@misc{hsra_poster,\n"
+        "  title        = {Bridging Local--Global Dissonance: Learning from Compressive Measurements for "
+        "Hyperspectral Reconstruction},\n"
+        "  howpublished = {Poster, International Conference on Machine Learning (ICML)},\n"
+        "  note         = {The architecture; cite with the authors and year ICML lists. hsra is an independent "
+        "re-implementation (no official code exists)}\n"
+        "}"
+    ),
+    "kaist": (
+        "@article{choi2017kaist,\n"
+        "  author  = {Choi, Inchang and Jeon, Daniel S. and Nam, Giljoo and Gutierrez, Diego and Kim, Min H.},\n"
+        "  title   = {High-Quality Hyperspectral Reconstruction Using a Spectral Prior},\n"
+        "  journal = {ACM Transactions on Graphics (Proc. SIGGRAPH Asia)},\n"
+        "  volume  = {36},\n"
+        "  number  = {6},\n"
+        "  year    = {2017}\n"
+        "}"
+    ),
+    "tsa-net": (
+        "@inproceedings{meng2020tsanet,\n"
+        "  author    = {Meng, Ziyi and Ma, Jiawei and Yuan, Xin},\n"
+        "  title     = {End-to-End Low Cost Compressive Spectral Imaging with Spatial-Spectral Self-Attention},\n"
+        "  booktitle = {European Conference on Computer Vision (ECCV)},\n"
+        "  year      = {2020}\n"
+        "}"
+    ),
+    "cave": (
+        "@article{yasuma2010cave,\n"
+        "  author  = {Yasuma, Fumihito and Mitsunaga, Tomoo and Iso, Daisuke and Nayar, Shree K.},\n"
+        "  title   = {Generalized Assorted Pixel Camera: Postcapture Control of Resolution, Dynamic Range, and "
+        "Spectrum},\n"
+        "  journal = {IEEE Transactions on Image Processing},\n"
+        "  volume  = {19},\n"
+        "  number  = {9},\n"
+        "  year    = {2010}\n"
+        "}"
+    ),
+}
+
+_PATH_TOKEN = re.compile(r"(?<![\w.~-])(?:~|\.{1,2}|/)?(?:[^\s/:,()]+/)+(?=[^\s/]+)")
+
+
+def display_source(text) -> str:
+    """A data description with the folders of its paths removed: ``../shared/data/kaist/x.npz:0-3 (4 scenes)``
+    -> ``x.npz:0-3 (4 scenes)``. Cards show what the data were, not where they lay on the training machine."""
+    return _PATH_TOKEN.sub("", str(text))
+
+
 def card_accuracy(config: dict) -> tuple[float | None, float | None, str]:
     """(PSNR dB, SSIM, what it was measured on) from a config.json card; None where not recorded.
 
@@ -367,7 +437,7 @@ def card_accuracy(config: dict) -> tuple[float | None, float | None, str]:
         psnr, ssim, convention = block.get("psnr_float"), block.get("ssim_float"), "float convention"
     else:
         psnr, ssim, convention = block.get("psnr", block.get("psnr_db")), block.get("ssim"), ""
-    where = str(block.get("data") or block.get("evaluated_on") or "")
+    where = display_source(block.get("data_description") or block.get("data") or block.get("evaluated_on") or "")
     scenes = block.get("scenes")
     details = [f"{len(scenes)} scene{'s' if len(scenes) != 1 else ''}"] if isinstance(scenes, list) and scenes else []
     details += [convention] if convention else []
@@ -386,6 +456,48 @@ def _refined_accuracy_lines(config: dict) -> list[str]:
         f"- with the {block.get('refine', '?')} GAP-TV iterations `hsra reconstruct` adds by default (`--refine`): "
         f"PSNR {float(block['psnr_field_refined']):.2f} dB" + (f", SSIM {float(ssim):.4f}" if ssim is not None else "")
     ]
+
+
+def card_sources(config: dict) -> list[dict]:
+    """The card's data sources as ``{"name", "use", "files", "citation"}`` dicts, without local paths.
+
+    From ``datasets`` when the card lists them (as the shipped weights' does; ``citation`` is a key of
+    :data:`CITATIONS`, a BibTeX entry, or a list of those), else one entry made from ``training.data``."""
+    listed = config.get("datasets")
+    if isinstance(listed, list) and listed:
+        return [{key: display_source(value) if key == "files" else value for key, value in dict(item).items()}
+                for item in listed if isinstance(item, dict)]
+    training = config.get("training") if isinstance(config.get("training"), dict) else {}
+    data = training.get("data")
+    return [{"name": "training data", "use": "training", "files": display_source(data)}] if data else []
+
+
+def card_citations(config: dict) -> list[str]:
+    """BibTeX entries to cite for these weights: the poster first, then each data source's (by key of
+    :data:`CITATIONS` or given in full)."""
+    entries = [CITATIONS["hsra"]]
+    for source in card_sources(config):
+        citations = source.get("citation") or []
+        for citation in citations if isinstance(citations, list) else [citations]:
+            text = CITATIONS.get(str(citation).lower(), str(citation))
+            if text not in entries:
+                entries.append(text)
+    return entries
+
+
+def card_license(config: dict) -> str:
+    licence = config.get("license")
+    if isinstance(licence, dict):
+        return "; ".join(f"{key}: {value}" for key, value in licence.items())
+    return str(licence) if licence else "not stated by whoever trained them"
+
+
+def _sources_lines(config: dict) -> list[str]:
+    lines = []
+    for source in card_sources(config):
+        name, use, files = source.get("name", "?"), source.get("use"), source.get("files")
+        lines.append(f"- {name}" + (f" — {use}" if use else "") + (f" ({files})" if files else ""))
+    return lines or ["- not recorded"]
 
 
 def _fmt_duration(seconds) -> str:
@@ -431,10 +543,13 @@ def render_card(config: dict, parameters: int | None = None) -> str:
         f"- input normalisation: {physics.get('input_normalisation', INPUT_NORMALISATION)}",
         "",
         "## Training",
-        f"- data: {training.get('data', 'not recorded')}",
+        f"- data: {display_source(training.get('data', 'not recorded'))}",
         f"- steps: {training.get('steps', 'not recorded')}",
         f"- wall time: {_fmt_duration(training['wall_time_s']) if 'wall_time_s' in training else 'not recorded'}",
         f"- hardware: {training.get('hardware', 'not recorded')}",
+        "",
+        "## Data sources",
+        *_sources_lines(config),
         "",
         "## Measured accuracy",
         (f"- PSNR {psnr:.2f} dB" + (f", SSIM {ssim:.4f}" if ssim is not None else "") + (f" on {where}" if where else ""))
@@ -447,8 +562,8 @@ def render_card(config: dict, parameters: int | None = None) -> str:
         f"hsra reconstruct MEASUREMENT --mask MASK --model {name} -o out/",
         "```",
         "```python",
-        "from hsra_cli.weights import load_pretrained",
-        f'model, config = load_pretrained("{name}")',
+        "import hsra_cli",
+        f'model = hsra_cli.create_model("{name}", pretrained=True)   # these weights, eval mode',
         "cube = model(measurement, mask)   # measurement B×H×W' (field scale), mask H×W -> cube B×C×H×W",
         "```",
         "`hsra reconstruct` and `hsra_cli.Reconstructor` follow the network with a few GAP-TV iterations that make "
@@ -460,6 +575,15 @@ def render_card(config: dict, parameters: int | None = None) -> str:
         "training (`hsra train`).",
         "- Accuracy holds for data like the training data; scenes, masks and noise unlike it reconstruct worse. "
         "Real captures must be scaled as stated above.",
+        "",
+        "## License",
+        f"- {card_license(config)}",
+        "",
+        "## Citation",
+        "Please cite the architecture and the data these weights were trained on:",
+        "```bibtex",
+        "\n\n".join(card_citations(config)),
+        "```",
         "",
         "## Files",
         f"- `{WEIGHTS_NAME}` SHA-256 `{config.get('sha256', '?')}`; written by hsra {config.get('hsra_version', '?')}",

@@ -504,3 +504,18 @@ def test_real_kaist_truth_reads_as_uint8_stack_with_wavelengths():
     loaded = io.read_array(_require(DATA / "kaist" / "kaist_scenes01-05_truth_uint8.npz"))
     assert loaded.key == "truth" and loaded.data.shape == (5, 256, 256, 28)
     assert loaded.metadata["integer_dtype"] == "uint8" and len(loaded.metadata["wavelengths_nm"]) == 28
+
+
+def test_cubes_are_compressed_only_when_it_pays(tmp_path):
+    from hsra_cli.io import read_cube, worth_compressing, write_cube
+
+    rng = np.random.default_rng(0)
+    smooth = np.repeat(np.round(rng.uniform(0, 1, (64, 1, 28)) * 255) / 255, 64, axis=1).astype(np.float32)
+    noise = rng.uniform(0, 1, (64, 64, 28)).astype(np.float32)  # like a reconstruction's float32 values
+    assert worth_compressing(smooth) and not worth_compressing(noise)
+    for fmt in ("mat", "h5"):
+        small = write_cube(tmp_path / f"smooth.{fmt}", smooth)
+        plain = write_cube(tmp_path / f"noise.{fmt}", noise)
+        assert small.stat().st_size < 0.2 * smooth.nbytes
+        assert plain.stat().st_size > noise.nbytes  # stored as is, no time spent on zlib
+        assert np.array_equal(read_cube(small)[0], smooth) and np.array_equal(read_cube(plain)[0], noise)

@@ -1,4 +1,4 @@
-"""The metric formulas (hsra_cli.metrics): the field's conventions of docs/cassi.md §3, pinned.
+"""The metric formulas (hsra_cli.metrics): the field's conventions of docs/metrics.md, pinned.
 
 PSNR and SSIM are cross-checked against scikit-image; SAM, ERGAS and LPSNR against hand-computed cases; the
 whole set against a published peer's reconstructions of the real KAIST scenes.

@@ -194,7 +194,7 @@ def test_shipped_hsra_s_reproduces_its_card_and_refining_helps_on_the_held_out_s
 
     from hsra_cli.metrics import evaluate_cube
 
-    repo_models = Path(__file__).resolve().parents[1] / "models"
+    repo_models = Path(__file__).resolve().parents[1] / "hsra_cli" / "models"
     if not (repo_models / "hsra-s" / "model.safetensors").is_file():
         pytest.skip("the shipped hsra-s weights are not in this checkout")
     monkeypatch.setenv("HSRA_MODELS_DIR", str(repo_models))

@@ -33,11 +33,54 @@ def random_cube(height: int = 12, width: int = 10, bands: int = 28, seed: int = 
 # false colour
 
 
-def test_flat_spectrum_renders_neutral_grey_with_white_balance():
-    image = render.false_color(np.full((3, 3, 28), 0.4), WAVELENGTHS, exposure=1.0)
+@pytest.mark.parametrize("illuminant", ["E", "D65", "D50", "A", "FL2"])
+def test_a_grey_lit_by_the_illuminant_renders_neutral(illuminant):
+    from hsra_cli.synth import illuminant_library
+
+    light = np.ones(28) if illuminant == "E" else illuminant_library(WAVELENGTHS, [illuminant])[illuminant]
+    image = render.false_color(np.full((3, 3, 28), 0.4) * light, WAVELENGTHS, exposure="auto", illuminant=illuminant)
     assert image.dtype == np.uint8 and image.shape == (3, 3, 3)
     red, green, blue = (int(v) for v in image[1, 1])
     assert max(red, green, blue) - min(red, green, blue) <= 1
+
+
+def test_the_default_white_point_is_d65_so_a_flat_spectrum_renders_warm():
+    # A flat spectrum is white under illuminant E, which is redder than daylight: by default it renders warm.
+    red, green, blue = (int(v) for v in render.false_color(np.full((2, 2, 28), 0.4), exposure=1.0)[0, 0])
+    assert red > green > blue
+    assert render.DEFAULT_ILLUMINANT == "D65"
+
+
+def test_grey_world_and_grey_patch_white_balance_neutralise_a_cast():
+    cube = np.random.default_rng(2).uniform(0.2, 0.8, (20, 20, 28))
+    cube *= np.linspace(1.5, 0.5, 28)  # a strong blue cast on every pixel
+    cube[:5, :5] = 0.5 * np.linspace(1.5, 0.5, 28)  # a grey patch under the same light
+    grey_world = render.false_color(cube, WAVELENGTHS, white_balance="grey-world").reshape(-1, 3).mean(axis=0)
+    assert np.ptp(grey_world) < 0.05 * grey_world.mean()
+    patch = render.false_color(cube, WAVELENGTHS, white_balance="patch", grey_patch=(2, 2, 2))[2, 2].astype(int)
+    assert np.ptp(patch) <= 2
+    cast = render.false_color(cube, WAVELENGTHS, white_balance="illuminant")[2, 2].astype(int)
+    assert cast[2] > cast[0] + 40  # without balancing from the image the blue cast shows
+    with pytest.raises(UsageError, match="grey patch"):
+        render.false_color(cube, WAVELENGTHS, white_balance="patch")
+    with pytest.raises(UsageError, match="outside"):
+        render.false_color(cube, WAVELENGTHS, white_balance="patch", grey_patch=(30, 2))
+    with pytest.raises(UsageError, match="illuminant"):
+        render.false_color(cube, WAVELENGTHS, illuminant="D66")
+
+
+def test_the_bundled_chart_renders_its_neutral_patches_neutral_by_default():
+    from hsra_cli.io import read_cube
+    from hsra_cli.synth import colorchecker_patch_boxes
+
+    cube, loaded = read_cube(Path(__file__).resolve().parents[1] / "samples/colorchecker/cube/colorchecker.mat")
+    image = render.false_color(cube, loaded.metadata["wavelengths_nm"])
+    linear = (image / 255.0 + 0.055) / 1.055
+    linear = np.where(image / 255.0 <= 0.04045, image / 255.0 / 12.92, linear ** 2.4)  # sRGB decoding
+    for top, left, bottom, right in colorchecker_patch_boxes(*cube.shape[:2])[18:]:  # the six greys
+        margin_y, margin_x = (bottom - top) // 4, (right - left) // 4
+        red, green, blue = linear[top + margin_y: bottom - margin_y, left + margin_x: right - margin_x].reshape(-1, 3).mean(axis=0)
+        assert abs(red / green - 1) < 0.03 and abs(blue / green - 1) < 0.03, (red / green, blue / green)
 
 
 def test_flat_spectrum_is_not_neutral_without_white_balance():
@@ -61,10 +104,10 @@ def test_narrow_band_spectra_render_their_hue(low_nm, high_nm, dominant, white_b
 def test_auto_exposure_puts_bright_content_near_white_and_fixed_exposure_keeps_levels():
     dark, bright = np.full((4, 4, 28), 0.1), np.full((4, 4, 28), 0.8)
     assert np.array_equal(render.false_color(dark), render.false_color(bright))
-    # Y = 0.95 after auto exposure -> sRGB level round(255 * encode(0.95)) = 249.
-    assert int(render.false_color(bright)[0, 0, 1]) == 249
+    # Y = 0.95 after auto exposure -> sRGB level round(255 * encode(0.95)) = 249 (a grey under illuminant E).
+    assert int(render.false_color(bright, illuminant="E")[0, 0, 1]) == 249
     # exposure 1: a 20 % grey is linear 0.2 -> sRGB-encoded 0.4845 -> 124; exposure 2 doubles the linear value.
-    assert int(render.false_color(np.full((2, 2, 28), 0.2), exposure=1.0)[0, 0, 1]) == 124
+    assert int(render.false_color(np.full((2, 2, 28), 0.2), exposure=1.0, illuminant="E")[0, 0, 1]) == 124
     assert np.array_equal(render.false_color(np.full((2, 2, 28), 0.2), exposure=2.0),
                           render.false_color(np.full((2, 2, 28), 0.4), exposure=1.0))
 
@@ -72,7 +115,7 @@ def test_auto_exposure_puts_bright_content_near_white_and_fixed_exposure_keeps_l
 def test_auto_exposure_ignores_the_brightest_half_percent():
     cube = np.full((20, 20, 28), 0.3)
     cube[0, 0] = 50.0  # one hot pixel (0.25 %) must not darken the rest
-    image = render.false_color(cube)
+    image = render.false_color(cube, illuminant="E")
     assert int(image[5, 5, 1]) == 249 and tuple(image[0, 0]) == (255, 255, 255)
 
 
@@ -133,7 +176,27 @@ def test_band_grid_has_one_axis_per_band_titled_with_its_wavelength_on_a_7_by_4_
     assert len({ax.get_images()[0].get_clim() for ax in images}) == 1
 
 
-@pytest.mark.parametrize("bands, grid", [(1, (1, 1)), (24, (4, 6)), (31, (5, 7))])
+def test_band_grid_colour_bar_names_its_unit_and_sits_beside_the_grid():
+    figure = render.band_grid(random_cube(8, 8), WAVELENGTHS, unit="reflectance (0–1)")
+    bar = [ax for ax in figure.axes if not ax.get_images()]
+    assert len(bar) == 1 and bar[0].get_ylabel() == "reflectance (0–1)"
+    assert render.band_grid(random_cube(8, 8)).axes[-1].get_ylabel() == render.BAND_UNIT
+    panels = [ax for ax in figure.axes if ax.get_images()]
+    right_edge = max(ax.get_position().x1 for ax in panels)
+    # The bar follows the last column after a small gap (no empty band of figure between them).
+    assert 0 < bar[0].get_position().x0 - right_edge < 0.03
+
+
+def test_band_grid_draws_large_cubes_area_averaged_to_the_panel_size():
+    cube = random_cube(900, 700, 4)
+    figure = render.band_grid(cube, [450.0, 500.0, 550.0, 600.0], dpi=100)
+    shown = figure.axes[0].get_images()[0].get_array()
+    assert max(shown.shape) <= 160 + 10  # 1.6 inch panels at 100 dpi
+    assert np.isclose(shown.mean(), cube[..., 0].mean(), atol=2e-3)  # averaging keeps the level
+    assert figure.axes[0].get_images()[0].get_extent() == [-0.5, 699.5, 899.5, -0.5]  # pixel coordinates kept
+
+
+@pytest.mark.parametrize("bands, grid", [(1, (1, 1)), (24, (4, 6)), (31, (4, 8))])
 def test_band_grid_layout_stays_close_to_square(bands, grid):
     figure = render.band_grid(random_cube(6, 6, bands))
     images = [ax for ax in figure.axes if ax.get_images()]
@@ -159,6 +222,19 @@ def test_spectra_plot_radius_averages_a_square_clipped_at_the_border():
     lines = render.spectra_plot(cube, [(5, 5), (0, 0)], radius=1).axes[0].get_lines()
     assert np.allclose(lines[0].get_ydata(), cube[4:7, 4:7].mean(axis=(0, 1)))
     assert np.allclose(lines[1].get_ydata(), cube[0:2, 0:2].mean(axis=(0, 1)))
+
+
+def test_spectra_plot_marks_its_points_on_an_image_of_the_scene():
+    cube = random_cube(12, 10)
+    figure = render.spectra_plot(cube, [(7, 2), (0, 11)], WAVELENGTHS, radius=1)
+    curves, image_ax = figure.axes
+    assert np.array_equal(image_ax.get_images()[0].get_array(), render.false_color(cube, WAVELENGTHS))
+    markers = image_ax.get_lines()
+    assert [(m.get_xdata()[0], m.get_ydata()[0]) for m in markers] == [(7, 2), (0, 11)]
+    # Each marker has its spectrum's colour and number.
+    assert [m.get_markeredgecolor() for m in markers] == [line.get_color() for line in curves.get_lines()]
+    assert [t.get_text() for t in image_ax.texts] == ["1", "2"]
+    assert len(image_ax.patches) == 2  # the averaged squares
 
 
 def test_spectra_plot_rejects_points_outside_the_image():
@@ -199,11 +275,32 @@ def test_error_map_shows_the_map_the_band_curve_and_the_psnr():
     assert "PSNR" in title and "dB" in title
 
 
+def test_error_map_colour_bar_is_clipped_at_a_percentile():
+    truth = random_cube(20, 20)
+    prediction = np.clip(truth + 0.01, 0, 1)
+    prediction[0, 0] = 1.0 - truth[0, 0]  # one large outlier
+    figure = render.error_map(prediction, truth)
+    image = figure.axes[0].get_images()[0]
+    rmse_map, _ = render.error_statistics(prediction, truth)
+    assert np.isclose(image.get_clim()[1], np.percentile(rmse_map, 99))
+    assert image.get_clim()[1] < 0.5 * rmse_map.max()
+    bar = figure.axes[-1]
+    assert "99th pct" in bar.get_ylabel() and "largest pixel RMSE" in figure.get_suptitle()
+    unclipped = render.error_map(prediction, truth, clip_percentile=100).axes[0].get_images()[0]
+    assert np.isclose(unclipped.get_clim()[1], rmse_map.max())
+
+
 def test_side_by_side_labels_every_cube_and_puts_the_truth_last():
     truth = random_cube(8, 8)
     figure = render.side_by_side([truth * 0.9, truth * 0.5], ["mst", "gap-tv"], truth=truth)
     panels = [ax for ax in figure.axes if ax.get_images()]
-    assert [ax.get_title() for ax in panels] == ["mst", "gap-tv", "ground truth"]
+    assert [ax.get_title().split("\n")[0] for ax in panels] == ["mst", "gap-tv", "ground truth"]
+    # Each method's panel shows its PSNR against the truth (field convention), computed by hsra_cli.metrics.
+    from hsra_cli.metrics import psnr
+
+    assert panels[0].get_title() == f"mst\nPSNR {psnr(truth * 0.9, truth):.2f} dB"
+    assert panels[2].get_title() == "ground truth"
+    assert "PSNR" not in render.side_by_side([truth], ["a"]).axes[0].get_title()
     # One exposure for all panels: the half-bright cube renders darker than the truth.
     assert panels[1].get_images()[0].get_array().mean() < panels[2].get_images()[0].get_array().mean() - 20
     with pytest.raises(ShapeError):
@@ -220,10 +317,26 @@ def test_save_png_writes_images_and_figures_with_the_expected_sizes(tmp_path):
     assert np.array_equal(iio.imread(path), image)
     grey = render.measurement_preview(np.arange(30.0).reshape(5, 6))
     assert iio.imread(render.save_png(tmp_path / "meas.png", grey)).shape == (5, 6)
-    figure = render.spectra_plot(random_cube(), [(1, 1)])  # 6.4 × 4.0 inches
+    figure = render.spectra_plot(random_cube(), [(1, 1)])
+    width_in, height_in = figure.get_size_inches()
     written = iio.imread(render.save_png(tmp_path / "spectra.png", figure, dpi=100))
-    assert written.shape[:2] == (400, 640)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["meas.png", "rgb.png", "spectra.png"]
+    assert written.shape[:2] == (round(height_in * 100), round(width_in * 100))
+    written = iio.imread(render.save_figure(tmp_path / "spectra300.png", figure, dpi=300))
+    assert written.shape[:2] == (round(height_in * 300), round(width_in * 300))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["meas.png", "rgb.png", "spectra.png", "spectra300.png"]
+
+
+def test_figures_are_written_as_pdf_and_svg_too(tmp_path):
+    figure = render.band_grid(random_cube(8, 8), WAVELENGTHS)
+    pdf = render.save_figure(tmp_path / "bands.pdf", figure)
+    svg = render.save_figure(tmp_path / "bands.svg", figure)
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert b"<svg" in svg.read_bytes()[:2000] and b"453.5 nm" in svg.read_bytes()
+    with pytest.raises(UsageError, match="png, pdf, svg"):
+        render.save_figure(tmp_path / "bands.jpg", figure)
+    with pytest.raises(UsageError, match="dpi"):
+        render.save_figure(tmp_path / "bands.png", figure, dpi=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bands.pdf", "bands.svg"]
 
 
 def test_save_png_refuses_to_overwrite_unless_asked(tmp_path):
@@ -293,8 +406,80 @@ def test_cli_side_by_side_writes_one_comparison(cube_files, tmp_path, capsys):
     code, stdout, stderr = run_cli(capsys, cube_files["mst"], cube_files["gaptv"], "--truth", cube_files["truth"],
                                    "--side-by-side", "-o", out, "-q")
     assert code == 0, stderr
-    assert stdout.splitlines()[-1] == str(out / "comparison.png")
-    assert {"mst_error.png", "gaptv_error.png", "comparison.png"} <= {p.name for p in out.iterdir()}
+    # Named after the scene: the truth's name when the cubes' names differ.
+    assert stdout.splitlines()[-1] == str(out / "truth_comparison.png")
+    assert {"mst_error.png", "gaptv_error.png", "truth_comparison.png"} <= {p.name for p in out.iterdir()}
+
+
+def _comparison_titles(monkeypatch, run):
+    """Run ``run()`` and return the panel titles of the comparison figure it saved."""
+    seen = {}
+    original = render.side_by_side
+
+    def spy(*args, **kwargs):
+        figure = original(*args, **kwargs)
+        seen["titles"] = [ax.get_title() for ax in figure.axes if ax.get_images()]
+        seen["suptitle"] = figure.get_suptitle()
+        return figure
+
+    monkeypatch.setattr(render, "side_by_side", spy)
+    run()
+    return seen
+
+
+def test_cli_side_by_side_compares_same_named_cubes_labelled_by_their_records(tmp_path, capsys, monkeypatch):
+    import json
+
+    from hsra_cli.metrics import psnr
+
+    truth = random_cube(16, 12, seed=3)
+    cubes = {"hsra-s": np.clip(truth + 0.02, 0, 1), "gap-tv": truth * 0.8}
+    for method, cube in cubes.items():  # as `hsra reconstruct --model M -o M/` leaves them
+        folder = tmp_path / method
+        folder.mkdir()
+        np.save(folder / "scene07.npy", cube.astype(np.float32))
+        (folder / "scene07.json").write_text(json.dumps({"model": method}))
+    (tmp_path / "truth").mkdir()
+    np.save(tmp_path / "truth" / "scene07.npy", truth)
+    out = tmp_path / "figs"
+    seen = _comparison_titles(monkeypatch, lambda: run_cli(
+        capsys, tmp_path / "hsra-s" / "scene07.npy", tmp_path / "gap-tv" / "scene07.npy",
+        "--truth", tmp_path / "truth" / "scene07.npy", "--side-by-side", "-o", out, "-q"))
+    names = {p.name for p in out.iterdir()}
+    assert {"scene07_comparison.png", "scene07_hsra-s_rgb.png", "scene07_gap-tv_rgb.png",
+            "scene07_hsra-s_error.png"} <= names
+    expected = [f"{m}\nPSNR {psnr(cube.astype(np.float32), truth):.2f} dB" for m, cube in cubes.items()]
+    assert seen["titles"] == [*expected, "ground truth"]
+    assert seen["suptitle"] == "scene07"
+
+
+def test_cli_label_overrides_and_must_match_the_cube_count(cube_files, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "figs"
+    seen = _comparison_titles(monkeypatch, lambda: run_cli(
+        capsys, cube_files["mst"], cube_files["gaptv"], "--label", "MST-L", "--label", "GAP-TV",
+        "--side-by-side", "-o", out, "-q"))
+    assert seen["titles"] == ["MST-L", "GAP-TV"]  # no truth: no PSNR
+    code, _, stderr = run_cli(capsys, cube_files["mst"], cube_files["gaptv"], "--label", "a", "-o", tmp_path / "x")
+    assert code == 2 and "--label" in stderr and len(stderr.splitlines()) == 1
+
+
+def test_cli_colour_options_and_vector_figures(cube_files, tmp_path, capsys):
+    out = tmp_path / "figs"
+    code, stdout, stderr = run_cli(capsys, cube_files["mst"], "--illuminant", "A", "--white-balance", "grey-world",
+                                   "--point", "3,4", "--figure-format", "svg", "--dpi", "200", "-o", out, "-q")
+    assert code == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["mst_bands.svg", "mst_rgb.png", "mst_spectra.svg"]
+    expected = render.false_color(np.load(cube_files["mst"]), white_balance="grey-world", illuminant="A")
+    assert np.array_equal(iio.imread(out / "mst_rgb.png"), expected)
+    code, _, stderr = run_cli(capsys, cube_files["mst"], "--grey-patch", "2,3", "-o", tmp_path / "p", "-q")
+    assert code == 0, stderr
+    patched = render.false_color(np.load(cube_files["mst"]), white_balance="patch", grey_patch=(2, 3))
+    assert np.array_equal(iio.imread(tmp_path / "p" / "mst_rgb.png"), patched)
+    for bad in (["--illuminant", "D66"], ["--white-balance", "auto"], ["--grey-patch", "2"], ["--dpi", "0"],
+                ["--figure-format", "jpg"]):
+        code, _, stderr = run_cli(capsys, cube_files["mst"], *bad, "-o", tmp_path / "bad", "-q")
+        assert code == 2 and stderr.startswith("hsra: error:") and len(stderr.splitlines()) == 1, (bad, stderr)
+        assert not (tmp_path / "bad").exists()
 
 
 def test_cli_refuses_to_overwrite_and_keeps_the_old_file(cube_files, tmp_path, capsys):
@@ -351,9 +536,14 @@ def test_cli_refuses_cubes_whose_previews_would_collide(cube_files, tmp_path, ca
     other = tmp_path / "other"
     other.mkdir()
     np.save(other / "mst.npy", np.load(cube_files["mst"]))
-    code, _, stderr = run_cli(capsys, cube_files["mst"], other / "mst.npy", "-o", tmp_path / "out")
+    code, _, stderr = run_cli(capsys, cube_files["mst"], other / "mst.npy", "--label", "a", "--label", "a",
+                              "-o", tmp_path / "out")
     assert code == 2 and "collide" in stderr
     assert not (tmp_path / "out").exists()
+    # Without labels the folders' names tell them apart.
+    code, _, stderr = run_cli(capsys, cube_files["mst"], other / "mst.npy", "-o", tmp_path / "out", "-q")
+    assert code == 0, stderr
+    assert {f"mst_{tmp_path.name}_rgb.png", "mst_other_rgb.png"} <= {p.name for p in (tmp_path / "out").iterdir()}
 
 
 def test_cli_help_has_examples():

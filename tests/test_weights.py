@@ -50,12 +50,26 @@ def run_both(model, other):
         return model.eval()(measurement, mask), other.eval()(measurement, mask)
 
 
-def test_search_path_is_the_environment_then_the_repository(monkeypatch, tmp_path):
+def test_search_path_is_the_environment_then_the_package(monkeypatch, tmp_path):
     monkeypatch.setenv("HSRA_MODELS_DIR", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
-    repo_models = Path(hsra_cli.__file__).resolve().parent.parent / "models"
-    assert W.models_search_path() == [tmp_path / "a", tmp_path / "b", repo_models]
+    package_models = Path(hsra_cli.__file__).resolve().parent / "models"
+    assert W.models_search_path() == [tmp_path / "a", tmp_path / "b", package_models]
     monkeypatch.delenv("HSRA_MODELS_DIR")
-    assert W.models_search_path() == [repo_models]
+    assert W.models_search_path() == [package_models]
+
+
+def test_model_folders_are_listed_by_name_in_search_order(monkeypatch, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root, names in ((first, ["hsra-s.kaist", "hsra-s"]), (second, ["hsra-s", "not-a-model"])):
+        for name in names:
+            (root / name).mkdir(parents=True)
+            if name != "not-a-model":
+                (root / name / "config.json").write_text("{}")
+    monkeypatch.setattr(W, "models_search_path", lambda: [first, tmp_path / "missing", second])
+    assert W.model_folders() == [first / "hsra-s", first / "hsra-s.kaist", second / "hsra-s"]
+    assert W.installed_models() == {"hsra-s": first / "hsra-s", "hsra-s.kaist": first / "hsra-s.kaist"}
+    assert W.find_model_folder("hsra-s.kaist") == first / "hsra-s.kaist"  # a folder name as given
+    assert W.find_model_folder("s") == first / "hsra-s"  # an alias: its canonical name; the first root wins
 
 
 def test_folder_holds_safetensors_config_and_card(models_dir):
@@ -213,6 +227,50 @@ def test_hsra_models_info_prints_the_card_or_how_to_get_weights(models_dir, caps
     assert '"n2": 5' in out and "no weights installed for hsra-l" in out
     assert main(["models", "info", "nope"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_cards_name_their_data_without_the_training_machines_paths(models_dir, capsys):
+    card = {
+        "training": {"data": "../shared/data/kaist/kaist_scenes01-05_truth_uint8.npz:0-3 (4 scenes) + /abs/cubes/x.h5"},
+        "validation": {"data": "../shared/data/kaist/kaist_scenes01-05_truth_uint8.npz:4", "psnr_field": 26.0},
+    }
+    torch.manual_seed(0)
+    folder = W.save_model_folder(create_model("hsra-s"), models_dir / "hsra-s", card=card)
+    text = (folder / "README.md").read_text()
+    assert "kaist_scenes01-05_truth_uint8.npz:0-3 (4 scenes) + x.h5" in text
+    assert "../" not in text and "/abs/" not in text
+    assert "## License" in text and "not stated" in text  # nothing made up for a card that states none
+    assert "## Citation" in text and "@misc{hsra_poster" in text
+    assert main(["models", "--json"]) == 0
+    row = {r["name"]: r for r in json.loads(capsys.readouterr().out)}["hsra-s"]
+    assert row["accuracy_on"] == "kaist_scenes01-05_truth_uint8.npz:4" and row["citations"][0].startswith("@misc")
+
+
+def test_a_card_cites_its_datasets_by_key_or_in_full():
+    config = {"name": "hsra-s", "license": {"weights": "CC-BY-4.0"},
+              "datasets": [{"name": "KAIST", "use": "training", "files": "../d/k.npz", "citation": ["kaist", "tsa-net"]},
+                           {"name": "own", "citation": "@misc{own, title = {Our scenes}}"}]}
+    assert W.card_citations(config) == [W.CITATIONS["hsra"], W.CITATIONS["kaist"], W.CITATIONS["tsa-net"],
+                                        "@misc{own, title = {Our scenes}}"]
+    assert W.card_sources(config)[0]["files"] == "k.npz"
+    assert W.card_license(config) == "weights: CC-BY-4.0"
+    text = W.render_card(config)
+    assert "- KAIST — training (k.npz)" in text and "Choi, Inchang" in text and "Meng, Ziyi" in text
+
+
+def test_the_shipped_card_cites_the_poster_kaist_and_tsa_net_and_shows_no_local_paths(capsys, monkeypatch):
+    folder = W.PACKAGE_MODELS / "hsra-s"
+    if not (folder / "config.json").is_file():
+        pytest.skip("the shipped hsra-s weights are not in this checkout")
+    monkeypatch.delenv("HSRA_MODELS_DIR", raising=False)
+    config = json.loads((folder / "config.json").read_text())
+    parameters = sum(t.numel() for t in load_file(str(folder / "model.safetensors")).values())
+    assert (folder / "README.md").read_text() == W.render_card(config, parameters=parameters)  # card = its config
+    assert main(["models", "info", "hsra-s"]) == 0
+    card = capsys.readouterr().out
+    for text in ("@misc{hsra_poster", "@article{choi2017kaist", "@inproceedings{meng2020tsanet", "MIT", "KAIST"):
+        assert text in card
+    assert "shared/" not in card and "../" not in card
 
 
 def test_a_damaged_config_is_a_weights_error(models_dir):

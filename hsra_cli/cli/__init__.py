@@ -17,7 +17,7 @@ app = typer.Typer(
     name="hsra",
     help="Hyperspectral reconstruction from coded-aperture snapshot captures (CASSI).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import HsraError
 
     args = sys.argv[1:] if argv is None else argv
+    from ..provenance import set_command_line
+
+    set_command_line(["hsra", *args])  # for the JSON records (provenance)
     debug = os.environ.get("HSRA_DEBUG", "") not in ("", "0")
     try:
         result = app(args=args, prog_name="hsra", standalone_mode=False)

@@ -48,6 +48,8 @@ def _list(as_json: bool, quiet: bool) -> None:
     measured = any(row["accuracy_on"] for row in rows)
     columns = [("name", "left", True), ("aliases", "left", True), ("kind", "left", True), ("params M", "right", True),
                ("GFLOPs", "right", True), ("weights", "left", True), ("PSNR/SSIM", "right", True)]
+    trained = any(row["trained_on"] for row in rows)
+    columns += [("trained on", "left", False)] if trained else []
     columns += [("measured on", "left", False)] if measured else []
     for column, justify, no_wrap in columns:
         table.add_column(column, justify=justify, no_wrap=no_wrap)
@@ -59,10 +61,11 @@ def _list(as_json: bool, quiet: bool) -> None:
             _fmt(row["parameters_m"] if row["needs_weights"] else None, ".2f"),
             _fmt(row["gflops"], ".2f"), weights, accuracy,
         ]
-        table.add_row(*cells, *([row["accuracy_on"] or "—"] if measured else []))
+        table.add_row(*cells, *([row["trained_on"] or "—"] if trained else []),
+                      *([row["accuracy_on"] or "—"] if measured else []))
     stdout.print(table)
-    info("GFLOPs: fvcore, batch 1, 28×256×256 cube. Weights are searched in $HSRA_MODELS_DIR, then models/. "
-         "Details: hsra models info NAME", quiet)
+    info("GFLOPs: fvcore, batch 1, 28×256×256 cube. Weights are searched in $HSRA_MODELS_DIR, then the package's "
+         "models. Card, license and citation: hsra models info NAME", quiet)
     if any(r["gflops"] is None and r["needs_weights"] for r in rows):
         info("[yellow]some GFLOPs are not cached; run `python -m hsra_cli.flops --update`[/yellow]", quiet)
 

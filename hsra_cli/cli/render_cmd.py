@@ -1,7 +1,10 @@
-"""`hsra render`: PNG previews of cubes (false colour, band grid, spectra, error maps, comparisons)."""
+"""`hsra render`: previews and figures of cubes (false colour, band grid, spectra, error maps, comparisons)."""
 
 from __future__ import annotations
 
+import enum
+import json
+import re
 from pathlib import Path
 from typing import List, Optional
 
@@ -10,7 +13,61 @@ import typer
 from hsra_cli.cli import app
 from hsra_cli.cli._common import info, parse_point, require_files
 
-COMPARISON_NAME = "comparison.png"
+#: The comparison figure is <scene>_comparison.<format>; the scene is the cubes' shared name, else the truth's.
+COMPARISON_SUFFIX = "comparison"
+
+
+class WhiteBalance(str, enum.Enum):
+    illuminant = "illuminant"
+    grey_world = "grey-world"
+    none = "none"
+
+
+class FigureFormat(str, enum.Enum):
+    png = "png"
+    pdf = "pdf"
+    svg = "svg"
+
+
+def _record_model(path: Path) -> Optional[str]:
+    """The model named in the JSON record hsra reconstruct wrote beside ``path`` (<stem>.json), if any."""
+    record = path.with_suffix(".json")
+    try:
+        model = json.loads(record.read_text()).get("model") if record.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(model) if isinstance(model, str) and model else None
+
+
+def _labels(cubes: list[Path], given: list[str]) -> list[str]:
+    """One label per cube: --label as given, else the record's model, else the folder's name when two cubes
+    share a file name, else the file's stem."""
+    from ..errors import UsageError
+
+    if given and len(given) != len(cubes):
+        raise UsageError(f"got {len(given)} --label for {len(cubes)} cubes; expected one per cube")
+    if given:
+        return list(given)
+    stems = [path.stem for path in cubes]
+    labels = []
+    for path in cubes:
+        model = _record_model(path)
+        if model is None:
+            shared = stems.count(path.stem) > 1
+            model = (path.resolve().parent.name or path.stem) if shared else path.stem
+        labels.append(model)
+    return labels
+
+
+def _file_part(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._]+", "-", label).strip("-.") or "cube"
+
+
+def _scene_name(stems: list[str], truths: list[Optional[Path]]) -> str:
+    if len(set(stems)) == 1:
+        return stems[0]
+    named = {path.stem for path in truths if path is not None}
+    return named.pop() if len(named) == 1 else "scene"
 
 
 def _parse_wavelengths(text: str):
@@ -75,6 +132,9 @@ def _load(path: Path, key: Optional[str], bands: Optional[int], quiet: bool):
         "  hsra render recon.npy -o previews/\n\n"
         "  hsra render recon.h5 --key cube --point 120,80 --point 40,200 -o previews/\n\n"
         "  hsra render mst.npy gaptv.npy --truth scene01.mat --side-by-side -o figs/\n\n"
+        "  hsra render hsra-s/scene01.mat gap-tv/scene01.mat --truth truth/scene01.mat --side-by-side "
+        "--figure-format pdf -o figs/   [dim]# labels from the JSON records[/dim]\n\n"
+        "  hsra render capture.mat --illuminant A --point 120,80 --dpi 300 -o figs/\n\n"
         "  hsra render cube.tif --wavelengths 450,460,470,480 --exposure 1.5 -o previews/ --overwrite"
     ),
 )
@@ -93,7 +153,14 @@ def render(
         [], "--truth", help="Ground-truth cube: one per cube, or one for all (same scene)."
     ),
     side_by_side: bool = typer.Option(
-        False, "--side-by-side", help="Also write comparison.png: the cubes (and truth) in false colour, labelled."
+        False, "--side-by-side",
+        help="Also write <scene>_comparison.png: the cubes (and truth) in false colour, labelled, with PSNR "
+        "when --truth is given. The scene is the cubes' shared file name, else the truth's.",
+    ),
+    label: List[str] = typer.Option(
+        [], "--label",
+        help="Panel label, one per cube, in order (default: the model in the cube's JSON record, else the "
+        "folder's name for same-named cubes, else the file name).",
     ),
     key: Optional[str] = typer.Option(None, "--key", help="Array name inside the cube files (default: guessed)."),
     truth_key: Optional[str] = typer.Option(
@@ -110,18 +177,35 @@ def render(
     exposure: str = typer.Option(
         "auto", "--exposure", help="'auto' (99.5th percentile of luminance at 0.95) or a gain (1: white at full scale)."
     ),
-    white_balance: bool = typer.Option(
-        True, "--white-balance/--no-white-balance", help="Render a grey reflector neutral despite the band range."
+    illuminant: str = typer.Option(
+        "D65", "--illuminant",
+        help="Light the cube was lit by (radiance) or is seen under (reflectance): a CIE name such as D65, D50, "
+        "A, E, FL2. Its white point, as the bands sample it, is adapted to sRGB's white (colour-science, CAT02).",
+    ),
+    white_balance: WhiteBalance = typer.Option(
+        WhiteBalance.illuminant, "--white-balance",
+        help="illuminant: a white under --illuminant renders white; grey-world: the image's mean colour is "
+        "taken as grey; none: no adaptation.",
+    ),
+    grey_patch: Optional[str] = typer.Option(
+        None, "--grey-patch", help="x,y[,radius] of a grey region to balance on (default radius 4: 9×9 pixels)."
+    ),
+    no_white_balance: bool = typer.Option(False, "--no-white-balance", hidden=True),
+    dpi: int = typer.Option(120, "--dpi", min=10, max=2400, help="Resolution of the figures."),
+    figure_format: FigureFormat = typer.Option(
+        FigureFormat.png, "--figure-format", help="Format of the figures (band grid, spectra, error map, comparison)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress messages on stderr."),
 ) -> None:
-    """Write PNG previews of hyperspectral cubes.
+    """Write previews and figures of hyperspectral cubes (PNG; figures also PDF or SVG).
 
-    For each cube: <stem>_rgb.png (false colour: CIE 1931 under an equal-energy illuminant, sRGB) and
-    <stem>_bands.png (one panel per band, one shared scale).
+    For each cube: <stem>_rgb.png (false colour: CIE 1931, white point of --illuminant adapted to sRGB's D65)
+    and <stem>_bands.png (one panel per band, one shared scale). Same-named cubes from different folders are
+    told apart by their labels: <stem>_<label>_rgb.png.
 
-    --point adds <stem>_spectra.png; --truth adds <stem>_error.png; --side-by-side adds comparison.png.
+    --point adds <stem>_spectra.png (the points marked on the image); --truth adds <stem>_error.png;
+    --side-by-side adds <scene>_comparison.png. --figure-format pdf|svg writes those figures as vectors.
 
     The written paths go to stdout, one per line. Every output path is checked before anything is written;
     existing files are only replaced with --overwrite.
@@ -138,25 +222,45 @@ def render(
     require_files(list(cubes), "cube")
     require_files(list(truth), "truth cube")
 
-    stems = [path.stem for path in cubes]
-    repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
-    if repeated:
-        raise UsageError(
-            f"several cubes are named {repeated[0]!r}; their previews would collide (rename or render separately)"
-        )
-    truths = (list(truth) * len(cubes) if len(truth) == 1 else list(truth)) if truth else [None] * len(cubes)
-
     from .. import render as previews
 
+    previews.illuminant_white(illuminant, previews.default_wavelengths(28))  # an unknown name fails up front
+    balance = "none" if no_white_balance else white_balance.value
+    patch = None
+    if grey_patch is not None:
+        parts = grey_patch.split(",")
+        patch = parse_point(",".join(parts[:2]))
+        if len(parts) == 3 and parts[2].strip().isdigit():
+            patch = (*patch, int(parts[2]))
+        elif len(parts) != 2:
+            raise UsageError(f"--grey-patch {grey_patch!r} is not of the form x,y or x,y,radius (pixels)")
+        balance = "patch"
+    colour = {"exposure": exposure_value, "white_balance": balance, "illuminant": illuminant, "grey_patch": patch}
+    fmt = figure_format.value
+
+    labels = _labels(list(cubes), list(label))
+    stems = [path.stem for path in cubes]
+    # Same-named cubes (e.g. one scene reconstructed by several methods into their own folders) are named
+    # <stem>_<label>; their labels must then tell them apart.
+    names = [f"{stem}_{_file_part(text)}" if stems.count(stem) > 1 else stem for stem, text in zip(stems, labels)]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UsageError(
+            f"several cubes would be written as {repeated[0]!r}; their previews would collide "
+            "(give each a different --label, rename, or render separately)"
+        )
+    truths = (list(truth) * len(cubes) if len(truth) == 1 else list(truth)) if truth else [None] * len(cubes)
+    comparison = output_dir / f"{_scene_name(stems, truths)}_{COMPARISON_SUFFIX}.{fmt}"
+
     planned: list[Path] = []
-    for stem, truth_path in zip(stems, truths):
-        planned += previews.preview_paths(output_dir, stem)
+    for name, truth_path in zip(names, truths):
+        planned += previews.preview_paths(output_dir, name, fmt)
         if points:
-            planned.append(output_dir / f"{stem}_spectra.png")
+            planned.append(output_dir / f"{name}_spectra.{fmt}")
         if truth_path is not None:
-            planned.append(output_dir / f"{stem}_error.png")
+            planned.append(output_dir / f"{name}_error.{fmt}")
     if side_by_side:
-        planned.append(output_dir / COMPARISON_NAME)
+        planned.append(comparison)
     previews.check_outputs(planned, overwrite)
 
     def load(path: Path, truth_path: Optional[Path]):
@@ -183,7 +287,7 @@ def render(
         return cube, wavelengths_nm, true_cube
 
     loaded_truths: dict[Path, object] = {}
-    jobs = zip(cubes, stems, truths)
+    jobs = zip(cubes, names, truths)
     if side_by_side:
         # The comparison needs every cube anyway: load and check them all before writing anything.
         items = [(stem, *load(path, truth_path)) for path, stem, truth_path in jobs]
@@ -199,21 +303,22 @@ def render(
     written: list[Path] = []
     kept: list = []
     for stem, cube, wavelengths_nm, true_cube in items:
-        written += previews.write_previews(cube, wavelengths_nm, output_dir, stem, overwrite,
-                                           exposure=exposure_value, white_balance=white_balance)
+        written += previews.write_previews(cube, wavelengths_nm, output_dir, stem, overwrite, **colour,
+                                           figure_format=fmt, dpi=dpi)
         if points:
-            figure = previews.spectra_plot(cube, points, wavelengths_nm, truth=true_cube, radius=radius)
-            written.append(previews.save_png(output_dir / f"{stem}_spectra.png", figure, overwrite))
+            image = previews.false_color(cube, wavelengths_nm, **colour)
+            figure = previews.spectra_plot(cube, points, wavelengths_nm, truth=true_cube, radius=radius, image=image)
+            written.append(previews.save_figure(output_dir / f"{stem}_spectra.{fmt}", figure, overwrite, dpi))
         if true_cube is not None:
             figure = previews.error_map(cube, true_cube, wavelengths_nm)
-            written.append(previews.save_png(output_dir / f"{stem}_error.png", figure, overwrite))
+            written.append(previews.save_figure(output_dir / f"{stem}_error.{fmt}", figure, overwrite, dpi))
         if side_by_side:
             kept.append((cube, wavelengths_nm, true_cube))
     if side_by_side:
         reference = next((true_cube for _, _, true_cube in kept if true_cube is not None), None)
-        figure = previews.side_by_side([cube for cube, _, _ in kept], stems, kept[0][1], truth=reference,
-                                       exposure=exposure_value, white_balance=white_balance)
-        written.append(previews.save_png(output_dir / COMPARISON_NAME, figure, overwrite))
+        figure = previews.side_by_side([cube for cube, _, _ in kept], labels, kept[0][1], truth=reference,
+                                       title=comparison.stem[: -len(COMPARISON_SUFFIX) - 1], **colour)
+        written.append(previews.save_figure(comparison, figure, overwrite, dpi))
 
     for path in written:
         typer.echo(str(path))

@@ -10,11 +10,12 @@ def describe_model(name: str, installed: dict[str, Path] | None = None) -> dict:
 
     Keys: name, aliases, kind, description, needs_weights, parameters_m (millions; 0 for solvers), gflops
     (fvcore, 28×256×256, from the committed cache; None when the cache lacks it), weights_installed,
-    weights_folder, psnr_db, ssim, accuracy_on (from the installed model card), config (architecture).
+    weights_folder, psnr_db, ssim, accuracy_on, trained_on, license, citations (from the installed model
+    card; data are named without the training machine's paths), config (architecture).
     """
     from ..flops import cached_entry, count_parameters
     from ..registry import create_model, get_entry
-    from ..weights import card_accuracy, installed_models, read_model_config
+    from ..weights import card_accuracy, card_citations, card_license, card_sources, installed_models, read_model_config
 
     from ..registry import split_tag
 
@@ -34,6 +35,9 @@ def describe_model(name: str, installed: dict[str, Path] | None = None) -> dict:
         "psnr_db": None,
         "ssim": None,
         "accuracy_on": None,
+        "trained_on": None,
+        "license": None,
+        "citations": [],
         "config": dict(entry.config),
     }
     if not entry.needs_weights:
@@ -49,7 +53,11 @@ def describe_model(name: str, installed: dict[str, Path] | None = None) -> dict:
         row["weights_installed"] = True
         row["weights_folder"] = str(folder)
         try:
-            psnr, ssim, where = card_accuracy(read_model_config(folder))
+            card = read_model_config(folder)
+            psnr, ssim, where = card_accuracy(card)
+            sources = card_sources(card)
+            row.update(trained_on=" + ".join(str(s.get("name")) for s in sources) or None,
+                       license=card_license(card), citations=card_citations(card))
         except Exception:  # a damaged card must not break the listing; `hsra models info` shows the error
             psnr, ssim, where = None, None, "unreadable config.json"
         row.update(psnr_db=psnr, ssim=ssim, accuracy_on=where or None)

@@ -2,7 +2,7 @@
 
 The physics settings (bands, dispersion step and axis) are *not* part of this configuration: they are
 constructor arguments of every model (``bands=28, step=2, axis="width"``) because one architecture can be
-trained for several optical systems. See /work/shared/docs/hsra-architecture.md for the design.
+trained for several optical systems. See docs/architecture.md for the design.
 """
 
 from __future__ import annotations
