@@ -635,20 +635,23 @@ class _Run:
 
     def _card(self, result: TrainResult) -> dict:
         from ..solvers.gap_tv import DEFAULT_REFINE
+        from ..weights import display_source
 
         config = self.config
+        # cards say what the data were, not where they lay on the training machine (run.json keeps the paths)
+        masks = [{**info, "path": display_source(info["path"])} for info in self.mask_infos]
         card = {
             "training": {
-                "data": self._data_summary(),
-                "data_sources": config.data,
+                "data": display_source(self._data_summary()),
+                "data_sources": [display_source(source) for source in config.data],
                 "data_key": config.data_key,
                 "scenes": [scene.name for scene in self.train_scenes],
                 "synthetic_scenes": len(self.synthetic),
                 "synthetic_size": config.synthetic_size if self.synthetic else None,
                 "synthetic_fraction": config.stream_fraction if config.synthetic_stream else config.synthetic_fraction,
                 "synthetic_stream_scenes": self.stream_total,
-                "mask": self.mask_info,
-                "masks": self.mask_infos,
+                "mask": masks[0],
+                "masks": masks,
                 "mask_mode": config.mask_mode,
                 "generated_masks": config.generated_masks,
                 "noise_fraction": self.physics.noise_fraction if self.physics.shot_noise else None,
@@ -671,16 +674,17 @@ class _Run:
                 "stopped_by": result.stopped_by,
                 "samples_seen": result.step * config.batch_size * self.context.world_size,
                 "seed": config.seed,
-                "pretrained": self.pretrained_info,
+                "pretrained": {**self.pretrained_info, "source": display_source(self.pretrained_info["source"])}
+                if self.pretrained_info else None,
                 "wall_time_s": round(self.elapsed(), 1),
                 "hardware": hardware_description(self.device, self.context.world_size),
                 "torch": torch.__version__,
-                "command": " ".join(sys.argv),
+                "command": display_source(" ".join(sys.argv)),
             },
         }
         if result.validation:
             card["validation"] = {
-                "data": ", ".join(config.val_data),
+                "data": display_source(", ".join(config.val_data)),
                 "scenes": result.validation["scenes"],
                 "psnr_float": result.validation["float"]["psnr"],
                 "ssim_float": result.validation["float"]["ssim"],
