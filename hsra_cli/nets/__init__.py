@@ -44,6 +44,9 @@ _register("hsra-m", ("m",), "HSRA-M, end-to-end, blocks (3,1|1|4|1|1)", n_mk=3, 
 _register("hsra-l", ("l",), "HSRA-L, end-to-end, blocks (3,1|5|6|5|2)", n_mk=3, n2=5, n3=6, n2d=5, n1d=2)
 _register("hsra-dum-3stg", ("dum3",), "HSRA-DUM, 3 unfolding stages, priors (2,1|1|4|1|1)", stages=3, **_DUM)
 _register("hsra-dum-4stg", ("dum4",), "HSRA-DUM, 4 unfolding stages, priors (2,1|1|4|1|1)", stages=4, **_DUM)
+# An unfolding network at CPU-trainable cost: 2 stages, each with HSRA-S's prior.
+_register("hsra-dum-2stg", ("dum2",), "HSRA-DUM, 2 unfolding stages, HSRA-S priors (1,1|1|1|1|1)",
+          stages=2, n_mk=1, n2=1, n3=1, n2d=1, n1d=1)
 # Ablations of the poster, at HSRA-S level (same skeleton).
 _register("hsra-s-all-convformer", (), "ablation: level-1 encoder is one ConvFormer block", level1_mixer="convformer")
 _register("hsra-s-all-mkptm", (), "ablation: level-1 encoder is one MK-PTM + FFN block", level1_mixer="mkptm")
@@ -53,9 +56,6 @@ _register("hsra-s-mkptm-r0.5", (), "ablation: MK-PTM mixes half of its channels 
 _register("hsra-s-mkptm-3x3", (), "ablation: MK-PTM with the 3×3 kernel only", kernels=(3,))
 _register("hsra-s-no-lwim", (), "ablation: HSRA-S without LWIM", n_lwim=0)
 _register("hsra-s-no-2w", (), "ablation: HM-SSA attends in w×w windows only (no 2w)", use_2w=False)
-# An unfolding network at CPU-trainable cost: 2 stages, each with HSRA-S's prior.
-_register("hsra-dum-2stg", ("dum2",), "HSRA-DUM, 2 unfolding stages, HSRA-S priors (1,1|1|1|1|1)",
-          stages=2, n_mk=1, n2=1, n3=1, n2d=1, n1d=1)
 # fmt: on
 
 # Published weights (folders models/NAME.TAG): the first tag is what the bare name loads.
