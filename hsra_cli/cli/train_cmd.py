@@ -179,6 +179,12 @@ def train(
     if not options.get("out"):
         raise UsageError("give -o/--out DIR (the run folder), here or in --config")
     config = TrainConfig(**options)
+    if config.device != "cuda":
+        from hsra_cli.nets.runtime import keep_freed_memory
+
+        # big activation buffers are reused instead of page-faulted in every step: measured here with one
+        # thread, hsra-s at 128² trained at 2.2-2.4 samples/s this way, 2.1 with glibc's defaults, 1.7 under jemalloc
+        keep_freed_memory()
     result = run_training(config, console=console, quiet=quiet)
     if result.model_folder is not None:
         stdout.print(str(result.model_folder))
