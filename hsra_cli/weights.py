@@ -67,16 +67,16 @@ def model_folders() -> list[Path]:
 def folder_names(name: str) -> list[str]:
     """Folder names that hold weights for ``name``, in order of preference.
 
-    ``NAME.TAG`` (or ``ALIAS.TAG``) -> ``["NAME.TAG"]``. A bare name -> ``["NAME", "NAME.DEFAULT"]``: an untagged
-    folder (what ``hsra train`` exports) wins over the default tag in the same search folder.
+    ``NAME.TAG`` (or ``ALIAS.TAG``) -> ``["NAME.TAG"]``. A bare name -> ``["NAME", "NAME.DEFAULT", "NAME.OTHER"…]``:
+    an untagged folder (what ``hsra train`` exports) wins over the default tag in the same search folder, and
+    where the default tag is not installed the other declared tags follow, in their declared order.
     """
-    from .registry import default_tag, split_tag
+    from .registry import pretrained_tags, split_tag
 
     canonical, tag = split_tag(name)
     if tag is not None:
         return [f"{canonical}.{tag}"]
-    default = default_tag(canonical)
-    return [canonical] + ([f"{canonical}.{default}"] if default else [])
+    return [canonical] + [f"{canonical}.{declared}" for declared in pretrained_tags(canonical)]
 
 
 def find_model_folder(name: str) -> Path | None:

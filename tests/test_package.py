@@ -25,7 +25,10 @@ from hsra_cli.metrics import psnr
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "colorchecker"
 MEASUREMENT, MASK, TRUTH = SAMPLE / "meas" / "colorchecker.mat", SAMPLE / "meas" / "mask.mat", SAMPLE / "cube" / "colorchecker.mat"
-SHIPPED = ROOT / "hsra_cli" / "models" / "hsra-s"
+# the folder the bare name loads from the package (the default tag, hsra-s.any, or another shipped tag)
+SHIPPED = next((ROOT / "hsra_cli" / "models" / f"hsra-s.{tag}" for tag in ("any", "kaist")
+                if (ROOT / "hsra_cli" / "models" / f"hsra-s.{tag}" / "model.safetensors").is_file()),
+               ROOT / "hsra_cli" / "models" / "hsra-s")
 
 needs_shipped = pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file(),
                                    reason="the shipped hsra-s weights are not in this checkout")
@@ -58,7 +61,8 @@ def test_a_built_wheel_carries_the_weights_and_hsra_reconstruct_finds_them(tmp_p
     assert wheel.stat().st_size < 50e6
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-    assert {f"hsra_cli/models/hsra-s/{name}" for name in W.MODEL_FILES} <= names
+    shipped = [folder.name for folder in W.PACKAGE_MODELS.iterdir() if (folder / W.CONFIG_NAME).is_file()]
+    assert shipped and {f"hsra_cli/models/{folder}/{name}" for folder in shipped for name in W.MODEL_FILES} <= names
 
     site = tmp_path / "site"  # the package alone: torch and the rest come from this interpreter
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target",
@@ -73,7 +77,7 @@ def test_a_built_wheel_carries_the_weights_and_hsra_reconstruct_finds_them(tmp_p
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     record = json.loads((out / "colorchecker.json").read_text())
-    assert Path(record["weights"]["source"]) == site / "hsra_cli" / "models" / "hsra-s"
+    assert Path(record["weights"]["source"]) == site / "hsra_cli" / "models" / SHIPPED.name
     assert record["weights"]["sha256"] == json.loads((SHIPPED / "config.json").read_text())["sha256"]
     assert record["provenance"]["git_commit"] is None  # an installed wheel is no git checkout
 
@@ -99,7 +103,8 @@ def test_create_model_pretrained_gives_exactly_the_cli_network_alone(tmp_path, m
     measurement, _ = read_measurement(MEASUREMENT)
     mask, _ = read_mask(MASK)
     model = hsra_cli.create_model("hsra-s", pretrained=True)
-    assert not model.training and Path(model.pretrained_cfg["folder"]) == W.PACKAGE_MODELS / "hsra-s"
+    assert not model.training and Path(model.pretrained_cfg["folder"]) == W.find_model_folder("hsra-s")
+    assert Path(model.pretrained_cfg["folder"]).parent == W.PACKAGE_MODELS
     with torch.no_grad():
         cube = model(measurement, mask).permute(1, 2, 0).numpy()
     np.testing.assert_allclose(cube, from_cli, atol=1e-5)

@@ -50,7 +50,7 @@ def test_the_record_says_when_how_with_what_and_from_exactly_which_files(tmp_pat
     assert record["mask_file"]["path"] == str(tmp_path / "caps" / "mask.mat")
     assert record["mask_file"]["sha256"] == sha256(SAMPLE / "mask.mat")
     assert record["outputs"]["cube"] == str(tmp_path / "out" / "colorchecker.npy")
-    assert record["weights"]["source"] == str(hsra_cli.weights.PACKAGE_MODELS / "hsra-s")
+    assert record["weights"]["source"] == str(hsra_cli.weights.find_model_folder("hsra-s"))
     assert all(os.path.isabs(path) for path in record["outputs"].values())
     # The git commit of the checkout hsra runs from, when it is one (the test's checkout may be a plain copy).
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--show-toplevel", "HEAD"], capture_output=True,

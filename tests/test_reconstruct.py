@@ -189,22 +189,23 @@ def test_refined_network_tiles_agree_with_the_whole_image(installed_hsra_s):
     assert abs(psnr(truth, np.clip(whole, 0, 1)) - psnr(truth, np.clip(tiled, 0, 1))) < 0.3
 
 
-def test_shipped_hsra_s_reproduces_its_card_and_refining_helps_on_the_held_out_scene(kaist, monkeypatch):
+@pytest.mark.parametrize("name", ["hsra-s.any", "hsra-s.kaist", "hsra-dum-2stg.kaist"])
+def test_shipped_weights_reproduce_their_card_and_refining_helps_on_the_held_out_scene(kaist, monkeypatch, name):
     from pathlib import Path
 
     from hsra_cli.metrics import evaluate_cube
 
     repo_models = Path(__file__).resolve().parents[1] / "hsra_cli" / "models"
-    if not (repo_models / "hsra-s" / "model.safetensors").is_file():
-        pytest.skip("the shipped hsra-s weights are not in this checkout")
+    if not (repo_models / name / "model.safetensors").is_file():
+        pytest.skip(f"the shipped {name} weights are not in this checkout")
     monkeypatch.setenv("HSRA_MODELS_DIR", str(repo_models))
-    card = json.loads((repo_models / "hsra-s" / "config.json").read_text())
+    card = json.loads((repo_models / name / "config.json").read_text())
     held_out = card["validation"]["scenes"][0]
     assert held_out["name"].endswith(":4")  # KAIST scene 05
     truth, mask, _ = kaist
     y, _ = simulate_measurement(truth[4], mask)
-    alone = Reconstructor("s", refine=0).reconstruct(y, mask, normalize="none").cube
-    refined = Reconstructor("s").reconstruct(y, mask, normalize="none").cube
+    alone = Reconstructor(name, refine=0).reconstruct(y, mask, normalize="none").cube
+    refined = Reconstructor(name).reconstruct(y, mask, normalize="none").cube
     alone_psnr = evaluate_cube(alone, truth[4], convention="field")["psnr"]
     assert alone_psnr == pytest.approx(held_out["psnr_field"], abs=0.05)
     assert evaluate_cube(refined, truth[4], convention="field")["psnr"] > alone_psnr + 0.3

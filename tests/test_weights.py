@@ -258,15 +258,16 @@ def test_a_card_cites_its_datasets_by_key_or_in_full():
     assert "- KAIST — training (k.npz)" in text and "Choi, Inchang" in text and "Meng, Ziyi" in text
 
 
-def test_the_shipped_card_cites_the_poster_kaist_and_tsa_net_and_shows_no_local_paths(capsys, monkeypatch):
-    folder = W.PACKAGE_MODELS / "hsra-s"
+@pytest.mark.parametrize("tag", ["any", "kaist"])
+def test_the_shipped_card_cites_the_poster_kaist_and_tsa_net_and_shows_no_local_paths(capsys, monkeypatch, tag):
+    folder = W.PACKAGE_MODELS / f"hsra-s.{tag}"
     if not (folder / "config.json").is_file():
-        pytest.skip("the shipped hsra-s weights are not in this checkout")
+        pytest.skip(f"the shipped hsra-s.{tag} weights are not in this checkout")
     monkeypatch.delenv("HSRA_MODELS_DIR", raising=False)
     config = json.loads((folder / "config.json").read_text())
     parameters = sum(t.numel() for t in load_file(str(folder / "model.safetensors")).values())
     assert (folder / "README.md").read_text() == W.render_card(config, parameters=parameters)  # card = its config
-    assert main(["models", "info", "hsra-s"]) == 0
+    assert main(["models", "info", f"hsra-s.{tag}"]) == 0
     card = capsys.readouterr().out
     for text in ("@misc{hsra_poster", "@article{choi2017kaist", "@inproceedings{meng2020tsanet", "MIT", "KAIST"):
         assert text in card
