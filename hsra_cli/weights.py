@@ -509,11 +509,51 @@ def _fmt_duration(seconds) -> str:
     return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
 
 
+def _cases_lines(config: dict) -> list[str]:
+    """Held-out accuracy on several cases (``held_out_cases``: {case: {"description", "alone", "default",
+    "gap_tv"}}, PSNR dB / SSIM pairs), as a table."""
+    cases = config.get("held_out_cases")
+    if not isinstance(cases, dict) or not cases:
+        return []
+
+    def cell(pair):
+        return f"{pair[0]:.2f} / {pair[1]:.3f}" if isinstance(pair, (list, tuple)) and len(pair) == 2 else "—"
+
+    lines = ["## Held-out cases", "PSNR dB / SSIM, field convention, noiseless simulations "
+             "(`python benchmarks/bench_cases.py`):", "",
+             "| case | network alone | as `hsra reconstruct` gives it | GAP-TV |", "|---|---|---|---|"]
+    for name, case in cases.items():
+        lines.append(f"| {case.get('description', name)} | {cell(case.get('alone'))} | {cell(case.get('default'))} | "
+                     f"{cell(case.get('gap_tv'))} |")
+    return lines + [""]
+
+
+def _history_lines(config: dict) -> list[str]:
+    """Every training phase (``history``: a list of {"phase", "recipe", "samples", "wall_time_s", "hardware",
+    "held_out"}), as a table: what the weights went through, in order."""
+    history = config.get("history")
+    if not isinstance(history, list) or not history:
+        return []
+    lines = ["## History", "| phase | recipe | samples (cumulative) | wall time | hardware | held-out PSNR after |",
+             "|---|---|---|---|---|---|"]
+    total = 0
+    for phase in history:
+        total += int(phase.get("samples") or 0)
+        lines.append(
+            f"| {phase.get('phase', '?')} | {phase.get('recipe', '')} | {int(phase.get('samples') or 0):,} ({total:,}) | "
+            f"{_fmt_duration(phase['wall_time_s']) if phase.get('wall_time_s') else '—'} | "
+            f"{phase.get('hardware', '—')} | {phase.get('held_out', '—')} |"
+        )
+    return lines + ["", "![held-out PSNR against samples and hours](history.png)", ""]
+
+
 def render_card(config: dict, parameters: int | None = None) -> str:
     """The README.md model card for a config.json record (Markdown)."""
     from .registry import get_entry
 
     name = config.get("name", "?")
+    # weights published under a tag are called by it (hsra-s.any); the architecture is still `name`
+    called = f"{name}.{config['tag']}" if config.get("tag") else name
     try:
         entry = get_entry(name)
         description, kind = entry.description, entry.kind
@@ -527,7 +567,7 @@ def render_card(config: dict, parameters: int | None = None) -> str:
     blocks = "({n_mk},{n_lwim} | {n2} | {n3} | {n2d} | {n1d})".format(**{k: arch.get(k, "?") for k in
                                                                            ("n_mk", "n_lwim", "n2", "n3", "n2d", "n1d")})
     lines = [
-        f"# {name}",
+        f"# {called}",
         "",
         "## What it is",
         f"{description or name} — an HSRA {kind} network for single-disperser CASSI reconstruction "
@@ -556,14 +596,16 @@ def render_card(config: dict, parameters: int | None = None) -> str:
         if psnr is not None else "- not measured",
         *_refined_accuracy_lines(config),
         "",
+        *_cases_lines(config),
+        *_history_lines(config),
         *([ "## Notes", *[f"- {note}" for note in config["notes"]], ""] if config.get("notes") else []),
         "## How to use",
         "```",
-        f"hsra reconstruct MEASUREMENT --mask MASK --model {name} -o out/",
+        f"hsra reconstruct MEASUREMENT --mask MASK --model {called} -o out/",
         "```",
         "```python",
         "import hsra_cli",
-        f'model = hsra_cli.create_model("{name}", pretrained=True)   # these weights, eval mode',
+        f'model = hsra_cli.create_model("{called}", pretrained=True)   # these weights, eval mode',
         "cube = model(measurement, mask)   # measurement B×H×W' (field scale), mask H×W -> cube B×C×H×W",
         "```",
         "`hsra reconstruct` and `hsra_cli.Reconstructor` follow the network with a few GAP-TV iterations that make "
