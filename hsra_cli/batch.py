@@ -296,6 +296,8 @@ def reconstruct_files(
         meta = {k: record[k] for k in ("model", "physics", "normalization")}
         if replace:  # the old record goes first: until the new one lands, the set reads as incomplete
             paths["record"].unlink(missing_ok=True)
+        # Every file of the set (output_paths) is written before the record; each goes into `written`, so a set
+        # whose writing fails is removed whole.
         written: list[Path] = []
         try:
             written.append(write_cube(paths["cube"], cube, wavelengths_nm=wavelengths, metadata=meta, overwrite=replace))

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from hsra_cli.batch import output_paths, set_complete
 from hsra_cli.cli import main
 from hsra_cli.io import read_cube, read_measurement, write_array, write_cube
 
@@ -204,7 +205,10 @@ def test_the_record_is_the_last_file_of_each_set(captures, tmp_path, capsys, mon
     monkeypatch.setattr(hsra_io, "atomic_output", logged)
     code, _, err = run(["reconstruct", captures / "a.mat", "--mask", captures / "mask.mat", "-o", tmp_path / "o"], capsys)
     assert code == 0, err
-    assert order == ["a.mat", "a_rgb.png", "a_bands.png", "a.json"]
+    expected = [path.name for path in output_paths(tmp_path / "o", "a", "mat", previews=True).values()]
+    assert expected[-1] == "a.json" and {"a.mat", "a_rgb.png", "a_bands.png"} <= set(expected)
+    assert order == expected  # every file of the set, each once, the record last
+    assert set_complete(output_paths(tmp_path / "o", "a", "mat", previews=True))
 
 
 def test_skip_existing_redoes_an_incomplete_set_and_skips_complete_ones(captures, tmp_path, capsys):

@@ -107,7 +107,7 @@ def reconstruct(
             problems.append((source.spec, UsageError(
                 f"{source.spec!r}: a scene selector picks cubes from a stack (evaluate, simulate, render); "
                 "reconstruct reads one measurement per file")))
-    paths = shard([source.path for source in sources if source.scenes is None], num_parts, part_id)
+    paths = shard([source.path.resolve() for source in sources if source.scenes is None], num_parts, part_id)
     if part_id:
         problems = []  # inputs that name nothing are reported once, by part 0
     single = len(paths) + len(problems) == 1  # one input: no progress chatter; a failure is the one error line
