@@ -16,7 +16,6 @@ import platform
 import signal
 import string
 import sys
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -98,17 +97,6 @@ def clean_stale_temporaries(folder: Path, on_note=None) -> None:
             f"left {len(kept)} temporary file(s) in {folder}: changed less than {STALE_TEMPORARY_SECONDS:.0f} s ago "
             "or not lockable here, so perhaps another run's (e.g. {})".format(kept[0].name)
         )
-
-
-def run_pending_signal_handlers() -> None:
-    """Run the handlers of signals received so far, now (main thread only; elsewhere a no-op).
-
-    CPython 3.11 can hold a signal's handler back for as long as another thread keeps running Python code (here:
-    the writer thread drawing previews), so Ctrl-C or SIGTERM would wait for the end of the batch. A no-op
-    ``pthread_sigmask`` call makes the interpreter run pending handlers; the batch loop calls this between steps.
-    """
-    if hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread():
-        signal.pthread_sigmask(signal.SIG_BLOCK, ())
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -312,17 +300,11 @@ def reconstruct_files(
             raise
         return record
 
-    def step(done: int, total: int) -> None:
-        run_pending_signal_handlers()
-        if progress:
-            progress(done, total)
-
     pending: list[tuple[Path, dict[str, Path], Future]] = []
     handled = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsra-writer") as writer:
         try:
             for index, (path, paths, replace) in enumerate(todo):
-                run_pending_signal_handlers()
                 if on_start:
                     on_start(path, index, len(todo))
                 try:
@@ -332,7 +314,7 @@ def reconstruct_files(
                     read_seconds = time.perf_counter() - start
                     recon = reconstructor.reconstruct(
                         measurement, mask, normalize=normalize, mask_offset=mask_offset, key=loaded.key,
-                        progress=step,
+                        progress=progress,
                     )
                 except (HsraError, MemoryError, RuntimeError) as exc:
                     if isinstance(exc, RuntimeError) and not _out_of_memory(exc):
