@@ -1,17 +1,20 @@
 """Files in, files out: many captures through one :class:`~hsra_cli.reconstruct.Reconstructor`.
 
-Inputs are files, folders (their supported files, sorted) or glob patterns; outputs go to one folder, named after
-the inputs (``<stem>.<format>``, ``<stem>_rgb.png``, ``<stem>_bands.png``, ``<stem>.json``). Every output path is
-checked before any computing starts, so an existing file is never overwritten by accident and a refused run
-leaves nothing behind. A failed input does not stop the others; outputs are written by a background thread so the
-model never waits on the disk.
+Inputs are files, folders (their supported files, sorted) or glob patterns (:mod:`hsra_cli.inputs`); outputs go
+to one folder, named after the inputs by a template (``--name``, default ``{stem}``). Each input's outputs form a
+set: the cube, its previews and, written last, its JSON record, which marks the set complete. Every output path is
+checked before any computing starts, so an existing file is never overwritten by accident, an output never
+replaces an input of the same call, and a refused run leaves nothing behind. A failed input does not stop the
+others; outputs are written by a background thread so the model never waits on the disk. Ctrl-C or SIGTERM ends
+the batch after the writes in progress, with what was done and what is left.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import platform
+import signal
+import string
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,36 +24,88 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import HsraError, InputFileError, OutputExistsError, UsageError
+from .errors import INTERRUPTS, HsraError, InputFileError, OutputExistsError, UsageError
+
+#: The placeholders of ``hsra reconstruct --name``.
+RECONSTRUCT_NAME_FIELDS = {
+    "stem": "the input's file name without its suffix",
+    "parent": "the name of the input's folder",
+    "model": "the method's registered name (gap-tv, hsra-s, …)",
+}
 
 
 def expand_inputs(specs: list[str], suffixes: tuple[str, ...] | None = None) -> list[Path]:
-    """Files, folders and (quoted) glob patterns -> a sorted, de-duplicated list of files."""
-    from .io import SUPPORTED_SUFFIXES
+    """Files, folders and (quoted) glob patterns -> a sorted, de-duplicated list of files; raises the first spec
+    that names nothing (:func:`hsra_cli.inputs.collect` reports them all instead)."""
+    from .inputs import collect
 
-    suffixes = suffixes or SUPPORTED_SUFFIXES
-    found: list[Path] = []
-    for spec in specs:
-        path = Path(spec)
-        if any(ch in spec for ch in "*?[") and not path.exists():
-            matches = sorted(Path(p) for p in glob.glob(spec, recursive=True))
-            matches = [p for p in matches if p.is_file() and p.suffix.lower() in suffixes]
-            if not matches:
-                raise InputFileError(f"the pattern {spec!r} matches no {'/'.join(suffixes)} file")
-            found.extend(matches)
-        elif path.is_dir():
-            matches = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
-            if not matches:
-                raise InputFileError(f"the folder {spec!r} holds no {'/'.join(suffixes)} file")
-            found.extend(matches)
-        elif path.exists():
-            found.append(path)
-        else:
-            raise InputFileError(f"input {spec!r} does not exist")
-    unique: dict[Path, None] = {}
-    for p in found:
-        unique.setdefault(p.resolve(), None)
-    return list(unique)
+    sources, problems, _ = collect(specs, suffixes)
+    if problems:
+        raise problems[0][1]
+    return [source.path.resolve() for source in sources]
+
+
+def check_name_template(template: str, fields: dict[str, str], option: str = "--name") -> None:
+    """Refuse (:class:`UsageError`) an output-name template with unknown placeholders or a path in it."""
+    allowed = ", ".join("{" + name + "}" for name in fields)
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise UsageError(f"{option} {template!r} is not a name template ({exc}); use placeholders {allowed}") from None
+    for literal, name, spec, conversion in parts:
+        if name is not None and (name not in fields or spec or conversion):
+            raise UsageError(f"{option} {template!r}: unknown placeholder {{{name}}}; expected {allowed}")
+        if "/" in literal or "\\" in literal:
+            raise UsageError(f"{option} {template!r} holds a folder; name files only and choose the folder with -o")
+    if not template or template.startswith("."):
+        raise UsageError(f"{option} {template!r} must give a visible file name, e.g. '{{stem}}'")
+
+
+def output_name(template: str, **values: str) -> str:
+    """Fill a template checked by :func:`check_name_template`."""
+    return template.format(**values)
+
+
+def check_not_inputs(outputs, inputs) -> None:
+    """Refuse (:class:`UsageError`, before any work) an output that is one of the call's inputs, whatever
+    ``--overwrite`` says: the same file under any name (links included)."""
+    from .inputs import same_file
+
+    existing_inputs = [Path(p) for p in inputs if p is not None and Path(p).exists()]
+    for target in outputs:
+        target = Path(target)
+        if not target.exists():
+            continue
+        for source in existing_inputs:
+            if same_file(target, source):
+                raise UsageError(
+                    f"output {target} would replace the input {source} of this call; write to another folder (-o) "
+                    "or name the outputs apart (--name)"
+                )
+
+
+def clean_stale_temporaries(folder: Path, on_note=None) -> None:
+    """Remove what killed runs left in ``folder`` (see :func:`hsra_cli.io.remove_stale_temporaries`); one note."""
+    from .io import STALE_TEMPORARY_SECONDS, _fmt_bytes, remove_stale_temporaries
+
+    removed, kept = remove_stale_temporaries(folder)
+    if on_note and removed:
+        size = _fmt_bytes(sum(size for _, size in removed))
+        on_note(f"removed {len(removed)} temporary file(s) ({size}) that an interrupted run left in {folder}")
+    if on_note and kept:
+        on_note(
+            f"left {len(kept)} temporary file(s) in {folder}: changed less than {STALE_TEMPORARY_SECONDS:.0f} s ago "
+            "or not lockable here, so perhaps another run's (e.g. {})".format(kept[0].name)
+        )
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        words in text for words in ("out of memory", "can't allocate memory", "not enough memory")
+    )
 
 
 def shard(paths: list[Path], num_parts: int = 1, part_id: int = 0) -> list[Path]:
@@ -82,14 +137,61 @@ class BatchResult:
     #: (input, message, the exception) for each failed input
     failed: list[tuple[Path, str, Exception]] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
+    #: inputs not processed because the batch was interrupted
+    left: list[Path] = field(default_factory=list)
+    #: the signal number (SIGINT for Ctrl-C) that interrupted the batch; None when it ran to its end
+    interrupted: int | None = None
 
 
 def output_paths(out_dir: Path, stem: str, fmt: str, previews: bool) -> dict[str, Path]:
-    paths = {"cube": out_dir / f"{stem}.{fmt}", "record": out_dir / f"{stem}.json"}
+    """One input's set of outputs, in the order they are written: the record comes last and marks the set
+    complete (:func:`set_complete`). The one list of what a set holds."""
+    paths = {"cube": out_dir / f"{stem}.{fmt}"}
     if previews:
         paths["rgb"] = out_dir / f"{stem}_rgb.png"
         paths["bands"] = out_dir / f"{stem}_bands.png"
+    paths["record"] = out_dir / f"{stem}.json"
     return paths
+
+
+def set_complete(paths: dict[str, Path]) -> bool:
+    """A set is complete when its record (written last) is a JSON object and every other file of it exists."""
+    return _is_record(paths["record"]) and all(path.is_file() for path in paths.values())
+
+
+def _is_record(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):
+        return False
+
+
+def _plan_set(paths: dict[str, Path], skip_existing: bool, overwrite: bool) -> str:
+    """``"skip"``, ``"write"`` or ``"replace"`` (write over files of this set); raises when existing files are
+    in the way and neither flag allows replacing them."""
+    from .io import check_writable
+
+    complete = set_complete(paths)
+    present = [path for path in paths.values() if path.exists() and not path.is_dir()]
+    if complete and skip_existing:
+        return "skip"
+    # A crash never leaves a damaged record (it is written atomically): an unreadable one is someone else's file.
+    foreign = paths["record"].exists() and not complete and not _is_record(paths["record"])
+    replace = overwrite or (skip_existing and bool(present) and not foreign)
+    if present and not replace:
+        if complete:
+            raise OutputExistsError(
+                f"{present[0]} exists; pass --overwrite to replace it or --skip-existing to keep it"
+            )
+        if foreign:
+            raise OutputExistsError(f"{paths['record']} exists and is not an hsra record; pass --overwrite to replace it")
+        raise OutputExistsError(
+            f"{present[0]} exists but its set has no record {paths['record'].name} (an interrupted run?); "
+            "pass --skip-existing to redo that input or --overwrite"
+        )
+    for target in paths.values():
+        check_writable(target, replace)
+    return "replace" if replace else "write"
 
 
 def reconstruct_files(
@@ -108,42 +210,60 @@ def reconstruct_files(
     skip_existing: bool = False,
     overwrite: bool = False,
     arguments: dict | None = None,
+    name: str = "{stem}",
     on_begin=None,
     on_start=None,
+    on_result=None,
     on_done=None,
+    on_note=None,
+    progress=None,
 ) -> BatchResult:
-    """Reconstruct every input into ``out_dir``. ``on_begin(todo, skipped)`` (after the up-front checks),
-    ``on_start(path, index, total)`` and ``on_done(path, record|None, error|None)`` report progress. Raises before computing anything when outputs would be overwritten."""
+    """Reconstruct every input into ``out_dir``, each output set named by the template ``name``
+    (:data:`RECONSTRUCT_NAME_FIELDS`).
+
+    Callbacks: ``on_begin(todo, skipped)`` after the up-front checks; ``on_start(path, index, total)``;
+    ``on_result(path, index, total, record)`` when an input is reconstructed (before its files are written);
+    ``on_done(path, record|None, error|None)`` when its set is written or it failed; ``on_note(text)`` for
+    housekeeping notes; ``progress(done, total)`` for the steps (tiles, solver iterations) of the current input.
+
+    Raises before computing anything when outputs would be overwritten or replace an input. ``skip_existing``:
+    complete sets are skipped and incomplete ones redone. Integer measurements (uint8/uint16/…) are scaled to
+    [0, 1] by their type's maximum, as integer cubes are, and the record says so. On KeyboardInterrupt or
+    :class:`~hsra_cli.errors.Interrupted` (the CLI's SIGINT/SIGTERM) the input being reconstructed is dropped, the
+    write under way is finished, and the result comes back with ``interrupted`` and ``left`` set.
+    """
     from .bands import default_wavelengths
-    from .io import atomic_output, check_writable, read_mask, read_measurement, write_cube
+    from .io import atomic_output, read_mask, read_measurement, unit_range, write_cube
     from .provenance import add_provenance
     from .render import prepare as prepare_previews, write_previews
 
     if fmt not in ("mat", "h5", "tif", "npy"):
         raise UsageError(f"unknown --format {fmt!r}; expected mat, h5, tif or npy")
+    check_name_template(name, RECONSTRUCT_NAME_FIELDS)
     stems: dict[str, Path] = {}
+    planned: list[tuple[Path, str]] = []
     for path in inputs:
-        if path.stem in stems:
-            raise UsageError(f"inputs {stems[path.stem]} and {path} would both write {path.stem}.{fmt}; rename one")
-        stems[path.stem] = path
+        stem = output_name(name, stem=path.stem, parent=path.parent.name, model=reconstructor.entry.name)
+        if stem in stems:
+            raise UsageError(
+                f"inputs {stems[stem]} and {path} would both write {stem}.{fmt}; name the outputs apart with --name "
+                "(e.g. '{parent}_{stem}') or rename one"
+            )
+        stems[stem] = path
+        planned.append((path, stem))
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output {out_dir} exists and is not a folder")
+    sets = [(path, output_paths(out_dir, stem, fmt, previews)) for path, stem in planned]
+    check_not_inputs((p for _, paths in sets for p in paths.values()), [*inputs, mask_path])
 
     result = BatchResult()
-    todo: list[tuple[Path, dict[str, Path]]] = []
-    for path in inputs:
-        paths = output_paths(out_dir, path.stem, fmt, previews)
-        if skip_existing and paths["cube"].exists() and paths["record"].exists():
+    todo: list[tuple[Path, dict[str, Path], bool]] = []
+    for path, paths in sets:
+        plan = _plan_set(paths, skip_existing, overwrite)
+        if plan == "skip":
             result.skipped.append(path)
-            continue
-        for target in paths.values():
-            try:
-                check_writable(target, overwrite)
-            except OutputExistsError:
-                raise OutputExistsError(
-                    f"{target} exists; pass --overwrite to replace it or --skip-existing to keep it"
-                ) from None
-        todo.append((path, paths))
+        else:
+            todo.append((path, paths, plan == "replace"))
     if on_begin:
         on_begin(len(todo), len(result.skipped))
     if not todo:
@@ -157,78 +277,120 @@ def reconstruct_files(
     if wavelengths.shape != (reconstructor.bands,):
         raise UsageError(f"{wavelengths.size} wavelengths given for {reconstructor.bands} bands")
     out_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(out_dir, on_note)
     env = environment()
 
-    def write_outputs(cube: np.ndarray, record: dict, paths: dict[str, Path]) -> dict:
+    def write_outputs(cube: np.ndarray, record: dict, paths: dict[str, Path], replace: bool) -> dict:
         start = time.perf_counter()
         meta = {k: record[k] for k in ("model", "physics", "normalization")}
-        write_cube(paths["cube"], cube, wavelengths_nm=wavelengths, metadata=meta, overwrite=overwrite)
-        if previews:
-            write_previews(cube, wavelengths, out_dir, paths["cube"].stem, overwrite=overwrite)
-        record["seconds"]["write"] = time.perf_counter() - start
-        with atomic_output(paths["record"], overwrite) as tmp:
-            tmp.write_text(json.dumps(record, indent=2, default=str))
+        if replace:  # the old record goes first: until the new one lands, the set reads as incomplete
+            paths["record"].unlink(missing_ok=True)
+        # Every file of the set (output_paths) is written before the record; each goes into `written`, so a set
+        # whose writing fails is removed whole.
+        written: list[Path] = []
+        try:
+            written.append(write_cube(paths["cube"], cube, wavelengths_nm=wavelengths, metadata=meta, overwrite=replace))
+            if previews:
+                written += write_previews(cube, wavelengths, out_dir, paths["cube"].stem, overwrite=replace)
+            record["seconds"]["write"] = time.perf_counter() - start
+            with atomic_output(paths["record"], replace) as tmp:
+                tmp.write_text(json.dumps(record, indent=2, default=str))
+        except BaseException:
+            for path in written:  # a set without its record is useless: free the disk (they are this call's files)
+                path.unlink(missing_ok=True)
+            raise
         return record
 
     pending: list[tuple[Path, dict[str, Path], Future]] = []
+    handled = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsra-writer") as writer:
         if previews:
             writer.submit(prepare_previews)  # imports overlap the first reconstruction
-        for index, (path, paths) in enumerate(todo):
-            if on_start:
-                on_start(path, index, len(todo))
-            try:
-                start = time.perf_counter()
-                measurement, loaded = read_measurement(path, key)
-                read_seconds = time.perf_counter() - start
-                recon = reconstructor.reconstruct(
-                    measurement, mask, normalize=normalize, mask_offset=mask_offset, key=loaded.key
+        try:
+            for index, (path, paths, replace) in enumerate(todo):
+                if on_start:
+                    on_start(path, index, len(todo))
+                try:
+                    start = time.perf_counter()
+                    measurement, loaded = read_measurement(path, key)
+                    measurement, _ = unit_range(measurement, loaded)
+                    read_seconds = time.perf_counter() - start
+                    recon = reconstructor.reconstruct(
+                        measurement, mask, normalize=normalize, mask_offset=mask_offset, key=loaded.key,
+                        progress=progress,
+                    )
+                except (HsraError, MemoryError, RuntimeError) as exc:
+                    if isinstance(exc, RuntimeError) and not _out_of_memory(exc):
+                        raise
+                    if not isinstance(exc, HsraError):
+                        exc = InputFileError(
+                            f"out of memory reconstructing {path}; lower --memory-cap or set --tile-size so it is tiled"
+                        )
+                    result.failed.append((path, str(exc), exc))
+                    handled += 1
+                    if on_done:
+                        on_done(path, None, str(exc))
+                    continue
+                record = recon.record
+                record["seconds"]["read"] = read_seconds
+                integer = loaded.metadata.get("integer_dtype")
+                record.update(
+                    {
+                        "input": {
+                            "path": str(path), "key": loaded.key, "shape": list(measurement.shape),
+                            **({"integer_dtype": integer, "scaled_by": f"1/{np.iinfo(np.dtype(integer)).max}",
+                                "note": "integer measurement scaled to [0, 1], as integer cubes are"}
+                               if integer else {}),
+                        },
+                        "mask_file": {"path": str(mask_path), "key": mask_loaded.key, "shape": list(mask.shape)},
+                        "outputs": {k: str(v) for k, v in paths.items()},
+                        "wavelengths_nm": wavelengths.tolist(),
+                        "arguments": arguments or {},
+                        "environment": env,
+                    }
                 )
-            except HsraError as exc:
-                result.failed.append((path, str(exc), exc))
-                if on_done:
-                    on_done(path, None, str(exc))
-                continue
-            record = recon.record
-            record["seconds"]["read"] = read_seconds
-            record.update(
-                {
-                    "input": {"path": str(path), "key": loaded.key, "shape": list(measurement.shape)},
-                    "mask_file": {"path": str(mask_path), "key": mask_loaded.key, "shape": list(mask.shape)},
-                    "outputs": {k: str(v) for k, v in paths.items()},
-                    "wavelengths_nm": wavelengths.tolist(),
-                    "arguments": arguments or {},
-                    "environment": env,
-                }
-            )
-            add_provenance(record, path, mask_path)  # timestamp, command line, versions, hashes, absolute paths
-            pending.append((path, paths, writer.submit(write_outputs, recon.cube, record, paths)))
-            # Report finished writes as they complete, without waiting on the current one.
-            pending = _collect(pending, result, on_done, block=False)
-        _collect(pending, result, on_done, block=True)
+                add_provenance(record, path, mask_path)  # timestamp, command line, versions, hashes, absolute paths
+                if on_result:
+                    on_result(path, index, len(todo), record)
+                # The next input is reconstructed while this one is written, but no further ahead: memory stays
+                # bounded and an interruption finds at most one write under way.
+                _collect(pending, result, on_done, block=True)
+                pending.append((path, paths, writer.submit(write_outputs, recon.cube, record, paths, replace)))
+                handled += 1
+            _collect(pending, result, on_done, block=True)
+        except INTERRUPTS as exc:  # Ctrl-C, or SIGINT/SIGTERM as hsra_cli.errors.Interrupted
+            result.interrupted = getattr(exc, "signum", int(signal.SIGINT))
+            # A write not yet begun is dropped with the input in progress; the one under way is finished.
+            dropped = [item for item in pending if item[2].cancel()]
+            for item in dropped:
+                pending.remove(item)
+            result.left = [path for path, _, _ in dropped] + [path for path, _, _ in todo[handled:]]
+            _collect(pending, result, on_done, block=True)
     return result
 
 
-def _collect(pending, result: BatchResult, on_done, block: bool):
-    remaining = []
-    for path, paths, future in pending:
+def _collect(pending, result: BatchResult, on_done, block: bool) -> None:
+    """Record the finished writes of ``pending`` (all of them with ``block``), removing them from the list."""
+    for item in list(pending):
+        path, paths, future = item
         if not block and not future.done():
-            remaining.append((path, paths, future))
             continue
         try:
             record = future.result()
         except HsraError as exc:
+            pending.remove(item)
             result.failed.append((path, str(exc), exc))
             if on_done:
                 on_done(path, None, str(exc))
             continue
         except OSError as exc:
+            pending.remove(item)
             result.failed.append((path, f"cannot write outputs: {exc}", exc))
             if on_done:
                 on_done(path, None, f"cannot write outputs: {exc}")
             continue
+        pending.remove(item)
         result.done.append(path)
         result.outputs.extend(paths.values())
         if on_done:
             on_done(path, record, None)
-    return remaining

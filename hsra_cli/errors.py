@@ -37,3 +37,30 @@ class OutputExistsError(UsageError):
 
 class WeightsError(HsraError):
     """Model weights are missing, corrupt, or do not fit the architecture."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised in the main thread by the CLI's signal handlers.
+
+    Not an ``Exception``: like KeyboardInterrupt it passes every ``except Exception``, so temporary files are removed
+    and batches finish the item in progress and report what is left (they catch :data:`INTERRUPTS`). The CLI exits
+    with ``128 + signum`` (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+
+    @property
+    def signal_name(self) -> str:
+        import signal
+
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+
+#: What stops a batch early: Ctrl-C in plain Python, or a signal the CLI turned into :class:`Interrupted`.
+INTERRUPTS = (KeyboardInterrupt, Interrupted)

@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import re
 import secrets
 import threading
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -55,6 +58,8 @@ __all__ = [
     "atomic_output",
     "check_writable",
     "output_format",
+    "declared_shape",
+    "remove_stale_temporaries",
 ]
 
 SUPPORTED_SUFFIXES = (".mat", ".h5", ".hdf5", ".tif", ".tiff", ".npy", ".npz")
@@ -91,6 +96,18 @@ _MATLAB_CLASSES = {
 #: v7.3 groups MATLAB uses for its own bookkeeping (cell contents, object data), not user variables.
 _MAT73_PRIVATE_GROUPS = ("#refs#", "#subsystem#")
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
+#: The temporary files of :func:`atomic_output`: ``.<target name>.<12 hex digits>.tmp``.
+_TEMPORARY_NAME = re.compile(r"^\.(?P<target>.+)\.[0-9a-f]{12}\.tmp$")
+#: What our temporaries become; a hidden file of the same pattern for anything else is not ours.
+_WRITTEN_SUFFIXES = frozenset(SUPPORTED_SUFFIXES + (".png", ".json", ".csv", ".md", ".safetensors"))
+#: An unlocked temporary untouched for this long belongs to no running writer (a live one is locked within
+#: microseconds of its creation, and its writer keeps changing it until it is renamed); younger ones are only reported.
+STALE_TEMPORARY_SECONDS = 10.0
+
+try:  # POSIX: temporaries are locked while written, so a later run can tell live ones from leftovers
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: leftovers are reported, never removed
+    fcntl = None
 
 
 @dataclass
@@ -120,6 +137,60 @@ class LoadedArray:
 
 def _fmt_shape(shape: tuple[int, ...]) -> str:
     return "×".join(str(int(n)) for n in shape) if len(shape) else "scalar"
+
+
+def _fmt_bytes(count: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"  # pragma: no cover
+
+
+def _memory_available() -> int | None:
+    """Bytes this process may still allocate: the kernel's MemAvailable, or the cgroup's remaining limit when lower;
+    None where neither can be read (then sizes are not checked)."""
+    available = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as stream:
+            for line in stream:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if limit.isdigit() and used.isdigit():
+            remaining = max(0, int(limit) - int(used))
+            available = remaining if available is None else min(available, remaining)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+#: Bytes per element of each MATLAB class (scipy.io.whosmat), to check a v5 file's declared sizes.
+_MATLAB_ITEMSIZE = {
+    "double": 8, "single": 4, "int8": 1, "uint8": 1, "logical": 1, "int16": 2, "uint16": 2, "char": 2,
+    "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "sparse": 0,
+}
+
+
+def _check_fits(where, arrays: list[tuple[tuple[int, ...], int]]) -> None:
+    """Refuse before loading when the arrays a file declares (shape, bytes per element) would not fit in memory.
+
+    Each element is counted with its float32 copy: a damaged or hostile header declaring an enormous shape gets a
+    one-line error instead of an out-of-memory crash or a long swap storm."""
+    need = sum(math.prod(int(n) for n in shape) * (itemsize + 4) for shape, itemsize in arrays if itemsize)
+    available = _memory_available()
+    if available is not None and need > available:
+        largest = max((shape for shape, itemsize in arrays if itemsize), key=lambda s: math.prod(int(n) for n in s))
+        raise InputFileError(
+            f"{where} declares {'an array' if len(arrays) == 1 else 'arrays'} of {_fmt_shape(largest)} needing "
+            f"{_fmt_bytes(need)} to read, more than the {_fmt_bytes(available)} of memory available; "
+            "expected a smaller array (or the file is damaged)"
+        )
 
 
 def _short_reason(exc: BaseException) -> str:
@@ -232,6 +303,7 @@ class _Entry:
     kind: str  # "numeric" | "complex" | "text" | "record" | "object" | "cell" | "struct" | "sparse" | "empty"
     load: Callable[[], np.ndarray]
     integer_dtype: str | None = None  # original integer dtype, reported so callers can scale (not for logicals)
+    itemsize: int = 8  # bytes per stored element, to check a declared size against memory before loading
 
     def describe(self) -> str:
         if self.kind == "numeric":
@@ -252,7 +324,7 @@ def _numeric_entry(name: str, array: np.ndarray, *, logical: bool = False) -> _E
     if kind == "numeric" and array.size == 0:
         kind = "empty"
     integer = array.dtype.name if array.dtype.kind in "iu" and not logical else None
-    return _Entry(name, tuple(array.shape), kind, lambda: array, integer)
+    return _Entry(name, tuple(array.shape), kind, lambda: array, integer, array.dtype.itemsize)
 
 
 def _metadata_from_variables(values: dict[str, Any]) -> dict:
@@ -271,6 +343,8 @@ def _open_mat_v5(path: Path) -> _Source:
     import scipy.io
     import scipy.sparse
 
+    # loadmat reads every variable at once: check the sizes the file declares first (headers only).
+    _check_fits(path, [(shape, _MATLAB_ITEMSIZE.get(matlab_class, 8)) for _, shape, matlab_class in scipy.io.whosmat(str(path))])
     # squeeze_me stays off: squeezing would turn an H×W×1 cube we wrote into H×W and break round-trips,
     # and MATLAB itself never stores trailing singleton dimensions anyway.
     contents = scipy.io.loadmat(str(path), squeeze_me=False, struct_as_record=True)
@@ -348,7 +422,7 @@ def _open_hdf5(path: Path, handle, matlab: bool) -> _Source:
         integer = None
         if kind == "numeric" and dataset.dtype.kind in "iu" and matlab_class != "logical":
             integer = dataset.dtype.name
-        entries[name] = _Entry(name, shape, kind, load, integer)
+        entries[name] = _Entry(name, shape, kind, load, integer, dataset.dtype.itemsize)
 
     handle.visititems(visit)
 
@@ -408,7 +482,7 @@ def _open_tiff(path: Path, handle) -> _Source:
     dtype = np.dtype(series.dtype)
     kind = _dtype_kind(dtype)
     integer = dtype.name if dtype.kind in "iu" else None
-    entries = {"": _Entry("", array_shape, kind, series.asarray, integer)}
+    entries = {"": _Entry("", array_shape, kind, series.asarray, integer, dtype.itemsize)}
     meta: dict = {}
     shaped = handle.shaped_metadata
     if shaped:
@@ -440,7 +514,7 @@ def _npy_entry(name: str, shape, dtype: np.dtype, load) -> _Entry:
     if kind == "numeric" and math.prod(shape) == 0:
         kind = "empty"
     integer = dtype.name if dtype.kind in "iu" else None
-    return _Entry(name, shape, kind, load, integer)
+    return _Entry(name, shape, kind, load, integer, dtype.itemsize)
 
 
 def _open_npy(path: Path) -> _Source:
@@ -461,11 +535,27 @@ def _open_npz(path: Path, archive) -> _Source:
 
 
 @contextlib.contextmanager
+def _quiet_readers() -> Iterator[None]:
+    """Silence the reader libraries while they read: they report damaged files through log lines (tifffile) and
+    warnings (scipy, numpy casts), and hsra reports each problem as its own one-line error instead."""
+    logger = logging.getLogger("tifffile")
+    was_disabled = logger.disabled
+    logger.disabled = True
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.disabled = was_disabled
+
+
+@contextlib.contextmanager
 def _open_source(path: Path, fmt: str) -> Iterator[_Source]:
     """Open ``path`` and describe its arrays; turns any reader failure into a one-line InputFileError."""
     label_fmt = fmt
     try:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(_quiet_readers())
             if fmt == "mat":
                 import h5py
 
@@ -488,7 +578,9 @@ def _open_source(path: Path, fmt: str) -> Iterator[_Source]:
             elif fmt == "npy":
                 source = _open_npy(path)
             else:
-                archive = np.load(str(path), allow_pickle=False)
+                # Our own file object, closed by the stack: np.load leaks its own when the archive is damaged.
+                stream = stack.enter_context(open(path, "rb"))
+                archive = np.load(stream, allow_pickle=False)
                 if not isinstance(archive, np.lib.npyio.NpzFile):  # np.load also accepts a bare .npy
                     raise InputFileError(f"{path} is a single .npy array, not a .npz archive; rename it to .npy")
                 stack.enter_context(archive)
@@ -547,11 +639,23 @@ def _usable_float32(array, path: Path, entry: _Entry) -> np.ndarray:
         raise InputFileError(f"{where} holds Python objects, which hsra never unpickles; expected a numeric array")
     if entry.kind != "numeric":
         raise InputFileError(f"{where} holds {entry.kind} data, not a numeric array")
-    data = np.ascontiguousarray(np.asarray(array), dtype=np.float32)
-    # Checked after the float32 conversion: a float64 beyond float32's range becomes Inf there.
-    bad = int(data.size - np.count_nonzero(np.isfinite(data)))
-    if bad:
-        raise ValueRangeError(f"{where} holds {bad} NaN/Inf values; expected finite numbers")
+    stored = np.asarray(array)
+    if stored.size == 0:  # e.g. a TIFF whose header declares a zero-length axis
+        raise InputFileError(f"{where} is empty (shape {_fmt_shape(stored.shape)}); expected a non-empty numeric array")
+    if stored.dtype.kind == "f":
+        bad = int(stored.size - np.count_nonzero(np.isfinite(stored)))
+        if bad:
+            raise ValueRangeError(f"{where} holds {bad} NaN/Inf values; expected finite numbers")
+    with np.errstate(over="ignore", invalid="ignore"):
+        data = np.ascontiguousarray(stored, dtype=np.float32)
+    # Finite float64 values beyond float32's range become Inf in the conversion: say so, not "NaN/Inf".
+    beyond = int(data.size - np.count_nonzero(np.isfinite(data)))
+    if beyond:
+        largest = float(np.max(np.abs(stored[np.isfinite(stored)])))
+        raise ValueRangeError(
+            f"{where} holds {beyond} values beyond the float32 range (up to {largest:.3g}; float32 ends at "
+            f"{float(np.finfo(np.float32).max):.3g}); expected values in the data's units, e.g. [0, 1]"
+        )
     return data
 
 
@@ -564,6 +668,16 @@ def list_arrays(path) -> dict[str, tuple[int, ...]]:
     source_path, fmt = _input_path(path)
     with _open_source(source_path, fmt) as source:
         return {name: entry.shape for name, entry in source.entries.items() if entry.kind == "numeric"}
+
+
+def declared_shape(path, key: str | None = None, role: str = "any") -> tuple[int, ...]:
+    """The shape of the array :func:`read_array` would read (same key choice), from the file's headers where the
+    format allows (HDF5, v7.3, TIFF, NumPy; MATLAB v5 files are read whole). MATLAB orientation for .mat."""
+    if role not in _ROLE_KEYS:
+        raise ValueError(f"role must be one of {', '.join(_ROLE_KEYS)}, got {role!r}")
+    source_path, fmt = _input_path(path)
+    with _open_source(source_path, fmt) as source:
+        return tuple(source.entries[_choose_key(source_path, source, key, role)].shape)
 
 
 def read_array(path, key: str | None = None, role: str = "any") -> LoadedArray:
@@ -585,12 +699,25 @@ def read_array(path, key: str | None = None, role: str = "any") -> LoadedArray:
     if role not in _ROLE_KEYS:
         raise ValueError(f"role must be one of {', '.join(_ROLE_KEYS)}, got {role!r}")
     source_path, fmt = _input_path(path)
-    with _open_source(source_path, fmt) as source:
-        name = _choose_key(source_path, source, key, role)
-        entry = source.entries[name]
-        raw = entry.load() if entry.kind == "numeric" else None
-        metadata = {**source.file_metadata, **source.entry_metadata(name)} if entry.kind == "numeric" else {}
-    data = _usable_float32(raw, source_path, entry)
+    where = str(source_path)
+    try:
+        with _open_source(source_path, fmt) as source:
+            name = _choose_key(source_path, source, key, role)
+            entry = source.entries[name]
+            where = _where(source_path, name)
+            raw = None
+            if entry.kind == "numeric":
+                _check_fits(where, [(entry.shape, entry.itemsize)])
+                raw = entry.load()
+                if tuple(np.shape(raw)) != entry.shape:
+                    raise InputFileError(
+                        f"cannot read {where}: the file declares {_fmt_shape(entry.shape)} but holds "
+                        f"{_fmt_shape(np.shape(raw))} (a damaged file?)"
+                    )
+            metadata = {**source.file_metadata, **source.entry_metadata(name)} if entry.kind == "numeric" else {}
+        data = _usable_float32(raw, source_path, entry)
+    except MemoryError:
+        raise InputFileError(f"out of memory reading {where}; expected an array that fits in memory") from None
     if entry.integer_dtype:
         metadata["integer_dtype"] = entry.integer_dtype
     return LoadedArray(data=data, key=name, path=source_path, metadata=metadata)
@@ -716,6 +843,13 @@ def read_mask(path, key=None) -> tuple[np.ndarray, LoadedArray]:
             f"{_where(loaded.path, loaded.key)} holds an array of shape {_fmt_shape(loaded.data.shape)}; "
             "a mask must be a 2-D aperture (H×W) or a 3-D shifted mask (H×W'×C)"
         )
+    negative = int(np.count_nonzero(data < 0))
+    if negative:
+        # A transmission below zero is not physical (not even after a dark-frame subtraction, which should clip).
+        raise ValueRangeError(
+            f"{_where(loaded.path, loaded.key)} holds {negative} negative values (down to {float(data.min()):.3g}); "
+            "a mask transmits light: expected values ≥ 0 (clip a calibrated mask to [0, 1])"
+        )
     return data, loaded
 
 
@@ -774,19 +908,27 @@ def atomic_output(path, overwrite=False) -> Iterator[Path]:
     """Context manager for writing ``path`` all-or-nothing.
 
     Yields a temporary path ``.<name>.<random>.tmp`` in the target's folder (created if missing); write the
-    file there. On success the temporary file is renamed onto ``path``; on any exception it is deleted and
-    the exception re-raised, so no partial output is ever left. The existence check
-    (:class:`OutputExistsError` unless ``overwrite``) happens before anything is created. The file gets the
-    permissions the umask allows (0644 under umask 022), whatever mode the writer created it with.
+    file there (writers open it for writing, which keeps the file). On success the temporary file is renamed
+    onto ``path``; on any exception (Ctrl-C and SIGTERM included) it is deleted and the exception re-raised, so
+    no partial output is ever left. The existence check (:class:`OutputExistsError` unless ``overwrite``)
+    happens before anything is created. While it is written the temporary file holds an exclusive lock, so
+    :func:`remove_stale_temporaries` can tell it from one left by a killed process (SIGKILL, power loss). The
+    file gets the permissions the umask allows (0644 under umask 022), whatever mode the writer created it with.
     """
     target = Path(path)
     check_writable(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Not created here: writers create it themselves (some with 0600; _ordinary_permissions fixes that below).
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    # Created here with ordinary permissions (mkstemp would give 0600) and locked while it is written. A POSIX
+    # record lock, not flock(): HDF5 flock()s the files it writes, and a lock of the same process never blocks
+    # it. (Any close of the file releases a POSIX lock, e.g. when a writer finishes; the age rule covers that.)
+    descriptor = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
     try:
+        if fcntl is not None:
+            with contextlib.suppress(OSError):  # file systems without locks: the temporary goes unlocked
+                fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         yield temporary
-        if not temporary.exists():
+        if not temporary.exists() or temporary.stat().st_size == 0:
             raise HsraError(f"nothing was written for {target}")
         _ordinary_permissions(temporary)
         if overwrite:
@@ -805,6 +947,59 @@ def atomic_output(path, overwrite=False) -> Iterator[Path]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(descriptor)
+
+
+def remove_stale_temporaries(folder) -> tuple[list[tuple[Path, int]], list[Path]]:
+    """Remove the temporary files a killed ``hsra`` process left in ``folder`` (not recursive).
+
+    Only hidden files named as :func:`atomic_output` names them (``.<name>.<12 hex digits>.tmp``, for a file
+    type hsra writes) are looked at; anything else is never touched. One is removed when no process holds its
+    lock and it has not changed for :data:`STALE_TEMPORARY_SECONDS`; a locked one belongs to a live writer (e.g.
+    another ``--part-id`` writing into the same folder) and is left alone.
+
+    Returns ``(removed, kept)``: ``(path, bytes)`` of each file removed, and the unlocked but recent (or, without
+    file locks, all) leftovers that were only reported.
+    """
+    removed: list[tuple[Path, int]] = []
+    kept: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed, kept
+    now = time.time()
+    for entry in entries:
+        match = _TEMPORARY_NAME.match(entry.name)
+        if not match or Path(match["target"]).suffix.lower() not in _WRITTEN_SUFFIXES:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            descriptor = os.open(entry.path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue  # not ours to open (another user's), or gone
+        try:
+            if fcntl is None:
+                kept.append(Path(entry.path))
+                continue
+            try:
+                fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except (BlockingIOError, PermissionError):
+                continue  # a live writer holds it
+            except OSError:
+                kept.append(Path(entry.path))  # no locks on this file system: cannot tell, so only report
+                continue
+            status = os.fstat(descriptor)
+            if now - status.st_mtime < STALE_TEMPORARY_SECONDS:
+                kept.append(Path(entry.path))
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append((Path(entry.path), status.st_size))
+        finally:
+            os.close(descriptor)
+    return removed, kept
 
 
 def _to_numpy(array) -> np.ndarray:

@@ -71,6 +71,26 @@ def normalise_measurement(measurement: np.ndarray, bands: int, mode: str, key: s
     }
 
 
+#: Negative measurement values down to this fraction of the peak are read as noise around a dark level (a capture
+#: with its dark frame subtracted, a simulation with Gaussian noise) and only warned about; deeper ones are refused.
+NEGATIVE_NOISE_FRACTION = 0.25
+
+
+def measurement_warnings(measurement: np.ndarray) -> list[str]:
+    """Check that a measurement counts light: refuse (ValueRangeError) negative values beyond noise, and return
+    one-line warnings for negative values that can be noise."""
+    low, peak = float(np.min(measurement)), float(np.max(measurement))
+    if low >= 0:
+        return []
+    if peak <= 0 or -low > NEGATIVE_NOISE_FRACTION * peak:
+        raise ValueRangeError(
+            f"measurement holds negative values down to {low:.3g} (peak {peak:.3g}); a measurement counts light: "
+            f"expected values ≥ 0, or negatives within {NEGATIVE_NOISE_FRACTION:.0%} of the peak (noise)"
+        )
+    count = int(np.count_nonzero(measurement < 0))
+    return [f"measurement holds {count} negative values (down to {low:.3g}, {-low / peak:.1%} of the peak); taken as noise"]
+
+
 def crop_mask(mask: np.ndarray, height: int, width: int, offset: tuple[int, int] | None) -> tuple[np.ndarray, dict]:
     """Crop a 2-D aperture larger than the capture area to ``height × width`` at ``offset`` (row, column).
 
@@ -294,8 +314,15 @@ class Reconstructor:
                 out = refine(out, y.float(), op, self.refine)
         return out
 
-    def _run_whole(self, y: torch.Tensor, op: CassiOperator) -> torch.Tensor:
-        return self._forward(y[None], op)[0]
+    def _run_whole(self, y: torch.Tensor, op: CassiOperator, progress=None) -> torch.Tensor:
+        # Iterative solvers (GAP-TV) report their iterations; networks run in one go.
+        if progress is None or not hasattr(self.model, "on_iteration"):
+            return self._forward(y[None], op)[0]
+        self.model.on_iteration = progress
+        try:
+            return self._forward(y[None], op)[0]
+        finally:
+            self.model.on_iteration = None
 
     def _run_tiled(self, y: torch.Tensor, op: CassiOperator, tile: int, progress=None) -> torch.Tensor:
         height, width = op.cube_shape
@@ -351,9 +378,12 @@ class Reconstructor:
         progress=None,
     ) -> Reconstruction:
         """Reconstruct one capture. ``measurement`` is ``H×W'`` (width axis), ``mask`` a 2-D aperture (cropped at
-        ``mask_offset`` when larger) or a 3-D shifted mask. Returns the cube ``H×W×C`` (float32) and a record."""
+        ``mask_offset`` when larger) or a 3-D shifted mask. Returns the cube ``H×W×C`` (float32) and a record
+        (``record["warnings"]``: one-line notes about the data, e.g. negative values taken as noise).
+        ``progress(done, total)`` is called after each tile, or each iteration of an iterative solver."""
         if not np.isfinite(measurement).all():
             raise ValueRangeError("measurement holds NaN or Inf values; expected finite numbers")
+        value_warnings = measurement_warnings(measurement)
         op, mask_info = self.operator_for(measurement, mask, mask_offset)
         scaled, norm_info = normalise_measurement(measurement.astype(np.float32), self.bands, normalize, key)
         op = op.to(self.device)
@@ -365,7 +395,7 @@ class Reconstructor:
         start = time.perf_counter()
         fallback = None
         try:
-            cube = self._run_tiled(y, op, tile, progress) if tile else self._run_whole(y, op)
+            cube = self._run_tiled(y, op, tile, progress) if tile else self._run_whole(y, op, progress)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             tile = max(64, (tile or min(height, width)) // 2)
@@ -397,6 +427,7 @@ class Reconstructor:
             "seconds": {"reconstruct": seconds},
             "residual": residual,
             "residual_definition": "‖A x̂ − y‖ / ‖y‖ on the (normalised) measurement",
+            "warnings": value_warnings,
         }
         if self.device.type == "cuda":
             record["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 1e9

@@ -108,6 +108,17 @@ def simulate_measurement(
 
 
 
+#: The placeholders of ``hsra simulate --name``.
+SIMULATE_NAME_FIELDS = {
+    "stem": "the cube's file name without its suffix (stem_N for scene N of a stack)",
+    "parent": "the name of the cube's folder",
+    "noise": "the noise model (none, gaussian, shot)",
+    "seed": "the seed",
+}
+#: The mask every measurement of an output folder shares.
+MASK_FILE = "mask.mat"
+
+
 def simulate_files(
     cube_paths,
     out_dir,
@@ -127,18 +138,31 @@ def simulate_files(
     gain=1.0,
     preview=True,
     overwrite=False,
+    name="{stem}",
     on_warning=None,
     on_written=None,
-) -> list:
-    """Simulate a measurement for each cube file into ``out_dir``; returns the paths written.
+    on_failed=None,
+    on_note=None,
+):
+    """Simulate a measurement for each cube into ``out_dir``; returns a :class:`~hsra_cli.batch.BatchResult`
+    (``outputs``: the paths written, in order).
 
-    Writes ``<stem>.mat`` (key ``meas`` plus the physics and noise settings), ``mask.mat`` (the 2-D aperture or
-    3-D mask used, key ``mask``) and, with ``preview``, ``<stem>_meas.png``. All outputs are checked before any
-    is written.
+    ``cube_paths``: files or :class:`~hsra_cli.inputs.Source` s (a stack gives each of its selected scenes).
+    Writes ``<name>.mat`` (key ``meas`` plus the physics and noise settings; ``name`` is a template of
+    :data:`SIMULATE_NAME_FIELDS`), ``mask.mat`` (the 2-D aperture or 3-D mask used, key ``mask``) and, with
+    ``preview``, ``<name>_meas.png``. A ``mask.mat`` already there holding the same mask is kept (so a shell loop
+    can simulate one cube per call into one folder); a different one is refused unless ``overwrite``. Every
+    output is checked before any is written; an output never replaces an input of the same call. A cube that
+    cannot be read or simulated fails alone (``on_failed(path, message)``); Ctrl-C/SIGTERM stops after the
+    current file with ``interrupted`` and ``left`` set.
     """
     from pathlib import Path
 
-    from .io import check_writable, read_cube, read_mask, unit_range, write_array
+    from .batch import BatchResult, check_name_template, check_not_inputs, clean_stale_temporaries, output_name
+    from .errors import INTERRUPTS, HsraError, InputFileError, OutputExistsError
+    from .inputs import SceneReader, Source, same_file, scenes_of
+    from .io import check_writable, read_mask, write_array
+    from .render import measurement_preview, save_png
 
     out_dir = Path(out_dir)
     if noise not in NOISE_KINDS:
@@ -147,68 +171,132 @@ def simulate_files(
         raise UsageError(f"--axis must be width or height, got {axis!r}")
     if mask_path is None and mask_kind not in MASK_KINDS:
         raise UsageError(f"unknown --mask-kind {mask_kind!r}; expected one of: {', '.join(MASK_KINDS)}")
-    stems = [Path(p).stem for p in cube_paths]
-    if len(set(stems)) != len(stems):
-        raise UsageError("two inputs share a file name stem; their outputs would collide")
-    targets = [out_dir / "mask.mat"]
-    for stem in stems:
-        targets.append(out_dir / f"{stem}.mat")
-        if preview:
-            targets.append(out_dir / f"{stem}_meas.png")
+    check_name_template(name, SIMULATE_NAME_FIELDS)
+    result = BatchResult()
+
+    def fail(path, error: HsraError) -> None:
+        result.failed.append((Path(path), str(error), error))
+        if on_failed:
+            on_failed(path, str(error))
+
+    scenes = []
+    for item in cube_paths:
+        source = item if isinstance(item, Source) else Source(Path(item), str(item))
+        try:
+            scenes.extend(scenes_of(source, key))
+        except HsraError as exc:
+            fail(source.spec, exc)
+    planned, stems = [], {}
+    for scene in scenes:
+        stem = output_name(name, stem=scene.stem, parent=scene.path.parent.name, noise=noise, seed=str(seed))
+        if stem in stems:
+            raise UsageError(
+                f"inputs {stems[stem]} and {scene} would both write {stem}.mat; name the outputs apart with --name "
+                "(e.g. '{parent}_{stem}') or rename one"
+            )
+        stems[stem] = scene
+        planned.append((scene, out_dir / f"{stem}.mat", out_dir / f"{stem}_meas.png" if preview else None))
+    inputs = [scene.path for scene in scenes] + ([Path(mask_path)] if mask_path is not None else [])
+    targets = [t for _, meas_path, png_path in planned for t in (meas_path, png_path) if t is not None]
+    check_not_inputs(targets, inputs)
     for target in targets:
         check_writable(target, overwrite)
-
-    cubes = []
-    for path in cube_paths:
-        cube, loaded = read_cube(path, key, bands)
-        cube, _ = unit_range(cube, loaded)
-        if on_warning and (cube.max() > 1.5 or cube.min() < -0.01):
-            on_warning(f"{path}: values span {cube.min():.3g}..{cube.max():.3g}; CASSI cubes are usually in [0, 1]")
-        cubes.append((Path(path), cube, loaded))
-    sizes = {c.shape[:2] for _, c, _ in cubes}
+    mask_target = out_dir / MASK_FILE
+    check_writable(mask_target, True)  # its content decides (below) whether it may be replaced
+    mask = None
     if mask_path is not None:
         mask, _ = read_mask(mask_path, mask_key)
-    else:
-        if len(sizes) > 1:
-            raise ShapeError(
-                f"cubes differ in size ({', '.join(f'{h}×{w}' for h, w in sorted(sizes))}); one generated mask "
-                "cannot fit them all: simulate them separately or pass --mask"
-            )
-        (height, width), = sizes
-        mask = generate_mask(height, width, mask_kind, seed)
-
-    from .render import measurement_preview, save_png
-
-    written = []
+    if not planned:
+        return result
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for path, cube, loaded in cubes:
-        measurement, op = simulate_measurement(
-            cube, mask, step=step, axis=axis, noise=noise, noise_sigma=noise_sigma, qe=qe, bit_depth=bit_depth,
-            gain=gain, seed=seed,
-        )
-        meta = {
-            **op.describe(),
-            "noise": noise,
-            "noise_sigma": noise_sigma if noise == "gaussian" else None,
-            "qe": qe if noise == "shot" else None,
-            "bit_depth": bit_depth if noise == "shot" else None,
-            "gain": gain if noise == "shot" else None,
-            "seed": seed,
-            "source": str(path),
-            "scale": "field: sum over bands of the masked, sheared cube",
-        }
-        results.append((path, measurement, meta))
-    mask_meta = {"mask_kind": "file" if mask_path is not None else mask_kind, "seed": seed}
-    written.append(write_array(out_dir / "mask.mat", np.asarray(mask, dtype=np.float32), key="mask", metadata=mask_meta, overwrite=overwrite))
-    if on_written:
-        on_written(written[-1])
-    for path, measurement, meta in results:
-        written.append(write_array(out_dir / f"{path.stem}.mat", measurement, key="meas", metadata=meta, overwrite=overwrite))
+    clean_stale_temporaries(out_dir, on_note)
+
+    def settle_mask(mask_array: np.ndarray) -> None:
+        """Write mask.mat, or keep the one there when it holds this mask; refuse a different one."""
+        mask_array = np.asarray(mask_array, dtype=np.float32)
+        if mask_target.exists():
+            try:
+                existing, _ = read_mask(mask_target, "mask")
+            except HsraError:
+                existing = None
+            if existing is not None and existing.shape == mask_array.shape and np.array_equal(existing, mask_array):
+                if on_note:
+                    on_note(f"kept {mask_target}: it already holds this mask")
+                return
+            for source in inputs:
+                if same_file(mask_target, source):
+                    raise UsageError(
+                        f"output {mask_target} would replace the input {source} of this call; write to another folder (-o)"
+                    )
+            if not overwrite:
+                raise OutputExistsError(
+                    f"{mask_target} exists and holds a different mask; pass --overwrite to replace it or write to "
+                    "another folder"
+                )
+        mask_meta = {"mask_kind": "file" if mask_path is not None else mask_kind, "seed": seed}
+        written = write_array(mask_target, mask_array, key="mask", metadata=mask_meta, overwrite=overwrite)
+        result.outputs.append(written)
         if on_written:
-            on_written(written[-1])
-        if preview:
-            written.append(save_png(out_dir / f"{path.stem}_meas.png", measurement_preview(measurement), overwrite=overwrite))
+            on_written(written)
+
+    if mask is not None:
+        settle_mask(mask)
+    reader = SceneReader(key, bands)
+    handled = 0
+    try:
+        for scene, meas_path, png_path in planned:
+            try:
+                cube, _, _ = reader.read(scene)
+                if on_warning and (cube.max() > 1.5 or cube.min() < -0.01):
+                    on_warning(f"{scene}: values span {cube.min():.3g}..{cube.max():.3g}; CASSI cubes are usually in [0, 1]")
+                if mask is None:  # generated for the first cube; every later one must have its size
+                    mask = generate_mask(cube.shape[0], cube.shape[1], mask_kind, seed)
+                    settle_mask(mask)
+                measurement, op = simulate_measurement(
+                    cube, mask, step=step, axis=axis, noise=noise, noise_sigma=noise_sigma, qe=qe, bit_depth=bit_depth,
+                    gain=gain, seed=seed,
+                )
+            except (OutputExistsError, UsageError):
+                raise
+            except HsraError as exc:
+                fail(scene, exc)
+                handled += 1
+                continue
+            except MemoryError:
+                fail(scene, InputFileError(f"out of memory simulating {scene}"))
+                handled += 1
+                continue
+            meta = {
+                **op.describe(),
+                "noise": noise,
+                "noise_sigma": noise_sigma if noise == "gaussian" else None,
+                "qe": qe if noise == "shot" else None,
+                "bit_depth": bit_depth if noise == "shot" else None,
+                "gain": gain if noise == "shot" else None,
+                "seed": seed,
+                "source": str(scene),
+                "scale": "field: sum over bands of the masked, sheared cube",
+            }
+            written = []
+            try:
+                written.append(write_array(meas_path, measurement, key="meas", metadata=meta, overwrite=overwrite))
+                if png_path is not None:
+                    written.append(save_png(png_path, measurement_preview(measurement), overwrite=overwrite))
+            except (HsraError, OSError) as exc:  # e.g. a full disk: this cube fails, its partial output goes
+                for path in written:
+                    path.unlink(missing_ok=True)
+                fail(scene, exc if isinstance(exc, HsraError) else HsraError(f"cannot write {meas_path}: {exc}"))
+                handled += 1
+                continue
+            result.outputs.extend(written)
+            result.done.append(scene.path)
+            handled += 1
             if on_written:
-                on_written(written[-1])
-    return written
+                for path in written:
+                    on_written(path)
+    except INTERRUPTS as exc:  # Ctrl-C, or SIGINT/SIGTERM as hsra_cli.errors.Interrupted
+        import signal
+
+        result.interrupted = getattr(exc, "signum", int(signal.SIGINT))
+        result.left = [scene.path for scene, _, _ in planned[handled:]]
+    return result

@@ -47,7 +47,7 @@ def main() -> None:
         overwrite=True,
     )
     print(truth)
-    for path in simulate_files([truth], args.out / "meas", mask_kind="random-binary", seed=0, overwrite=True):
+    for path in simulate_files([truth], args.out / "meas", mask_kind="random-binary", seed=0, overwrite=True).outputs:
         print(path)
 
 

@@ -110,12 +110,26 @@ def test_uint8_files_are_scaled_to_unit_range(tmp_path, capsys):
     assert psnr == pytest.approx(metrics.psnr(np.load(pred_path), truth_u8 / 255.0))
 
 
-def test_count_mismatch_is_a_usage_error(two_scenes, capsys):
-    (pred, truth, _), (pred2, _, _) = two_scenes
-    assert main(["evaluate", str(pred), str(pred2), "--truth", str(truth)]) == 2
+def test_a_prediction_without_a_truth_of_its_name_fails_alone_and_the_others_are_scored(two_scenes, capsys):
+    (pred, truth, expected), (pred2, _, _) = two_scenes
+    assert main(["evaluate", str(pred), str(pred2), "--truth", str(truth), "--json"]) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert [scene["name"] for scene in report["scenes"]] == ["scene1"]
+    assert report["scenes"][0]["psnr"] == pytest.approx(expected["psnr"])
+    assert "no truth is named like 'scene2'" in captured.err and "--pair-by-position" in captured.err
+    assert "1 scored, 1 failed" in captured.err
+
+
+def test_pair_by_position_with_a_count_mismatch_is_a_usage_error(two_scenes, capsys):
+    (pred, truth, _), (pred2, truth2, _) = two_scenes
+    third = pred.with_name("scene3.npy")
+    third.write_bytes(pred.read_bytes())
+    assert main(["evaluate", str(pred), str(pred2), str(third), "--truth", str(truth), "--truth", str(truth2),
+                 "--pair-by-position"]) == 2
     err = capsys.readouterr().err
     assert_one_line_error(err)
-    assert "2 prediction(s) and 1 truth" in err
+    assert "3 prediction(s) and 2 truth(s)" in err
 
 
 def test_json_and_csv_together_is_a_usage_error(two_scenes, capsys):
@@ -161,3 +175,86 @@ def test_help_shows_examples(capsys):
     assert main(["evaluate", "--help"]) == 0
     out = capsys.readouterr().out
     assert "Examples" in out and "hsra evaluate" in out and "--truth" in out
+
+
+# --- one input syntax, pairing by name (issue 10, item 10) ----------------------------------------------------
+
+
+def _scene_folders(tmp_path, names, truth_suffix=""):
+    """Predictions in pred/, truths in gt/ (their names ending in ``truth_suffix``); returns expected metrics."""
+    preds, truths = tmp_path / "pred", tmp_path / "gt"
+    preds.mkdir()
+    truths.mkdir()
+    expected = {}
+    for seed, name in enumerate(names):
+        pred_path, truth_path, scores = make_pair(tmp_path, name, seed + 10)
+        pred_path.rename(preds / f"{name}.npy")
+        truth_path.rename(truths / f"{name}{truth_suffix}.npy")
+        expected[name] = scores
+    return preds, truths, expected
+
+
+def test_folders_pair_predictions_with_truths_by_name_not_by_order(tmp_path, capsys):
+    preds, truths, expected = _scene_folders(tmp_path, ["b_scene", "a_scene", "c_scene"], truth_suffix="_gt")
+    # Listed in another order than the predictions' folder sorts them: names decide.
+    args = ["evaluate", preds, "--truth", truths / "c_scene_gt.npy", "--truth", truths / "b_scene_gt.npy",
+            "--truth", truths / "a_scene_gt.npy", "--json"]
+    assert main([str(a) for a in args]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in report["scenes"]] == ["a_scene", "b_scene", "c_scene"]
+    for scene in report["scenes"]:
+        assert scene["truth"].endswith(f"{scene['name']}_gt.npy")
+        assert scene["psnr"] == pytest.approx(expected[scene["name"]]["psnr"])
+
+
+def test_predictions_named_after_their_method_pair_with_the_scene_truth(tmp_path, capsys):
+    preds, truths, expected = _scene_folders(tmp_path, ["scene01", "scene02"])
+    for path in list(preds.iterdir()):
+        path.rename(preds / f"{path.stem}_hsra-s.npy")
+    assert main(["evaluate", str(preds), "--truth", str(truths), "--json"]) == 0
+    scenes = json.loads(capsys.readouterr().out)["scenes"]
+    assert [(s["name"], Path(s["truth"]).name) for s in scenes] == [
+        ("scene01_hsra-s", "scene01.npy"), ("scene02_hsra-s", "scene02.npy")]
+
+
+def test_mst_style_stacks_in_one_file_are_scored_scene_by_scene(tmp_path, capsys):
+    import scipy.io
+
+    rng = np.random.default_rng(3)
+    truth = rng.random((3, *SHAPE)).astype(np.float32)
+    pred = np.clip(truth + 0.05 * rng.standard_normal(truth.shape), 0, 1).astype(np.float32)
+    scipy.io.savemat(tmp_path / "Test_result.mat", {"pred": pred, "truth": truth})
+    assert main(["evaluate", str(tmp_path / "Test_result.mat"), "--key", "pred", "--truth",
+                 str(tmp_path / "Test_result.mat"), "--truth-key", "truth", "--json"]) == 0
+    scenes = json.loads(capsys.readouterr().out)["scenes"]
+    assert [s["name"] for s in scenes] == ["Test_result:0", "Test_result:1", "Test_result:2"]
+    for index, scene in enumerate(scenes):
+        assert scene["psnr"] == pytest.approx(metrics.evaluate_cube(pred[index], truth[index])["psnr"])
+
+
+def test_a_stack_selector_picks_truths_and_position_pairs_differently_named_files(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    truth = rng.random((4, *SHAPE)).astype(np.float32)
+    np.savez(tmp_path / "kaist_truth.npz", truth=(truth * 255).round().astype(np.uint8))
+    preds = tmp_path / "recon"
+    preds.mkdir()
+    for index in (1, 2):
+        np.save(preds / f"scene{index + 1:02d}.npy", truth[index])
+    # By name nothing pairs (scene02 vs kaist_truth:1): each prediction fails, naming the way out.
+    assert main(["evaluate", str(preds), "--truth", str(tmp_path / "kaist_truth.npz:1-2")]) == 1
+    assert capsys.readouterr().err.count("--pair-by-position") == 2
+    assert main(["evaluate", str(preds), "--truth", str(tmp_path / "kaist_truth.npz:1-2"), "--pair-by-position",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(s["name"], s["truth"]) for s in report["scenes"]] == [
+        ("scene02", f"{tmp_path / 'kaist_truth.npz'}:1"), ("scene03", f"{tmp_path / 'kaist_truth.npz'}:2")]
+    assert all(s["psnr"] > 40 for s in report["scenes"])  # the same cubes, up to uint8 rounding
+
+
+def test_a_selector_beyond_the_stack_names_its_size(tmp_path, capsys):
+    np.save(tmp_path / "stack.npy", np.random.default_rng(5).random((2, *SHAPE)).astype(np.float32))
+    np.save(tmp_path / "pred.npy", np.random.default_rng(6).random(SHAPE).astype(np.float32))
+    assert main(["evaluate", str(tmp_path / "pred.npy"), "--truth", str(tmp_path / "stack.npy:5")]) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err)
+    assert "holds 2 scenes" in err

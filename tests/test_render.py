@@ -473,7 +473,7 @@ def test_cli_colour_options_and_vector_figures(cube_files, tmp_path, capsys):
     assert np.array_equal(iio.imread(out / "mst_rgb.png"), expected)
     code, _, stderr = run_cli(capsys, cube_files["mst"], "--grey-patch", "2,3", "-o", tmp_path / "p", "-q")
     assert code == 0, stderr
-    patched = render.false_color(np.load(cube_files["mst"]), white_balance="patch", grey_patch=(2, 3))
+    patched = render.false_color(np.load(cube_files["mst"]), white_balance="patch", grey_patch=(3, 2))  # ROW,COL 2,3 is (x, y) = (3, 2)
     assert np.array_equal(iio.imread(tmp_path / "p" / "mst_rgb.png"), patched)
     for bad in (["--illuminant", "D66"], ["--white-balance", "auto"], ["--grey-patch", "2"], ["--dpi", "0"],
                 ["--figure-format", "jpg"]):

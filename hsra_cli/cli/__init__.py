@@ -8,8 +8,11 @@ error into one line on stderr: exit code 2 for usage errors, 1 for runtime error
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 
 import typer
 
@@ -23,6 +26,18 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+try:  # Flags take no value: show them without a type (typer ≥ 0.16 shows "<bool>", as if one were expected).
+    from typer.core import TyperOption as _TyperOption
+
+    _display_type = _TyperOption.display_type_rich
+
+    def _flag_display_type(self, ctx):
+        return None if self.is_flag else _display_type(self, ctx)
+
+    _TyperOption.display_type_rich = _flag_display_type
+except (ImportError, AttributeError):  # older typer: flags already show bare
+    pass
 
 
 def _version(value: bool):
@@ -54,9 +69,31 @@ def _error(message: str, code: int) -> int:
     return code
 
 
+@contextlib.contextmanager
+def _signals_as_exceptions():
+    """SIGINT and SIGTERM raise :class:`~hsra_cli.errors.Interrupted` in the main thread, so temporaries are removed
+    and batches end with their summary; a second signal gets the default action (stop at once)."""
+    from ..errors import Interrupted
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+        raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, action in previous.items():
+            signal.signal(signum, action)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hsra`` console script; returns (and exits with) the exit code."""
-    from ..errors import HsraError
+    from ..errors import HsraError, Interrupted
 
     args = sys.argv[1:] if argv is None else argv
     from ..provenance import set_command_line
@@ -64,12 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     set_command_line(["hsra", *args])  # for the JSON records (provenance)
     debug = os.environ.get("HSRA_DEBUG", "") not in ("", "0")
     try:
-        result = app(args=args, prog_name="hsra", standalone_mode=False)
+        with _signals_as_exceptions():
+            result = app(args=args, prog_name="hsra", standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
         code = _error("aborted", 130)
+    except Interrupted as exc:  # a command that does not end with a summary of its own
+        code = _error(f"interrupted by {exc.signal_name}", exc.exit_code)
     except typer.TyperException as exc:  # usage errors from option parsing (exit code 2)
         ctx = getattr(exc, "ctx", None)
         path = getattr(ctx, "command_path", "hsra") or "hsra"
@@ -79,10 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         code = _error(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        code = _error("interrupted", 130)
     except MemoryError:
-        code = _error("out of memory; try a smaller --tile-size or --device cpu", 1)
+        code = _error(f"out of memory running hsra {' '.join(args[:1])}; try a smaller --tile-size or --memory-cap", 1)
     except Exception as exc:  # a bug of ours: still one line, with a way to see more
         if debug:
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 
 from rich.console import Console
@@ -20,6 +21,90 @@ def info(message: str, quiet: bool = False) -> None:
 
 def warn(message: str) -> None:
     console.print(f"[yellow]warning:[/yellow] {message}")
+
+
+# Choice options are Enums so `--help` lists their values and a wrong one is a usage error naming them. The
+# values are the library's (tests/test_cli_options.py pins each Enum to its library constant).
+
+
+class FormatChoice(str, Enum):
+    MAT = "mat"
+    H5 = "h5"
+    TIF = "tif"
+    NPY = "npy"
+
+
+class NormalizeChoice(str, Enum):
+    AUTO = "auto"
+    NONE = "none"
+    MAX = "max"
+
+
+class AxisChoice(str, Enum):
+    WIDTH = "width"
+    HEIGHT = "height"
+
+
+class MaskKindChoice(str, Enum):
+    RANDOM_BINARY = "random-binary"
+    RANDOM_GREY = "random-grey"
+
+
+class NoiseChoice(str, Enum):
+    NONE = "none"
+    GAUSSIAN = "gaussian"
+    SHOT = "shot"
+
+
+def value_of(choice):
+    """An Enum choice (or None) as the plain value the library takes."""
+    return choice.value if isinstance(choice, Enum) else choice
+
+
+def positive(value):
+    """Option callback: a number that must be > 0 (typer's ``min`` cannot exclude its bound)."""
+    import typer
+
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"{value} is not > 0; expected a positive number")
+    return value
+
+
+def fraction(value):
+    """Option callback: a fraction in [0, 1)."""
+    import typer
+
+    if value is not None and not 0 <= value < 1:
+        raise typer.BadParameter(f"{value} is not in [0, 1); expected a fraction such as 0.25")
+    return value
+
+
+def alias(primary, old, option: str, old_option: str):
+    """The value of an option given under its current name or its old (hidden) one; both at once is an error."""
+    from ..errors import UsageError
+
+    if old is not None and primary is not None and old != primary:
+        raise UsageError(f"{old_option} is the old name of {option}; give only {option}")
+    return primary if primary is not None else old
+
+
+def summary(result, noun: str = "done") -> str:
+    """``N done, M skipped, K failed`` (and what is left after an interruption)."""
+    text = f"{len(result.done)} {noun}, {len(result.skipped)} skipped, {len(result.failed)} failed"
+    if result.interrupted is not None:
+        from ..errors import Interrupted
+
+        text = f"interrupted by {Interrupted(result.interrupted).signal_name}: {text}, {len(result.left)} left"
+    return text
+
+
+def print_summary(result, noun: str = "done") -> int:
+    """Print the batch summary on stderr; return the exit code (128 + signal, 1 if any failed, else 0)."""
+    text = summary(result, noun)
+    console.print(text if not (result.failed or result.interrupted) else f"[red]{text}[/red]")
+    if result.interrupted is not None:
+        return 128 + result.interrupted
+    return 1 if result.failed else 0
 
 
 def parse_point(text: str) -> tuple[int, int]:

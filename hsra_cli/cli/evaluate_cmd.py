@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import info, require_files
+from hsra_cli.cli._common import info
 
 
 class ConventionChoice(str, Enum):
@@ -34,19 +34,28 @@ _CONVENTION_TEXT = {
     epilog=(
         "[bold]Examples[/bold]\n\n"
         "  hsra evaluate recon.mat --truth scene01.mat\n"
-        "  hsra evaluate a.npy b.npy --truth a_gt.npy --truth b_gt.npy --json\n"
-        "  hsra evaluate s1.h5 s2.h5 --truth gt/s1.mat --truth gt/s2.mat --csv -o metrics.csv\n"
+        "  hsra evaluate out/ --truth gt/ --csv --output-file metrics.csv   [dim]# paired by name[/dim]\n"
+        "  hsra evaluate 'out/*_gap-tv.mat' 'out/*_hsra-s.mat' --truth gt/   [dim]# scene01_gap-tv ↔ scene01[/dim]\n"
+        "  hsra evaluate Test_result.mat --key pred --truth Test_result.mat --truth-key truth   [dim]# MST stacks[/dim]\n"
+        "  hsra evaluate recon/ --truth kaist_truth.npz:0-4 --pair-by-position --json\n"
         "  hsra evaluate pred.mat --key pred --truth gt.mat --truth-key img --convention float"
     ),
 )
 def evaluate(
-    predictions: list[Path] = typer.Argument(
-        ..., metavar="PRED", help="Reconstructed cubes (H×W×C or C×H×W; .mat .h5 .tif .npy .npz).",
+    predictions: List[str] = typer.Argument(
+        ..., metavar="PRED...",
+        help="Reconstructed cubes (H×W×C or C×H×W; .mat .h5 .tif .npy .npz): files, folders, quoted patterns, "
+        "N×H×W×C stacks, stack.npz:SCENES.",
         show_default=False,
     ),
-    truths: list[Path] = typer.Option(
-        ..., "--truth", metavar="FILE",
-        help="Ground-truth cube; repeat once per prediction, in the same order.", show_default=False,
+    truths: List[str] = typer.Option(
+        ..., "--truth", metavar="TRUTH",
+        help="Ground truth, same syntax; repeatable. Paired with the predictions by name (scene01 ↔ scene01, "
+        "scene01_gt, or scene01_<method>).",
+        show_default=False,
+    ),
+    pair_by_position: bool = typer.Option(
+        False, "--pair-by-position", help="Pair in the order given (or one truth for all) instead of by name."
     ),
     key: Optional[str] = typer.Option(None, "--key", help="Array name inside the prediction files."),
     truth_key: Optional[str] = typer.Option(None, "--truth-key", help="Array name inside the truth files."),
@@ -58,25 +67,29 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Write JSON instead of a table."),
     as_csv: bool = typer.Option(False, "--csv", help="Write CSV instead of a table."),
     output: Optional[Path] = typer.Option(
-        None, "-o", "--output", metavar="FILE",
+        None, "--output-file", metavar="FILE",
         help="Write the JSON/CSV to FILE instead of stdout (format from --json/--csv or the suffix).",
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
-) -> None:
+    old_output: Optional[Path] = typer.Option(None, "-o", "--output", hidden=True),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output-file."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr but errors and the summary."),
+) -> int:
     """Score reconstructed cubes against ground truth: PSNR, SSIM, SAM, ERGAS, LPSNR(8), LPSNR(16).
 
-    Predictions and truths are paired by position. Values must be in [0, 1]; 8- and 16-bit integer files are
-    scaled by 1/255 and 1/65535. PSNR and LPSNR are in dB, SAM in degrees; SSIM and ERGAS are unitless.
-    LPSNR(p) is the mean PSNR of non-overlapping p×p tiles (hsra's definition).
+    Predictions and truths are paired by name (one prediction file and one truth file pair scene by scene).
+    Values must be in [0, 1]; integer files are scaled by their type's maximum (1/255, 1/65535). An all-zero
+    truth is refused. PSNR and LPSNR are in dB, SAM in degrees; SSIM and ERGAS are unitless. LPSNR(p) is the
+    mean PSNR of non-overlapping p×p tiles (hsra's definition). A pair that fails does not stop the others
+    (exit code 1 at the end).
     """
-    from hsra_cli.errors import ShapeError, UsageError
+    import numpy as np
+    from rich.markup import escape
 
-    if len(predictions) != len(truths):
-        raise UsageError(
-            f"got {len(predictions)} prediction(s) and {len(truths)} truth file(s); "
-            "give one --truth per prediction, in the same order (repeat --truth for each)"
-        )
+    from hsra_cli.cli._common import alias, console
+    from hsra_cli.errors import HsraError, InputFileError, ShapeError, UsageError, ValueRangeError
+    from hsra_cli.inputs import SceneReader, collect, pair_scenes, scenes_of, unmatched_message
+
+    output = alias(output, old_output, "--output-file", "-o/--output")
     if as_json and as_csv:
         raise UsageError("--json and --csv are exclusive; choose one")
     output_kind = "json" if as_json else "csv" if as_csv else None
@@ -89,46 +102,88 @@ def evaluate(
                 )
             output_kind = suffix_kind
 
-    require_files(predictions, "prediction")
-    require_files(truths, "truth file")
-
     from hsra_cli import io as hsra_io
+    from hsra_cli.batch import check_not_inputs
     from hsra_cli.metrics import evaluate_cube, mean_over_scenes
 
-    if output is not None:
-        hsra_io.check_writable(output, overwrite=overwrite)  # fail before any work
+    failed: list[tuple[str, HsraError]] = []
 
+    def expand(specs, scene_key):
+        sources, problems, _ = collect(specs)
+        failed.extend(problems)
+        scenes = []
+        for source in sources:
+            try:
+                scenes.extend(scenes_of(source, scene_key))
+            except HsraError as exc:
+                failed.append((str(source.path), exc))
+        return sources, scenes
+
+    pred_sources, pred_scenes = expand(predictions, key)
+    truth_sources, truth_scenes = expand(truths, truth_key)
+    if output is not None:
+        check_not_inputs([output], [s.path for s in pred_sources + truth_sources])
+        hsra_io.check_writable(output, overwrite=overwrite)  # fail before any work
+    # With no usable truth at all, the truths' own errors say it all.
+    pairs, unmatched = pair_scenes(pred_scenes, truth_scenes, by_position=pair_by_position) if truth_scenes else ([], [])
+    for prediction in unmatched:
+        failed.append((str(prediction), UsageError(unmatched_message(prediction, truth_scenes))))
+    single = len(pairs) + len(failed) == 1
+
+    pred_reader, truth_reader = SceneReader(key, bands), SceneReader(truth_key, bands)
     scenes = []
-    for pred_path, truth_path in zip(predictions, truths):
-        pred = _read_scaled(hsra_io, pred_path, key, bands, quiet)
-        truth = _read_scaled(hsra_io, truth_path, truth_key, bands, quiet)
+    for prediction, truth in pairs:
         try:
-            metrics = evaluate_cube(pred, truth, convention=convention.value)
-        except ShapeError as exc:
-            raise ShapeError(f"{pred_path} vs {truth_path}: {exc}") from None
-        scenes.append({"name": pred_path.stem, "pred": str(pred_path), "truth": str(truth_path), **metrics})
+            pred = _read_scaled(pred_reader, prediction, quiet)
+            true = _read_scaled(truth_reader, truth, quiet)
+            try:
+                metrics = evaluate_cube(pred, true, convention=convention.value)
+            except ShapeError as exc:
+                raise ShapeError(f"{prediction} vs {truth}: {exc}") from None
+            if not np.any(true):  # the metrics would be NaN or meaningless: a wrong file or key, not a score
+                raise ValueRangeError(
+                    f"truth {truth} is all zero: nothing to score against; expected a cube of reflectances "
+                    "(the right file and --truth-key?)"
+                )
+        except HsraError as exc:
+            failed.append((str(prediction), exc))
+            continue
+        except MemoryError:
+            failed.append((str(prediction), InputFileError(f"out of memory scoring {prediction} against {truth}")))
+            continue
+        scenes.append({"name": prediction.name, "pred": str(prediction), "truth": str(truth), **metrics})
+    if single and failed:
+        raise failed[0][1]
+    for spec, error in failed:
+        console.print(f"[red]failed[/red] {escape(spec)}: {escape(str(error))}")
+    if not scenes:
+        console.print(f"[red]0 scored, {len(failed)} failed[/red]")
+        return 1
     mean = mean_over_scenes(scenes)
 
     if output_kind is None:
         _print_table(scenes, mean, convention.value)
-        return
-    text = _format_json(scenes, mean, convention.value) if output_kind == "json" else _format_csv(scenes, mean)
-    if output is None:
-        import sys
-
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        info(f"{len(scenes)} scene(s) scored; {_CONVENTION_TEXT[convention.value]}", quiet)
     else:
-        with hsra_io.atomic_output(output, overwrite=overwrite) as temporary:
-            temporary.write_text(text, encoding="utf-8")
-        info(f"wrote {output} ({len(scenes)} scene(s); {_CONVENTION_TEXT[convention.value]})", quiet)
+        text = _format_json(scenes, mean, convention.value, failed) if output_kind == "json" else _format_csv(scenes, mean)
+        if output is None:
+            import sys
+
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            info(f"{len(scenes)} scene(s) scored; {_CONVENTION_TEXT[convention.value]}", quiet)
+        else:
+            with hsra_io.atomic_output(output, overwrite=overwrite) as temporary:
+                temporary.write_text(text, encoding="utf-8")
+            info(f"wrote {output} ({len(scenes)} scene(s); {_CONVENTION_TEXT[convention.value]})", quiet)
+    if failed:
+        console.print(f"[red]{len(scenes)} scored, {len(failed)} failed[/red]")
+        return 1
+    return 0
 
 
-def _read_scaled(hsra_io, path: Path, key: Optional[str], bands: Optional[int], quiet: bool):
-    """Read a cube as H×W×C float32 and bring stored 8/16-bit integers to [0, 1]."""
-    cube, loaded = hsra_io.read_cube(path, key=key, bands=bands)
-    cube, note = hsra_io.unit_range(cube, loaded)
+def _read_scaled(reader, scene, quiet: bool):
+    """Read a scene as H×W×C float32 with stored integers brought to [0, 1]."""
+    cube, _, note = reader.read(scene)
     if note:
         info(note, quiet)
     return cube
@@ -145,7 +200,7 @@ def _json_number(value: float):
     return None if value != value else value
 
 
-def _format_json(scenes: list[dict], mean: dict, convention: str) -> str:
+def _format_json(scenes: list[dict], mean: dict, convention: str, failed=()) -> str:
     import json
 
     payload = {
@@ -155,6 +210,8 @@ def _format_json(scenes: list[dict], mean: dict, convention: str) -> str:
         ],
         "mean": {k: _json_number(v) for k, v in mean.items()},
     }
+    if failed:
+        payload["failed"] = [{"input": spec, "error": str(error)} for spec, error in failed]
     return json.dumps(payload, indent=2) + "\n"
 
 

@@ -8,7 +8,9 @@ from typing import List, Optional
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import console, parse_offset, info, stdout
+from hsra_cli.cli._common import (
+    AxisChoice, FormatChoice, NormalizeChoice, console, fraction, info, parse_offset, positive, stdout,
+)
 
 
 def _parse_tile(text: str):
@@ -34,52 +36,63 @@ def _parse_tile(text: str):
   hsra reconstruct captures/ --mask mask.mat -o out/ --num-parts 4 --part-id 0   [dim]# one of 4 machines[/dim]
 
   hsra reconstruct big.h5 --key meas --mask mask.mat --tile-size 256 --tile-overlap 0.25 --device cuda -o out/
+
+  hsra reconstruct sim/ --mask sim/mask.mat --model s --name '{stem}_{model}' -o compare/   [dim]# methods side by side[/dim]
 """,
 )
 def reconstruct(
-    inputs: List[str] = typer.Argument(..., help="Measurement files, folders or quoted glob patterns."),
+    inputs: List[str] = typer.Argument(..., help="Measurement files, folders or quoted glob patterns (a folder skips the --mask file)."),
     mask: Path = typer.Option(..., "-m", "--mask", help="Coded aperture: 2-D (cropped at --mask-offset when larger) or a 3-D shifted mask."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output folder; outputs are named after the inputs."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder; outputs are named after the inputs (--name)."),
     model: str = typer.Option("gap-tv", "--model", help="Registered model or alias: gap-tv, s, m, l, dum3, dum4 … (see hsra models)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Another .safetensors weights file for the network."),
-    fmt: str = typer.Option("mat", "--format", help="Cube format: mat, h5, tif or npy."),
+    name: str = typer.Option(
+        "{stem}", "--name",
+        help="Output name template: {stem} (input name), {parent} (its folder), {model}; e.g. '{stem}_{model}' lets "
+        "several methods write into one folder.",
+    ),
+    fmt: FormatChoice = typer.Option(FormatChoice.MAT, "--format", help="Cube format."),
     key: Optional[str] = typer.Option(None, "--key", help="Variable holding the measurement (default: meas, meas_real, y, …)."),
     mask_key: Optional[str] = typer.Option(None, "--mask-key", help="Variable holding the mask."),
-    mask_offset: Optional[str] = typer.Option(None, "--mask-offset", help="row,column of the capture area in a larger mask (required when the mask is larger)."),
-    normalize: str = typer.Option("auto", "--normalize", help="auto, none (field-scale sum) or max (real captures: max → 0.8)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    bands: Optional[int] = typer.Option(None, "--bands", help="Band count (gap-tv; networks use their card's)."),
-    step: Optional[int] = typer.Option(None, "--step", help="Dispersion step in pixels (gap-tv; networks use their card's)."),
-    axis: Optional[str] = typer.Option(None, "--axis", help="Dispersion axis, width or height (gap-tv; networks use their card's)."),
+    mask_offset: Optional[str] = typer.Option(None, "--mask-offset", metavar="ROW,COL", help="Row, column of the capture area in a larger mask (required when the mask is larger)."),
+    normalize: NormalizeChoice = typer.Option(NormalizeChoice.AUTO, "--normalize", help="auto, none (field-scale sum) or max (real captures: max → 0.8)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda (or cuda:N)."),
+    bands: Optional[int] = typer.Option(None, "--bands", min=1, help="Band count (gap-tv; networks use their card's)."),
+    step: Optional[int] = typer.Option(None, "--step", min=1, help="Dispersion step in pixels (gap-tv; networks use their card's)."),
+    axis: Optional[AxisChoice] = typer.Option(None, "--axis", help="Dispersion axis (gap-tv; networks use their card's)."),
     tile_size: str = typer.Option("auto", "--tile-size", help="auto (whole image when it fits --memory-cap), 0 (never tile) or pixels."),
-    tile_overlap: float = typer.Option(0.25, "--tile-overlap", help="Overlap of neighbouring tiles, as a fraction of the tile."),
-    memory_cap: float = typer.Option(4.0, "--memory-cap", help="Memory budget in GB for one forward pass; larger captures are tiled."),
+    tile_overlap: float = typer.Option(0.25, "--tile-overlap", callback=fraction, help="Overlap of neighbouring tiles, as a fraction of the tile, in [0, 1)."),
+    memory_cap: float = typer.Option(4.0, "--memory-cap", callback=positive, help="Memory budget in GB (> 0) for one forward pass; larger captures are tiled."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="Half-precision autocast on CUDA (never on the CPU)."),
-    refine: Optional[int] = typer.Option(None, "--refine", help="GAP-TV iterations run on a network's cube so it agrees with the measurement: default 5 for networks, 0 turns it off (gap-tv: none)."),
-    previews: bool = typer.Option(True, "--previews/--no-previews", help="Write <stem>_rgb.png and <stem>_bands.png."),
-    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose cube and record already exist."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    num_parts: int = typer.Option(1, "--num-parts", help="Split the input list into this many parts …"),
-    part_id: int = typer.Option(0, "--part-id", help="… and process only this one (0-based)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: all cores)."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors and the summary on stderr."),
+    refine: Optional[int] = typer.Option(None, "--refine", min=0, help="GAP-TV iterations run on a network's cube so it agrees with the measurement: default 5 for networks, 0 turns it off (gap-tv: none)."),
+    previews: bool = typer.Option(True, "--previews/--no-previews", help="Write <name>_rgb.png and <name>_bands.png."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output set is complete (its record written); redo incomplete ones."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (never an input of the same call)."),
+    num_parts: int = typer.Option(1, "--num-parts", min=1, help="Split the input list into this many parts …"),
+    part_id: int = typer.Option(0, "--part-id", min=0, help="… and process only this one (0-based)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: all cores)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors, warnings and the summary on stderr."),
 ):
     """Reconstruct hyperspectral cubes from CASSI measurements.
 
-    Writes <stem>.<format> (H×W×C under key cube, with wavelengths_nm), previews, and <stem>.json (arguments,
-    versions, device, timings, residual ‖A x̂ − y‖/‖y‖). Prints the cube paths on stdout. Exit code 1 if any
-    input failed; the others are still processed.
+    Writes <name>.<format> (H×W×C under key cube, with wavelengths_nm), previews, and, last, <name>.json (arguments,
+    versions, device, timings, residual ‖A x̂ − y‖/‖y‖), which marks the set complete. Prints the cube paths on
+    stdout. Integer measurements are scaled to [0, 1]. A failed input does not stop the others: the summary ends the
+    run, exit code 1 if any failed. Ctrl-C or SIGTERM stops after the writes in progress (exit 130 / 143).
     """
     import torch
+    from rich.markup import escape
 
-    from hsra_cli.batch import expand_inputs, reconstruct_files, shard
-    from hsra_cli.cli._common import require_files
+    from hsra_cli.batch import RECONSTRUCT_NAME_FIELDS, BatchResult, check_name_template, reconstruct_files, shard
+    from hsra_cli.cli._common import print_summary, require_files, value_of
+    from hsra_cli.cli._progress import BatchProgress
     from hsra_cli.errors import HsraError, UsageError
+    from hsra_cli.inputs import collect
     from hsra_cli.reconstruct import Reconstructor
 
     require_files([mask], "mask")
-    if fmt not in ("mat", "h5", "tif", "npy"):
-        raise UsageError(f"unknown --format {fmt!r}; expected mat, h5, tif or npy")
+    check_name_template(name, RECONSTRUCT_NAME_FIELDS)
+    shard([], num_parts, part_id)  # check the sharding options before any work
     if threads:
         torch.set_num_threads(threads)
     if device != "cuda":
@@ -88,53 +101,79 @@ def reconstruct(
         keep_freed_memory()  # ~20 % faster CPU inference: big buffers are reused instead of page-faulted
     offset = parse_offset(mask_offset)
     tile = _parse_tile(tile_size)
-    paths = shard(expand_inputs(inputs), num_parts, part_id)
-    if not paths:
+    sources, problems, excluded = collect(inputs, exclude=[mask])
+    for source in sources:
+        if source.scenes is not None:
+            problems.append((source.spec, UsageError(
+                f"{source.spec!r}: a scene selector picks cubes from a stack (evaluate, simulate, render); "
+                "reconstruct reads one measurement per file")))
+    paths = shard([source.path.resolve() for source in sources if source.scenes is None], num_parts, part_id)
+    if part_id:
+        problems = []  # inputs that name nothing are reported once, by part 0
+    single = len(paths) + len(problems) == 1  # one input: no progress chatter; a failure is the one error line
+    if single and problems:
+        raise problems[0][1]
+    if not paths and not problems:
         info(f"part {part_id} of {num_parts} holds no input; nothing to do", quiet)
         return 0
-    reconstructor = Reconstructor(
-        model, weights=weights, device=device, bands=bands, step=step, axis=axis, tile_size=tile,
-        tile_overlap=tile_overlap, memory_cap_gb=memory_cap, amp=amp, refine=refine,
-    )
+    result = BatchResult()
+    for spec, error in problems:
+        result.failed.append((Path(spec), str(error), error))
+        console.print(f"[red]failed[/red] {escape(spec)}: {escape(str(error))}")
+    if paths:
+        reconstructor = Reconstructor(
+            model, weights=weights, device=device, bands=bands, step=step, axis=value_of(axis), tile_size=tile,
+            tile_overlap=tile_overlap, memory_cap_gb=memory_cap, amp=amp, refine=refine,
+        )
+        arguments = {
+            "inputs": inputs, "mask": str(mask), "out": str(out), "model": model, "weights": str(weights) if weights else None,
+            "name": name, "format": fmt.value, "key": key, "mask_key": mask_key, "mask_offset": offset,
+            "normalize": normalize.value, "device": device, "tile_size": tile, "tile_overlap": tile_overlap,
+            "memory_cap_gb": memory_cap, "amp": amp, "refine": reconstructor.refine, "num_parts": num_parts,
+            "part_id": part_id,
+        }
+        with BatchProgress(len(paths), quiet=quiet or single) as bar:
 
-    single = len(paths) == 1  # one input: no progress chatter, and a failure is the command's one error line
+            def on_begin(todo, skipped):
+                bar.set_total(todo)
+                for path in excluded:  # said once the run is accepted: a refusal stays one line
+                    bar.line(f"skipping {escape(str(path))}: it is the --mask file", always=not quiet)
+                if not single:
+                    bar.line(f"{reconstructor.entry.name} on {reconstructor.device}: {todo} input(s) → {escape(str(out))}"
+                             + (f" ({skipped} already done)" if skipped else ""))
 
-    def on_begin(todo, skipped):
-        if single:
-            return
-        info(f"{reconstructor.entry.name} on {reconstructor.device}: {todo} input(s) → {out}"
-             + (f" ({skipped} already done)" if skipped else ""), quiet)
-    arguments = {
-        "inputs": inputs, "mask": str(mask), "out": str(out), "model": model, "weights": str(weights) if weights else None,
-        "format": fmt, "key": key, "mask_key": mask_key, "mask_offset": offset, "normalize": normalize,
-        "device": device, "tile_size": tile, "tile_overlap": tile_overlap, "memory_cap_gb": memory_cap, "amp": amp,
-        "refine": reconstructor.refine, "num_parts": num_parts, "part_id": part_id,
-    }
+            def on_start(path, index, total):
+                bar.start(path.name, index)
 
-    def on_start(path, index, total):
-        if single:
-            return
-        info(f"[{index + 1}/{total}] {path.name}", quiet)
+            def on_result(path, index, total, record):
+                # The item's own line, printed when it is reconstructed (writes finish in the background).
+                for warning in record.get("warnings", []):
+                    console.print(f"[yellow]warning:[/yellow] {escape(path.name)}: {escape(warning)}")
+                if record["tiling"].get("fallback"):
+                    console.print(f"[yellow]note:[/yellow] {escape(path.name)}: {record['tiling']['fallback']}")
+                if not single:
+                    bar.line(f"[{index + 1}/{total}] {escape(path.name)}: {record['seconds']['reconstruct']:.2f} s, "
+                             f"residual {record['residual']:.4f}, tiles {record['tiling']['tile_size'] or 'none'}")
+                bar.advance()
 
-    def on_done(path, record, error):
-        if error:
-            if not single:
-                console.print(f"[red]failed[/red] {path}: {error}")
-            return
-        seconds = record["seconds"]["reconstruct"]
-        info(f"  {path.name}: {seconds:.2f} s, residual {record['residual']:.4f}, tiles {record['tiling']['tile_size'] or 'none'}", quiet)
-        if record["tiling"].get("fallback"):
-            console.print(f"[yellow]note:[/yellow] {record['tiling']['fallback']}")
-        stdout.print(record["outputs"]["cube"])
+            def on_done(path, record, error):
+                if error:
+                    if not single:
+                        bar.line(f"[red]failed[/red] {escape(str(path))}: {escape(error)}", always=True)
+                    return
+                stdout.print(escape(record["outputs"]["cube"]))
 
-    result = reconstruct_files(
-        paths, mask, out, reconstructor, fmt=fmt, key=key, mask_key=mask_key, normalize=normalize,
-        mask_offset=offset, previews=previews, skip_existing=skip_existing, overwrite=overwrite,
-        arguments=arguments, on_begin=on_begin, on_start=on_start, on_done=on_done,
-    )
-    if single and result.failed:
+            batch = reconstruct_files(
+                paths, mask, out, reconstructor, fmt=fmt.value, key=key, mask_key=mask_key,
+                normalize=normalize.value, mask_offset=offset, previews=previews, skip_existing=skip_existing,
+                overwrite=overwrite, arguments=arguments, name=name, on_begin=on_begin, on_start=on_start,
+                on_result=on_result, on_done=on_done, on_note=lambda text: bar.line(f"note: {escape(text)}"),
+                progress=bar.step,
+            )
+        result.done, result.skipped, result.outputs = batch.done, batch.skipped, batch.outputs
+        result.failed += batch.failed
+        result.left, result.interrupted = batch.left, batch.interrupted
+    if single and result.failed and result.interrupted is None:
         _, message, exc = result.failed[0]
         raise exc if isinstance(exc, HsraError) else HsraError(message)
-    summary = f"{len(result.done)} done, {len(result.skipped)} skipped, {len(result.failed)} failed"
-    console.print(summary if not result.failed else f"[red]{summary}[/red]")
-    return 1 if result.failed else 0
+    return print_summary(result)

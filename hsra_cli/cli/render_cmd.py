@@ -130,24 +130,28 @@ def _load(path: Path, key: Optional[str], bands: Optional[int], quiet: bool):
     epilog=(
         "[bold]Examples[/bold]\n\n"
         "  hsra render recon.npy -o previews/\n\n"
-        "  hsra render recon.h5 --key cube --point 120,80 --point 40,200 -o previews/\n\n"
+        "  hsra render out/ -o previews/   [dim]# every cube of a folder[/dim]\n\n"
+        "  hsra render recon.h5 --key cube --pixel 80,120 --pixel 200,40 -o previews/\n\n"
         "  hsra render mst.npy gaptv.npy --truth scene01.mat --side-by-side -o figs/\n\n"
         "  hsra render hsra-s/scene01.mat gap-tv/scene01.mat --truth truth/scene01.mat --side-by-side "
         "--figure-format pdf -o figs/   [dim]# labels from the JSON records[/dim]\n\n"
-        "  hsra render capture.mat --illuminant A --point 120,80 --dpi 300 -o figs/\n\n"
+        "  hsra render capture.mat --illuminant A --pixel 80,120 --dpi 300 -o figs/\n\n"
         "  hsra render cube.tif --wavelengths 450,460,470,480 --exposure 1.5 -o previews/ --overwrite"
     ),
 )
 def render(
-    cubes: List[Path] = typer.Argument(
-        ..., show_default=False, help="Cube files (H×W×C or C×H×W; .npy .npz .mat .h5 .tif)."
+    cube_specs: List[str] = typer.Argument(
+        ..., metavar="CUBES...", show_default=False,
+        help="Cube files (H×W×C or C×H×W; .npy .npz .mat .h5 .tif), folders or quoted patterns.",
     ),
-    output_dir: Path = typer.Option(
-        ..., "-o", "--output-dir", show_default=False, help="Folder for the PNGs (created if missing)."
+    out: Optional[Path] = typer.Option(
+        None, "-o", "--out", show_default=False, help="Folder for the PNGs (created if missing). [required]"
     ),
-    point: List[str] = typer.Option(
-        [], "--point", help="Pixel x,y (x = column, y = row) whose spectrum to plot; repeatable."
+    old_output_dir: Optional[Path] = typer.Option(None, "--output-dir", hidden=True),
+    pixel: List[str] = typer.Option(
+        [], "--pixel", metavar="ROW,COL", help="Pixel (row, column) whose spectrum to plot; repeatable."
     ),
+    point: List[str] = typer.Option([], "--point", hidden=True),  # the old spelling: x,y (column, row)
     radius: int = typer.Option(0, "--radius", min=0, help="Average each spectrum over a (2r+1)² square."),
     truth: List[Path] = typer.Option(
         [], "--truth", help="Ground-truth cube: one per cube, or one for all (same scene)."
@@ -188,7 +192,8 @@ def render(
         "taken as grey; none: no adaptation.",
     ),
     grey_patch: Optional[str] = typer.Option(
-        None, "--grey-patch", help="x,y[,radius] of a grey region to balance on (default radius 4: 9×9 pixels)."
+        None, "--grey-patch", metavar="ROW,COL[,RADIUS]",
+        help="A grey region to balance on: its centre pixel (row, column) and radius (default 4: 9×9 pixels).",
     ),
     no_white_balance: bool = typer.Option(False, "--no-white-balance", hidden=True),
     dpi: int = typer.Option(120, "--dpi", min=10, max=2400, help="Resolution of the figures."),
@@ -197,29 +202,44 @@ def render(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress messages on stderr."),
-) -> None:
+) -> int:
     """Write previews and figures of hyperspectral cubes (PNG; figures also PDF or SVG).
 
     For each cube: <stem>_rgb.png (false colour: CIE 1931, white point of --illuminant adapted to sRGB's D65)
     and <stem>_bands.png (one panel per band, one shared scale). Same-named cubes from different folders are
     told apart by their labels: <stem>_<label>_rgb.png.
 
-    --point adds <stem>_spectra.png (the points marked on the image); --truth adds <stem>_error.png;
+    --pixel adds <stem>_spectra.png (the pixels marked on the image); --truth adds <stem>_error.png;
     --side-by-side adds <scene>_comparison.png. --figure-format pdf|svg writes those figures as vectors.
 
     The written paths go to stdout, one per line. Every output path is checked before anything is written;
-    existing files are only replaced with --overwrite.
+    existing files are only replaced with --overwrite. A cube that fails does not stop the others (exit code 1).
     """
-    from ..errors import ShapeError, UsageError
+    from rich.markup import escape
+
+    from ..batch import BatchResult, check_not_inputs, clean_stale_temporaries
+    from ..errors import INTERRUPTS, HsraError, ShapeError, UsageError
+    from ..inputs import collect
+    from ._common import alias, console, parse_offset, print_summary
+
+    output_dir = alias(out, old_output_dir, "--out", "--output-dir")
+    if output_dir is None:
+        raise UsageError("Missing option '-o' / '--out' (the folder for the PNGs)")
+    sources, problems, _ = collect(cube_specs)
+    problems += [(s.spec, UsageError(f"{s.spec!r}: render reads whole cube files; drop the scene selector"))
+                 for s in sources if s.scenes is not None]
+    cubes = [source.path for source in sources if source.scenes is None]
+    if problems and (side_by_side or len(cubes) + len(problems) == 1):
+        raise problems[0][1]  # a comparison needs every cube; a single cube's error is the one line
 
     if len(truth) not in (0, 1, len(cubes)):
         raise UsageError(
             f"got {len(truth)} --truth files for {len(cubes)} cubes; expected one per cube, or one for all"
         )
-    points = [parse_point(text) for text in point]
+    # Spectra plots take (x, y) = (column, row); --pixel is row,col like every coordinate option of hsra.
+    points = [tuple(reversed(parse_offset(text, "--pixel"))) for text in pixel] + [parse_point(text) for text in point]
     exposure_value = _parse_exposure(exposure)
     wavelength_list = _parse_wavelengths(wavelengths) if wavelengths is not None else None
-    require_files(list(cubes), "cube")
     require_files(list(truth), "truth cube")
 
     from .. import render as previews
@@ -229,11 +249,10 @@ def render(
     patch = None
     if grey_patch is not None:
         parts = grey_patch.split(",")
-        patch = parse_point(",".join(parts[:2]))
-        if len(parts) == 3 and parts[2].strip().isdigit():
-            patch = (*patch, int(parts[2]))
-        elif len(parts) != 2:
-            raise UsageError(f"--grey-patch {grey_patch!r} is not of the form x,y or x,y,radius (pixels)")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and not parts[2].strip().isdigit()):
+            raise UsageError(f"--grey-patch {grey_patch!r} is not of the form ROW,COL or ROW,COL,RADIUS (pixels)")
+        row, col = parse_offset(",".join(parts[:2]), "--grey-patch")
+        patch = (col, row) if len(parts) == 2 else (col, row, int(parts[2]))  # the renderer takes (x, y)
         balance = "patch"
     colour = {"exposure": exposure_value, "white_balance": balance, "illuminant": illuminant, "grey_patch": patch}
     fmt = figure_format.value
@@ -261,7 +280,9 @@ def render(
             planned.append(output_dir / f"{name}_error.{fmt}")
     if side_by_side:
         planned.append(comparison)
+    check_not_inputs(planned, [*cubes, *truth])
     previews.check_outputs(planned, overwrite)
+    clean_stale_temporaries(output_dir, lambda text: info(f"note: {escape(text)}", quiet))
 
     def load(path: Path, truth_path: Optional[Path]):
         """Read one cube (and its truth) and check them before any of its files is written."""
@@ -298,22 +319,46 @@ def render(
                     f"{items[0][0]!r} has {items[0][1].shape}"
                 )
     else:
-        items = ((stem, *load(path, truth_path)) for path, stem, truth_path in jobs)
+        items = (((stem, path), lambda path=path, truth_path=truth_path: load(path, truth_path))
+                 for path, stem, truth_path in jobs)
 
+    result = BatchResult(failed=[(Path(spec), str(error), error) for spec, error in problems])
+    for spec, error in problems:
+        console.print(f"[red]failed[/red] {escape(spec)}: {escape(str(error))}")
     written: list[Path] = []
     kept: list = []
-    for stem, cube, wavelengths_nm, true_cube in items:
-        written += previews.write_previews(cube, wavelengths_nm, output_dir, stem, overwrite, **colour,
-                                           figure_format=fmt, dpi=dpi)
-        if points:
-            image = previews.false_color(cube, wavelengths_nm, **colour)
-            figure = previews.spectra_plot(cube, points, wavelengths_nm, truth=true_cube, radius=radius, image=image)
-            written.append(previews.save_figure(output_dir / f"{stem}_spectra.{fmt}", figure, overwrite, dpi))
-        if true_cube is not None:
-            figure = previews.error_map(cube, true_cube, wavelengths_nm)
-            written.append(previews.save_figure(output_dir / f"{stem}_error.{fmt}", figure, overwrite, dpi))
-        if side_by_side:
-            kept.append((cube, wavelengths_nm, true_cube))
+    try:
+        for item in items:
+            if side_by_side:
+                stem, cube, wavelengths_nm, true_cube = item
+            else:  # each cube on its own: one that fails does not stop the others
+                (stem, path), read = item
+                try:
+                    cube, wavelengths_nm, true_cube = read()
+                except (HsraError, MemoryError) as exc:
+                    message = str(exc) if isinstance(exc, HsraError) else f"out of memory reading {path}"
+                    if len(cubes) + len(problems) == 1:
+                        raise
+                    result.failed.append((path, message, exc))
+                    console.print(f"[red]failed[/red] {escape(str(path))}: {escape(message)}")
+                    continue
+            written += previews.write_previews(cube, wavelengths_nm, output_dir, stem, overwrite, **colour,
+                                               figure_format=fmt, dpi=dpi)
+            if points:
+                image = previews.false_color(cube, wavelengths_nm, **colour)
+                figure = previews.spectra_plot(cube, points, wavelengths_nm, truth=true_cube, radius=radius,
+                                               image=image)
+                written.append(previews.save_figure(output_dir / f"{stem}_spectra.{fmt}", figure, overwrite, dpi))
+            if true_cube is not None:
+                figure = previews.error_map(cube, true_cube, wavelengths_nm)
+                written.append(previews.save_figure(output_dir / f"{stem}_error.{fmt}", figure, overwrite, dpi))
+            result.done.append(stem)
+            if side_by_side:
+                kept.append((cube, wavelengths_nm, true_cube))
+    except INTERRUPTS as exc:  # Ctrl-C or SIGTERM: what is written stays, the rest is left
+        result.interrupted = getattr(exc, "signum", 2)
+        result.left = [name for name in names if name not in result.done]
+        side_by_side = False
     if side_by_side:
         reference = next((true_cube for _, _, true_cube in kept if true_cube is not None), None)
         figure = previews.side_by_side([cube for cube, _, _ in kept], labels, kept[0][1], truth=reference,
@@ -323,3 +368,6 @@ def render(
     for path in written:
         typer.echo(str(path))
     info(f"wrote {len(written)} file(s) to {output_dir}", quiet)
+    if result.failed or result.interrupted is not None:
+        return print_summary(result)
+    return 0

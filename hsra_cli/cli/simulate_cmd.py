@@ -8,7 +8,9 @@ from typing import List, Optional
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import console, info, stdout, warn
+from hsra_cli.cli._common import (
+    AxisChoice, MaskKindChoice, NoiseChoice, console, info, positive, stdout, warn,
+)
 
 
 @app.command(
@@ -19,56 +21,86 @@ from hsra_cli.cli._common import console, info, stdout, warn
   hsra simulate cubes/*.mat --mask mask_256.mat -o sim/ --noise shot --qe 0.4 --bit-depth 2048
 
   hsra simulate cube.h5 --key img --noise gaussian --noise-sigma 0.01 -o sim/
+
+  hsra simulate kaist_truth.npz:0-3 --mask mask_256.mat -o sim/         [dim]# scenes 0–3 of a stack[/dim]
+
+  for f in cubes/*.mat; do hsra simulate "$f" --mask m.mat -o sim/; done   [dim]# mask.mat is kept[/dim]
 """,
 )
 def simulate(
-    cubes: List[Path] = typer.Argument(..., help="Cube files (H×W×C or C×H×W; .mat .h5 .tif .npy .npz), values in [0, 1]."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output folder: <stem>.mat (key meas), mask.mat, <stem>_meas.png."),
+    cubes: List[str] = typer.Argument(
+        ..., help="Cube files (H×W×C or C×H×W; .mat .h5 .tif .npy .npz), folders, quoted patterns or stack.npz:SCENES; "
+        "values in [0, 1].",
+    ),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder: <name>.mat (key meas), mask.mat, <name>_meas.png."),
+    name: str = typer.Option(
+        "{stem}", "--name", help="Output name template: {stem} (cube name; stem_N for scene N of a stack), {parent}, "
+        "{noise}, {seed}.",
+    ),
     key: Optional[str] = typer.Option(None, "--key", help="Variable holding the cube (default: the usual names)."),
-    bands: Optional[int] = typer.Option(None, "--bands", help="Band count, to tell the layout when it is ambiguous."),
+    bands: Optional[int] = typer.Option(None, "--bands", min=1, help="Band count, to tell the layout when it is ambiguous."),
     mask: Optional[Path] = typer.Option(None, "-m", "--mask", help="Coded aperture file (2-D, or a 3-D shifted mask). Default: generated."),
     mask_key: Optional[str] = typer.Option(None, "--mask-key", help="Variable holding the mask."),
-    mask_kind: str = typer.Option("random-binary", "--mask-kind", help="Generated mask: random-binary or random-grey."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the generated mask and the noise."),
-    step: int = typer.Option(2, "--step", help="Dispersion in pixels per band."),
-    axis: str = typer.Option("width", "--axis", help="Dispersion axis: width or height."),
-    noise: str = typer.Option("none", "--noise", help="none, gaussian (--noise-sigma) or shot (--qe, --bit-depth, --gain)."),
-    noise_sigma: float = typer.Option(0.0, "--noise-sigma", help="Gaussian noise σ in measurement units."),
-    qe: float = typer.Option(0.4, "--qe", help="Quantum efficiency of the shot-noise model."),
-    bit_depth: int = typer.Option(2048, "--bit-depth", help="Sensor levels of the shot-noise model."),
-    gain: float = typer.Option(1.0, "--gain", help="Signal gain before the shot-noise draw (the real-data recipe uses 1.2)."),
-    preview: bool = typer.Option(True, "--preview/--no-preview", help="Write a PNG of each measurement."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors on stderr."),
+    mask_kind: MaskKindChoice = typer.Option(MaskKindChoice.RANDOM_BINARY, "--mask-kind", help="Generated mask."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the generated mask and the noise."),
+    step: int = typer.Option(2, "--step", min=1, help="Dispersion in pixels per band."),
+    axis: AxisChoice = typer.Option(AxisChoice.WIDTH, "--axis", help="Dispersion axis."),
+    noise: NoiseChoice = typer.Option(NoiseChoice.NONE, "--noise", help="gaussian (--noise-sigma) or shot (--qe, --bit-depth, --gain)."),
+    noise_sigma: float = typer.Option(0.0, "--noise-sigma", min=0.0, help="Gaussian noise σ in measurement units."),
+    qe: float = typer.Option(0.4, "--qe", min=0.0, max=1.0, callback=positive, help="Quantum efficiency of the shot-noise model, in (0, 1]."),
+    bit_depth: int = typer.Option(2048, "--bit-depth", min=1, help="Sensor levels of the shot-noise model."),
+    gain: float = typer.Option(1.0, "--gain", callback=positive, help="Signal gain before the shot-noise draw (the real-data recipe uses 1.2)."),
+    previews: Optional[bool] = typer.Option(None, "--previews/--no-previews", help="Write a PNG of each measurement [default: previews]."),
+    old_preview: Optional[bool] = typer.Option(None, "--preview/--no-preview", hidden=True),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (never an input of the same call)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors, warnings and the summary on stderr."),
 ):
     """Simulate CASSI snapshots of cubes: y = Σ_b shift_b(mask ⊙ x_b), plus optional noise.
 
-    Prints the paths written, one per line, on stdout.
+    Prints the paths written, one per line, on stdout. A mask.mat already in the folder holding the same mask is
+    kept, so one cube per call into one folder works. A cube that fails does not stop the others (exit code 1 at
+    the end); Ctrl-C or SIGTERM stops after the current cube (exit 130 / 143).
     """
-    from hsra_cli.cli._common import require_files
+    from rich.markup import escape
+
+    from hsra_cli.batch import BatchResult
+    from hsra_cli.cli._common import alias, print_summary, require_files
+    from hsra_cli.inputs import collect
     from hsra_cli.simulate import simulate_files
 
-    require_files(list(cubes) + ([mask] if mask else []), "input")
-    written = simulate_files(
-        cubes,
-        out,
-        key=key,
-        bands=bands,
-        mask_path=mask,
-        mask_key=mask_key,
-        mask_kind=mask_kind,
-        seed=seed,
-        step=step,
-        axis=axis,
-        noise=noise,
-        noise_sigma=noise_sigma,
-        qe=qe,
-        bit_depth=bit_depth,
-        gain=gain,
-        preview=preview,
-        overwrite=overwrite,
-        on_warning=warn,
-        on_written=lambda p: info(f"wrote {p}", quiet),
-    )
-    for path in written:
-        stdout.print(str(path))
+    preview = alias(previews, old_preview, "--previews", "--preview")
+    preview = True if preview is None else preview
+    if mask is not None:
+        require_files([mask], "mask")
+    sources, problems, excluded = collect(cubes, exclude=[mask] if mask is not None else ())
+    single = len(sources) + len(problems) == 1 and not any(s.scenes or s.listed for s in sources)
+    if single and problems:
+        raise problems[0][1]
+    result = BatchResult()
+    for spec, error in problems:
+        result.failed.append((Path(spec), str(error), error))
+        console.print(f"[red]failed[/red] {escape(spec)}: {escape(str(error))}")
+
+    def on_failed(path, message):
+        if not single:
+            console.print(f"[red]failed[/red] {escape(str(path))}: {escape(message)}")
+
+    if sources:
+        batch = simulate_files(
+            sources, out, key=key, bands=bands, mask_path=mask, mask_key=mask_key, mask_kind=mask_kind.value,
+            seed=seed, step=step, axis=axis.value, noise=noise.value, noise_sigma=noise_sigma, qe=qe,
+            bit_depth=bit_depth, gain=gain, preview=preview, overwrite=overwrite, name=name,
+            on_warning=warn, on_written=lambda p: info(f"wrote {escape(str(p))}", quiet), on_failed=on_failed,
+            on_note=lambda text: info(f"note: {escape(text)}", quiet),
+        )
+        result.done, result.outputs, result.left, result.interrupted = batch.done, batch.outputs, batch.left, batch.interrupted
+        result.failed += batch.failed
+    for path in excluded:  # said once the run is accepted: a refusal stays one line
+        info(f"skipping {escape(str(path))}: it is the --mask file", quiet)
+    for path in result.outputs:
+        stdout.print(escape(str(path)))
+    if single and result.failed and result.interrupted is None:
+        raise result.failed[0][2]
+    if single and result.interrupted is None:
+        return 0
+    return print_summary(result)

@@ -99,6 +99,8 @@ class GapTV(torch.nn.Module):
         super().__init__()
         self.bands, self.step, self.axis = bands, step, axis
         self.config = GapTvConfig(**config)
+        #: Called as ``on_iteration(done, total)`` after each iteration (progress bars); None: not called.
+        self.on_iteration = None
 
     def example_inputs(self, height: int, width: int):
         mask = (torch.rand(height, width) > 0.5).float()
@@ -133,6 +135,8 @@ class GapTV(torch.nn.Module):
             else:
                 x = x + op.A_adjoint((y - predicted) / phi_s)
             x, dual = tv_denoise(x, weight, cfg.tv_iterations, dual)
+            if self.on_iteration is not None:
+                self.on_iteration(it + 1, cfg.iterations)
         return x
 
     def describe(self) -> dict:

@@ -1,0 +1,248 @@
+"""One input syntax for every command: files, folders, quoted glob patterns and ``FILE:SCENES`` selectors.
+
+* a file is taken as it is;
+* a folder gives its supported files, sorted by name (not recursive);
+* a pattern with ``*``, ``?`` or ``[`` (quoted, so the shell leaves it alone) gives the supported files it matches;
+* ``stack.npz:0-3`` or ``stack.h5:0,2,5-7`` picks scenes (counted from 0, ranges include both ends) of a file
+  holding a stack of cubes ``N × H × W × C`` (or ``N × C × H × W``), as ``hsra train --data`` does. A stack given
+  without a selector gives all its scenes.
+
+A spec that names nothing (a missing path, a folder or pattern without supported files) is a problem of that spec
+alone: commands report it among the batch's failures and go on with the others.
+
+Predictions and truths (``hsra evaluate``) are paired by name (:func:`pair_scenes`).
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import HsraError, InputFileError, ShapeError, UsageError
+
+
+@dataclass(frozen=True)
+class Source:
+    """One file named by the user's input specs."""
+
+    path: Path
+    #: the spec it came from, as typed
+    spec: str
+    #: the scenes a selector picked from a stack; None: the whole file
+    scenes: tuple[int, ...] | None = None
+    #: found in a folder or by a pattern, rather than named on its own
+    listed: bool = False
+
+
+def collect(specs, suffixes: tuple[str, ...] | None = None, exclude=()) -> tuple[list[Source], list[tuple[str, HsraError]], list[Path]]:
+    """Expand input specs into files, in the order given (each folder or pattern sorted), without duplicates.
+
+    ``exclude``: files never taken from a folder or pattern (e.g. the ``--mask`` file that sits among the
+    captures ``hsra simulate`` wrote); named on their own they are kept.
+
+    Returns ``(sources, problems, excluded)``: ``problems`` holds ``(spec, error)`` for each spec that names
+    nothing; ``excluded`` the files left out because of ``exclude``.
+    """
+    from .io import SUPPORTED_SUFFIXES
+    from .train.data import parse_source  # the selector syntax of `hsra train --data`: one grammar for all
+
+    suffixes = suffixes or SUPPORTED_SUFFIXES
+    kinds = "/".join(suffixes)
+    excluded_ids = {_identity(Path(p)) for p in exclude}
+    sources: list[Source] = []
+    problems: list[tuple[str, HsraError]] = []
+    excluded: list[Path] = []
+    for spec in map(str, specs):
+        path = Path(spec)
+        try:
+            if any(ch in spec for ch in "*?[") and not path.exists():
+                matches = sorted(Path(p) for p in glob.glob(spec, recursive=True))
+                files = [p for p in matches if p.is_file() and p.suffix.lower() in suffixes]
+                if not files:
+                    raise InputFileError(f"the pattern {spec!r} matches no {kinds} file")
+                found = [Source(p, spec, None, True) for p in files]
+            elif path.is_dir():
+                files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+                if not files:
+                    raise InputFileError(f"the folder {spec!r} holds no {kinds} file")
+                found = [Source(p, spec, None, True) for p in files]
+            else:
+                file, scenes = parse_source(spec)
+                if not file.exists():
+                    raise InputFileError(f"input {spec!r} does not exist")
+                if file.is_dir():
+                    raise UsageError(f"{spec!r}: a scene selector picks cubes from a stack file, not from a folder")
+                found = [Source(file, spec, None if scenes is None else tuple(scenes), False)]
+        except HsraError as exc:
+            problems.append((spec, exc))
+            continue
+        for source in found:
+            if source.listed and _identity(source.path) in excluded_ids:
+                excluded.append(source.path)
+            else:
+                sources.append(source)
+    unique: dict[tuple, Source] = {}
+    for source in sources:
+        unique.setdefault((source.path.resolve(), source.scenes), source)
+    return list(unique.values()), problems, excluded
+
+
+def _identity(path: Path):
+    """What makes two paths the same file: device and inode when it exists (hard and soft links alike)."""
+    try:
+        status = path.stat()
+        return (status.st_dev, status.st_ino)
+    except OSError:
+        return path.resolve()
+
+
+def same_file(a: Path, b: Path) -> bool:
+    return _identity(Path(a)) == _identity(Path(b))
+
+
+# ------------------------------------------------------------------------------------------------------
+# scenes: the cubes a source holds
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One cube of an input: a whole file (``index`` None) or one scene of a stack."""
+
+    path: Path
+    index: int | None = None
+
+    @property
+    def name(self) -> str:
+        """``stem`` or ``stem:index``: what tables show and pairing compares."""
+        return self.path.stem if self.index is None else f"{self.path.stem}:{self.index}"
+
+    @property
+    def stem(self) -> str:
+        """A file-name stem for its outputs: ``stem`` or ``stem_index``."""
+        return self.path.stem if self.index is None else f"{self.path.stem}_{self.index}"
+
+    def __str__(self) -> str:
+        return str(self.path) if self.index is None else f"{self.path}:{self.index}"
+
+
+def scenes_of(source: Source, key: str | None = None) -> list[Scene]:
+    """The cubes ``source`` names: its one cube, or the selected (default: all) scenes of an ``N × …`` stack.
+
+    Reads only the file's headers where the format allows. Raises :class:`UsageError` for a selector that does
+    not fit the file."""
+    from .io import declared_shape
+
+    shape = declared_shape(source.path, key, role="cube")
+    if len(shape) == 4 and shape[0] != 1:
+        count = shape[0]
+        indices = source.scenes if source.scenes is not None else tuple(range(count))
+        beyond = [i for i in indices if i >= count]
+        if beyond:
+            raise UsageError(
+                f"{source.spec!r} selects scene {beyond[0]} but {source.path} holds {count} scenes (0–{count - 1})"
+            )
+        return [Scene(source.path, i) for i in indices]
+    if source.scenes not in (None, (0,)):
+        raise UsageError(f"{source.spec!r} selects scenes but {source.path} holds one cube (select :0 or nothing)")
+    return [Scene(source.path)]
+
+
+class SceneReader:
+    """Reads scenes as ``H × W × C`` float32 cubes, integer data scaled to [0, 1]; a stack is read once for all
+    its scenes that come one after another."""
+
+    def __init__(self, key: str | None = None, bands: int | None = None):
+        self.key, self.bands = key, bands
+        self._stack = None  # (path, LoadedArray) of the last stack read
+
+    def read(self, scene: Scene):
+        """``(cube, loaded, note)``: ``note`` says how integer data was scaled (None when it was not)."""
+        from .io import read_array, read_cube, to_hwc, unit_range
+
+        if scene.index is None:
+            cube, loaded = read_cube(scene.path, self.key, self.bands)
+        else:
+            if self._stack is None or self._stack[0] != scene.path:
+                self._stack = None  # free the previous stack before reading the next
+                self._stack = (scene.path, read_array(scene.path, self.key, role="cube"))
+            loaded = self._stack[1]
+            stored = loaded.metadata.get("bands")
+            bands = self.bands or (stored if isinstance(stored, int) and not isinstance(stored, bool) else None)
+            try:
+                cube = to_hwc(loaded.data[scene.index], bands)
+            except ShapeError as exc:
+                raise ShapeError(f"{scene}: {exc}") from None
+        cube, note = unit_range(cube, loaded)
+        return np.ascontiguousarray(cube, dtype=np.float32), loaded, note
+
+
+# ------------------------------------------------------------------------------------------------------
+# pairing predictions with truths
+
+#: Endings that mark a truth file, stripped before names are compared (``scene01_gt`` pairs with ``scene01``).
+TRUTH_SUFFIXES = ("_gt", "-gt", "_truth", "-truth", "_groundtruth", "_ref")
+#: What may follow a truth's name in a prediction's name (``scene01_hsra-s`` pairs with ``scene01``).
+_NAME_SEPARATORS = "_-."
+
+
+def _truth_name(truth: Scene) -> str:
+    stem = truth.path.stem
+    for suffix in TRUTH_SUFFIXES:
+        if stem.lower().endswith(suffix) and len(stem) > len(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return stem if truth.index is None else f"{stem}:{truth.index}"
+
+
+def pair_scenes(predictions: list[Scene], truths: list[Scene], by_position: bool = False):
+    """Pair each prediction with its truth. Returns ``(pairs, unmatched)``.
+
+    By name: a truth pairs with the prediction of the same name, its name read without a truth ending
+    (:data:`TRUTH_SUFFIXES`); failing that, with a prediction whose name starts with it followed by ``_ - .``
+    (``scene01_hsra-s`` ↔ ``scene01``; the longest such name wins). One prediction file and one truth file pair
+    scene by scene whatever their names. ``by_position``: in the order given, or one truth for all.
+    ``unmatched`` lists the predictions with no truth; raises :class:`UsageError` when positions cannot pair.
+    """
+    if by_position or (len({p.path for p in predictions}) == 1 and len({t.path for t in truths}) == 1
+                       and len(predictions) == len(truths)):
+        if len(truths) == 1:
+            return [(p, truths[0]) for p in predictions], []
+        if len(truths) != len(predictions):
+            raise UsageError(
+                f"--pair-by-position got {len(predictions)} prediction(s) and {len(truths)} truth(s); "
+                "expected as many truths as predictions, in the same order, or one truth for all"
+            )
+        return list(zip(predictions, truths)), []
+    by_name: dict[str, Scene] = {}
+    for truth in truths:
+        name = _truth_name(truth)
+        if name in by_name:
+            raise UsageError(
+                f"truths {by_name[name]} and {truth} are both named {name!r}; pairing by name needs distinct names "
+                "(or pass --pair-by-position)"
+            )
+        by_name[name] = truth
+    pairs, unmatched = [], []
+    for prediction in predictions:
+        truth = by_name.get(prediction.name)
+        if truth is None:
+            prefixes = [n for n in by_name if prediction.name.startswith(n)
+                        and prediction.name[len(n):len(n) + 1] in tuple(_NAME_SEPARATORS)]
+            truth = by_name[max(prefixes, key=len)] if prefixes else None
+        if truth is None:
+            unmatched.append(prediction)
+        else:
+            pairs.append((prediction, truth))
+    return pairs, unmatched
+
+
+def unmatched_message(prediction: Scene, truths: list[Scene]) -> str:
+    names = sorted({_truth_name(t) for t in truths})
+    listed = ", ".join(names[:6]) + (f" … ({len(names)} in all)" if len(names) > 6 else "")
+    return (
+        f"no truth is named like {prediction.name!r} (truths: {listed or 'none'}); name them alike "
+        "(scene01.mat ↔ scene01_gt.mat, or scene01_<method>.mat ↔ scene01.mat) or pass --pair-by-position"
+    )
