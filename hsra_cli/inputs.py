@@ -16,12 +16,37 @@ Predictions and truths (``hsra evaluate``) are paired by name (:func:`pair_scene
 from __future__ import annotations
 
 import glob
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import HsraError, InputFileError, ShapeError, UsageError
+
+
+_SELECTOR = re.compile(r"^(.*):(\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*)$")
+
+
+def parse_source(text: str) -> tuple[Path, list[int] | None]:
+    """``"path"`` or ``"path:SELECTOR"`` -> (path, scene indices or None for all).
+
+    An existing path is taken whole even if it ends in something that looks like a selector.
+    """
+    path = Path(text)
+    if path.exists():
+        return path, None
+    match = _SELECTOR.match(text)
+    if not match:
+        return path, None
+    indices: list[int] = []
+    for part in match.group(2).split(","):
+        first, _, last = part.partition("-")
+        start, stop = int(first), int(last or first)
+        if stop < start:
+            raise UsageError(f"scene range {part!r} in {text!r} runs backwards; expected FIRST-LAST with FIRST ≤ LAST")
+        indices.extend(range(start, stop + 1))
+    return Path(match.group(1)), indices
 
 
 @dataclass(frozen=True)
@@ -47,7 +72,6 @@ def collect(specs, suffixes: tuple[str, ...] | None = None, exclude=()) -> tuple
     nothing; ``excluded`` the files left out because of ``exclude``.
     """
     from .io import SUPPORTED_SUFFIXES
-    from .train.data import parse_source  # the selector syntax of `hsra train --data`: one grammar for all
 
     suffixes = suffixes or SUPPORTED_SUFFIXES
     kinds = "/".join(suffixes)

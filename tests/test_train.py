@@ -400,7 +400,7 @@ def test_an_existing_run_is_not_overwritten_without_the_flag(files, capsys):
         (["--model", "no-such-net"], 2, "unknown model"),
         (["--mask-offset", "30,0"], 1, "does not fit in the 40×40 mask"),
         (["--amp", "bf16", "--device", "cpu"], 2, "needs a CUDA device"),
-        (["--loss", "huber"], 2, "--loss must be one of"),
+        (["--loss", "huber"], 2, "is not one of 'rmse', 'l1', 'charbonnier'"),
     ],
 )
 def test_bad_input_is_one_line_with_its_exit_code_and_writes_nothing(files, capsys, change, code, message):

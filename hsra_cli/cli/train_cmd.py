@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import console, parse_offset, stdout
+from hsra_cli.cli._common import AxisChoice, console, parse_offset, stdout, value_of
+from hsra_cli.train.config import AMP_MODES, DEVICES, LOSSES, LR_SCALINGS, MASK_MODES
+
+# Choice options as Enums built from the library's tuples: --help lists them, a wrong value is a usage error.
+MaskModeChoice = Enum("MaskModeChoice", {value.upper(): value for value in MASK_MODES}, type=str)
+LossChoice = Enum("LossChoice", {value.upper(): value for value in LOSSES}, type=str)
+AmpChoice = Enum("AmpChoice", {value.upper(): value for value in AMP_MODES}, type=str)
+LrScalingChoice = Enum("LrScalingChoice", {value.upper(): value for value in LR_SCALINGS}, type=str)
+DeviceChoice = Enum("DeviceChoice", {value.upper(): value for value in DEVICES}, type=str)
 
 
 @app.command(
@@ -58,8 +67,12 @@ def train(
     patch_size: int = typer.Option(128, "--patch-size", help="Training patch side, pixels (even)."),
     batch_size: int = typer.Option(5, "--batch-size", help="Patches per step and per process."),
     mosaic: bool = typer.Option(True, "--mosaic/--no-mosaic", help="Half of each batch: mosaics of four half-size crops."),
-    mask_mode: str = typer.Option("fixed", "--mask-mode", help="fixed (simulation) or random (real data: random mask crops)."),
-    mask_offset: str = typer.Option("0,0", "--mask-offset", help="ROW,COL of the fixed mask crop (and of validation)."),
+    mask_mode: MaskModeChoice = typer.Option(
+        "fixed", "--mask-mode", help="fixed (simulation: one mask window) or random (a window per patch)."
+    ),
+    mask_offset: str = typer.Option(
+        "0,0", "--mask-offset", metavar="ROW,COL", help="Window of fixed mode and of validation."
+    ),
     generated_masks: float = typer.Option(
         0.0, "--generated-masks", help="Share of patches (random mode) measured through a generated binary or grey mask."
     ),
@@ -73,18 +86,18 @@ def train(
     qe: float = typer.Option(0.4, "--qe", help="Quantum efficiency of the shot-noise model."),
     bit_depth: int = typer.Option(2048, "--bit-depth", help="Sensor levels of the shot-noise model."),
     step: int = typer.Option(2, "--step", help="Dispersion in pixels per band."),
-    axis: str = typer.Option("width", "--axis", help="Dispersion axis: width or height."),
-    loss: str = typer.Option("rmse", "--loss", help="rmse, l1 or charbonnier."),
+    axis: AxisChoice = typer.Option("width", "--axis", help="Dispersion axis."),
+    loss: LossChoice = typer.Option("rmse", "--loss", help="Training loss (rmse: the field's √MSE)."),
     lr: float = typer.Option(4e-4, "--lr", help="Peak learning rate for 5 samples per step (Adam, betas 0.9/0.999)."),
-    lr_scaling: str = typer.Option(
-        "sqrt", "--lr-scaling", help="How --lr follows batch × processes: sqrt (of batch/5), linear or none."
+    lr_scaling: LrScalingChoice = typer.Option(
+        "sqrt", "--lr-scaling", help="How --lr follows batch × processes (sqrt: by √(batch/5))."
     ),
     min_lr: float = typer.Option(1e-6, "--min-lr", help="Learning rate at the end of the cosine decay."),
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", help="Linear warm-up steps (default: 5%, ≤ 1000)."),
     steps: int = typer.Option(10000, "--steps", help="Optimizer steps of the whole run (sets the schedule)."),
     clip_grad: Optional[float] = typer.Option(None, "--clip-grad", help="Clip the gradient norm to this value."),
     ema: float = typer.Option(0.999, "--ema", help="EMA decay of the weights validated and exported (0: off)."),
-    amp: str = typer.Option("auto", "--amp", help="auto (bf16 on CUDA, else off), bf16, fp16 or off."),
+    amp: AmpChoice = typer.Option("auto", "--amp", help="Mixed precision (auto: bf16 on CUDA, off on the CPU)."),
     log_every: int = typer.Option(50, "--log-every", help="Log a row to log.csv every N steps."),
     ckpt_every: int = typer.Option(1000, "--ckpt-every", help="Checkpoint every N steps (and at the end)."),
     stop_after: Optional[int] = typer.Option(None, "--stop-after", help="End this session at step N (resume later)."),
@@ -100,7 +113,7 @@ def train(
         None, "--pretrained", help="Start from weights: a model name, a model folder or a .safetensors file."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial weights, the data stream and the noise."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: DeviceChoice = typer.Option("auto", "--device", help="Where to train."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over in a --out that holds a run."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors on stderr."),
@@ -134,7 +147,7 @@ def train(
         patch_size=patch_size,
         batch_size=batch_size,
         mosaic=mosaic,
-        mask_mode=mask_mode,
+        mask_mode=value_of(mask_mode),
         mask_offset=parse_offset(mask_offset),
         generated_masks=generated_masks,
         noise_fraction=noise_fraction,
@@ -143,16 +156,16 @@ def train(
         qe=qe,
         bit_depth=bit_depth,
         step=step,
-        axis=axis,
-        loss=loss,
+        axis=value_of(axis),
+        loss=value_of(loss),
         lr=lr,
-        lr_scaling=lr_scaling,
+        lr_scaling=value_of(lr_scaling),
         min_lr=min_lr,
         warmup_steps=warmup_steps,
         steps=steps,
         clip_grad=clip_grad,
         ema=ema,
-        amp=amp,
+        amp=value_of(amp),
         log_every=log_every,
         ckpt_every=ckpt_every,
         stop_after=stop_after,
@@ -161,7 +174,7 @@ def train(
         resume=resume,
         pretrained=pretrained,
         seed=seed,
-        device=device,
+        device=value_of(device),
         threads=threads,
         overwrite=overwrite,
     )

@@ -12,7 +12,17 @@ the environment), ``report`` (progress, CSV log, learning curve), ``loop`` (the 
 
 from __future__ import annotations
 
-from .config import TrainConfig
-from .loop import TrainResult, train
-
 __all__ = ["TrainConfig", "TrainResult", "train"]
+
+
+def __getattr__(name: str):
+    # Lazy: `hsra --help` imports the option vocabulary (config) without torch and the training loop.
+    if name == "TrainConfig":
+        from .config import TrainConfig
+
+        return TrainConfig
+    if name in ("TrainResult", "train"):
+        from . import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

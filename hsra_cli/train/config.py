@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..errors import UsageError
-from .sampler import MASK_MODES
 
+#: fixed: every patch sees one mask window (the simulation recipe); random: a window per patch (real systems)
+MASK_MODES = ("fixed", "random")
 LOSSES = ("rmse", "l1", "charbonnier")
 LR_SCALINGS = ("sqrt", "linear", "none")
 #: The batch (samples per optimizer step, all processes) that --lr is given for: the field's recipe trains at 5.

@@ -11,15 +11,14 @@ silently rescaled.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputFileError, ShapeError, UsageError, ValueRangeError
+from ..inputs import parse_source  # the one scene-selector grammar of every command
 
-_SELECTOR = re.compile(r"^(.*):(\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*)$")
 
 # A float cube this far above 1 is in other units (0–255, 0–65535, radiance), not float noise.
 _RANGE_TOLERANCE = 1e-3
@@ -31,27 +30,6 @@ class Scene:
 
     name: str
     cube: np.ndarray
-
-
-def parse_source(text: str) -> tuple[Path, list[int] | None]:
-    """``"path"`` or ``"path:SELECTOR"`` -> (path, scene indices or None for all).
-
-    An existing path is taken whole even if it ends in something that looks like a selector.
-    """
-    path = Path(text)
-    if path.exists():
-        return path, None
-    match = _SELECTOR.match(text)
-    if not match:
-        return path, None
-    indices: list[int] = []
-    for part in match.group(2).split(","):
-        first, _, last = part.partition("-")
-        start, stop = int(first), int(last or first)
-        if stop < start:
-            raise UsageError(f"scene range {part!r} in {text!r} runs backwards; expected FIRST-LAST with FIRST ≤ LAST")
-        indices.extend(range(start, stop + 1))
-    return Path(match.group(1)), indices
 
 
 def _files_of(path: Path, text: str) -> list[Path]:

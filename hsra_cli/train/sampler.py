@@ -24,7 +24,7 @@ from ..errors import ShapeError, UsageError
 from ..physics import CassiOperator
 from ..simulate import shot_noise
 
-MASK_MODES = ("fixed", "random")
+from .config import MASK_MODES  # noqa: E402,F401  (re-exported: the sampler checks its physics against it)
 
 #: Kinds of generated coded apertures (``--generated-masks``), drawn with equal probability:
 #: ``binary`` i.i.d. open/closed pixels; ``blurred`` a binary pattern through a 3×3 point-spread function with a
