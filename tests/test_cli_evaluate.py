@@ -258,3 +258,25 @@ def test_a_selector_beyond_the_stack_names_its_size(tmp_path, capsys):
     err = capsys.readouterr().err
     assert_one_line_error(err)
     assert "holds 2 scenes" in err
+
+
+def test_one_scene_from_several_methods_is_named_by_method(tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from hsra_cli.cli import main
+
+    rng = np.random.default_rng(0)
+    truth = rng.random((16, 16, 28), dtype=np.float32)
+    np.save(tmp_path / "scene.npy", truth)
+    for method, noise in (("net", 0.01), ("solver", 0.1)):
+        folder = tmp_path / method
+        folder.mkdir()
+        np.save(folder / "scene.npy", np.clip(truth + noise * rng.standard_normal(truth.shape), 0, 1).astype(np.float32))
+    (tmp_path / "net" / "scene.json").write_text(json.dumps({"model": "hsra-s.any"}))  # a reconstruct record
+    assert main(["evaluate", str(tmp_path / "net" / "scene.npy"), str(tmp_path / "solver" / "scene.npy"),
+                 "--truth", str(tmp_path / "scene.npy"), "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["scenes"]}
+    assert set(rows) == {"scene (hsra-s.any)", "scene (solver)"}  # the record's model, else the folder
+    assert rows["scene (hsra-s.any)"]["psnr"] > rows["scene (solver)"]["psnr"]

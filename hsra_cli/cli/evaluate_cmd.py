@@ -152,6 +152,7 @@ def evaluate(
             failed.append((str(prediction), InputFileError(f"out of memory scoring {prediction} against {truth}")))
             continue
         scenes.append({"name": prediction.name, "pred": str(prediction), "truth": str(truth), **metrics})
+    _name_methods_apart(scenes)
     if single and failed:
         raise failed[0][1]
     for spec, error in failed:
@@ -179,6 +180,33 @@ def evaluate(
         console.print(f"[red]{len(scenes)} scored, {len(failed)} failed[/red]")
         return 1
     return 0
+
+
+def _method_of(prediction_path: str) -> str:
+    """The method that made a prediction: the model in the JSON record beside it, else its folder's name."""
+    import json
+
+    path = Path(str(prediction_path))
+    if not path.exists():  # a scene of a stack, "stack.npz:3"
+        path = Path(str(prediction_path).rpartition(":")[0])
+    record = path.with_suffix(".json")
+    try:
+        model = json.loads(record.read_text(encoding="utf-8")).get("model")
+        if isinstance(model, str) and model:
+            return model
+    except (OSError, ValueError, AttributeError):
+        pass
+    return path.parent.name
+
+
+def _name_methods_apart(scenes: list[dict]) -> None:
+    """Rows of one scene made by several methods (same-named predictions from different folders) get the
+    method in their name, ``colorchecker (hsra-s.any)``, so the table compares them."""
+    names = [scene["name"] for scene in scenes]
+    for scene in scenes:
+        if names.count(scene["name"]) > 1:
+            scene["method"] = _method_of(scene["pred"])
+            scene["name"] = f"{scene['name']} ({scene['method']})"
 
 
 def _read_scaled(reader, scene, quiet: bool):
