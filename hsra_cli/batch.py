@@ -111,9 +111,11 @@ def reconstruct_files(
     on_begin=None,
     on_start=None,
     on_done=None,
+    calibration: dict | None = None,
 ) -> BatchResult:
     """Reconstruct every input into ``out_dir``. ``on_begin(todo, skipped)`` (after the up-front checks),
-    ``on_start(path, index, total)`` and ``on_done(path, record|None, error|None)`` report progress. Raises before computing anything when outputs would be overwritten."""
+    ``on_start(path, index, total)`` and ``on_done(path, record|None, error|None)`` report progress. Raises before computing anything when outputs would be overwritten.
+    ``calibration``: how the geometry was found (``--mask-offset auto``), kept in every record."""
     from .bands import default_wavelengths
     from .io import atomic_output, check_writable, read_mask, read_measurement, write_cube
     from .render import write_previews
@@ -198,6 +200,8 @@ def reconstruct_files(
                     "environment": env,
                 }
             )
+            if calibration is not None:
+                record["calibration"] = calibration
             pending.append((path, paths, writer.submit(write_outputs, recon.cube, record, paths)))
             # Report finished writes as they complete, without waiting on the current one.
             pending = _collect(pending, result, on_done, block=False)

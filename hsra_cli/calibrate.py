@@ -460,6 +460,19 @@ def calibrate_files(
         result = calibrate(captures, mask, bands=bands, steps=steps, axes=axes, max_step=max_step)
     except HsraError as exc:
         raise type(exc)(f"calibration: {exc}") from None
-    source = {"captures": [str(p) for p in chosen], "capture_keys": keys, "mask": str(mask_path),
+    source = {"capture_files": [str(p) for p in chosen], "capture_keys": keys, "mask": str(mask_path),
               "mask_key": mask_loaded.key}
     return result, source
+
+
+def write_calibration(path: Path, calibration: Calibration, source: dict | None = None,
+                      overwrite: bool = False) -> Path:
+    """Write the calibration with its landscapes as JSON (atomically; an existing file only with ``overwrite``)."""
+    import json
+
+    from .io import atomic_output
+
+    data = {"source": source or {}, **calibration.to_dict()}
+    with atomic_output(path, overwrite) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, default=float))
+    return Path(path)

@@ -22,6 +22,33 @@ def _parse_tile(text: str):
         raise UsageError(f"--tile-size {text!r} must be auto, 0 (never tile) or a number of pixels") from None
 
 
+def _auto_geometry(reconstructor, paths, mask, key, mask_key, step, axis, quiet):
+    """``--mask-offset auto``: calibrate the inputs jointly, then use the found offset (and, for a solver whose
+    step and axis were not given, the found step and axis). A network keeps the physics it was trained for."""
+    from hsra_cli.calibrate import MAX_CAPTURES, calibrate_files
+    from hsra_cli.errors import HsraError
+    from hsra_cli.reconstruct import Reconstructor
+
+    network = reconstructor.entry.needs_weights
+    steps = [reconstructor.step] if network or step else None
+    axes = [reconstructor.axis] if network or axis else None
+    result, source = calibrate_files(paths, mask, key=key, mask_key=mask_key, bands=reconstructor.bands,
+                                     steps=steps, axes=axes, max_captures=MAX_CAPTURES)
+    if not result.confident:
+        raise HsraError(
+            f"--mask-offset auto: the calibration is not conclusive ({result.reason}); run hsra calibrate to see "
+            "the landscapes and pass --mask-offset row,column"
+        )
+    if (result.step, result.axis) != (reconstructor.step, reconstructor.axis):
+        reconstructor = Reconstructor(
+            reconstructor.entry.name, device=str(reconstructor.device), bands=reconstructor.bands,
+            step=result.step, axis=result.axis, tile_size=reconstructor.tile_size,
+            tile_overlap=reconstructor.tile_overlap, memory_cap_gb=reconstructor.memory_cap_gb,
+        )
+    info(f"calibrated on {result.captures} capture(s) in {result.seconds:.1f} s: {result.flags()}", quiet)
+    return reconstructor, result.offset, {**result.summary(), **source}
+
+
 @app.command(
     epilog="""[b]Examples[/b]
 
@@ -45,7 +72,7 @@ def reconstruct(
     fmt: str = typer.Option("mat", "--format", help="Cube format: mat, h5, tif or npy."),
     key: Optional[str] = typer.Option(None, "--key", help="Variable holding the measurement (default: meas, meas_real, y, …)."),
     mask_key: Optional[str] = typer.Option(None, "--mask-key", help="Variable holding the mask."),
-    mask_offset: Optional[str] = typer.Option(None, "--mask-offset", help="row,column of the capture area in a larger mask (required when the mask is larger)."),
+    mask_offset: Optional[str] = typer.Option(None, "--mask-offset", help="row,column of the capture area in a larger mask (required when the mask is larger), or auto: find it with hsra calibrate first."),
     normalize: str = typer.Option("auto", "--normalize", help="auto, none (field-scale sum) or max (real captures: max → 0.8)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     bands: Optional[int] = typer.Option(None, "--bands", help="Band count (gap-tv; networks use their card's)."),
@@ -86,7 +113,8 @@ def reconstruct(
         from hsra_cli.nets.runtime import keep_freed_memory
 
         keep_freed_memory()  # ~20 % faster CPU inference: big buffers are reused instead of page-faulted
-    offset = parse_offset(mask_offset)
+    auto_offset = mask_offset == "auto"
+    offset = None if auto_offset else parse_offset(mask_offset)
     tile = _parse_tile(tile_size)
     paths = shard(expand_inputs(inputs), num_parts, part_id)
     if not paths:
@@ -97,6 +125,10 @@ def reconstruct(
         tile_overlap=tile_overlap, memory_cap_gb=memory_cap, amp=amp, refine=refine,
     )
 
+    calibration = None
+    if auto_offset:
+        reconstructor, offset, calibration = _auto_geometry(reconstructor, paths, mask, key, mask_key, step, axis, quiet)
+
     single = len(paths) == 1  # one input: no progress chatter, and a failure is the command's one error line
 
     def on_begin(todo, skipped):
@@ -106,7 +138,7 @@ def reconstruct(
              + (f" ({skipped} already done)" if skipped else ""), quiet)
     arguments = {
         "inputs": inputs, "mask": str(mask), "out": str(out), "model": model, "weights": str(weights) if weights else None,
-        "format": fmt, "key": key, "mask_key": mask_key, "mask_offset": offset, "normalize": normalize,
+        "format": fmt, "key": key, "mask_key": mask_key, "mask_offset": "auto" if auto_offset else offset, "normalize": normalize,
         "device": device, "tile_size": tile, "tile_overlap": tile_overlap, "memory_cap_gb": memory_cap, "amp": amp,
         "refine": reconstructor.refine, "num_parts": num_parts, "part_id": part_id,
     }
@@ -130,7 +162,7 @@ def reconstruct(
     result = reconstruct_files(
         paths, mask, out, reconstructor, fmt=fmt, key=key, mask_key=mask_key, normalize=normalize,
         mask_offset=offset, previews=previews, skip_existing=skip_existing, overwrite=overwrite,
-        arguments=arguments, on_begin=on_begin, on_start=on_start, on_done=on_done,
+        arguments=arguments, on_begin=on_begin, on_start=on_start, on_done=on_done, calibration=calibration,
     )
     if single and result.failed:
         _, message, exc = result.failed[0]
