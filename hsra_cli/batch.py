@@ -1,7 +1,8 @@
 """Files in, files out: many captures through one :class:`~hsra_cli.reconstruct.Reconstructor`.
 
 Inputs are files, folders (their supported files, sorted) or glob patterns; outputs go to one folder, named after
-the inputs (``<stem>.<format>``, ``<stem>_rgb.png``, ``<stem>_bands.png``, ``<stem>.json``). Every output path is
+the inputs (``<stem>.<format>``, ``<stem>_rgb.png``, ``<stem>_bands.png``, ``<stem>_residual.png`` (the trust map),
+``<stem>.json``). Every output path is
 checked before any computing starts, so an existing file is never overwritten by accident and a refused run
 leaves nothing behind. A failed input does not stop the others; outputs are written by a background thread so the
 model never waits on the disk.
@@ -89,6 +90,7 @@ def output_paths(out_dir: Path, stem: str, fmt: str, previews: bool) -> dict[str
     if previews:
         paths["rgb"] = out_dir / f"{stem}_rgb.png"
         paths["bands"] = out_dir / f"{stem}_bands.png"
+        paths["residual"] = out_dir / f"{stem}_residual.png"
     return paths
 
 
@@ -119,6 +121,7 @@ def reconstruct_files(
     from .bands import default_wavelengths
     from .io import atomic_output, check_writable, read_mask, read_measurement, write_cube
     from .render import write_previews
+    from .trust import write_residual_map
 
     if fmt not in ("mat", "h5", "tif", "npy"):
         raise UsageError(f"unknown --format {fmt!r}; expected mat, h5, tif or npy")
@@ -160,12 +163,14 @@ def reconstruct_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     env = environment()
 
-    def write_outputs(cube: np.ndarray, record: dict, paths: dict[str, Path]) -> dict:
+    def write_outputs(cube: np.ndarray, record: dict, paths: dict[str, Path], residual_map=None) -> dict:
         start = time.perf_counter()
         meta = {k: record[k] for k in ("model", "physics", "normalization")}
         write_cube(paths["cube"], cube, wavelengths_nm=wavelengths, metadata=meta, overwrite=overwrite)
         if previews:
             write_previews(cube, wavelengths, out_dir, paths["cube"].stem, overwrite=overwrite)
+            if residual_map is not None:
+                write_residual_map(paths["residual"], residual_map, record["residual"], paths["cube"].stem, overwrite)
         record["seconds"]["write"] = time.perf_counter() - start
         with atomic_output(paths["record"], overwrite) as tmp:
             tmp.write_text(json.dumps(record, indent=2, default=str))
@@ -202,7 +207,7 @@ def reconstruct_files(
             )
             if calibration is not None:
                 record["calibration"] = calibration
-            pending.append((path, paths, writer.submit(write_outputs, recon.cube, record, paths)))
+            pending.append((path, paths, writer.submit(write_outputs, recon.cube, record, paths, recon.residual_map)))
             # Report finished writes as they complete, without waiting on the current one.
             pending = _collect(pending, result, on_done, block=False)
         _collect(pending, result, on_done, block=True)

@@ -18,7 +18,7 @@ what the scene's smooth shading does not explain, i.e. mostly the mask's fine pa
    (axis, step) wins; the margin to the runner-up says how clear the choice was.
 3. **Matched filter.** At the chosen step and axis, the NCC of the capture's modulation with the modulation of
    the sheared mask Φ·1 = A(1) (the operator applied to a white cube) for offsets ±2 pixels around the footprint
-   estimate; its maximum is the integer offset, and a parabola through its neighbours gives a sub-pixel offset.
+   estimate (less than one step along the dispersion axis, where a whole step only relabels the bands); its maximum is the integer offset, and a V fit through its neighbours gives a sub-pixel offset.
 
 Several captures of one system are calibrated jointly (their NCC maps are averaged). The footprint stage is what
 tells step 1 from step 2 on real captures, whose modulation is blurred by the optics and dominated by the bright
@@ -52,6 +52,8 @@ OCCUPIED_FRACTION = 0.25
 MIN_SIGNIFICANCE = 8.0
 #: … and the best (axis, step) must beat the runner-up's footprint score by this much.
 MIN_MARGIN = 0.05
+#: Lags of the mask's own autocorrelation used to model one band's copy on the profile.
+KERNEL_REACH = 3
 #: Half-size of the matched-filter neighbourhood searched around the footprint estimate.
 REFINE_RADIUS = 2
 
@@ -61,7 +63,7 @@ class Calibration:
     """The geometry that best explains the captures, with the evidence for it.
 
     ``offset`` is (row, column) of the capture area's top-left corner in the mask; ``subpixel_offset`` refines it
-    by a parabola through the matched-filter scores (reported, not used by ``hsra reconstruct``).
+    by a V fit through the matched-filter scores (reported, not used by ``hsra reconstruct``).
     """
 
     offset: tuple[int, int]
@@ -220,6 +222,35 @@ def footprint_score(profile: np.ndarray, floor: float, positions: np.ndarray) ->
     return coverage**3 * occupancy, coverage, occupancy
 
 
+def dispersion_kernel(mask_modulation: np.ndarray, reach: int = KERNEL_REACH) -> np.ndarray:
+    """Autocorrelation of the mask's modulation along the (last, dispersion) axis at lags −reach … reach,
+    normalised to 1 at lag 0: the profile one band's copy leaves on the dispersion profile."""
+    m = mask_modulation - mask_modulation.mean()
+    width = m.shape[-1]
+    energy = float(np.sum(m * m))
+    values = [float(np.sum(m[:, : width - abs(d)] * m[:, abs(d) :])) / max(energy, 1e-12) for d in range(-reach, reach + 1)]
+    return np.asarray(values)
+
+
+def profile_misfit(profile: np.ndarray, positions: np.ndarray, kernel: np.ndarray) -> float:
+    """Relative least-squares misfit of the profile near the band positions by Σ_b w_b · kernel(t − t_b).
+
+    Decides the offset along the dispersion axis between candidates one step apart, which place the same set of
+    copies except at the two ends of the footprint; the kernel accounts for the light each copy spills onto its
+    neighbours through the mask's own blur.
+    """
+    reach = kernel.size // 2
+    lo = max(int(positions.min()) - 2 * reach, 0)
+    hi = min(int(positions.max()) + 2 * reach + 1, profile.size)
+    t = np.arange(lo, hi)
+    lags = t[:, None] - positions[None, :]
+    design = np.where(np.abs(lags) <= reach, kernel[np.clip(lags + reach, 0, kernel.size - 1)], 0.0)
+    target = profile[lo:hi]
+    weights, *_ = np.linalg.lstsq(design, target, rcond=None)
+    misfit = target - design @ weights
+    return float(np.sum(misfit**2) / max(float(np.sum(target**2)), 1e-12))
+
+
 def _cube_size(measurement_shape: tuple[int, int], bands: int, step: int, axis: str) -> tuple[int, int]:
     h, w = measurement_shape
     if axis == "height":
@@ -243,11 +274,13 @@ def _sheared_mask_modulation(mask_window: np.ndarray, bands: int, step: int, axi
     return relative_modulation(sheared)
 
 
-def _parabola_peak(minus: float, centre: float, plus: float) -> float:
-    curvature = minus - 2 * centre + plus
-    if curvature >= 0:
+def _peak_offset(minus: float, centre: float, plus: float) -> float:
+    """Sub-pixel position of a peak from three samples by a symmetric V fit (the correlation peak of a random
+    pattern is a cone, not a parabola: a parabola would pull every estimate toward the integer pixel)."""
+    low = min(minus, plus)
+    if not centre > low:
         return 0.0
-    return float(np.clip(0.5 * (minus - plus) / curvature, -0.5, 0.5))
+    return float(np.clip(0.5 * (plus - minus) / (centre - low), -0.5, 0.5))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -329,7 +362,8 @@ def calibrate(
         mask_internal = flip(mask)
         shifts = {step: band_shifts(bands, step) for step in fitting}
         pad = max(int(s.max()) for s in shifts.values())
-        landscape = ncc_landscape(modulations, relative_modulation(mask_internal), pad)
+        mask_modulation = relative_modulation(mask_internal)
+        landscape = ncc_landscape(modulations, mask_modulation, pad)
         rows_valid = mask_internal.shape[0] - modulations[0].shape[0] + 1
         landscape = landscape[:rows_valid]
         sigma = _robust_sigma(landscape)
@@ -337,7 +371,7 @@ def calibrate(
         row = int(np.argmax(landscape.max(axis=1)))
         profile = landscape[row]
         floor = footprint_floor(profile, sigma, bands)
-        per_axis[axis] = {"sigma": sigma, "floor": floor, "row": row, "profile": profile, "pad": pad,
+        per_axis[axis] = {"sigma": sigma, "floor": floor, "kernel": dispersion_kernel(mask_modulation), "row": row, "profile": profile, "pad": pad,
                           "significance": significance, "landscape": landscape}
         for step in fitting:
             cube_width = _cube_size(shape, bands, step, axis)[1 if axis == "width" else 0]
@@ -365,12 +399,32 @@ def calibrate(
     axis, step = best["axis"], best["step"]
     info = per_axis[axis]
 
-    # Stage 3: matched filter with the sheared mask around the footprint estimate.
+    # Stage 2b: between offsets a whole step apart along the dispersion axis (the same copies, relabelled bands),
+    # the one whose footprint ends fit the profile best, copies' spill included.
     height, width = _cube_size(shape, bands, step, axis)
     r0, c0 = best["offset"]
-    rows = [r for r in range(r0 - REFINE_RADIUS, r0 + REFINE_RADIUS + 1) if 0 <= r <= mask.shape[0] - height]
-    cols = [c for c in range(c0 - REFINE_RADIUS, c0 + REFINE_RADIUS + 1) if 0 <= c <= mask.shape[1] - width]
-    spread = int(band_shifts(bands, step).max())
+    along_start = c0 if axis == "width" else r0
+    along_limit = (mask.shape[1] - width) if axis == "width" else (mask.shape[0] - height)
+    shifts = band_shifts(bands, step)
+    misfits = {}
+    for candidate in range(along_start - step, along_start + step + 1):
+        if 0 <= candidate <= along_limit:
+            misfits[candidate] = profile_misfit(info["profile"], candidate - shifts + info["pad"], info["kernel"])
+    along = min(misfits, key=misfits.get)
+    if axis == "width":
+        c0 = along
+    else:
+        r0 = along
+
+    # Stage 3: matched filter with the sheared mask around the footprint estimate.
+    # Along the dispersion axis a move by a whole step only relabels the bands (every copy lands where its
+    # neighbour's did): only the ends of the footprint tell those apart, which stage 2 has judged. The matched
+    # filter searches less than one step there.
+    along = min(REFINE_RADIUS, step - 1)
+    row_radius, col_radius = (REFINE_RADIUS, along) if axis == "width" else (along, REFINE_RADIUS)
+    rows = [r for r in range(r0 - row_radius, r0 + row_radius + 1) if 0 <= r <= mask.shape[0] - height]
+    cols = [c for c in range(c0 - col_radius, c0 + col_radius + 1) if 0 <= c <= mask.shape[1] - width]
+    spread = int(shifts.max())
     # Compare only where every band comes from inside the window (the window's own Φ·1 is exact there).
     interior = (slice(None), slice(spread, width)) if axis == "width" else (slice(spread, height), slice(None))
     capture_modulations = [relative_modulation(a)[interior] for a in arrays]
@@ -384,8 +438,8 @@ def calibrate(
             scores[i, j] = float(np.mean(values))
     i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
     offset = (rows[i], cols[j])
-    sub_row = _parabola_peak(scores[i - 1, j], scores[i, j], scores[i + 1, j]) if 0 < i < len(rows) - 1 else 0.0
-    sub_col = _parabola_peak(scores[i, j - 1], scores[i, j], scores[i, j + 1]) if 0 < j < len(cols) - 1 else 0.0
+    sub_row = _peak_offset(scores[i - 1, j], scores[i, j], scores[i + 1, j]) if 0 < i < len(rows) - 1 else 0.0
+    sub_col = _peak_offset(scores[i, j - 1], scores[i, j], scores[i, j + 1]) if 0 < j < len(cols) - 1 else 0.0
 
     reasons = []
     if info["significance"] < MIN_SIGNIFICANCE:
@@ -416,7 +470,8 @@ def calibrate(
                  "ncc": [round(float(v), 5) for v in info["profile"]], "noise_sigma": info["sigma"],
                  "floor": info["floor"]},
         neighbourhood={"rows": rows, "columns": cols, "ncc": np.round(scores, 5).tolist(),
-                       "footprint_offset": [r0, c0]},
+                       "footprint_offset": best["offset"], "fitted_offset": [r0, c0],
+                       "profile_misfit": {str(k): round(v, 5) for k, v in misfits.items()}},
         landscape={a: {"max_pooled": _max_pool(v["landscape"]), "significance": round(v["significance"], 2)}
                    for a, v in per_axis.items()},
         captures=len(arrays),

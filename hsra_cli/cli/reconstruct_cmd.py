@@ -83,7 +83,7 @@ def reconstruct(
     memory_cap: float = typer.Option(4.0, "--memory-cap", help="Memory budget in GB for one forward pass; larger captures are tiled."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="Half-precision autocast on CUDA (never on the CPU)."),
     refine: Optional[int] = typer.Option(None, "--refine", help="GAP-TV iterations run on a network's cube so it agrees with the measurement: default 5 for networks, 0 turns it off (gap-tv: none)."),
-    previews: bool = typer.Option(True, "--previews/--no-previews", help="Write <stem>_rgb.png and <stem>_bands.png."),
+    previews: bool = typer.Option(True, "--previews/--no-previews", help="Write <stem>_rgb.png, <stem>_bands.png and the trust map <stem>_residual.png."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose cube and record already exist."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     num_parts: int = typer.Option(1, "--num-parts", help="Split the input list into this many parts …"),
