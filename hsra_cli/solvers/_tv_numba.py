@@ -15,6 +15,24 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(inline="always", fastmath=True, boundscheck=False)
+def _divergence(qh, qw, i, j, height, width):  # pragma: no cover - compiled
+    """div(p)[i, j]: the negative adjoint of forward differences with Neumann boundaries (last difference 0)."""
+    if i == 0:
+        dv = qh[0, j]
+    elif i < height - 1:
+        dv = qh[i, j] - qh[i - 1, j]
+    else:
+        dv = -qh[i - 1, j]
+    if j == 0:
+        dv += qw[i, 0]
+    elif j < width - 1:
+        dv += qw[i, j] - qw[i, j - 1]
+    else:
+        dv -= qw[i, j - 1]
+    return dv
+
+
 @njit(parallel=True, cache=True, fastmath=True, boundscheck=False)
 def chambolle_dual(image, ph, pw, weight, iterations, tau):  # pragma: no cover - compiled
     """Update the dual variables ``ph``, ``pw`` (n × H × W, float32, in place) of min ½‖u − f‖² + weight·TV(u)
@@ -30,29 +48,11 @@ def chambolle_dual(image, ph, pw, weight, iterations, tau):  # pragma: no cover 
             # Row 0 of (div p − f/weight); then, row by row, compute the next row before updating this one, so
             # every update reads the duals of the previous iteration.
             for j in range(width):
-                dv = qh[0, j] if height > 1 else np.float32(0.0)
-                if j == 0:
-                    dv += qw[0, 0]
-                elif j < width - 1:
-                    dv += qw[0, j] - qw[0, j - 1]
-                else:
-                    dv -= qw[0, j - 1]
-                cur[j] = dv - f[0, j] / weight
+                cur[j] = _divergence(qh, qw, 0, j, height, width) - f[0, j] / weight
             for i in range(height):
                 if i + 1 < height:
-                    r = i + 1
                     for j in range(width):
-                        if r < height - 1:
-                            dv = qh[r, j] - qh[r - 1, j]
-                        else:
-                            dv = -qh[r - 1, j]
-                        if j == 0:
-                            dv += qw[r, 0]
-                        elif j < width - 1:
-                            dv += qw[r, j] - qw[r, j - 1]
-                        else:
-                            dv -= qw[r, j - 1]
-                        nxt[j] = dv - f[r, j] / weight
+                        nxt[j] = _divergence(qh, qw, i + 1, j, height, width) - f[i + 1, j] / weight
                 for j in range(width):
                     gh = nxt[j] - cur[j] if i + 1 < height else np.float32(0.0)
                     gw = cur[j + 1] - cur[j] if j + 1 < width else np.float32(0.0)
@@ -67,20 +67,6 @@ def subtract_divergence(image, ph, pw, weight, out):  # pragma: no cover - compi
     """``out = image − weight · div(p)`` (``out`` may be ``image``)."""
     n, height, width = image.shape
     for k in prange(n):
-        qh = ph[k]
-        qw = pw[k]
         for i in range(height):
             for j in range(width):
-                if i == 0:
-                    dv = qh[0, j]
-                elif i < height - 1:
-                    dv = qh[i, j] - qh[i - 1, j]
-                else:
-                    dv = -qh[i - 1, j]
-                if j == 0:
-                    dv += qw[i, 0]
-                elif j < width - 1:
-                    dv += qw[i, j] - qw[i, j - 1]
-                else:
-                    dv -= qw[i, j - 1]
-                out[k, i, j] = image[k, i, j] - weight * dv
+                out[k, i, j] = image[k, i, j] - weight * _divergence(ph[k], pw[k], i, j, height, width)

@@ -88,7 +88,8 @@ def _tv_numba(image: torch.Tensor, weight: float, iterations: int, dual, out: to
     import numba
 
     kernels = _numba_kernels()
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     h, w = image.shape[-2:]
     if dual is None:
         dual = (torch.zeros_like(image), torch.zeros_like(image))
@@ -97,6 +98,8 @@ def _tv_numba(image: torch.Tensor, weight: float, iterations: int, dual, out: to
     qh, qw = ph.reshape(-1, h, w).numpy(), pw.reshape(-1, h, w).numpy()
     kernels.chambolle_dual(flat, qh, qw, np.float32(weight), int(iterations), np.float32(0.25))
     kernels.subtract_divergence(flat, qh, qw, np.float32(weight), out.reshape(-1, h, w).numpy())
+    if torch.get_num_threads() != threads:  # numba's OpenMP layer resets the shared OpenMP thread count
+        torch.set_num_threads(threads)
     return out, dual
 
 
