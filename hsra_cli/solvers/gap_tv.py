@@ -84,11 +84,13 @@ def tv_backend(image: torch.Tensor) -> str:
     return "numba" if usable and _numba_kernels() is not None else "torch"
 
 
-def _tv_numba(image: torch.Tensor, weight: float, iterations: int, dual, out: torch.Tensor) -> tuple:
+def _tv_numba(image: torch.Tensor, weight: float, iterations: int, dual, out: torch.Tensor,
+              threads: int | None = None) -> tuple:
     import numba
 
     kernels = _numba_kernels()
-    threads = torch.get_num_threads()
+    torch_threads = torch.get_num_threads()
+    threads = threads or torch_threads
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     h, w = image.shape[-2:]
     if dual is None:
@@ -98,12 +100,13 @@ def _tv_numba(image: torch.Tensor, weight: float, iterations: int, dual, out: to
     qh, qw = ph.reshape(-1, h, w).numpy(), pw.reshape(-1, h, w).numpy()
     kernels.chambolle_dual(flat, qh, qw, np.float32(weight), int(iterations), np.float32(0.25))
     kernels.subtract_divergence(flat, qh, qw, np.float32(weight), out.reshape(-1, h, w).numpy())
-    if torch.get_num_threads() != threads:  # numba's OpenMP layer resets the shared OpenMP thread count
-        torch.set_num_threads(threads)
+    if torch.get_num_threads() != torch_threads:  # numba's OpenMP layer resets the shared OpenMP thread count
+        torch.set_num_threads(torch_threads)
     return out, dual
 
 
-def tv_denoise(image: torch.Tensor, weight: float, iterations: int = 5, dual=None, out: torch.Tensor | None = None):
+def tv_denoise(image: torch.Tensor, weight: float, iterations: int = 5, dual=None, out: torch.Tensor | None = None,
+               threads: int | None = None):
     """Isotropic TV denoising of each 2-D slice of ``image`` (…×H×W, H and W ≥ 2) by Chambolle's projection.
 
     Solves min_u ½‖u − f‖² + weight·TV(u). ``dual`` warm-starts the dual variables; it is updated in place and
@@ -111,7 +114,7 @@ def tv_denoise(image: torch.Tensor, weight: float, iterations: int = 5, dual=Non
 
     On the CPU (float32) the loop runs as fused, band-parallel code compiled by numba (:mod:`._tv_numba`), about
     6× faster than the torch loop, which remains for CUDA and when numba is missing; both compute the same
-    (``HSRA_TV_BACKEND=torch`` forces the torch loop).
+    (``HSRA_TV_BACKEND=torch`` forces the torch loop). ``threads``: threads of the compiled loop (default: torch's).
     """
     if weight <= 0:
         if out is not None and out is not image:
@@ -124,7 +127,8 @@ def tv_denoise(image: torch.Tensor, weight: float, iterations: int = 5, dual=Non
     if tv_backend(image) == "numba":
         contiguous = image.is_contiguous() and (dual is None or all(d.is_contiguous() for d in dual))
         if contiguous and (out is None or out.is_contiguous()):
-            return _tv_numba(image, weight, iterations, dual, torch.empty_like(image) if out is None else out)
+            return _tv_numba(image, weight, iterations, dual, torch.empty_like(image) if out is None else out,
+                             threads)
     result, dual = _tv_denoise_torch(image, weight, iterations, dual)
     if out is not None:
         out.copy_(result)
@@ -190,6 +194,20 @@ class GapTV(torch.nn.Module):
             op.check_cube(init)
             x = init.to(y).clone()
         x = x.contiguous()
+        threads = torch.get_num_threads()
+        if tv_backend(x) == "numba" and threads > 1:
+            # The projections are a few dozen light, memory-bound torch ops per iteration; split over threads,
+            # each one waits at a barrier for the slowest thread, which on a busy machine costs more than the op
+            # (hundreds of ms per iteration measured here). They run on one thread, the compiled TV on all.
+            torch.set_num_threads(1)
+            try:
+                return self._iterate(y, op, x, phi_s, threads)
+            finally:
+                torch.set_num_threads(threads)
+        return self._iterate(y, op, x, phi_s, None)
+
+    def _iterate(self, y, op, x, phi_s, tv_threads):
+        cfg = self.config
         residual_sum = torch.zeros_like(y)
         update = torch.empty_like(x)  # reused every iteration: no cube-sized allocation inside the loop
         weight = cfg.tv_weight
@@ -203,7 +221,7 @@ class GapTV(torch.nn.Module):
                 x.add_(op.A_adjoint((residual_sum - predicted) / phi_s, out=update))
             else:
                 x.add_(op.A_adjoint((y - predicted) / phi_s, out=update))
-            x, dual = tv_denoise(x, weight, cfg.tv_iterations, dual, out=x)
+            x, dual = tv_denoise(x, weight, cfg.tv_iterations, dual, out=x, threads=tv_threads)
         return x
 
     def describe(self) -> dict:
