@@ -75,15 +75,17 @@ def find_records(out_dir: Path) -> tuple[list[Path], list[str]]:
 
 def spectral_points(cube: np.ndarray, count: int = DEFAULT_POINTS, grid: int = 24) -> list[tuple[int, int]]:
     """``count`` pixels ``(x, y)`` with distinct spectra: the brightest pixel of a coarse grid, then each time the
-    grid pixel whose spectrum is farthest (spectral angle) from those already chosen. Dark pixels (the darkest
-    fifth) are skipped: their spectra are mostly noise."""
+    grid pixel whose spectrum is farthest (spectral angle) from those already chosen. The border (5 %) and dark
+    pixels (the darkest two fifths) are skipped: their spectra are mostly artefacts and noise."""
     height, width, _ = cube.shape
-    rows = np.unique(np.linspace(0, height - 1, min(grid, height)).round().astype(int))
-    cols = np.unique(np.linspace(0, width - 1, min(grid, width)).round().astype(int))
+    # Stay off the border: reconstructions are least reliable there (bands that leave the sensor, mask edges).
+    top, left = min(max(4, height // 20), (height - 1) // 2), min(max(4, width // 20), (width - 1) // 2)
+    rows = np.unique(np.linspace(top, height - 1 - top, min(grid, height)).round().astype(int))
+    cols = np.unique(np.linspace(left, width - 1 - left, min(grid, width)).round().astype(int))
     spectra = cube[np.ix_(rows, cols)].reshape(-1, cube.shape[2]).astype(np.float64)
     coords = [(int(c), int(r)) for r in rows for c in cols]
     brightness = spectra.mean(axis=1)
-    keep = brightness >= np.percentile(brightness, 20)
+    keep = brightness >= np.percentile(brightness, 40)
     spectra, brightness = spectra[keep], brightness[keep]
     coords = [c for c, k in zip(coords, keep) if k]
     norms = np.linalg.norm(spectra, axis=1)
