@@ -520,6 +520,34 @@ def calibrate_files(
     return result, source
 
 
+def auto_geometry(reconstructor, paths: Sequence[Path], mask_path: Path, *, key: str | None = None,
+                  mask_key: str | None = None, step_given: bool = False, axis_given: bool = False):
+    """``hsra reconstruct --mask-offset auto``: calibrate the inputs jointly (at most :data:`MAX_CAPTURES`), then
+    return ``(reconstructor, offset, record)``. A network keeps the step and axis it was trained for (only the
+    offset is searched); a solver takes the found step and axis unless they were given (a new reconstructor is made
+    when they differ). An inconclusive calibration is an error, not a guess.
+    """
+    from .reconstruct import Reconstructor
+
+    network = reconstructor.entry.needs_weights
+    steps = [reconstructor.step] if network or step_given else None
+    axes = [reconstructor.axis] if network or axis_given else None
+    result, source = calibrate_files(paths, mask_path, key=key, mask_key=mask_key, bands=reconstructor.bands,
+                                     steps=steps, axes=axes, max_captures=MAX_CAPTURES)
+    if not result.confident:
+        raise HsraError(
+            f"--mask-offset auto: the calibration is not conclusive ({result.reason}); run hsra calibrate to see "
+            "the landscapes and pass --mask-offset row,column"
+        )
+    if (result.step, result.axis) != (reconstructor.step, reconstructor.axis):
+        reconstructor = Reconstructor(
+            reconstructor.entry.name, device=str(reconstructor.device), bands=reconstructor.bands,
+            step=result.step, axis=result.axis, tile_size=reconstructor.tile_size,
+            tile_overlap=reconstructor.tile_overlap, memory_cap_gb=reconstructor.memory_cap_gb,
+        )
+    return reconstructor, result.offset, {**result.summary(), **source}
+
+
 def write_calibration(path: Path, calibration: Calibration, source: dict | None = None,
                       overwrite: bool = False) -> Path:
     """Write the calibration with its landscapes as JSON (atomically; an existing file only with ``overwrite``)."""

@@ -22,33 +22,6 @@ def _parse_tile(text: str):
         raise UsageError(f"--tile-size {text!r} must be auto, 0 (never tile) or a number of pixels") from None
 
 
-def _auto_geometry(reconstructor, paths, mask, key, mask_key, step, axis, quiet):
-    """``--mask-offset auto``: calibrate the inputs jointly, then use the found offset (and, for a solver whose
-    step and axis were not given, the found step and axis). A network keeps the physics it was trained for."""
-    from hsra_cli.calibrate import MAX_CAPTURES, calibrate_files
-    from hsra_cli.errors import HsraError
-    from hsra_cli.reconstruct import Reconstructor
-
-    network = reconstructor.entry.needs_weights
-    steps = [reconstructor.step] if network or step else None
-    axes = [reconstructor.axis] if network or axis else None
-    result, source = calibrate_files(paths, mask, key=key, mask_key=mask_key, bands=reconstructor.bands,
-                                     steps=steps, axes=axes, max_captures=MAX_CAPTURES)
-    if not result.confident:
-        raise HsraError(
-            f"--mask-offset auto: the calibration is not conclusive ({result.reason}); run hsra calibrate to see "
-            "the landscapes and pass --mask-offset row,column"
-        )
-    if (result.step, result.axis) != (reconstructor.step, reconstructor.axis):
-        reconstructor = Reconstructor(
-            reconstructor.entry.name, device=str(reconstructor.device), bands=reconstructor.bands,
-            step=result.step, axis=result.axis, tile_size=reconstructor.tile_size,
-            tile_overlap=reconstructor.tile_overlap, memory_cap_gb=reconstructor.memory_cap_gb,
-        )
-    info(f"calibrated on {result.captures} capture(s) in {result.seconds:.1f} s: {result.flags()}", quiet)
-    return reconstructor, result.offset, {**result.summary(), **source}
-
-
 @app.command(
     epilog="""[b]Examples[/b]
 
@@ -127,7 +100,12 @@ def reconstruct(
 
     calibration = None
     if auto_offset:
-        reconstructor, offset, calibration = _auto_geometry(reconstructor, paths, mask, key, mask_key, step, axis, quiet)
+        from hsra_cli.calibrate import auto_geometry
+
+        reconstructor, offset, calibration = auto_geometry(reconstructor, paths, mask, key=key, mask_key=mask_key,
+                                                           step_given=step is not None, axis_given=axis is not None)
+        info(f"calibrated on {calibration['captures']} capture(s) in {calibration['seconds']:.1f} s: --mask-offset "
+             f"{offset[0]},{offset[1]} --step {calibration['step']} --axis {calibration['axis']}", quiet)
 
     single = len(paths) == 1  # one input: no progress chatter, and a failure is the command's one error line
 
