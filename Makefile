@@ -9,7 +9,7 @@ DEMO_MODEL ?= hsra-s
 DEMO_OUT ?= out/demo
 SAMPLE := samples/colorchecker
 
-.PHONY: setup demo test bench sample clean
+.PHONY: setup demo test bench sample clean browser
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,17 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Headless Chromium for the report's browser test (tests/test_report.py skips without it). Installs the Debian /
+# Ubuntu package when apt-get is there and we are root (≈15 s here); prints what to do otherwise.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		echo "chromium is installed"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends chromium; \
+	else \
+		echo "make browser: install chromium with your package manager to run the report's browser test"; \
+	fi
 
 bench: setup
 	$(BIN)/python benchmarks/bench_models.py

@@ -2,7 +2,7 @@
 
 Inputs are files, folders (their supported files, sorted) or glob patterns (:mod:`hsra_cli.inputs`); outputs go
 to one folder, named after the inputs by a template (``--name``, default ``{stem}``). Each input's outputs form a
-set: the cube, its previews and, written last, its JSON record, which marks the set complete. Every output path is
+set: the cube, its previews (false colour, band grid, the trust map ``<stem>_residual.png``) and, written last, its JSON record, which marks the set complete. Every output path is
 checked before any computing starts, so an existing file is never overwritten by accident, an output never
 replaces an input of the same call, and a refused run leaves nothing behind. A failed input does not stop the
 others; outputs are written by a background thread so the model never waits on the disk. Ctrl-C or SIGTERM ends
@@ -150,6 +150,7 @@ def output_paths(out_dir: Path, stem: str, fmt: str, previews: bool) -> dict[str
     if previews:
         paths["rgb"] = out_dir / f"{stem}_rgb.png"
         paths["bands"] = out_dir / f"{stem}_bands.png"
+        paths["residual"] = out_dir / f"{stem}_residual.png"  # the trust map (hsra_cli.trust)
     paths["record"] = out_dir / f"{stem}.json"
     return paths
 
@@ -217,6 +218,7 @@ def reconstruct_files(
     on_done=None,
     on_note=None,
     progress=None,
+    calibration: dict | None = None,
 ) -> BatchResult:
     """Reconstruct every input into ``out_dir``, each output set named by the template ``name``
     (:data:`RECONSTRUCT_NAME_FIELDS`).
@@ -231,11 +233,13 @@ def reconstruct_files(
     [0, 1] by their type's maximum, as integer cubes are, and the record says so. On KeyboardInterrupt or
     :class:`~hsra_cli.errors.Interrupted` (the CLI's SIGINT/SIGTERM) the input being reconstructed is dropped, the
     write under way is finished, and the result comes back with ``interrupted`` and ``left`` set.
+    ``calibration``: how the geometry was found (``--mask-offset auto``), kept in every record.
     """
     from .bands import default_wavelengths
     from .io import atomic_output, read_mask, read_measurement, unit_range, write_cube
     from .provenance import add_provenance
     from .render import prepare as prepare_previews, write_previews
+    from .trust import write_residual_map
 
     if fmt not in ("mat", "h5", "tif", "npy"):
         raise UsageError(f"unknown --format {fmt!r}; expected mat, h5, tif or npy")
@@ -280,7 +284,7 @@ def reconstruct_files(
     clean_stale_temporaries(out_dir, on_note)
     env = environment()
 
-    def write_outputs(cube: np.ndarray, record: dict, paths: dict[str, Path], replace: bool) -> dict:
+    def write_outputs(cube: np.ndarray, record: dict, paths: dict[str, Path], replace: bool, residual_map) -> dict:
         start = time.perf_counter()
         meta = {k: record[k] for k in ("model", "physics", "normalization")}
         if replace:  # the old record goes first: until the new one lands, the set reads as incomplete
@@ -292,6 +296,8 @@ def reconstruct_files(
             written.append(write_cube(paths["cube"], cube, wavelengths_nm=wavelengths, metadata=meta, overwrite=replace))
             if previews:
                 written += write_previews(cube, wavelengths, out_dir, paths["cube"].stem, overwrite=replace)
+                written.append(write_residual_map(paths["residual"], residual_map, record["residual"],
+                                                  paths["cube"].stem, replace))
             record["seconds"]["write"] = time.perf_counter() - start
             with atomic_output(paths["record"], replace) as tmp:
                 tmp.write_text(json.dumps(record, indent=2, default=str))
@@ -349,13 +355,16 @@ def reconstruct_files(
                         "environment": env,
                     }
                 )
+                if calibration is not None:
+                    record["calibration"] = calibration
                 add_provenance(record, path, mask_path)  # timestamp, command line, versions, hashes, absolute paths
                 if on_result:
                     on_result(path, index, len(todo), record)
                 # The next input is reconstructed while this one is written, but no further ahead: memory stays
                 # bounded and an interruption finds at most one write under way.
                 _collect(pending, result, on_done, block=True)
-                pending.append((path, paths, writer.submit(write_outputs, recon.cube, record, paths, replace)))
+                pending.append((path, paths, writer.submit(write_outputs, recon.cube, record, paths, replace,
+                                                             recon.residual_map)))
                 handled += 1
             _collect(pending, result, on_done, block=True)
         except INTERRUPTS as exc:  # Ctrl-C, or SIGINT/SIGTERM as hsra_cli.errors.Interrupted

@@ -22,6 +22,7 @@ from .errors import HsraError, ShapeError, UsageError, ValueRangeError
 from .physics import CassiOperator, unsheared_size
 from .registry import get_entry
 from .solvers.gap_tv import DEFAULT_REFINE, REFINE_TV_WEIGHT, refine
+from .trust import map_statistics, measurement_residual
 
 NORMALIZE_MODES = ("auto", "none", "max")
 #: The field's real-capture scaling: the network-normalised measurement peaks at this value.
@@ -165,10 +166,12 @@ def dispersion_taper(length: int, spread: int, open_start: bool, open_end: bool)
 
 @dataclass
 class Reconstruction:
-    """The result of one reconstruction: the cube ``H×W×C`` (float32) and a record of how it was made."""
+    """The result of one reconstruction: the cube ``H×W×C`` (float32), a record of how it was made, and the trust
+    map ``H×W`` (the measurement residual in scene coordinates, :func:`hsra_cli.trust.measurement_residual`)."""
 
     cube: np.ndarray
     record: dict = field(default_factory=dict)
+    residual_map: np.ndarray | None = None
 
 
 class Reconstructor:
@@ -409,9 +412,7 @@ class Reconstructor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
-        with torch.inference_mode():
-            predicted = op.A(cube[None].float())[0]
-            residual = float(torch.linalg.vector_norm(predicted - y) / torch.linalg.vector_norm(y).clamp(min=1e-12))
+        residual, residual_map = measurement_residual(op, cube.float(), y)
         record = {
             "model": self.name,
             "model_kind": self.entry.kind,
@@ -428,7 +429,8 @@ class Reconstructor:
             "residual": residual,
             "residual_definition": "‖A x̂ − y‖ / ‖y‖ on the (normalised) measurement",
             "warnings": value_warnings,
+            "residual_map": map_statistics(residual_map),
         }
         if self.device.type == "cuda":
             record["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 1e9
-        return Reconstruction(cube.permute(1, 2, 0).contiguous().cpu().numpy(), record)
+        return Reconstruction(cube.permute(1, 2, 0).contiguous().cpu().numpy(), record, residual_map)

@@ -86,7 +86,7 @@ def test_gap_tv_round_trip_recovers_a_smooth_scene(scene, tmp_path, capsys):
     assert code == 0, err
     assert out.split() == [str(tmp_path / "rec" / "scene.mat")]
     names = {p.name for p in (tmp_path / "rec").iterdir()}
-    assert names == {"scene.mat", "scene.json", "scene_rgb.png", "scene_bands.png"}
+    assert names == {"scene.mat", "scene.json", "scene_rgb.png", "scene_bands.png", "scene_residual.png"}
     record = json.loads((tmp_path / "rec" / "scene.json").read_text())
     assert record["model"] == "gap-tv"
     assert record["residual"] < 0.05

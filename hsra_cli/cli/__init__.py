@@ -60,7 +60,7 @@ def _root(
 
 
 # Commands register themselves on `app` when imported.
-from . import simulate_cmd, reconstruct_cmd, evaluate_cmd, render_cmd, models_cmd, train_cmd  # noqa: E402,F401
+from . import simulate_cmd, reconstruct_cmd, evaluate_cmd, render_cmd, models_cmd, train_cmd, calibrate_cmd, report_cmd  # noqa: E402,F401
 
 
 def _error(message: str, code: int) -> int:

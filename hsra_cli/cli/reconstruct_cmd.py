@@ -54,7 +54,7 @@ def reconstruct(
     fmt: FormatChoice = typer.Option(FormatChoice.MAT, "--format", help="Cube format."),
     key: Optional[str] = typer.Option(None, "--key", help="Variable holding the measurement (default: meas, meas_real, y, …)."),
     mask_key: Optional[str] = typer.Option(None, "--mask-key", help="Variable holding the mask."),
-    mask_offset: Optional[str] = typer.Option(None, "--mask-offset", metavar="ROW,COL", help="Row, column of the capture area in a larger mask (required when the mask is larger)."),
+    mask_offset: Optional[str] = typer.Option(None, "--mask-offset", metavar="ROW,COL|auto", help="Row, column of the capture area in a larger mask (required when the mask is larger), or auto: find it with hsra calibrate first."),
     normalize: NormalizeChoice = typer.Option(NormalizeChoice.AUTO, "--normalize", help="auto, none (field-scale sum) or max (real captures: max → 0.8)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda (or cuda:N)."),
     bands: Optional[int] = typer.Option(None, "--bands", min=1, help="Band count (gap-tv; networks use their card's)."),
@@ -65,7 +65,7 @@ def reconstruct(
     memory_cap: float = typer.Option(4.0, "--memory-cap", callback=positive, help="Memory budget in GB (> 0) for one forward pass; larger captures are tiled."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="Half-precision autocast on CUDA (never on the CPU)."),
     refine: Optional[int] = typer.Option(None, "--refine", min=0, help="GAP-TV iterations run on a network's cube so it agrees with the measurement: default 5 for networks, 0 turns it off (gap-tv: none)."),
-    previews: bool = typer.Option(True, "--previews/--no-previews", help="Write <name>_rgb.png and <name>_bands.png."),
+    previews: bool = typer.Option(True, "--previews/--no-previews", help="Write <name>_rgb.png, <name>_bands.png and the trust map <name>_residual.png."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output set is complete (its record written); redo incomplete ones."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (never an input of the same call)."),
     num_parts: int = typer.Option(1, "--num-parts", min=1, help="Split the input list into this many parts …"),
@@ -99,7 +99,8 @@ def reconstruct(
         from hsra_cli.nets.runtime import keep_freed_memory
 
         keep_freed_memory()  # ~20 % faster CPU inference: big buffers are reused instead of page-faulted
-    offset = parse_offset(mask_offset)
+    auto_offset = mask_offset == "auto"
+    offset = None if auto_offset else parse_offset(mask_offset)
     tile = _parse_tile(tile_size)
     sources, problems, excluded = collect(inputs, exclude=[mask])
     for source in sources:
@@ -125,9 +126,19 @@ def reconstruct(
             model, weights=weights, device=device, bands=bands, step=step, axis=value_of(axis), tile_size=tile,
             tile_overlap=tile_overlap, memory_cap_gb=memory_cap, amp=amp, refine=refine,
         )
+        calibration = None
+        if auto_offset:
+            from hsra_cli.calibrate import auto_geometry
+
+            reconstructor, offset, calibration = auto_geometry(
+                reconstructor, paths, mask, key=key, mask_key=mask_key,
+                step_given=step is not None, axis_given=axis is not None,
+            )
+            info(f"calibrated on {calibration['captures']} capture(s) in {calibration['seconds']:.1f} s: --mask-offset "
+                 f"{offset[0]},{offset[1]} --step {calibration['step']} --axis {calibration['axis']}", quiet)
         arguments = {
             "inputs": inputs, "mask": str(mask), "out": str(out), "model": model, "weights": str(weights) if weights else None,
-            "name": name, "format": fmt.value, "key": key, "mask_key": mask_key, "mask_offset": offset,
+            "name": name, "format": fmt.value, "key": key, "mask_key": mask_key, "mask_offset": "auto" if auto_offset else offset,
             "normalize": normalize.value, "device": device, "tile_size": tile, "tile_overlap": tile_overlap,
             "memory_cap_gb": memory_cap, "amp": amp, "refine": reconstructor.refine, "num_parts": num_parts,
             "part_id": part_id,
@@ -168,7 +179,7 @@ def reconstruct(
                 normalize=normalize.value, mask_offset=offset, previews=previews, skip_existing=skip_existing,
                 overwrite=overwrite, arguments=arguments, name=name, on_begin=on_begin, on_start=on_start,
                 on_result=on_result, on_done=on_done, on_note=lambda text: bar.line(f"note: {escape(text)}"),
-                progress=bar.step,
+                progress=bar.step, calibration=calibration,
             )
         result.done, result.skipped, result.outputs = batch.done, batch.skipped, batch.outputs
         result.failed += batch.failed

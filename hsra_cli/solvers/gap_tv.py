@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from ..bands import DEFAULT_AXIS, DEFAULT_BANDS, DEFAULT_STEP
@@ -54,18 +55,90 @@ def _div_into(ph: torch.Tensor, pw: torch.Tensor, out: torch.Tensor) -> torch.Te
     return out
 
 
-def tv_denoise(image: torch.Tensor, weight: float, iterations: int = 5, dual=None):
+#: Which TV implementation runs on the CPU: ``auto`` (numba when installed), ``numba`` or ``torch``. Set by the
+#: environment variable ``HSRA_TV_BACKEND``; CUDA tensors always use the torch loop.
+TV_BACKEND_VARIABLE = "HSRA_TV_BACKEND"
+
+
+def _numba_kernels():
+    """The compiled TV kernels, or None when numba is missing or switched off."""
+    import os
+
+    choice = os.environ.get(TV_BACKEND_VARIABLE, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "numba", "torch"):
+        raise ValueError(f"{TV_BACKEND_VARIABLE}={choice!r}; expected auto, numba or torch")
+    if choice == "torch":
+        return None
+    try:
+        from . import _tv_numba
+    except ImportError:
+        if choice == "numba":
+            raise
+        return None
+    return _tv_numba
+
+
+def tv_backend(image: torch.Tensor) -> str:
+    """``"numba"`` or ``"torch"``: the implementation :func:`tv_denoise` uses for ``image``."""
+    usable = image.device.type == "cpu" and image.dtype == torch.float32
+    return "numba" if usable and _numba_kernels() is not None else "torch"
+
+
+def _tv_numba(image: torch.Tensor, weight: float, iterations: int, dual, out: torch.Tensor,
+              threads: int | None = None) -> tuple:
+    import numba
+
+    kernels = _numba_kernels()
+    torch_threads = torch.get_num_threads()
+    threads = threads or torch_threads
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    h, w = image.shape[-2:]
+    if dual is None:
+        dual = (torch.zeros_like(image), torch.zeros_like(image))
+    ph, pw = dual
+    flat = image.reshape(-1, h, w).numpy()
+    qh, qw = ph.reshape(-1, h, w).numpy(), pw.reshape(-1, h, w).numpy()
+    kernels.chambolle_dual(flat, qh, qw, np.float32(weight), int(iterations), np.float32(0.25))
+    kernels.subtract_divergence(flat, qh, qw, np.float32(weight), out.reshape(-1, h, w).numpy())
+    if torch.get_num_threads() != torch_threads:  # numba's OpenMP layer resets the shared OpenMP thread count
+        torch.set_num_threads(torch_threads)
+    return out, dual
+
+
+def tv_denoise(image: torch.Tensor, weight: float, iterations: int = 5, dual=None, out: torch.Tensor | None = None,
+               threads: int | None = None):
     """Isotropic TV denoising of each 2-D slice of ``image`` (…×H×W, H and W ≥ 2) by Chambolle's projection.
 
     Solves min_u ½‖u − f‖² + weight·TV(u). ``dual`` warm-starts the dual variables; it is updated in place and
-    returned with the result so outer loops can carry it. Works in four preallocated buffers (the loop is bound
-    by memory traffic: about 4× faster than allocating each intermediate).
+    returned with the result so outer loops can carry it. ``out`` (may be ``image`` itself) receives the result.
+
+    On the CPU (float32) the loop runs as fused, band-parallel code compiled by numba (:mod:`._tv_numba`), about
+    6× faster than the torch loop, which remains for CUDA and when numba is missing; both compute the same
+    (``HSRA_TV_BACKEND=torch`` forces the torch loop). ``threads``: threads of the compiled loop (default: torch's).
     """
     if weight <= 0:
+        if out is not None and out is not image:
+            out.copy_(image)
+            return out, dual
         return image, dual
     if image.shape[-2] < 2 or image.shape[-1] < 2:
         h, w = image.shape[-2:]
         raise ShapeError(f"total variation needs a cube of at least 2×2 pixels, got {h}×{w}")
+    if tv_backend(image) == "numba":
+        contiguous = image.is_contiguous() and (dual is None or all(d.is_contiguous() for d in dual))
+        if contiguous and (out is None or out.is_contiguous()):
+            return _tv_numba(image, weight, iterations, dual, torch.empty_like(image) if out is None else out,
+                             threads)
+    result, dual = _tv_denoise_torch(image, weight, iterations, dual)
+    if out is not None:
+        out.copy_(result)
+        return out, dual
+    return result, dual
+
+
+def _tv_denoise_torch(image: torch.Tensor, weight: float, iterations: int, dual):
+    """The torch loop: works in four preallocated buffers (it is bound by memory traffic: about 4× faster than
+    allocating each intermediate)."""
     tau = 0.25
     if dual is None:
         ph = torch.zeros_like(image)
@@ -122,7 +195,23 @@ class GapTV(torch.nn.Module):
         else:
             op.check_cube(init)
             x = init.to(y).clone()
+        x = x.contiguous()
+        threads = torch.get_num_threads()
+        if tv_backend(x) == "numba" and threads > 1:
+            # The projections are a few dozen light, memory-bound torch ops per iteration; split over threads,
+            # each one waits at a barrier for the slowest thread, which on a busy machine costs more than the op
+            # (hundreds of ms per iteration measured here). They run on one thread, the compiled TV on all.
+            torch.set_num_threads(1)
+            try:
+                return self._iterate(y, op, x, phi_s, threads)
+            finally:
+                torch.set_num_threads(threads)
+        return self._iterate(y, op, x, phi_s, None)
+
+    def _iterate(self, y, op, x, phi_s, tv_threads):
+        cfg = self.config
         residual_sum = torch.zeros_like(y)
+        update = torch.empty_like(x)  # reused every iteration: no cube-sized allocation inside the loop
         weight = cfg.tv_weight
         dual = None
         for it in range(cfg.iterations):
@@ -130,11 +219,11 @@ class GapTV(torch.nn.Module):
                 weight *= cfg.tv_decay
             predicted = op.A(x)
             if cfg.accelerate:
-                residual_sum = residual_sum + (y - predicted)
-                x = x + op.A_adjoint((residual_sum - predicted) / phi_s)
+                residual_sum += y - predicted
+                x.add_(op.A_adjoint((residual_sum - predicted) / phi_s, out=update))
             else:
-                x = x + op.A_adjoint((y - predicted) / phi_s)
-            x, dual = tv_denoise(x, weight, cfg.tv_iterations, dual)
+                x.add_(op.A_adjoint((y - predicted) / phi_s, out=update))
+            x, dual = tv_denoise(x, weight, cfg.tv_iterations, dual, out=x, threads=tv_threads)
             if self.on_iteration is not None:
                 self.on_iteration(it + 1, cfg.iterations)
         return x

@@ -1,0 +1,77 @@
+"""`hsra calibrate`: the mask offset, dispersion step and axis that explain real captures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from hsra_cli.cli import app
+from hsra_cli.cli._common import console, info, stdout, warn
+
+
+@app.command(
+    epilog="""[b]Examples[/b]
+
+  hsra calibrate capture.mat --mask big_mask.mat            [dim]# prints --mask-offset R,C --step S --axis A[/dim]
+
+  hsra calibrate 'captures/*.mat' --mask mask.mat -o calib.json --overwrite   [dim]# several captures jointly[/dim]
+
+  hsra reconstruct capture.mat --mask big_mask.mat $(hsra calibrate capture.mat --mask big_mask.mat -q) -o out/
+
+  hsra calibrate capture.mat --mask mask.mat --step 2 --axis width   [dim]# only the offset[/dim]
+""",
+)
+def calibrate(
+    inputs: List[str] = typer.Argument(..., help="Captures of one system: files, folders or quoted glob patterns."),
+    mask: Path = typer.Option(..., "-m", "--mask", help="The 2-D coded aperture, at least as large as the capture area."),
+    out: Path = typer.Option(Path("calibration.json"), "-o", "--out", help="JSON file with the result and the score landscapes."),
+    key: Optional[str] = typer.Option(None, "--key", help="Variable holding the measurement (default: meas, meas_real, y, …)."),
+    mask_key: Optional[str] = typer.Option(None, "--mask-key", help="Variable holding the mask."),
+    bands: int = typer.Option(28, "--bands", help="Band count (not estimated)."),
+    step: Optional[int] = typer.Option(None, "--step", help="Fix the dispersion step instead of estimating it."),
+    axis: Optional[str] = typer.Option(None, "--axis", help="Fix the dispersion axis (width or height) instead of estimating it."),
+    max_step: int = typer.Option(4, "--max-step", help="Largest dispersion step tried (pixels per band)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing JSON file."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only the flags on stdout and warnings on stderr."),
+):
+    """Estimate the geometry of a CASSI system from its captures.
+
+    Finds where the capture area lies in the mask (--mask-offset), the dispersion step and axis, and a sub-pixel
+    offset (in the JSON), from how the mask's pattern shows in the captures. Prints the flags for hsra reconstruct
+    on stdout and writes the score landscapes to the JSON file. Warns when the evidence is weak.
+    """
+    from hsra_cli.batch import expand_inputs
+    from hsra_cli.calibrate import AXES, calibrate_files, write_calibration
+    from hsra_cli.cli._common import require_files
+    from hsra_cli.errors import UsageError
+    from hsra_cli.io import check_writable
+
+    require_files([mask], "mask")
+    if axis is not None and axis not in AXES:
+        raise UsageError(f"--axis {axis!r} must be width or height")
+    if max_step < 1:
+        raise UsageError(f"--max-step must be at least 1, got {max_step}")
+    check_writable(out, overwrite)
+    paths = expand_inputs(inputs)
+    result, source = calibrate_files(
+        paths, mask, key=key, mask_key=mask_key, bands=bands, steps=[step] if step else None,
+        axes=[axis] if axis else None, max_step=max_step,
+    )
+    write_calibration(out, result, source, overwrite)
+    if not quiet:
+        console.print(f"{result.captures} capture(s) {result.capture_shape[0]}×{result.capture_shape[1]}, mask "
+                      f"{result.mask_shape[0]}×{result.mask_shape[1]}, {result.seconds:.1f} s")
+        console.print(f"{'axis':<8}{'step':>5}{'offset':>12}{'score':>8}{'coverage':>10}{'occupancy':>11}")
+        for cand in result.candidates[:6]:
+            offset = f"{cand['offset'][0]},{cand['offset'][1]}"
+            console.print(f"{cand['axis']:<8}{cand['step']:>5}{offset:>12}{cand['score']:>8.3f}"
+                          f"{cand['coverage']:>10.3f}{cand['occupancy']:>11.3f}")
+        sub = result.subpixel_offset
+        info(f"offset {result.offset[0]},{result.offset[1]} (sub-pixel {sub[0]:.2f},{sub[1]:.2f}), step {result.step}, "
+             f"{result.axis}: {result.reason}; landscapes in {out}")
+    if not result.confident:
+        warn(f"calibration is not conclusive: {result.reason}; check the landscapes in {out}")
+    stdout.print(result.flags())
+    return 0

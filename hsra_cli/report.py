@@ -1,0 +1,416 @@
+"""One self-contained HTML page for a folder of reconstructions (``hsra report``).
+
+The page is the place to look at a batch: per item the false colour, the band grid, the trust map, spectra at a
+few automatically chosen points, the record's key facts (model, weights hash, geometry, residual, time) and, when
+truths are given, the metrics. Items are sorted worst first (largest residual); a table at the top sorts by any
+column. Everything is inside the one file (images as data URIs, inline style and script): it opens from disk with
+no server and no network, and can be mailed or archived. Thumbnails link to the full-size PNGs beside it.
+
+Items are found by their JSON records (``<stem>.json`` with ``model`` and ``outputs``): ``hsra reconstruct`` writes
+the record last, so a cube without one is an unfinished output and is listed as such, not shown.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import InputFileError, UsageError
+
+#: Spectra plotted per item, at points chosen by :func:`spectral_points`.
+DEFAULT_POINTS = 4
+#: Widths (pixels) of the embedded thumbnails; the full-size files are linked.
+THUMBNAIL_WIDTH = {"rgb": 360, "residual": 420, "bands": 960, "spectra": 480}
+
+
+@dataclass
+class ReportItem:
+    """One reconstruction of the folder: its record, previews and (optionally) metrics."""
+
+    name: str
+    record_path: Path
+    record: dict
+    images: dict[str, str] = field(default_factory=dict)  # kind -> data URI
+    links: dict[str, str] = field(default_factory=dict)  # kind -> path relative to the report
+    points: list[tuple[int, int]] = field(default_factory=list)
+    image_size: tuple[int, int] = (0, 0)  # (H, W) of the cube
+    metrics: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def residual(self) -> float:
+        value = self.record.get("residual")
+        return float(value) if isinstance(value, (int, float)) else float("nan")
+
+
+def find_records(out_dir: Path) -> tuple[list[Path], list[str]]:
+    """The reconstruction records in ``out_dir`` (sorted) and the stems of cubes that have none (unfinished)."""
+    from .io import SUPPORTED_SUFFIXES
+
+    records = []
+    for path in sorted(out_dir.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and "model" in data and isinstance(data.get("outputs"), dict):
+            records.append(path)
+    stems = {p.stem for p in records}
+    unfinished = sorted(
+        p.stem for p in out_dir.iterdir()
+        if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES and p.stem not in stems
+        and not p.name.startswith(".")
+    )
+    return records, unfinished
+
+
+def spectral_points(cube: np.ndarray, count: int = DEFAULT_POINTS, grid: int = 24) -> list[tuple[int, int]]:
+    """``count`` pixels ``(x, y)`` with distinct spectra: the brightest pixel of a coarse grid, then each time the
+    grid pixel whose spectrum is farthest (spectral angle) from those already chosen. The border (5 %) and dark
+    pixels (the darkest two fifths) are skipped: their spectra are mostly artefacts and noise."""
+    height, width, _ = cube.shape
+    # Stay off the border: reconstructions are least reliable there (bands that leave the sensor, mask edges).
+    top, left = min(max(4, height // 20), (height - 1) // 2), min(max(4, width // 20), (width - 1) // 2)
+    rows = np.unique(np.linspace(top, height - 1 - top, min(grid, height)).round().astype(int))
+    cols = np.unique(np.linspace(left, width - 1 - left, min(grid, width)).round().astype(int))
+    spectra = cube[np.ix_(rows, cols)].reshape(-1, cube.shape[2]).astype(np.float64)
+    coords = [(int(c), int(r)) for r in rows for c in cols]
+    brightness = spectra.mean(axis=1)
+    keep = brightness >= np.percentile(brightness, 40)
+    spectra, brightness = spectra[keep], brightness[keep]
+    coords = [c for c, k in zip(coords, keep) if k]
+    norms = np.linalg.norm(spectra, axis=1)
+    unit = spectra / np.maximum(norms, 1e-12)[:, None]
+    chosen = [int(np.argmax(brightness))]
+    closest = np.full(len(coords), np.inf)
+    while len(chosen) < min(count, len(coords)):
+        angle = np.arccos(np.clip(unit @ unit[chosen[-1]], -1.0, 1.0))
+        closest = np.minimum(closest, angle)
+        closest[chosen] = -1.0
+        chosen.append(int(np.argmax(closest)))
+    return [coords[i] for i in chosen]
+
+
+def _data_uri(image_or_figure, width: int, photo: bool) -> str:
+    """A PNG file, a uint8 image or a Figure, scaled to ``width`` pixels at most, as a data URI (JPEG for photos)."""
+    from PIL import Image
+
+    if isinstance(image_or_figure, (str, Path)):
+        image = Image.open(image_or_figure)
+        image.load()
+    elif isinstance(image_or_figure, np.ndarray):
+        image = Image.fromarray(image_or_figure)
+    else:
+        buffer = io.BytesIO()
+        image_or_figure.savefig(buffer, format="png", dpi=100)
+        buffer.seek(0)
+        image = Image.open(buffer)
+        image.load()
+    if image.width > width:
+        image = image.resize((width, max(1, round(image.height * width / image.width))), Image.LANCZOS)
+    out = io.BytesIO()
+    if photo:
+        image.convert("RGB").save(out, format="JPEG", quality=88)
+        mime = "image/jpeg"
+    else:
+        image.save(out, format="PNG", optimize=True)
+        mime = "image/png"
+    return f"data:{mime};base64,{base64.b64encode(out.getvalue()).decode('ascii')}"
+
+
+def _find_truth(truth_dir: Path, name: str) -> Path | None:
+    from .io import SUPPORTED_SUFFIXES
+
+    matches = [p for p in sorted(truth_dir.iterdir()) if p.is_file() and p.stem == name
+               and p.suffix.lower() in SUPPORTED_SUFFIXES]
+    return matches[0] if matches else None
+
+
+def _output_path(record: dict, kind: str, record_path: Path) -> Path | None:
+    value = (record.get("outputs") or {}).get(kind)
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_absolute() or not path.exists():
+        # The folder may have been moved: look beside the record.
+        path = record_path.parent / path.name
+    return path if path.exists() else None
+
+
+def build_item(record_path: Path, report_dir: Path, truth_dir: Path | None = None, truth_key: str | None = None,
+               points: int = DEFAULT_POINTS) -> ReportItem:
+    """Read one record and what it points to, and render what the page shows of it."""
+    from .io import read_cube, unit_range
+    from .metrics import evaluate_cube
+    from .render import band_grid, false_color, spectra_plot
+
+    record = json.loads(record_path.read_text())
+    item = ReportItem(name=record_path.stem, record_path=record_path, record=record)
+    cube_path = _output_path(record, "cube", record_path)
+    cube = wavelengths = None
+    if cube_path is not None:
+        cube, loaded = read_cube(cube_path)
+        wavelengths = (loaded.metadata or {}).get("wavelengths_nm") or record.get("wavelengths_nm")
+        item.image_size = cube.shape[:2]
+    else:
+        item.notes.append("cube file not found")
+    for kind, photo in (("rgb", True), ("bands", True), ("residual", False)):
+        path = _output_path(record, kind, record_path)
+        if path is not None:
+            item.images[kind] = _data_uri(path, THUMBNAIL_WIDTH[kind], photo)
+            item.links[kind] = os.path.relpath(path.resolve(), report_dir)
+        elif cube is not None and kind == "rgb":
+            item.images[kind] = _data_uri(false_color(cube, wavelengths), THUMBNAIL_WIDTH[kind], True)
+        elif cube is not None and kind == "bands":
+            item.images[kind] = _data_uri(band_grid(cube, wavelengths, title=item.name), THUMBNAIL_WIDTH[kind], True)
+        elif kind == "residual":
+            item.notes.append("no trust map (reconstructed without previews or by an older hsra)")
+    truth = None
+    if truth_dir is not None:
+        truth_path = _find_truth(truth_dir, item.name)
+        if truth_path is None:
+            item.notes.append(f"no truth named {item.name}.* in {truth_dir}")
+        elif cube is not None:
+            truth, truth_loaded = read_cube(truth_path, key=truth_key, bands=cube.shape[2])
+            truth, _ = unit_range(truth, truth_loaded)
+            if truth.shape != cube.shape:
+                item.notes.append(f"truth {truth_path.name} is {truth.shape}, the cube {cube.shape}: not compared")
+                truth = None
+            else:
+                item.metrics = evaluate_cube(cube, truth)
+                item.metrics["truth"] = str(truth_path)
+    if cube is not None and points > 0:
+        item.points = spectral_points(cube, points)
+        labels = [f"{i + 1}: ({x}, {y})" for i, (x, y) in enumerate(item.points)]
+        figure = spectra_plot(cube, item.points, wavelengths, truth=truth, labels=labels, radius=1)
+        item.images["spectra"] = _data_uri(figure, THUMBNAIL_WIDTH["spectra"], False)
+    return item
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# HTML
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.2em;color:#222;background:#fafafa}
+h1{font-size:1.4em;margin:0 0 .2em} .meta{color:#666;font-size:.9em}
+table.summary{border-collapse:collapse;margin:1em 0;font-size:.9em;background:#fff}
+table.summary th,table.summary td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+table.summary th{cursor:pointer;background:#eee;user-select:none} table.summary td.name,table.summary th.name{text-align:left}
+table.summary th.sorted-desc::after{content:" \\25BC"} table.summary th.sorted-asc::after{content:" \\25B2"}
+section.item{background:#fff;border:1px solid #ddd;border-radius:6px;margin:1em 0;padding:.8em 1em}
+section.item h2{font-size:1.1em;margin:0 0 .4em} .rank{color:#999;font-weight:normal}
+.row{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
+figure{margin:0} figcaption{font-size:.8em;color:#555} img{max-width:100%;border:1px solid #eee}
+.pic{position:relative;display:inline-block;line-height:0} .pic svg{position:absolute;left:0;top:0;width:100%;height:100%}
+dl.facts{display:grid;grid-template-columns:max-content auto;gap:.1em .8em;font-size:.85em;margin:0}
+dl.facts dt{color:#666} dl.facts dd{margin:0;font-family:ui-monospace,monospace}
+.warn{color:#a40} .bad{color:#b00;font-weight:bold} details{margin-top:.5em}
+"""
+
+_SCRIPT = """
+(function(){
+  var table=document.getElementById('summary');
+  var list=document.getElementById('items');
+  function value(el,key){var v=el.getAttribute('data-'+key);var n=parseFloat(v);return isNaN(n)?(v||''):n;}
+  function sortBy(key,descending){
+    var rows=Array.prototype.slice.call(table.tBodies[0].rows);
+    var order=rows.map(function(r){return r.getAttribute('data-name');});
+    rows.sort(function(a,b){var x=value(a,key),y=value(b,key);
+      if(typeof x==='number'&&typeof y==='number'){return descending?y-x:x-y;}
+      x=String(x);y=String(y);return descending?y.localeCompare(x):x.localeCompare(y);});
+    rows.forEach(function(r){table.tBodies[0].appendChild(r);});
+    rows.forEach(function(r){var s=document.getElementById('item-'+r.getAttribute('data-id'));if(s){list.appendChild(s);}});
+    Array.prototype.forEach.call(table.tHead.rows[0].cells,function(th){
+      th.classList.remove('sorted-asc','sorted-desc');
+      if(th.getAttribute('data-key')===key){th.classList.add(descending?'sorted-desc':'sorted-asc');}});
+    document.body.setAttribute('data-sorted',key+(descending?':desc':':asc'));
+  }
+  Array.prototype.forEach.call(table.tHead.rows[0].cells,function(th){
+    th.addEventListener('click',function(){
+      var key=th.getAttribute('data-key');
+      var descending=th.classList.contains('sorted-desc')?false:
+        (th.classList.contains('sorted-asc')?true:th.getAttribute('data-first')==='desc');
+      sortBy(key,descending);});});
+  window.hsraSortBy=sortBy;
+  document.body.setAttribute('data-ready','yes');
+})();
+"""
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _geometry(record: dict) -> str:
+    physics = record.get("physics") or {}
+    mask = record.get("mask") or {}
+    parts = [f"{physics.get('bands', '?')} bands, step {physics.get('dispersion_step', '?')}, "
+             f"{physics.get('dispersion_axis', '?')}"]
+    if mask.get("offset"):
+        parts.append(f"mask offset {mask['offset'][0]},{mask['offset'][1]}")
+    calibration = record.get("calibration")
+    if calibration:
+        parts.append("calibrated" + ("" if calibration.get("confident", True) else " (not conclusive)"))
+    return "; ".join(parts)
+
+
+def _facts(item: ReportItem) -> list[tuple[str, str]]:
+    r = item.record
+    weights = r.get("weights") or {}
+    seconds = r.get("seconds") or {}
+    trust = r.get("residual_map") or {}
+    facts = [
+        ("model", r.get("model", "?") + (f" + {r['refine']['iterations']} GAP-TV iterations" if r.get("refine") else "")),
+        ("weights sha256", (weights.get("sha256") or "—")[:16]),
+        ("geometry", _geometry(r)),
+        ("residual ‖Ax̂−y‖/‖y‖", _fmt(item.residual)),
+    ]
+    if trust:
+        facts.append(("trust map p50 / p90 / p99", " / ".join(_fmt(trust.get(k, float("nan"))) for k in ("p50", "p90", "p99"))))
+    facts.append(("time", f"{seconds.get('reconstruct', float('nan')):.2f} s on {r.get('device', '?')}"))
+    size = item.image_size
+    if size[0]:
+        facts.append(("cube", f"{size[0]}×{size[1]}×{(r.get('physics') or {}).get('bands', '?')}"))
+    facts.append(("normalisation", (r.get("normalization") or {}).get("mode", "?")))
+    source = (r.get("input") or {}).get("path")
+    if source:
+        facts.append(("input", source))
+    if item.metrics:
+        m = item.metrics
+        facts.append(("vs truth (field)", f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f}, SAM {m['sam']:.2f}°, "
+                                          f"ERGAS {m['ergas']:.2f}"))
+    return facts
+
+
+def _markers(item: ReportItem) -> str:
+    height, width = item.image_size
+    if not item.points or not height:
+        return ""
+    marks = []
+    for i, (x, y) in enumerate(item.points):
+        cx, cy = (x + 0.5) / width * 100, (y + 0.5) / height * 100
+        marks.append(f'<circle cx="{cx:.2f}%" cy="{cy:.2f}%" r="7" fill="none" stroke="#fff" stroke-width="2"/>'
+                     f'<text x="{cx:.2f}%" y="{cy:.2f}%" dx="9" dy="4" fill="#fff" font-size="12" '
+                     f'stroke="#000" stroke-width="0.6">{i + 1}</text>')
+    return f'<svg xmlns="http://www.w3.org/2000/svg">{"".join(marks)}</svg>'
+
+
+def _figure_html(item: ReportItem, kind: str, caption: str, overlay: str = "") -> str:
+    uri = item.images.get(kind)
+    if not uri:
+        return ""
+    image = f'<img src="{uri}" alt="{html.escape(item.name)} {kind}" class="{kind}">'
+    if kind in item.links:
+        image = f'<a href="{html.escape(item.links[kind])}">{image}</a>'
+    return (f'<figure><span class="pic">{image}{overlay}</span>'
+            f'<figcaption>{html.escape(caption)}</figcaption></figure>')
+
+
+def render_html(items: list[ReportItem], out_dir: Path, unfinished: list[str], truth_dir: Path | None) -> str:
+    """The page for ``items`` (already in their initial order: worst residual first)."""
+    has_truth = any(item.metrics for item in items)
+    columns = [("rank", "#"), ("name", "name"), ("model", "model"), ("residual", "residual"),
+               ("p99", "trust p99"), ("seconds", "seconds")]
+    if has_truth:
+        columns += [("psnr", "PSNR dB"), ("ssim", "SSIM")]
+    head = "".join(
+        f'<th data-key="{key}" data-first="{"asc" if key in ("rank", "name", "model") else "desc"}" '
+        f'class="{"name" if key in ("name", "model") else ""}'
+        f'{" sorted-desc" if key == "residual" else ""}">{html.escape(label)}</th>' for key, label in columns)
+    rows, sections = [], []
+    for rank, item in enumerate(items, 1):
+        r = item.record
+        values = {
+            "rank": rank, "name": item.name, "model": r.get("model", "?"), "residual": item.residual,
+            "p99": (r.get("residual_map") or {}).get("p99", float("nan")),
+            "seconds": (r.get("seconds") or {}).get("reconstruct", float("nan")),
+            "psnr": (item.metrics or {}).get("psnr", float("nan")),
+            "ssim": (item.metrics or {}).get("ssim", float("nan")),
+        }
+        data = " ".join(f'data-{key}="{html.escape(str(values[key]))}"' for key, _ in columns)
+        cells = "".join(
+            f'<td class="{"name" if key in ("name", "model") else ""}">'
+            + (f'<a href="#item-{rank}">{html.escape(item.name)}</a>' if key == "name" else _fmt(values[key], 3 if key in ("psnr", "ssim", "seconds") else 4))
+            + "</td>" for key, _ in columns)
+        rows.append(f'<tr data-id="{rank}" {data}>{cells}</tr>')
+        facts = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in _facts(item))
+        notes = "".join(f'<p class="warn">{html.escape(n)}</p>' for n in item.notes)
+        record_json = html.escape(json.dumps(r, indent=1, default=str))
+        sections.append(
+            f'<section class="item" id="item-{rank}" data-name="{html.escape(item.name)}" '
+            f'data-residual="{item.residual}">'
+            f'<h2><span class="rank">#{rank}</span> {html.escape(item.name)}</h2>{notes}'
+            f'<div class="row">'
+            f'{_figure_html(item, "rgb", "false colour (CIE 1931, equal-energy white); numbers: spectra points", _markers(item))}'
+            f'{_figure_html(item, "residual", "trust map: |Ax̂−y| in scene coordinates (bright = the cube does not explain its measurement)")}'
+            f'<dl class="facts">{facts}</dl></div>'
+            f'<div class="row">{_figure_html(item, "spectra", "spectra at the numbered points (3×3 mean)" + (", truth dashed" if item.metrics else ""))}'
+            f'{_figure_html(item, "bands", "bands")}</div>'
+            f'<details><summary>record</summary><pre>{record_json}</pre></details>'
+            f"</section>")
+    unfinished_html = ""
+    if unfinished:
+        names = ", ".join(html.escape(n) for n in unfinished)
+        unfinished_html = f'<p class="warn">Unfinished (a cube without its record, not shown): {names}</p>'
+    truth_html = f" Truths from {html.escape(str(truth_dir))}." if truth_dir else ""
+    generated = time.strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>hsra report: {html.escape(out_dir.name or str(out_dir))}</title><style>{_STYLE}</style></head>"
+        f'<body data-items="{len(items)}">'
+        f"<h1>hsra report: {html.escape(str(out_dir))}</h1>"
+        f'<p class="meta">{len(items)} reconstruction(s), worst residual first; click a column to sort.'
+        f"{truth_html} Written by hsra {__version__} on {generated}.</p>{unfinished_html}"
+        f'<table class="summary" id="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        f'<div id="items">{"".join(sections)}</div>'
+        f"<script>{_SCRIPT}</script></body></html>\n"
+    )
+
+
+def write_report(out_dir, output=None, *, truth_dir=None, truth_key: str | None = None,
+                 points: int = DEFAULT_POINTS, overwrite: bool = False, progress=None) -> tuple[Path, list[ReportItem]]:
+    """Write the report of the reconstructions in ``out_dir`` (default ``out_dir/report.html``).
+
+    Raises:
+        InputFileError: ``out_dir`` (or ``truth_dir``) is missing or holds no reconstruction record.
+        OutputExistsError: the report exists and ``overwrite`` is False.
+    """
+    from .io import atomic_output, check_writable
+
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise InputFileError(f"{out_dir} is not a folder; expected the output folder of hsra reconstruct")
+    if truth_dir is not None and not Path(truth_dir).is_dir():
+        raise InputFileError(f"--truth {truth_dir} is not a folder; expected a folder of truth cubes named like the inputs")
+    if points < 0:
+        raise UsageError(f"--points must be ≥ 0, got {points}")
+    output = Path(output) if output else out_dir / "report.html"
+    check_writable(output, overwrite)
+    records, unfinished = find_records(out_dir)
+    if not records:
+        raise InputFileError(
+            f"{out_dir} holds no reconstruction record (<stem>.json written by hsra reconstruct); nothing to report"
+        )
+    items = []
+    for index, path in enumerate(records):
+        if progress:
+            progress(path, index, len(records))
+        items.append(build_item(path, output.parent.resolve(), Path(truth_dir) if truth_dir else None, truth_key,
+                                points))
+    items.sort(key=lambda item: (-item.residual if item.residual == item.residual else float("inf"), item.name))
+    page = render_html(items, out_dir, unfinished, Path(truth_dir) if truth_dir else None)
+    with atomic_output(output, overwrite) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return output, items

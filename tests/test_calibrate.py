@@ -1,0 +1,128 @@
+"""Calibration finds the geometry a capture was taken with: small synthetic cases, the CLI, and real data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hsra_cli.calibrate import band_shifts, calibrate
+from hsra_cli.cli import main
+from hsra_cli.errors import ShapeError, UsageError, ValueRangeError
+from hsra_cli.io import write_array
+from hsra_cli.simulate import generate_mask, simulate_measurement
+from hsra_cli.synth import procedural_scene
+
+BANDS = 8  # small cases: 8 bands keep the dispersion spread within a 48-pixel scene
+
+
+def _capture(top, left, step, axis, seed=0, size=(48, 56), mask=None, noise="shot"):
+    mask = generate_mask(96, 112, "random-grey", seed=7) if mask is None else mask
+    scene = procedural_scene(*size, wavelengths_nm=np.linspace(460, 640, BANDS), rng=np.random.default_rng(seed))
+    window = mask[top : top + size[0], left : left + size[1]]
+    measurement, _ = simulate_measurement(scene, window, step=step, axis=axis, noise=noise, seed=seed)
+    return measurement, mask
+
+
+def test_band_shifts_come_from_the_operator():
+    assert band_shifts(5, 3).tolist() == [0, 3, 6, 9, 12]
+    assert band_shifts(28, 2)[-1] == 54
+
+
+@pytest.mark.parametrize("top, left, step, axis", [(11, 37, 2, "width"), (40, 5, 1, "height"), (3, 50, 3, "width")])
+def test_a_small_capture_is_placed_exactly(top, left, step, axis):
+    measurement, mask = _capture(top, left, step, axis, seed=top)
+    result = calibrate([measurement], mask, bands=BANDS)
+    assert (result.offset, result.step, result.axis) == ((top, left), step, axis)
+    assert result.confident, result.reason
+    assert result.flags() == f"--mask-offset {top},{left} --step {step} --axis {axis}"
+    # The runner-up geometry scores clearly lower.
+    assert result.candidates[0]["score"] - result.candidates[1]["score"] > 0.05
+
+
+def test_several_captures_are_calibrated_jointly_and_fixed_settings_are_kept():
+    mask = generate_mask(96, 112, "random-grey", seed=7)
+    captures = [_capture(20, 30, 2, "width", seed=s, mask=mask)[0] for s in (1, 2)]
+    result = calibrate(captures, mask, bands=BANDS, steps=[2], axes=["width"])
+    assert result.offset == (20, 30) and result.captures == 2
+    assert [(c["axis"], c["step"]) for c in result.candidates] == [("width", 2)]
+
+
+def test_a_sub_pixel_shift_of_the_mask_is_measured():
+    from scipy import ndimage
+
+    base = generate_mask(96, 112, "random-grey", seed=3)
+    shifted = ndimage.shift(base, (-0.4, 0.3), order=1, mode="nearest").astype(np.float32)  # content moves up/right
+    measurement, _ = _capture(20, 30, 2, "width", mask=shifted, noise="none")
+    result = calibrate([measurement], base, bands=BANDS, steps=[2], axes=["width"])
+    assert result.offset == (20, 30)
+    row, col = result.subpixel_offset
+    assert abs(row - 20.4) < 0.25 and abs(col - 29.7) < 0.25
+
+
+def test_a_capture_without_the_mask_pattern_is_not_trusted():
+    mask = generate_mask(96, 112, "random-grey", seed=7)
+    unrelated, _ = _capture(20, 30, 2, "width", mask=generate_mask(96, 112, "random-grey", seed=99))
+    result = calibrate([unrelated], mask, bands=BANDS)
+    assert not result.confident and result.reason
+
+
+def test_bad_inputs_are_clear_errors():
+    measurement, mask = _capture(20, 30, 2, "width")
+    with pytest.raises(UsageError, match="2-D coded aperture"):
+        calibrate([measurement], np.ones((4, 96, 112), np.float32), bands=BANDS)
+    with pytest.raises(ShapeError, match="does not fit inside"):
+        calibrate([measurement], mask[:20, :20], bands=BANDS)
+    with pytest.raises(ValueRangeError, match="constant"):
+        calibrate([np.ones_like(measurement)], mask, bands=BANDS)
+    with pytest.raises(ShapeError, match="one shape"):
+        calibrate([measurement, measurement[:-1]], mask, bands=BANDS)
+
+
+def test_cli_prints_the_flags_writes_the_landscape_and_reconstruct_auto_records_it(tmp_path, capsys):
+    measurement, mask = _capture(20, 30, 2, "width")
+    write_array(tmp_path / "cap.mat", measurement, key="meas")
+    write_array(tmp_path / "mask.mat", mask, key="mask")
+    out = tmp_path / "calib.json"
+    code = main(["calibrate", str(tmp_path / "cap.mat"), "--mask", str(tmp_path / "mask.mat"), "--bands", "8",
+                 "-o", str(out), "-q"])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.out.strip() == "--mask-offset 20,30 --step 2 --axis width"
+    data = json.loads(out.read_text())
+    assert data["offset"] == [20, 30] and data["confident"] and len(data["profile"]["ncc"]) > 0
+    assert data["source"]["capture_files"] == [str(tmp_path / "cap.mat")]
+    # An existing JSON is not replaced without --overwrite.
+    code = main(["calibrate", str(tmp_path / "cap.mat"), "--mask", str(tmp_path / "mask.mat"), "--bands", "8",
+                 "-o", str(out)])
+    assert code == 2 and "--overwrite" in capsys.readouterr().err
+
+    code = main(["reconstruct", str(tmp_path / "cap.mat"), "--mask", str(tmp_path / "mask.mat"), "--bands", "8",
+                 "--mask-offset", "auto", "-o", str(tmp_path / "out"), "-q", "--no-previews"])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "out" / "cap.json").read_text())
+    assert record["calibration"]["offset"] == [20, 30] and record["mask"]["offset"] == [20, 30]
+    assert record["arguments"]["mask_offset"] == "auto"
+
+
+def test_real_captures_are_found_inside_a_larger_random_mask(shared_data):
+    from hsra_cli.io import read_mask, read_measurement
+
+    mask, _ = read_mask(shared_data / "tsa-real" / "mask_660.mat")
+    rng = np.random.default_rng(1)
+    larger = rng.choice(mask.ravel(), size=(760, 800)).astype(np.float32)
+    larger[57 : 57 + 660, 101 : 101 + 660] = mask
+    measurement, _ = read_measurement(shared_data / "tsa-real" / "scene3.mat")
+    result = calibrate([measurement], larger)
+    assert (result.offset, result.step, result.axis) == ((57, 101), 2, "width")
+    assert result.confident
+
+
+def test_kaist_through_the_real_mask_with_shot_noise(kaist, shared_data):
+    from hsra_cli.io import read_mask
+
+    truth, _, _ = kaist
+    mask, _ = read_mask(shared_data / "tsa-real" / "mask_660.mat")
+    measurement, _ = simulate_measurement(truth[1], mask[300:556, 123:379], step=3, axis="height", noise="shot")
+    result = calibrate([measurement], mask)
+    assert (result.offset, result.step, result.axis) == ((300, 123), 3, "height")

@@ -1,0 +1,115 @@
+"""hsra report: one self-contained HTML page per output folder, checked as text and in a real headless browser."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hsra_cli.batch import reconstruct_files
+from hsra_cli.cli import main
+from hsra_cli.io import write_array, write_cube
+from hsra_cli.reconstruct import Reconstructor
+from hsra_cli.report import spectral_points, write_report
+from hsra_cli.simulate import generate_mask, simulate_measurement
+from hsra_cli.synth import procedural_scene
+
+from chromium import Chromium, find_chromium
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    """Three small reconstructions (one from a corrupted capture), their truths, and one unfinished cube."""
+    root = tmp_path_factory.mktemp("report")
+    captures, truths, out = root / "captures", root / "truths", root / "out"
+    captures.mkdir()
+    truths.mkdir()
+    mask = generate_mask(24, 40, "random-binary", seed=0)
+    write_array(root / "mask.mat", mask, key="mask")
+    for index, name in enumerate(("alpha", "beta", "gamma")):
+        cube = procedural_scene(24, 40, rng=np.random.default_rng(index))
+        measurement, _ = simulate_measurement(cube, mask)
+        if name == "beta":  # a corrupted sensor region: the worst residual
+            measurement[4:20, 10:60] *= np.random.default_rng(5).uniform(0.0, 2.0, size=(16, 50)).astype(np.float32)
+        write_array(captures / f"{name}.mat", measurement, key="meas")
+        write_cube(truths / f"{name}.mat", cube)
+    reconstructor = Reconstructor("gap-tv", model_kwargs={"iterations": 10, "accelerate": False})
+    result = reconstruct_files(sorted(captures.iterdir()), root / "mask.mat", out, reconstructor, normalize="none")
+    assert len(result.done) == 3
+    write_cube(out / "delta.mat", procedural_scene(24, 40, rng=np.random.default_rng(9)))  # no record: unfinished
+    return {"out": out, "truths": truths}
+
+
+def _sections(page: str) -> list[str]:
+    return re.findall(r'<section class="item" id="item-\d+" data-name="([^"]+)"', page)
+
+
+def test_the_page_is_self_contained_sorted_worst_first_and_pairs_truths_by_name(batch, tmp_path):
+    path, items = write_report(batch["out"], tmp_path / "r.html", truth_dir=batch["truths"])
+    page = path.read_text()
+    assert _sections(page) == [item.name for item in items]
+    assert _sections(page)[0] == "beta"  # the corrupted capture explains its measurement worst
+    residuals = [item.residual for item in items]
+    assert residuals == sorted(residuals, reverse=True)
+    # Self-contained: every image is inline, nothing is fetched from elsewhere.
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert len(sources) == 3 * 4 and all(s.startswith("data:image/") for s in sources)
+    # Metrics against the truths with the same names, and the unfinished cube is named, not shown.
+    assert all(item.metrics and item.metrics["psnr"] > 10 for item in items)
+    assert "PSNR dB" in page and "delta" in page and "delta" not in _sections(page)
+    # The thumbnails link to the full-size previews beside the records.
+    assert 'href="../' in page or "_rgb.png" in page
+
+
+def test_spectral_points_are_distinct_and_inside_the_image():
+    cube = procedural_scene(30, 50, rng=np.random.default_rng(3))
+    points = spectral_points(cube, 4)
+    assert len(set(points)) == 4
+    assert all(0 <= x < 50 and 0 <= y < 30 for x, y in points)
+
+
+def test_cli_writes_the_report_and_refuses_to_overwrite_or_bad_folders(batch, tmp_path, capsys):
+    target = tmp_path / "page.html"
+    code = main(["report", str(batch["out"]), "-o", str(target), "-q", "--points", "2"])
+    assert code == 0 and capsys.readouterr().out.strip() == str(target)
+    code = main(["report", str(batch["out"]), "-o", str(target)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--overwrite" in err
+    code = main(["report", str(tmp_path / "missing"), "-o", str(tmp_path / "x.html")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0].startswith("hsra: error:")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = main(["report", str(empty)])
+    assert code == 1 and "no reconstruction record" in capsys.readouterr().err
+    assert not (empty / "report.html").exists()
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (make browser installs it)")
+def test_the_page_loads_in_headless_chromium_without_errors_and_shows_every_item(batch, tmp_path):
+    path, items = write_report(batch["out"], tmp_path / "report.html", truth_dir=batch["truths"])
+    with Chromium() as browser:
+        page = browser.open(path)
+        assert page.evaluate("document.body.getAttribute('data-ready')") == "yes"
+        shown = page.evaluate(
+            "Array.from(document.querySelectorAll('section.item')).map(s => ["
+            "  s.getAttribute('data-name'),"
+            "  s.getBoundingClientRect().height,"
+            "  Array.from(s.querySelectorAll('img')).every(i => i.complete && i.naturalWidth > 0),"
+            "  s.querySelectorAll('img').length])")
+        assert [s[0] for s in shown] == [item.name for item in items]
+        assert all(height > 100 and loaded and count == 4 for _, height, loaded, count in shown), shown
+        assert page.evaluate("document.querySelectorAll('#summary tbody tr').length") == len(items)
+        # Sorting by a column header reorders the table and the items.
+        page.evaluate("document.querySelector('th[data-key=name]').click()")
+        order = page.evaluate("Array.from(document.querySelectorAll('section.item')).map(s => s.dataset.name)")
+        assert order == sorted(item.name for item in items)
+        page.evaluate("document.querySelector('th[data-key=residual]').click()")
+        order = page.evaluate("Array.from(document.querySelectorAll('section.item')).map(s => s.dataset.name)")
+        assert order == [item.name for item in items]  # residual, descending: the worst first again
+        shot = page.screenshot(tmp_path / "report.png")
+        assert shot.stat().st_size > 10_000
+        assert page.errors() == []
