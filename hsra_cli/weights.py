@@ -582,7 +582,7 @@ def render_card(config: dict, parameters: int | None = None) -> str:
         f"- dispersion: {physics.get('dispersion_step', '?')} px per band along the {physics.get('dispersion_axis', '?')}",
         f"- input normalisation: {physics.get('input_normalisation', INPUT_NORMALISATION)}",
         "",
-        "## Training",
+        "## Training" + (" (its last phase; *History* lists every phase)" if config.get("history") else ""),
         f"- data: {display_source(training.get('data', 'not recorded'))}",
         f"- steps: {training.get('steps', 'not recorded')}",
         f"- wall time: {_fmt_duration(training['wall_time_s']) if 'wall_time_s' in training else 'not recorded'}",
