@@ -279,6 +279,17 @@ def _print_table(scenes: list[dict], mean: dict, convention: str) -> None:
 
     for scene in scenes:
         table.add_row(scene["name"], *cells(scene))
-    table.add_section()
-    table.add_row("mean", *cells(mean), style="bold")
+    methods = [scene["method"] for scene in scenes if "method" in scene]
+    if not methods:
+        table.add_section()
+        table.add_row("mean", *cells(mean), style="bold")
+    else:  # a comparison of methods: a mean across them means nothing; each method's own mean does
+        from hsra_cli.metrics import mean_over_scenes
+
+        rows = [(method, [s for s in scenes if s.get("method") == method]) for method in dict.fromkeys(methods)]
+        rows = [(method, own) for method, own in rows if len(own) > 1]
+        if rows:
+            table.add_section()
+        for method, own in rows:
+            table.add_row(f"mean ({method})", *cells(mean_over_scenes(own)), style="bold")
     stdout.print(table)
