@@ -28,7 +28,7 @@ demo: setup
 	@echo "== $(DEMO_MODEL) (shipped weights, the default tag) and gap-tv (no weights) vs the sample's truth =="
 	$(BIN)/hsra evaluate $(DEMO_OUT)/$(DEMO_MODEL)/colorchecker.mat $(DEMO_OUT)/gap-tv/colorchecker.mat \
 		--truth $(SAMPLE)/cube/colorchecker.mat
-	@echo "Cubes, previews (_rgb.png, _bands.png) and JSON records in $(DEMO_OUT)/"
+	@echo "Cubes, previews (_rgb.png, _bands.png, the trust map _residual.png) and JSON records in $(DEMO_OUT)/"
 
 test: setup
 	$(BIN)/python -m pytest -q
