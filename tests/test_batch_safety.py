@@ -189,6 +189,30 @@ def test_temporaries_of_a_killed_run_are_removed_by_the_next_run_and_nothing_els
     assert any("left 1 temporary file(s)" in line for line in notes)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="file locks are POSIX here")
+def test_evaluate_output_file_removes_what_a_killed_evaluate_left(tmp_path, capsys):
+    out = tmp_path / "metrics"
+    out.mkdir()
+    stale = out / ".m.csv.0123456789ab.tmp"  # a SIGKILLed `evaluate --output-file m.csv`
+    stale.write_text("scene,psnr\n")
+    mine = out / "notes.csv"
+    mine.write_text("user data")
+    old = time.time() - 3600
+    for path in (stale, mine):
+        os.utime(path, (old, old))
+    rng = np.random.default_rng(0)
+    truth = rng.random((16, 16, 28), dtype=np.float32)
+    np.save(tmp_path / "scene.npy", np.clip(truth + 0.01 * rng.standard_normal(truth.shape), 0, 1).astype(np.float32))
+    (tmp_path / "gt").mkdir()
+    np.save(tmp_path / "gt" / "scene.npy", truth)
+    code, _, err = run(["evaluate", tmp_path / "scene.npy", "--truth", tmp_path / "gt" / "scene.npy",
+                        "--output-file", out / "m.csv"], capsys)
+    assert code == 0, err
+    assert not stale.exists() and mine.read_text() == "user data"
+    assert (out / "m.csv").read_text().splitlines()[1].startswith("scene,")
+    assert any(line.startswith("note: removed 1 temporary file(s)") for line in err.splitlines())
+
+
 # --- 3. output sets: the record is written last and marks the set complete ------------------------------------
 
 

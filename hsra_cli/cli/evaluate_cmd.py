@@ -173,6 +173,9 @@ def evaluate(
             sys.stdout.flush()
             info(f"{len(scenes)} scene(s) scored; {_CONVENTION_TEXT[convention.value]}", quiet)
         else:
+            from hsra_cli.batch import clean_stale_temporaries
+
+            clean_stale_temporaries(output.parent, lambda text: info(f"note: {text}", quiet))
             with hsra_io.atomic_output(output, overwrite=overwrite) as temporary:
                 temporary.write_text(text, encoding="utf-8")
             info(f"wrote {output} ({len(scenes)} scene(s); {_CONVENTION_TEXT[convention.value]})", quiet)
