@@ -446,6 +446,16 @@ def card_accuracy(config: dict) -> tuple[float | None, float | None, str]:
     return (None if psnr is None else float(psnr)), (None if ssim is None else float(ssim)), where
 
 
+def card_default_accuracy(config: dict) -> tuple[float | None, float | None]:
+    """(PSNR dB, SSIM) of the card's validation as `hsra reconstruct` gives it by default (the network and its
+    GAP-TV refinement, field convention); (None, None) when the card did not measure it."""
+    block = config.get("validation")
+    if not isinstance(block, dict) or block.get("psnr_field_refined") is None:
+        return None, None
+    ssim = block.get("ssim_field_refined")
+    return float(block["psnr_field_refined"]), (None if ssim is None else float(ssim))
+
+
 def _refined_accuracy_lines(config: dict) -> list[str]:
     """The card's line for the accuracy after `hsra reconstruct`'s default refinement, when it was measured."""
     block = config.get("validation")

@@ -218,6 +218,19 @@ def test_hsra_models_lists_weights_and_accuracy(models_dir, capsys):
     assert "hsra-dum-4stg" in table and "31.25" in table
 
 
+def test_hsra_models_shows_the_default_refined_accuracy_beside_the_network_alone(models_dir, capsys):
+    card = {"validation": {"data": "scenes.npz:4", "psnr_field": 26.05, "ssim_field": 0.744,
+                           "psnr_field_refined": 26.58, "ssim_field_refined": 0.795, "refine": 5}}
+    torch.manual_seed(0)
+    W.save_model_folder(create_model("hsra-s"), models_dir / "hsra-s", card=card)
+    assert main(["models", "--json"]) == 0
+    row = {r["name"]: r for r in json.loads(capsys.readouterr().out)}["hsra-s"]
+    assert (row["psnr_default_db"], row["ssim_default"]) == (26.58, 0.795) and row["psnr_db"] == 26.05
+    assert main(["models"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("hsra-s "))
+    assert line.index("26.58/0.795") < line.index("26.05")  # the default first, then the network alone
+
+
 def test_hsra_models_info_prints_the_card_or_how_to_get_weights(models_dir, capsys):
     _, folder = saved(models_dir)
     assert main(["models", "info", "s"]) == 0

@@ -47,7 +47,8 @@ def _list(as_json: bool, quiet: bool) -> None:
     table = Table(box=None, pad_edge=False, header_style="bold")
     measured = any(row["accuracy_on"] for row in rows)
     columns = [("name", "left", True), ("aliases", "left", True), ("kind", "left", True), ("params M", "right", True),
-               ("GFLOPs", "right", True), ("weights", "left", True), ("PSNR/SSIM", "right", True)]
+               ("GFLOPs", "right", True), ("weights", "left", True), ("PSNR/SSIM", "right", True),
+               ("alone", "right", True)]
     trained = any(row["trained_on"] for row in rows)
     columns += [("trained on", "left", False)] if trained else []
     columns += [("measured on", "left", False)] if measured else []
@@ -55,15 +56,21 @@ def _list(as_json: bool, quiet: bool) -> None:
         table.add_column(column, justify=justify, no_wrap=no_wrap)
     for row in rows:
         weights = "yes" if row["weights_installed"] else ("no" if row["needs_weights"] else "n/a")
-        accuracy = "—" if row["psnr_db"] is None else f"{row['psnr_db']:.2f}/{_fmt(row['ssim'], '.3f')}"
+        # as `hsra reconstruct` gives it by default (refined) when measured, and the network alone
+        default = (row["psnr_default_db"], row["ssim_default"]) if row["psnr_default_db"] is not None else (
+            row["psnr_db"], row["ssim"])
+        accuracy = "—" if default[0] is None else f"{default[0]:.2f}/{_fmt(default[1], '.3f')}"
+        alone = _fmt(row["psnr_db"], ".2f")
         cells = [
             row["name"], ", ".join(row["aliases"]) or "—", row["kind"],
             _fmt(row["parameters_m"] if row["needs_weights"] else None, ".2f"),
-            _fmt(row["gflops"], ".2f"), weights, accuracy,
+            _fmt(row["gflops"], ".2f"), weights, accuracy, alone,
         ]
         table.add_row(*cells, *([row["trained_on"] or "—"] if trained else []),
                       *([row["accuracy_on"] or "—"] if measured else []))
     stdout.print(table)
+    info("PSNR/SSIM: held-out data of the card, field convention, as `hsra reconstruct` gives it by default; alone: "
+         "the network without its refinement (--refine 0).", quiet)
     info("GFLOPs: fvcore, batch 1, 28×256×256 cube. Weights are searched in $HSRA_MODELS_DIR, then the package's "
          "models. Card, license and citation: hsra models info NAME", quiet)
     if any(r["gflops"] is None and r["needs_weights"] for r in rows):

@@ -10,12 +10,13 @@ def describe_model(name: str, installed: dict[str, Path] | None = None) -> dict:
 
     Keys: name, aliases, kind, description, needs_weights, parameters_m (millions; 0 for solvers), gflops
     (fvcore, 28×256×256, from the committed cache; None when the cache lacks it), weights_installed,
-    weights_folder, psnr_db, ssim, accuracy_on, trained_on, license, citations (from the installed model
-    card; data are named without the training machine's paths), config (architecture).
+    weights_folder, psnr_db, ssim (the network alone), psnr_default_db, ssim_default (as `hsra reconstruct` gives
+    it by default, with its refinement, when the card measured it), accuracy_on, trained_on, license, citations
+    (from the installed model card; data are named without the training machine's paths), config (architecture).
     """
     from ..flops import cached_entry, count_parameters
     from ..registry import create_model, get_entry
-    from ..weights import card_accuracy, card_citations, card_license, card_sources, installed_models, read_model_config
+    from ..weights import card_accuracy, card_citations, card_default_accuracy, card_license, card_sources, installed_models, read_model_config
 
     from ..registry import split_tag
 
@@ -34,6 +35,8 @@ def describe_model(name: str, installed: dict[str, Path] | None = None) -> dict:
         "weights_folder": None,
         "psnr_db": None,
         "ssim": None,
+        "psnr_default_db": None,
+        "ssim_default": None,
         "accuracy_on": None,
         "trained_on": None,
         "license": None,
@@ -55,6 +58,7 @@ def describe_model(name: str, installed: dict[str, Path] | None = None) -> dict:
         try:
             card = read_model_config(folder)
             psnr, ssim, where = card_accuracy(card)
+            row.update(zip(("psnr_default_db", "ssim_default"), card_default_accuracy(card)))
             sources = card_sources(card)
             row.update(trained_on=" + ".join(str(s.get("name")) for s in sources) or None,
                        license=card_license(card), citations=card_citations(card))
