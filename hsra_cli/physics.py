@@ -273,11 +273,25 @@ class CassiOperator(torch.nn.Module):
         if top < 0 or left < 0 or top + height > h or left + width > w or height < 1 or width < 1:
             raise ShapeError(f"tile {height}×{width} at ({top}, {left}) lies outside the {h}×{w} cube")
         masks = self._to_internal(self.band_mask)[..., top : top + height, left : left + width]
-        cropped = CassiOperator.__new__(CassiOperator)
-        torch.nn.Module.__init__(cropped)
-        cropped.bands, cropped.step, cropped.axis, cropped.mask_form = self.bands, self.step, self.axis, self.mask_form
-        cropped.register_buffer("band_mask", self._to_internal(masks).contiguous(), persistent=False)
-        return cropped
+        return self._with_band_mask(self._to_internal(masks))
+
+    def mirrored(self) -> "CassiOperator":
+        """The operator of the mirrored capture: the cube and the mask flipped across the dispersion (rows reversed
+        for the width axis, columns for the height axis). Lines along the dispersion never mix, so
+        ``mirrored().A(mirror(x)) == mirror(A(x))`` exactly; self-ensembles use it (:meth:`mirror`)."""
+        return self._with_band_mask(self.band_mask.flip(-2))
+
+    def mirror(self, t: torch.Tensor) -> torch.Tensor:
+        """Flip a cube (``…×H×W``) or a measurement across the dispersion, as :meth:`mirrored` flips the mask."""
+        return t.flip(-1 if self.axis == "height" else -2)
+
+    def _with_band_mask(self, band_mask: torch.Tensor) -> "CassiOperator":
+        """An operator with these settings and internal-frame band masks (already validated)."""
+        other = CassiOperator.__new__(CassiOperator)
+        torch.nn.Module.__init__(other)
+        other.bands, other.step, other.axis, other.mask_form = self.bands, self.step, self.axis, self.mask_form
+        other.register_buffer("band_mask", band_mask.contiguous(), persistent=False)
+        return other
 
     def measurement_window(self, measurement: torch.Tensor, top: int, left: int, height: int, width: int):
         """The part of the measurement that the cube tile ``[top:top+height, left:left+width]`` disperses onto:
