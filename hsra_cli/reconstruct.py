@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .errors import HsraError, ShapeError, UsageError, ValueRangeError
+from .adapt import AdaptConfig, adapt_network
 from .physics import CassiOperator, unsheared_size
 from .registry import get_entry
 from .solvers.gap_tv import DEFAULT_REFINE, REFINE_TV_WEIGHT, refine
@@ -193,6 +194,9 @@ class Reconstructor:
         self_ensemble: also run a network on the mirrored capture (rows reversed, an exact symmetry of CASSI:
             :meth:`CassiOperator.mirrored`) and average the two estimates before refinement; twice the network
             time for a cleaner cube.
+        adapt: test-time adaptation steps (or an :class:`hsra_cli.adapt.AdaptConfig`): a copy of the network is
+            fine-tuned on each capture from the capture alone before it reconstructs it (:mod:`hsra_cli.adapt`);
+            0 (the default) switches it off.
     """
 
     def __init__(
@@ -210,6 +214,7 @@ class Reconstructor:
         amp: bool = True,
         refine: int | None = None,
         self_ensemble: bool = False,
+        adapt: "int | AdaptConfig" = 0,
         model_kwargs: dict | None = None,
     ):
         self.entry = get_entry(model)
@@ -224,6 +229,9 @@ class Reconstructor:
         if self_ensemble and not self.entry.needs_weights:
             raise UsageError(f"--self-ensemble averages a network over mirrored captures; {self.entry.name} is a solver")
         self.self_ensemble = bool(self_ensemble)
+        self.adapt = adapt if isinstance(adapt, AdaptConfig) else AdaptConfig(steps=adapt)
+        if self.adapt.steps and not self.entry.needs_weights:
+            raise UsageError(f"--adapt fine-tunes a network on the capture; {self.entry.name} is a solver")
         self.device = resolve_device(device)
         self.weights_info: dict = {}
         if not 0 <= tile_overlap < 1:
@@ -380,6 +388,22 @@ class Reconstructor:
                     progress(done, len(rows) * len(cols))
         return out / norm
 
+    def _run(self, y: torch.Tensor, op: CassiOperator, tile: int, progress=None):
+        """(cube, tile size used, CUDA fallback note or None): whole or tiled, retrying in tiles on CUDA OOM."""
+        try:
+            return (self._run_tiled(y, op, tile, progress) if tile else self._run_whole(y, op, progress)), tile, None
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+        height, width = op.cube_shape
+        tile = max(64, (tile or min(height, width)) // 2)
+        fallback = f"CUDA ran out of memory; retried in {tile}-pixel tiles (set --tile-size to choose)"
+        try:
+            return self._run_tiled(y, op, tile, progress), tile, fallback
+        except torch.cuda.OutOfMemoryError:
+            raise HsraError(
+                f"CUDA ran out of memory even with {tile}-pixel tiles; use a smaller --tile-size or --device cpu"
+            ) from None
+
     def reconstruct(
         self,
         measurement: np.ndarray,
@@ -406,19 +430,13 @@ class Reconstructor:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         start = time.perf_counter()
-        fallback = None
+        shipped, adapt_info = self.model, None
         try:
-            cube = self._run_tiled(y, op, tile, progress) if tile else self._run_whole(y, op, progress)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            tile = max(64, (tile or min(height, width)) // 2)
-            fallback = f"CUDA ran out of memory; retried in {tile}-pixel tiles (set --tile-size to choose)"
-            try:
-                cube = self._run_tiled(y, op, tile, progress)
-            except torch.cuda.OutOfMemoryError:
-                raise HsraError(
-                    f"CUDA ran out of memory even with {tile}-pixel tiles; use a smaller --tile-size or --device cpu"
-                ) from None
+            if self.adapt.steps:  # a copy fine-tuned on this capture; the loaded weights stay as they are
+                self.model, adapt_info = adapt_network(shipped, y, op, self.adapt)
+            cube, tile, fallback = self._run(y, op, tile, progress)
+        finally:
+            self.model = shipped
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
@@ -437,6 +455,7 @@ class Reconstructor:
             if self.refine else None,
             "self_ensemble": {"members": 2, "symmetry": "mirror across the dispersion (rows for the width axis)"}
             if self.self_ensemble else None,
+            "adapt": adapt_info,
             "seconds": {"reconstruct": seconds},
             "residual": residual,
             "residual_definition": "‖A x̂ − y‖ / ‖y‖ on the (normalised) measurement",

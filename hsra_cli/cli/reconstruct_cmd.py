@@ -66,6 +66,7 @@ def reconstruct(
     amp: bool = typer.Option(True, "--amp/--no-amp", help="Half-precision autocast on CUDA (never on the CPU)."),
     refine: Optional[int] = typer.Option(None, "--refine", min=0, help="GAP-TV iterations run on a network's cube so it agrees with the measurement: default 5 for networks, 0 turns it off (gap-tv: none)."),
     self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Networks: also reconstruct the mirrored capture (an exact symmetry of CASSI) and average the two; twice the network time, about +0.1 dB (up to +0.3 on binary masks)."),
+    adapt: int = typer.Option(0, "--adapt", min=0, metavar="STEPS", help="Networks: first fine-tune a copy of the weights on each capture, from the capture alone (measurement consistency + equivariance), for this many steps; 0 (default) is off. See README."),
     previews: bool = typer.Option(True, "--previews/--no-previews", help="Write <name>_rgb.png, <name>_bands.png and the trust map <name>_residual.png."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output set is complete (its record written); redo incomplete ones."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (never an input of the same call)."),
@@ -126,7 +127,7 @@ def reconstruct(
         reconstructor = Reconstructor(
             model, weights=weights, device=device, bands=bands, step=step, axis=value_of(axis), tile_size=tile,
             tile_overlap=tile_overlap, memory_cap_gb=memory_cap, amp=amp, refine=refine,
-            self_ensemble=self_ensemble,
+            self_ensemble=self_ensemble, adapt=adapt,
         )
         calibration = None
         if auto_offset:
@@ -143,7 +144,7 @@ def reconstruct(
             "name": name, "format": fmt.value, "key": key, "mask_key": mask_key, "mask_offset": "auto" if auto_offset else offset,
             "normalize": normalize.value, "device": device, "tile_size": tile, "tile_overlap": tile_overlap,
             "memory_cap_gb": memory_cap, "amp": amp, "refine": reconstructor.refine,
-            "self_ensemble": self_ensemble, "num_parts": num_parts,
+            "self_ensemble": self_ensemble, "adapt": adapt, "num_parts": num_parts,
             "part_id": part_id,
         }
         with BatchProgress(len(paths), quiet=quiet or single) as bar:
