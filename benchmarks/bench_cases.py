@@ -12,7 +12,7 @@ The cases (none of them is ever trained on by the shipped recipes, which hold KA
 
 Measurements are noiseless, simulated with the project's operator; metrics are the field convention (uint8,
 as the papers' tables). For a network, ``alone`` is ``--refine 0`` and ``default`` is what ``hsra reconstruct``
-gives without options (``ensemble``: with ``--self-ensemble``). Needs ../shared/data (skips cleanly without it, except the sample case).
+gives without options (``ensemble``: with ``--self-ensemble``; ``adapted``: with ``--adapt STEPS``). Needs ../shared/data (skips cleanly without it, except the sample case).
 """
 
 from __future__ import annotations
@@ -73,9 +73,10 @@ def score(reconstructor, case) -> dict:
 
 
 def evaluate(model: str, weights: Path | None = None, cases=CASES, device: str = "auto",
-             self_ensemble: bool = False) -> dict:
+             self_ensemble: bool = False, adapt: int = 0) -> dict:
     """{case: {"alone": scores, "default": scores}} for a network, {case: {"default": scores}} for a solver;
-    ``self_ensemble`` adds "ensemble" (the default with ``--self-ensemble``) for a network."""
+    ``self_ensemble`` adds "ensemble" (the default with ``--self-ensemble``) and ``adapt`` adds "adapted" (the
+    default with ``--adapt STEPS``) for a network."""
     from hsra_cli.reconstruct import Reconstructor
     from hsra_cli.registry import get_entry
 
@@ -85,6 +86,8 @@ def evaluate(model: str, weights: Path | None = None, cases=CASES, device: str =
     reconstructors = {k: Reconstructor(model, weights=weights, device=device, refine=v) for k, v in variants.items()}
     if self_ensemble and "alone" in variants:
         reconstructors["ensemble"] = Reconstructor(model, weights=weights, device=device, self_ensemble=True)
+    if adapt and "alone" in variants:
+        reconstructors["adapted"] = Reconstructor(model, weights=weights, device=device, adapt=adapt)
     results = {}
     for name in cases:
         case = load_case(name)
@@ -103,13 +106,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--self-ensemble", action="store_true", help="also score the default with --self-ensemble")
+    parser.add_argument("--adapt", type=int, default=0, metavar="STEPS", help="also score the default with --adapt STEPS")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     weights = args.weights
     if weights is not None and weights.is_dir():
         weights = weights / "model.safetensors"
-    results = evaluate(args.model, weights, [c for c in args.cases.split(",") if c], args.device, args.self_ensemble)
+    results = evaluate(args.model, weights, [c for c in args.cases.split(",") if c], args.device, args.self_ensemble, args.adapt)
     if not results:
         print(f"skipped: no case's data is present ({DATA})", file=sys.stderr)
         return 0

@@ -37,7 +37,7 @@ class AdaptConfig:
     lr: float = 1e-4
     warmup: int = 20
     crop: int = 128
-    ei_weight: float = 1.0
+    ei_weight: float = 0.3
     seed: int = 0
 
     def __post_init__(self):

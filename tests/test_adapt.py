@@ -92,3 +92,22 @@ def test_adapt_option_through_the_library_and_the_cli(installed_hsra_s, tmp_path
     assert code == 0, capsys.readouterr().err
     record = json.loads((tmp_path / "ad" / "cap.json").read_text())
     assert record["arguments"]["adapt"] == 3 and record["adapt"]["steps"] == 3 and record["adapt"]["seconds"] > 0
+
+
+def test_adapting_the_shipped_default_sharpens_the_bundled_sample(monkeypatch):
+    from pathlib import Path
+
+    from hsra_cli.io import read_cube, read_mask, read_measurement
+    from hsra_cli.metrics import psnr
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "hsra_cli" / "models" / "hsra-s.any" / "model.safetensors").is_file():
+        pytest.skip("the shipped hsra-s.any weights are not in this checkout")
+    monkeypatch.setenv("HSRA_MODELS_DIR", str(root / "hsra_cli" / "models"))
+    sample = root / "samples" / "colorchecker"
+    y, _ = read_measurement(sample / "meas" / "colorchecker.mat")
+    mask, _ = read_mask(sample / "meas" / "mask.mat")
+    truth, _ = read_cube(sample / "cube" / "colorchecker.mat")
+    scores = [psnr(Reconstructor("hsra-s.any", adapt=steps).reconstruct(y, mask, normalize="none").cube, truth,
+                   convention="field") for steps in (0, 100)]
+    assert scores[1] > scores[0] + 0.3  # measured +0.59 dB (the settings were chosen on other scenes and masks)
