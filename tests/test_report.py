@@ -113,3 +113,14 @@ def test_the_page_loads_in_headless_chromium_without_errors_and_shows_every_item
         shot = page.screenshot(tmp_path / "report.png")
         assert shot.stat().st_size > 10_000
         assert page.errors() == []
+
+
+def test_the_model_fact_names_adaptation_ensemble_and_refinement():
+    from hsra_cli.report import ReportItem, _facts
+
+    record = {"model": "hsra-s.any", "adapt": {"steps": 100}, "self_ensemble": {"members": 2},
+              "refine": {"iterations": 5}}
+    facts = dict(_facts(ReportItem("x", Path("x.json"), record)))
+    assert facts["model"] == "hsra-s.any adapted 100 steps (self-ensemble ×2) + 5 GAP-TV iterations"
+    plain = dict(_facts(ReportItem("x", Path("x.json"), {"model": "gap-tv", "adapt": None, "refine": None})))
+    assert plain["model"] == "gap-tv"
