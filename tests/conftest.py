@@ -36,3 +36,33 @@ def kaist(shared_data):
         wavelengths = data["wavelengths_nm"]
     mask = scipy.io.loadmat(mask_file)["mask"].astype(np.float32)
     return truth, mask, wavelengths
+
+
+@pytest.fixture()
+def sample_with_shipped_default(monkeypatch):
+    """The bundled sample (measurement, mask, truth) with the shipped weights on the search path; skips when the
+    checkout has no shipped hsra-s.any."""
+    from hsra_cli.io import read_cube, read_mask, read_measurement
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "hsra_cli" / "models" / "hsra-s.any" / "model.safetensors").is_file():
+        pytest.skip("the shipped hsra-s.any weights are not in this checkout")
+    monkeypatch.setenv("HSRA_MODELS_DIR", str(root / "hsra_cli" / "models"))
+    sample = root / "samples" / "colorchecker"
+    y, _ = read_measurement(sample / "meas" / "colorchecker.mat")
+    mask, _ = read_mask(sample / "meas" / "mask.mat")
+    truth, _ = read_cube(sample / "cube" / "colorchecker.mat")
+    return y, mask, truth
+
+
+@pytest.fixture()
+def installed_hsra_s(tmp_path, monkeypatch):
+    """A randomly initialised hsra-s installed as a model folder under HSRA_MODELS_DIR."""
+    from hsra_cli.registry import create_model
+    from hsra_cli.weights import save_model_folder
+
+    torch.manual_seed(0)
+    model = create_model("hsra-s")
+    save_model_folder(model, tmp_path / "models" / "hsra-s", card={"training": {"data": "none (test)"}})
+    monkeypatch.setenv("HSRA_MODELS_DIR", str(tmp_path / "models"))
+    return model
