@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
-DEMO_MODEL ?= hsra-s
+DEMO_MODEL ?= hsra-dum-2stg
 DEMO_OUT ?= out/demo
 SAMPLE := samples/colorchecker
 

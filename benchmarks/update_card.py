@@ -1,7 +1,7 @@
 """Refresh a model folder's card: measure the held-out cases, merge a history file, re-render README.md.
 
     python benchmarks/update_card.py hsra_cli/models/hsra-s.any --tag any --cases --history history.json
-    python benchmarks/update_card.py hsra_cli/models/hsra-s.kaist --render-only
+    python benchmarks/update_card.py hsra_cli/models/hsra-s.kaist                 # re-render README.md only
 
 ``--cases`` runs ``benchmarks/bench_cases.py`` on the folder's weights (network alone and as `hsra reconstruct`
 gives it) and GAP-TV, and stores them as ``held_out_cases`` in config.json. ``--history`` takes a JSON list of

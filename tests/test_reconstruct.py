@@ -177,7 +177,7 @@ def test_refined_network_tiles_agree_with_the_whole_image(installed_hsra_s):
     assert abs(psnr(truth, np.clip(whole, 0, 1)) - psnr(truth, np.clip(tiled, 0, 1))) < 0.3
 
 
-@pytest.mark.parametrize("name", ["hsra-s.any", "hsra-s.kaist", "hsra-dum-2stg.kaist"])
+@pytest.mark.parametrize("name", ["hsra-dum-2stg.any", "hsra-s.any", "hsra-s.kaist", "hsra-dum-2stg.kaist"])
 def test_shipped_weights_reproduce_their_card_and_refining_helps_on_the_held_out_scene(kaist, monkeypatch, name):
     from pathlib import Path
 

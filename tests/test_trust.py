@@ -40,8 +40,8 @@ def test_one_wrong_sensor_pixel_lands_on_the_scene_pixels_that_disperse_onto_it(
 def test_a_corrupted_block_of_the_measurement_stands_out_in_the_map(refine, least):
     """hsra-s alone and with its default refinement. The block is wider than the dispersion spread, so some scene
     pixels send every band into it. (Accelerated GAP-TV fits such a corruption into the cube instead: its map
-    shows the block at about half the rest, see README.) Measured with the shipped default weights (hsra-s.any,
-    phase 6): 3.1× refined, 2.3× alone (phase 5: 3.2×, 2.5×); the any-mask network alone fits every measurement less tightly than the
+    shows the block at about half the rest, see README.) Measured with the shipped hsra-s.any weights
+    (phase 6): 3.1× refined, 2.3× alone (phase 5: 3.2×, 2.5×); the any-mask network alone fits every measurement less tightly than the
     KAIST-mask one (4.3× alone), which the refinement then evens out."""
     rng = np.random.default_rng(0)
     cube = procedural_scene(64, 128, rng=rng)

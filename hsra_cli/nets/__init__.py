@@ -60,4 +60,4 @@ _register("hsra-s-no-2w", (), "ablation: HM-SSA attends in w×w windows only (no
 
 # Published weights (folders models/NAME.TAG): the first tag is what the bare name loads.
 register_pretrained_tags("hsra-s", ("any", "kaist"))
-register_pretrained_tags("hsra-dum-2stg", ("kaist",))
+register_pretrained_tags("hsra-dum-2stg", ("any", "kaist"))
