@@ -196,9 +196,9 @@ def test_shipped_weights_reproduce_their_card_and_refining_helps_on_the_held_out
     refined = Reconstructor(name).reconstruct(y, mask, normalize="none").cube
     alone_psnr = evaluate_cube(alone, truth[4], convention="field")["psnr"]
     assert alone_psnr == pytest.approx(held_out["psnr_field"], abs=0.05)
-    # measured: +0.42 (any), +0.52 (kaist), +0.14 (dum-2stg, whose network alone fits the measurement better: the
-    # better the network, the less the 5 GAP-TV iterations add)
-    assert evaluate_cube(refined, truth[4], convention="field")["psnr"] > alone_psnr + 0.07
+    # measured: +0.42 (s.any), +0.52 (s.kaist), +0.22 (dum-2stg.any), +0.08 (dum-2stg.kaist): the better the
+    # network alone fits the measurement, the less the 5 GAP-TV iterations add
+    assert evaluate_cube(refined, truth[4], convention="field")["psnr"] > alone_psnr + 0.04
 
 
 def test_self_ensemble_averages_the_capture_and_its_mirror_image(installed_hsra_s, tmp_path, capsys):
