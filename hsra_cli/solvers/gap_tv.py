@@ -239,8 +239,8 @@ class GapTV(torch.nn.Module):
 REFINE_TV_WEIGHT = 0.01
 #: Iterations run after a network by default (``hsra reconstruct --refine``). With hsra-s.kaist, field
 #: convention: held-out KAIST scene 05 26.19 → 26.71 dB, KAIST mean 30.54 → 31.32 dB, bundled sample 23.41 →
-#: 24.34 dB; 0.24 → 0.36 s per 256² cube on 2 CPU threads. With the default hsra-dum-2stg.any (phase 8): scene
-#: 05 27.70 → 27.92 dB, bundled sample 28.03 → 28.89 dB (``benchmarks/bench_cases.py``).
+#: 24.34 dB; 0.24 → 0.36 s per 256² cube on 2 CPU threads. With the default hsra-dum-2stg.any (phase 9): scene
+#: 05 27.86 → 28.06 dB, bundled sample 28.36 → 29.19 dB (``benchmarks/bench_cases.py``).
 DEFAULT_REFINE = 5
 REFINE_PHI_FLOOR = 0.05
 
