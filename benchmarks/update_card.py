@@ -66,6 +66,30 @@ def plot_history(history: list[dict], png: Path, title: str) -> bool:
     return True
 
 
+def refresh_default_validation(config: dict, kaist05: dict | None) -> bool:
+    """Restate the card's "as reconstructed by default" validation number with today's refinement defaults.
+
+    The training run measured it at export with the refinement of its day; when the defaults change (as they did
+    from 5 iterations at TV weight 0.01 to 10 at 0.003), the card must say what `hsra reconstruct` gives now. Only
+    when the card validated on KAIST scene 05 alone and the network-alone number measured here agrees with the
+    card's (same scene, mask and convention); returns whether it changed the card."""
+    from hsra_cli.solvers.gap_tv import DEFAULT_REFINE, REFINE_TV_WEIGHT
+
+    block = config.get("validation")
+    if not kaist05 or not isinstance(block, dict) or block.get("psnr_field") is None:
+        return False
+    scenes = block.get("scenes") or []
+    if len(scenes) != 1 or not str(scenes[0].get("name", "")).endswith(":4"):
+        return False
+    if abs(kaist05["alone"]["psnr"] - float(block["psnr_field"])) > 0.05:
+        return False
+    psnr, ssim = kaist05["default"]["psnr"], kaist05["default"]["ssim"]
+    block.update({"refine": DEFAULT_REFINE, "refine_tv_weight": REFINE_TV_WEIGHT,
+                  "psnr_field_refined": psnr, "ssim_field_refined": ssim})
+    scenes[0].update({"psnr_field_refined": psnr, "ssim_field_refined": ssim})
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
@@ -103,6 +127,7 @@ def main() -> int:
             }
             for name, variants in cases.items()
         }
+        refresh_default_validation(config, cases.get("kaist05"))
     for option, key in ((args.history, "history"), (args.notes, "notes"), (args.datasets, "datasets")):
         if option is not None:
             config[key] = json.loads(option.read_text(encoding="utf-8"))

@@ -456,14 +456,28 @@ def card_default_accuracy(config: dict) -> tuple[float | None, float | None]:
     return float(block["psnr_field_refined"]), (None if ssim is None else float(ssim))
 
 
+def _default_refine() -> tuple[int, float]:
+    """(iterations, TV weight) of the refinement `hsra reconstruct` runs after a network by default."""
+    from .solvers.gap_tv import DEFAULT_REFINE, REFINE_TV_WEIGHT
+
+    return DEFAULT_REFINE, REFINE_TV_WEIGHT
+
+
 def _refined_accuracy_lines(config: dict) -> list[str]:
     """The card's line for the accuracy after `hsra reconstruct`'s default refinement, when it was measured."""
     block = config.get("validation")
     if not isinstance(block, dict) or block.get("psnr_field_refined") is None:
         return []
+    default_iterations, default_weight = _default_refine()
     ssim = block.get("ssim_field_refined")
+    # cards exported before the weight was recorded used 0.01, the only weight refinement had then
+    iterations, weight = block.get("refine", "?"), block.get("refine_tv_weight", 0.01)
+    current = iterations == default_iterations and weight == default_weight
+    how = ("`hsra reconstruct` adds by default (`--refine`)" if current else
+           f"(TV weight {weight}) `hsra reconstruct` added by default when this was measured; today's default is "
+           f"{default_iterations} at TV weight {default_weight}")
     return [
-        f"- with the {block.get('refine', '?')} GAP-TV iterations `hsra reconstruct` adds by default (`--refine`): "
+        f"- with the {iterations} GAP-TV iterations {how}: "
         f"PSNR {float(block['psnr_field_refined']):.2f} dB" + (f", SSIM {float(ssim):.4f}" if ssim is not None else "")
     ]
 
@@ -619,8 +633,8 @@ def render_card(config: dict, parameters: int | None = None) -> str:
         "cube = model(measurement, mask)   # measurement B×H×W' (field scale), mask H×W -> cube B×C×H×W",
         "```",
         "`hsra reconstruct` and `hsra_cli.Reconstructor` follow the network with a few GAP-TV iterations that make "
-        "the cube agree with the measurement (`--refine`, default 5; `--refine 0` gives the network alone, as "
-        "`model(...)` above does).",
+        f"the cube agree with the measurement (`--refine`, default {_default_refine()[0]}; `--refine 0` gives the "
+        "network alone, as `model(...)` above does).",
         "",
         "## Limits",
         "- Works only for the physics above (band count, dispersion step and axis); other optics need their own "

@@ -168,6 +168,16 @@ def test_refine_is_for_networks_and_counts_iterations(installed_hsra_s, tmp_path
     assert not (tmp_path / "out").exists()
 
 
+def test_the_refine_help_states_the_default_the_library_uses():
+    import inspect
+
+    from hsra_cli.cli.reconstruct_cmd import reconstruct
+    from hsra_cli.solvers.gap_tv import REFINE_TV_WEIGHT
+
+    text = inspect.signature(reconstruct).parameters["refine"].default.help
+    assert f"default {DEFAULT_REFINE} for networks (TV weight {REFINE_TV_WEIGHT})" in text
+
+
 def test_refined_network_tiles_agree_with_the_whole_image(installed_hsra_s):
     mask = generate_mask(48, 160, "random-binary", seed=3)
     truth = procedural_scene(48, 160, rng=np.random.default_rng(3))
@@ -196,9 +206,9 @@ def test_shipped_weights_reproduce_their_card_and_refining_helps_on_the_held_out
     refined = Reconstructor(name).reconstruct(y, mask, normalize="none").cube
     alone_psnr = evaluate_cube(alone, truth[4], convention="field")["psnr"]
     assert alone_psnr == pytest.approx(held_out["psnr_field"], abs=0.05)
-    # measured: +0.42 (s.any), +0.52 (s.kaist), +0.20 (dum-2stg.any), +0.07 (dum-2stg.kaist): the better the
-    # network alone fits the measurement, the less the 5 GAP-TV iterations add
-    assert evaluate_cube(refined, truth[4], convention="field")["psnr"] > alone_psnr + 0.04
+    # measured with 10 iterations at TV weight 0.003: +0.47 (s.any), +0.52 (s.kaist), +0.28 (dum-2stg.any),
+    # +0.20 (dum-2stg.kaist): the better the network alone fits the measurement, the less the iterations add
+    assert evaluate_cube(refined, truth[4], convention="field")["psnr"] > alone_psnr + 0.10
 
 
 def test_self_ensemble_averages_the_capture_and_its_mirror_image(installed_hsra_s, tmp_path, capsys):

@@ -307,7 +307,10 @@ def test_train_writes_log_checkpoint_and_model_folder_with_card(files, capsys, m
     from hsra_cli.metrics import psnr as psnr_of
     from hsra_cli.reconstruct import Reconstructor
 
-    assert config["validation"]["refine"] == 5
+    from hsra_cli.solvers.gap_tv import DEFAULT_REFINE, REFINE_TV_WEIGHT
+
+    assert config["validation"]["refine"] == DEFAULT_REFINE
+    assert config["validation"]["refine_tv_weight"] == REFINE_TV_WEIGHT
     stack, aperture = np.load(files / "stack.npy"), np.load(files / "mask.npy")  # fixed mask, no noise
     measurement = CassiOperator(torch.from_numpy(aperture), BANDS).A(
         torch.from_numpy(stack[2]).permute(2, 0, 1)[None])[0].numpy()

@@ -231,6 +231,19 @@ def test_hsra_models_shows_the_default_refined_accuracy_beside_the_network_alone
     assert line.index("26.58/0.795") < line.index("26.05")  # the default first, then the network alone
 
 
+def test_a_card_says_when_its_refined_number_used_an_older_refinement_default():
+    from hsra_cli.solvers.gap_tv import DEFAULT_REFINE, REFINE_TV_WEIGHT
+
+    block = {"data": "scenes.npz:4", "psnr_field": 26.05, "psnr_field_refined": 26.58}
+    current = W.render_card({"validation": {**block, "refine": DEFAULT_REFINE, "refine_tv_weight": REFINE_TV_WEIGHT}})
+    assert f"with the {DEFAULT_REFINE} GAP-TV iterations `hsra reconstruct` adds by default (`--refine`): PSNR 26.58" \
+        in current
+    old = W.render_card({"validation": {**block, "refine": 5}})  # exported before the weight was recorded
+    assert "with the 5 GAP-TV iterations (TV weight 0.01) `hsra reconstruct` added by default when this was measured" \
+        in old and f"today's default is {DEFAULT_REFINE} at TV weight {REFINE_TV_WEIGHT}" in old
+    assert "adds by default" not in old
+
+
 def test_hsra_models_info_prints_the_card_or_how_to_get_weights(models_dir, capsys):
     _, folder = saved(models_dir)
     assert main(["models", "info", "s"]) == 0

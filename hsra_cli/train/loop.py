@@ -634,7 +634,7 @@ class _Run:
             )
 
     def _card(self, result: TrainResult) -> dict:
-        from ..solvers.gap_tv import DEFAULT_REFINE
+        from ..solvers.gap_tv import DEFAULT_REFINE, REFINE_TV_WEIGHT
         from ..weights import display_source
 
         config = self.config
@@ -691,6 +691,7 @@ class _Run:
                 "psnr_field": result.validation["field"]["psnr"],
                 "ssim_field": result.validation["field"]["ssim"],
                 "refine": DEFAULT_REFINE,
+                "refine_tv_weight": REFINE_TV_WEIGHT,
                 "psnr_field_refined": result.validation["field_refined"]["psnr"],
                 "ssim_field_refined": result.validation["field_refined"]["ssim"],
                 "note": "EMA weights; float convention = training logs, field convention = papers' tables; "
