@@ -245,7 +245,7 @@ class GapTV(torch.nn.Module):
 #: on KAIST scenes 01–04 with hsra-s.
 REFINE_TV_WEIGHT = 0.003
 #: Iterations run after a network by default (``hsra reconstruct --refine``). Held-out (``benchmarks/
-#: bench_cases.py``), the default hsra-dum-2stg.any: scene 05 27.86 → 28.14 dB (28.06 with 5 at 0.01), bundled
+#: bench_cases.py``), hsra-dum-2stg.any phase 9: scene 05 27.86 → 28.14 dB (28.06 with 5 at 0.01), bundled
 #: sample 28.36 → 29.23 (29.19), real-mask window 27.89 → 28.24 (28.18); 0.20 s per 256² cube on one CPU thread
 #: (5 iterations: 0.13 s).
 DEFAULT_REFINE = 10
