@@ -35,7 +35,7 @@ def test_every_variant_of_the_doc_is_registered_with_its_alias_and_kind():
     # beside the poster's: a 2-stage unfolding network with HSRA-S priors, trainable on a CPU
     assert get_entry("dum2").name == "hsra-dum-2stg" and get_entry("dum2").kind == "unfolding"
     assert get_entry("hsra-dum-2stg").config["stages"] == 2
-    assert sorted(NETWORKS) == sorted(MAIN + ["hsra-dum-2stg"] + [f"hsra-s-{a}" for a in ABLATIONS])
+    assert sorted(NETWORKS) == sorted(MAIN + ["hsra-dum-2stg", "hsra-dum-3stg-s"] + [f"hsra-s-{a}" for a in ABLATIONS])
 
 
 @pytest.mark.parametrize("name", NETWORKS)

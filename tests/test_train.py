@@ -666,6 +666,35 @@ def test_an_unfolding_network_warm_started_from_hsra_s_starts_as_that_network(tm
         load_pretrained(str(folder), "hsra-m", {"bands": 28, "step": 2, "axis": "width"})
 
 
+def test_an_unfolding_network_grows_stages_and_starts_as_the_smaller_one(tmp_path):
+    from hsra_cli.train.model import load_pretrained
+    from hsra_cli.weights import load_model, save_model_folder
+
+    physics = {"bands": 28, "step": 2, "axis": "width"}
+    torch.manual_seed(0)
+    small = create_model("hsra-dum-2stg")
+    with torch.no_grad():
+        small.step_sizes.copy_(torch.tensor([0.3, 0.7]))
+    folder = save_model_folder(small, tmp_path / "dum2", card={})
+    name, grown, info = load_pretrained(str(folder), "hsra-dum-3stg-s", physics)
+    assert name == "hsra-dum-3stg-s" and "1 added stage" in info["warm_start"]
+    assert grown.step_sizes.tolist() == pytest.approx([0.3, 0.7, 0.0])
+    source, _ = load_model(folder)
+    measurement, mask = source.example_inputs(32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(grown.eval()(measurement, mask), source(measurement, mask))
+    # the added stage is not dead: its data step and output map get gradients
+    grown.train()
+    grown(measurement, mask).square().mean().backward()
+    assert grown.step_sizes.grad[2] != 0 and grown.priors[2].map.weight.grad.abs().sum() > 0
+    # fewer stages, or other priors, do not carry over
+    three = save_model_folder(grown, tmp_path / "dum3s", card={})
+    with pytest.raises(UsageError, match="weights carry over only"):
+        load_pretrained(str(three), "hsra-dum-2stg", physics)
+    with pytest.raises(UsageError, match="weights carry over only"):
+        load_pretrained(str(folder), "hsra-dum-3stg", physics)
+
+
 def test_a_config_file_or_a_runs_record_replays_the_run_and_flags_override_it(files, capsys):
     first = files / "first"
     assert main(train_args(files, first, "--lr", "3e-4", "--mask-mode", "random", "--no-mosaic")) == 0

@@ -47,6 +47,10 @@ _register("hsra-dum-4stg", ("dum4",), "HSRA-DUM, 4 unfolding stages, priors (2,1
 # An unfolding network at CPU-trainable cost: 2 stages, each with HSRA-S's prior.
 _register("hsra-dum-2stg", ("dum2",), "HSRA-DUM, 2 unfolding stages, HSRA-S priors (1,1|1|1|1|1)",
           stages=2, n_mk=1, n2=1, n3=1, n2d=1, n1d=1)
+# One stage more, same priors: grown from hsra-dum-2stg weights (hsra train --model hsra-dum-3stg-s
+# --pretrained hsra-dum-2stg.any starts as exactly that network).
+_register("hsra-dum-3stg-s", ("dum3s",), "HSRA-DUM, 3 unfolding stages, HSRA-S priors (1,1|1|1|1|1)",
+          stages=3, n_mk=1, n2=1, n3=1, n2d=1, n1d=1)
 # Ablations of the poster, at HSRA-S level (same skeleton).
 _register("hsra-s-all-convformer", (), "ablation: level-1 encoder is one ConvFormer block", level1_mixer="convformer")
 _register("hsra-s-all-mkptm", (), "ablation: level-1 encoder is one MK-PTM + FFN block", level1_mixer="mkptm")

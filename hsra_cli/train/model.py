@@ -67,42 +67,54 @@ def load_pretrained(source: str, model_name: str | None, physics: dict) -> tuple
     model.train()
     info = {"source": str(source), "sha256": (card or {}).get("sha256")}
     if warm_started:
-        info["warm_start"] = (
-            f"input fusion and priors from {warm_started}; later priors start as the identity, data steps at 0"
-        )
+        info["warm_start"] = getattr(model, "warm_start_note")
     return name, model, info
 
 
-def unfold_from_e2e(e2e: torch.nn.Module, target: str, source: str) -> torch.nn.Module:
-    """An unfolding network ``target`` whose input fusion and every stage's prior start as a trained end-to-end
-    network's (same prior architecture), the warm start of an unfolding model from, e.g., HSRA-S weights.
+def unfold_from_e2e(trained: torch.nn.Module, target: str, source: str) -> torch.nn.Module:
+    """An unfolding network ``target`` that starts as exactly ``trained``: an end-to-end network with the same
+    prior architecture (e.g. HSRA-S -> ``hsra-dum-2stg``), or an unfolding network with the same priors and
+    fewer stages (``hsra-dum-2stg`` -> ``hsra-dum-3stg-s``: the network grows stages).
 
-    It starts as exactly the end-to-end network: the first stage's prior is the trained one, every later prior
-    is the trained one with its output map zeroed (its global residual makes it the identity), and every data
-    step size starts at 0 (a full-size gradient step would feed the trained prior inputs it never saw:
-    measured on KAIST scene 05, 26.19 dB with this start, 15.8 dB with the default step sizes). Fine-tuning
-    then opens the data steps and the later priors.
+    From an end-to-end network, the first stage's prior is the trained one and its data step size starts at 0
+    (a full-size gradient step would feed the trained prior inputs it never saw: measured on KAIST scene 05,
+    26.19 dB with this start, 15.8 dB with the default step sizes). From an unfolding network, its stages
+    (priors and step sizes) carry over as they are. Every added stage copies the last trained prior with its
+    output map zeroed (its global residual makes it the identity) and a data step size of 0, so the added
+    stages start as the identity. Fine-tuning then opens their data steps and priors.
     """
     from ..nets import HsraNet, HsraUnfolding
     from ..registry import create_model
 
-    built = create_model(target, bands=e2e.bands, step=e2e.step, axis=e2e.axis)
-    same_prior = isinstance(e2e, HsraNet) and isinstance(built, HsraUnfolding) and {
+    built = create_model(target, bands=trained.bands, step=trained.step, axis=trained.axis)
+    same_prior = isinstance(trained, (HsraNet, HsraUnfolding)) and isinstance(built, HsraUnfolding) and {
         k: v for k, v in built.config.to_dict().items() if k != "stages"
-    } == {k: v for k, v in e2e.config.to_dict().items() if k != "stages"}
-    if not same_prior:
+    } == {k: v for k, v in trained.config.to_dict().items() if k != "stages"}
+    trained_priors = list(trained.priors) if isinstance(trained, HsraUnfolding) else [getattr(trained, "prior", None)]
+    if not same_prior or len(trained_priors) >= len(built.priors):
         raise UsageError(
-            f"--pretrained {source!r} holds a {getattr(e2e, 'hsra_name', 'different')} model but --model is {target}; "
-            "weights carry over only to the same architecture, or from an end-to-end network to an unfolding one "
-            "with the same prior (e.g. hsra-s -> hsra-dum-2stg)"
+            f"--pretrained {source!r} holds a {getattr(trained, 'hsra_name', 'different')} model but --model is "
+            f"{target}; weights carry over only to the same architecture, from an end-to-end network to an "
+            "unfolding one with the same prior (e.g. hsra-s -> hsra-dum-2stg), or from an unfolding network to "
+            "one with the same priors and more stages (e.g. hsra-dum-2stg -> hsra-dum-3stg-s)"
         )
-    built.fusion.load_state_dict(e2e.fusion.state_dict())
+    kept = len(trained_priors)
+    built.fusion.load_state_dict(trained.fusion.state_dict())
     with torch.no_grad():
+        built.step_sizes.zero_()
+        if isinstance(trained, HsraUnfolding):
+            built.step_sizes[:kept] = trained.step_sizes
         for index, prior in enumerate(built.priors):
-            prior.load_state_dict(e2e.prior.state_dict())
-            if index:
+            prior.load_state_dict(trained_priors[min(index, kept - 1)].state_dict())
+            if index >= kept:
                 prior.map.weight.zero_()
                 prior.map.bias.zero_()
-        built.step_sizes.zero_()
     built.hsra_name = target
+    from_name = getattr(trained, "hsra_name", "the pretrained network")
+    added = len(built.priors) - kept
+    built.warm_start_note = (
+        f"input fusion and the first {kept} prior(s) from {from_name}; "
+        + ("its data step sizes kept; " if isinstance(trained, HsraUnfolding) else "the first data step at 0; ")
+        + f"{added} added stage(s) start as the identity (prior output map zeroed, data step 0)"
+    )
     return built
