@@ -666,7 +666,7 @@ def test_an_unfolding_network_warm_started_from_hsra_s_starts_as_that_network(tm
         load_pretrained(str(folder), "hsra-m", {"bands": 28, "step": 2, "axis": "width"})
 
 
-def test_an_unfolding_network_grows_stages_and_starts_as_the_smaller_one(tmp_path):
+def test_an_unfolding_network_grows_stages_starting_as_the_smaller_one_plus_a_data_step(tmp_path):
     from hsra_cli.train.model import load_pretrained
     from hsra_cli.weights import load_model, save_model_folder
 
@@ -678,11 +678,15 @@ def test_an_unfolding_network_grows_stages_and_starts_as_the_smaller_one(tmp_pat
     folder = save_model_folder(small, tmp_path / "dum2", card={})
     name, grown, info = load_pretrained(str(folder), "hsra-dum-3stg-s", physics)
     assert name == "hsra-dum-3stg-s" and "1 added stage" in info["warm_start"]
-    assert grown.step_sizes.tolist() == pytest.approx([0.3, 0.7, 0.0])
+    assert grown.step_sizes.tolist() == pytest.approx([0.3, 0.7, 0.7])
     source, _ = load_model(folder)
     measurement, mask = source.example_inputs(32, 48)
     with torch.no_grad():
-        torch.testing.assert_close(grown.eval()(measurement, mask), source(measurement, mask))
+        smaller = source(measurement, mask)
+        op = grown.operator(measurement, mask)
+        expected = grown.data_step(smaller, measurement * grown.input_scale, op, grown.mu[2])
+        torch.testing.assert_close(grown.eval()(measurement, mask), expected)
+        assert not torch.allclose(expected, smaller)
     # the added stage is not dead: its data step and output map get gradients
     grown.train()
     grown(measurement, mask).square().mean().backward()
