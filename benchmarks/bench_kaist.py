@@ -34,7 +34,7 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--scenes", default="1,2,3,4,5", help="1-based scene numbers, comma separated")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--refine", type=int, default=None, help="GAP-TV iterations after a network (default 5)")
+    parser.add_argument("--refine", type=int, default=None, help="refinement iterations after a network (default: hsra reconstruct's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not DATA.is_dir():
@@ -60,7 +60,7 @@ def main() -> int:
         print(json.dumps({"model": reconstructor.entry.name, "refine": reconstructor.refine, "device": str(reconstructor.device),
                           "threads": torch.get_num_threads(), "scenes": rows, "mean": mean}, indent=2))
         return 0
-    refined = f" + {reconstructor.refine} GAP-TV iterations" if reconstructor.refine else ""
+    refined = f" + {reconstructor.refine} refinement iterations" if reconstructor.refine else ""
     print(f"{reconstructor.entry.name}{refined} on {reconstructor.device} ({torch.get_num_threads()} threads), field convention")
     print(f"{'scene':<10}{'PSNR dB':>9}{'SSIM':>8}{'SAM °':>8}{'seconds':>9}")
     for r in rows + [{"scene": "mean", **mean}]:

@@ -170,7 +170,7 @@ def main() -> int:
     parser.add_argument("--tile-overlap", type=float, default=0.25)
     parser.add_argument("--agreement-tile", type=int, default=256)
     parser.add_argument("--captures", default="1,2,3,4,5")
-    parser.add_argument("--refine", type=int, default=None, help="GAP-TV iterations after a network (default 5)")
+    parser.add_argument("--refine", type=int, default=None, help="refinement iterations after a network (default: hsra reconstruct's)")
     parser.add_argument("--skip-agreement", action="store_true")
     parser.add_argument("--write", action="store_true",
                         help="run the captures as one batch with all outputs and compare writing with reconstructing")

@@ -4,8 +4,8 @@
     python benchmarks/bench_refine_select.py --scenes 6 --noise shot
     python benchmarks/bench_refine_select.py --held-out          # scene 05, the chart, the real window
 
-For every capture the network runs once; then each candidate refinement (TV weight × iterations, GAP-TV from
-the network's cube as :func:`hsra_cli.solvers.gap_tv.refine` runs it) is scored twice: against the truth (what a
+For every capture the network runs once; then each candidate refinement (TV weight × iterations, plain GAP-TV
+from the network's cube, TV on the cube alone, as the refinement before 2026-12-01 ran it) is scored twice: against the truth (what a
 fixed setting or an oracle would get) and by cross-validation on the measurement alone: a share of the
 measurement pixels is held out, the refinement's projection ignores them, and the candidate's error in predicting
 them is its score. The cross-validated pick is then the candidate with the least held-out error. Tuning data are

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def phase_from_run(run: Path, number: int, recipe: str, refined: float | None) -> dict:
-    from hsra_cli.solvers.gap_tv import DEFAULT_REFINE, REFINE_TV_WEIGHT
+    from hsra_cli.solvers.gap_tv import describe_refine, refine_card_fields
     from hsra_cli.train.report import read_log
 
     record = json.loads((run / "run.json").read_text(encoding="utf-8"))
@@ -44,7 +44,8 @@ def phase_from_run(run: Path, number: int, recipe: str, refined: float | None) -
     alone = round(validated[-1]["val_psnr"], 2)
     held_out = f"{alone:.2f} dB"
     if refined is not None:
-        held_out += f" ({refined:.2f} refined, {DEFAULT_REFINE} iterations at TV weight {REFINE_TV_WEIGHT:g})"
+        held_out += (f" ({refined:.2f} refined, "
+                     f"{describe_refine(refine_card_fields())})")
     threads = record.get("hardware", "")
     hardware = "CPU, 1 thread" if "1 torch threads" in threads else (threads or record.get("device", "unknown"))
     return {

@@ -73,7 +73,7 @@ def refresh_default_validation(config: dict, kaist05: dict | None) -> bool:
     from 5 iterations at TV weight 0.01 to 10 at 0.003), the card must say what `hsra reconstruct` gives now. Only
     when the card validated on KAIST scene 05 alone and the network-alone number measured here agrees with the
     card's (same scene, mask and convention); returns whether it changed the card."""
-    from hsra_cli.solvers.gap_tv import DEFAULT_REFINE, REFINE_TV_WEIGHT
+    from hsra_cli.solvers.gap_tv import refine_card_fields
 
     block = config.get("validation")
     if not kaist05 or not isinstance(block, dict) or block.get("psnr_field") is None:
@@ -84,8 +84,7 @@ def refresh_default_validation(config: dict, kaist05: dict | None) -> bool:
     if abs(kaist05["alone"]["psnr"] - float(block["psnr_field"])) > 0.05:
         return False
     psnr, ssim = kaist05["default"]["psnr"], kaist05["default"]["ssim"]
-    block.update({"refine": DEFAULT_REFINE, "refine_tv_weight": REFINE_TV_WEIGHT,
-                  "psnr_field_refined": psnr, "ssim_field_refined": ssim})
+    block.update({**refine_card_fields(), "psnr_field_refined": psnr, "ssim_field_refined": ssim})
     scenes[0].update({"psnr_field_refined": psnr, "ssim_field_refined": ssim})
     return True
 

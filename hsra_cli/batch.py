@@ -296,8 +296,11 @@ def reconstruct_files(
             written.append(write_cube(paths["cube"], cube, wavelengths_nm=wavelengths, metadata=meta, overwrite=replace))
             if previews:
                 written += write_previews(cube, wavelengths, out_dir, paths["cube"].stem, overwrite=replace)
-                written.append(write_residual_map(paths["residual"], residual_map, record["residual"],
-                                                  paths["cube"].stem, replace))
+                trust = record.get("residual_map") or {}
+                of = trust.get("cube")
+                written.append(write_residual_map(paths["residual"], residual_map, trust.get("residual", record["residual"]),
+                                                  paths["cube"].stem, replace,
+                                                  of=None if of in (None, "the reconstruction") else of))
             record["seconds"]["write"] = time.perf_counter() - start
             with atomic_output(paths["record"], replace) as tmp:
                 tmp.write_text(json.dumps(record, indent=2, default=str))

@@ -22,7 +22,7 @@ from .errors import HsraError, ShapeError, UsageError, ValueRangeError
 from .adapt import AdaptConfig, adapt_network
 from .physics import CassiOperator, unsheared_size
 from .registry import get_entry
-from .solvers.gap_tv import DEFAULT_REFINE, REFINE_TV_WEIGHT, refine
+from .solvers.gap_tv import DEFAULT_REFINE, refine, refine_settings
 from .trust import map_statistics, measurement_residual
 
 NORMALIZE_MODES = ("auto", "none", "max")
@@ -188,7 +188,7 @@ class Reconstructor:
         tile_overlap: overlap of neighbouring tiles as a fraction of the tile (0 ≤ overlap < 1).
         memory_cap_gb: memory budget for one forward pass; larger captures are tiled.
         amp: autocast (float16) on CUDA; never used on the CPU.
-        refine: GAP-TV iterations started from a network's estimate; ``None`` is :data:`DEFAULT_REFINE` for networks
+        refine: refinement iterations (GAP, TV on the correction) started from a network's estimate; ``None`` is :data:`DEFAULT_REFINE` for networks
             and 0 for solvers, 0 switches it off. They make the cube agree with the measurement
             (:func:`hsra_cli.solvers.gap_tv.refine`).
         self_ensemble: also run a network on the mirrored capture (rows reversed, an exact symmetry of CASSI:
@@ -326,22 +326,23 @@ class Reconstructor:
                 return self.model(y, op).float()
         return self.model(y, op).float()
 
-    def _forward(self, y: torch.Tensor, op: CassiOperator) -> torch.Tensor:
+    def _forward(self, y: torch.Tensor, op: CassiOperator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(cube, the network's cube before refinement, or None when nothing was refined)."""
         with torch.inference_mode():
             out = self._network(y, op)
             if self.self_ensemble:
                 out = (out + op.mirror(self._network(op.mirror(y), op.mirrored()))) / 2
             if self.refine:  # per tile when tiled: the tile's untrusted margins get no weight either way
-                out = refine(out, y.float(), op, self.refine)
-        return out
+                return refine(out, y.float(), op, self.refine), out
+        return out, None
 
     def _run_whole(self, y: torch.Tensor, op: CassiOperator, progress=None) -> torch.Tensor:
         # Iterative solvers (GAP-TV) report their iterations; networks run in one go.
         if progress is None or not hasattr(self.model, "on_iteration"):
-            return self._forward(y[None], op)[0]
+            return tuple(None if c is None else c[0] for c in self._forward(y[None], op))
         self.model.on_iteration = progress
         try:
-            return self._forward(y[None], op)[0]
+            return tuple(None if c is None else c[0] for c in self._forward(y[None], op))
         finally:
             self.model.on_iteration = None
 
@@ -365,6 +366,7 @@ class Reconstructor:
         rows = tile_starts(height, th, self.tile_overlap, row_stride)
         cols = tile_starts(width, tw, self.tile_overlap, col_stride)
         out = torch.zeros(self.bands, height, width, device=self.device)
+        before = torch.zeros_like(out) if self.refine else None
         norm = torch.zeros(1, height, width, device=self.device)
         base = gaussian_weights(th, tw)
         done = 0
@@ -380,16 +382,19 @@ class Reconstructor:
                 weights = weights.to(self.device)
                 sub_op = op.crop(top, left, th, tw)
                 window = op.measurement_window(y, top, left, th, tw)
-                cube = self._forward(window[None].contiguous(), sub_op)[0]
-                out[:, top : top + th, left : left + tw] += cube * weights
+                cube, network_cube = self._forward(window[None].contiguous(), sub_op)
+                out[:, top : top + th, left : left + tw] += cube[0] * weights
+                if before is not None:
+                    before[:, top : top + th, left : left + tw] += network_cube[0] * weights
                 norm[:, top : top + th, left : left + tw] += weights
                 done += 1
                 if progress:
                     progress(done, len(rows) * len(cols))
-        return out / norm
+        return out / norm, (None if before is None else before / norm)
 
     def _run(self, y: torch.Tensor, op: CassiOperator, tile: int, progress=None):
-        """(cube, tile size used, CUDA fallback note or None): whole or tiled, retrying in tiles on CUDA OOM."""
+        """((cube, network cube before refinement or None), tile size used, CUDA fallback note or None): whole or
+        tiled, retrying in tiles on CUDA OOM."""
         try:
             return (self._run_tiled(y, op, tile, progress) if tile else self._run_whole(y, op, progress)), tile, None
         except torch.cuda.OutOfMemoryError:
@@ -434,13 +439,21 @@ class Reconstructor:
         try:
             if self.adapt.steps:  # a copy fine-tuned on this capture; the loaded weights stay as they are
                 self.model, adapt_info = adapt_network(shipped, y, op, self.adapt)
-            cube, tile, fallback = self._run(y, op, tile, progress)
+            (cube, network_cube), tile, fallback = self._run(y, op, tile, progress)
         finally:
             self.model = shipped
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
         residual, residual_map = measurement_residual(op, cube.float(), y)
+        map_of = "the reconstruction"
+        if network_cube is not None:
+            # The refinement makes the cube explain the measurement almost exactly, so its own residual no longer
+            # shows where the scene and the network's prior disagree; the network's cube before refinement does.
+            map_residual, residual_map = measurement_residual(op, network_cube.float(), y)
+            map_of = "the network's cube before refinement"
+        else:
+            map_residual = residual
         record = {
             "model": self.name,
             "model_kind": self.entry.kind,
@@ -451,8 +464,7 @@ class Reconstructor:
             "device": str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""),
             "amp": self.amp,
             "tiling": {"tile_size": tile, "overlap": self.tile_overlap if tile else 0.0, "fallback": fallback},
-            "refine": {"iterations": self.refine, "tv_weight": REFINE_TV_WEIGHT, "method": "GAP-TV from the network's cube"}
-            if self.refine else None,
+            "refine": refine_settings(self.refine) if self.refine else None,
             "self_ensemble": {"members": 2, "symmetry": "mirror across the dispersion (rows for the width axis)"}
             if self.self_ensemble else None,
             "adapt": adapt_info,
@@ -460,7 +472,7 @@ class Reconstructor:
             "residual": residual,
             "residual_definition": "‖A x̂ − y‖ / ‖y‖ on the (normalised) measurement",
             "warnings": value_warnings,
-            "residual_map": map_statistics(residual_map),
+            "residual_map": {**map_statistics(residual_map), "cube": map_of, "residual": map_residual},
         }
         if self.device.type == "cuda":
             record["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 1e9

@@ -273,7 +273,7 @@ def _facts(item: ReportItem) -> list[tuple[str, str]]:
     facts = [
         ("model", r.get("model", "?") + (f" adapted {r['adapt']['steps']} steps" if r.get("adapt") else "")
          + (" (self-ensemble ×2)" if r.get("self_ensemble") else "")
-         + (f" + {r['refine']['iterations']} GAP-TV iterations" if r.get("refine") else "")),
+         + (f" + {r['refine']['iterations']} refinement iterations" if r.get("refine") else "")),
         ("weights sha256", (weights.get("sha256") or "—")[:16]),
         ("geometry", _geometry(r)),
         ("residual ‖Ax̂−y‖/‖y‖", _fmt(item.residual)),

@@ -8,6 +8,11 @@ footprint (the measurement pixels its bands land on: :meth:`CassiOperator.shift_
 and normalises it by the measurement's root mean square, so that values read as a fraction of a typical
 measurement value.
 
+When a network's cube is refined (``hsra reconstruct`` does so by default), the refinement makes it explain the
+measurement almost exactly, so the map is computed from the network's cube before refinement: that residual shows
+where the scene and the network's prior disagreed, which is also where the refinement had to change the cube most.
+The record says which cube the map is of (``residual_map.cube``) and its scalar residual (``residual_map.residual``).
+
 A small residual does not prove a reconstruction right (many cubes explain one snapshot); a large one shows where
 it is wrong: where the scene breaks the prior, where the geometry or the mask is off, where the sensor was
 saturated or hit by something the model does not know.
@@ -59,9 +64,10 @@ def map_statistics(trust: np.ndarray) -> dict:
     return stats
 
 
-def residual_figure(trust: np.ndarray, residual: float, title: str | None = None):
+def residual_figure(trust: np.ndarray, residual: float, title: str | None = None, of: str | None = None):
     """The trust map as a figure: a colour map clipped at its 99.5th percentile, with a colour bar and the scalar
-    residual in the title. Drawn with the Agg canvas (no display needed)."""
+    residual in the title (``of``: which cube the map was computed from, when not the reconstruction itself, e.g.
+    the network's cube before refinement). Drawn with the Agg canvas (no display needed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -75,7 +81,7 @@ def residual_figure(trust: np.ndarray, residual: float, title: str | None = None
     image = ax.imshow(values, cmap="magma", vmin=0.0, vmax=top if top > 0 else 1.0, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    label = f"residual ‖Ax̂−y‖/‖y‖ = {residual:.4f}"
+    label = f"residual ‖Ax̂−y‖/‖y‖ = {residual:.4f}" + (f"\n(of {of})" if of else "")
     ax.set_title(f"{title}: {label}" if title else label, fontsize=9)
     bar = figure.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
     bar.set_label("|Ax̂−y| / rms(y), footprint mean", fontsize=8)
@@ -85,8 +91,8 @@ def residual_figure(trust: np.ndarray, residual: float, title: str | None = None
 
 
 def write_residual_map(path, trust: np.ndarray, residual: float, title: str | None = None,
-                       overwrite: bool = False) -> Path:
+                       overwrite: bool = False, of: str | None = None) -> Path:
     """Write ``<stem>_residual.png`` (atomically; an existing file only with ``overwrite``)."""
     from .render import save_png
 
-    return save_png(path, residual_figure(trust, residual, title), overwrite)
+    return save_png(path, residual_figure(trust, residual, title, of), overwrite)

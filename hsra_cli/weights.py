@@ -456,11 +456,11 @@ def card_default_accuracy(config: dict) -> tuple[float | None, float | None]:
     return float(block["psnr_field_refined"]), (None if ssim is None else float(ssim))
 
 
-def _default_refine() -> tuple[int, float]:
-    """(iterations, TV weight) of the refinement `hsra reconstruct` runs after a network by default."""
-    from .solvers.gap_tv import DEFAULT_REFINE, REFINE_TV_WEIGHT
+def _default_refine() -> dict:
+    """The card fields of the refinement `hsra reconstruct` runs after a network by default."""
+    from .solvers.gap_tv import refine_card_fields
 
-    return DEFAULT_REFINE, REFINE_TV_WEIGHT
+    return refine_card_fields()
 
 
 def _refined_accuracy_lines(config: dict) -> list[str]:
@@ -468,16 +468,17 @@ def _refined_accuracy_lines(config: dict) -> list[str]:
     block = config.get("validation")
     if not isinstance(block, dict) or block.get("psnr_field_refined") is None:
         return []
-    default_iterations, default_weight = _default_refine()
+    from .solvers.gap_tv import LEGACY_REFINE_FIELDS, describe_refine
+
+    default = _default_refine()
     ssim = block.get("ssim_field_refined")
-    # cards exported before the weight was recorded used 0.01, the only weight refinement had then
-    iterations, weight = block.get("refine", "?"), block.get("refine_tv_weight", 0.01)
-    current = iterations == default_iterations and weight == default_weight
-    how = ("`hsra reconstruct` adds by default (`--refine`)" if current else
-           f"(TV weight {weight}) `hsra reconstruct` added by default when this was measured; today's default is "
-           f"{default_iterations} at TV weight {default_weight}")
+    measured = {key: block.get(key, LEGACY_REFINE_FIELDS.get(key, "?")) for key in default}
+    if measured == default:
+        return [f"- with the {measured['refine']} refinement iterations `hsra reconstruct` adds by default (`--refine`): "
+                f"PSNR {float(block['psnr_field_refined']):.2f} dB" + (f", SSIM {float(ssim):.4f}" if ssim is not None else "")]
     return [
-        f"- with the {iterations} GAP-TV iterations {how}: "
+        f"- with the refinement `hsra reconstruct` added by default when this was measured ({describe_refine(measured)}; "
+        f"today's default is {describe_refine(default)}): "
         f"PSNR {float(block['psnr_field_refined']):.2f} dB" + (f", SSIM {float(ssim):.4f}" if ssim is not None else "")
     ]
 
@@ -632,8 +633,8 @@ def render_card(config: dict, parameters: int | None = None) -> str:
         f'model = hsra_cli.create_model("{called}", pretrained=True)   # these weights, eval mode',
         "cube = model(measurement, mask)   # measurement B×H×W' (field scale), mask H×W -> cube B×C×H×W",
         "```",
-        "`hsra reconstruct` and `hsra_cli.Reconstructor` follow the network with a few GAP-TV iterations that make "
-        f"the cube agree with the measurement (`--refine`, default {_default_refine()[0]}; `--refine 0` gives the "
+        "`hsra reconstruct` and `hsra_cli.Reconstructor` follow the network with a few GAP iterations that correct "
+        f"the cube to agree with the measurement (`--refine`, default {_default_refine()['refine']}; `--refine 0` gives the "
         "network alone, as `model(...)` above does).",
         "",
         "## Limits",

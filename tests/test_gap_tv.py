@@ -9,7 +9,7 @@ import torch
 from hsra_cli.metrics import psnr
 from hsra_cli.physics import CassiOperator
 from hsra_cli.simulate import generate_mask
-from hsra_cli.solvers.gap_tv import GapTV, refine
+from hsra_cli.solvers.gap_tv import DEFAULT_REFINE, GapTV, refine
 from hsra_cli.synth import procedural_scene
 
 
@@ -50,11 +50,27 @@ def test_refining_a_degraded_estimate_brings_it_closer_to_the_measurement_and_th
     # A plausible network error: blurred and off in each band's level.
     blurred = torch.nn.functional.avg_pool2d(cube, 5, stride=1, padding=2, count_include_pad=False)
     estimate = blurred * (1 + 0.2 * torch.randn(1, 28, 1, 1, generator=generator))
-    refined = refine(estimate, y, op, 5)
+    refined = refine(estimate, y, op, DEFAULT_REFINE)  # 20 iterations: 0.125 -> 0.025, 25.8 -> 27.6 dB
     assert _residual(op, refined, y) < 0.5 * _residual(op, estimate, y)
     assert _psnr(cube, refined) > _psnr(cube, estimate) + 0.25
     # The input is not modified in place.
     assert not torch.equal(refined, estimate)
+
+
+def test_the_refinement_corrects_a_smooth_error_and_keeps_the_estimate_s_detail():
+    """The default refinement denoises the correction to the estimate, not the estimate: when the estimate has all
+    the truth's texture but a smooth error in each band's level (what TV on the cube cannot fix without flattening
+    the texture), it recovers much more than the earlier plain refinement (TV on the cube alone, 10 at 0.003)."""
+    cube, op, y = _scene(size=(64, 96))
+    rows = torch.linspace(0, 1, 64)[:, None]
+    generator = torch.Generator().manual_seed(3)
+    estimate = cube + 0.4 * torch.randn(1, 28, 1, 1, generator=generator) * (rows - 0.5)  # texture kept, levels off
+    new = refine(estimate, y, op, DEFAULT_REFINE)
+    plain = refine(estimate, y, op, 10, tv_weight=0.003, correction_tv_weight=0.0, accelerate=False,
+                   final_tv_weight=0.0)
+    # measured: 30.7 dB -> 35.6 (today's refinement), 28.5 (the earlier one, which flattens the texture)
+    assert _psnr(cube, new) > _psnr(cube, estimate) + 3
+    assert _psnr(cube, new) > _psnr(cube, plain) + 3
 
 
 def test_refining_needs_a_cube_that_fits_the_mask():

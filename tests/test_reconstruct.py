@@ -172,10 +172,11 @@ def test_the_refine_help_states_the_default_the_library_uses():
     import inspect
 
     from hsra_cli.cli.reconstruct_cmd import reconstruct
-    from hsra_cli.solvers.gap_tv import REFINE_TV_WEIGHT
+    from hsra_cli.solvers.gap_tv import REFINE_CORRECTION_TV_WEIGHT, REFINE_FINAL_TV_WEIGHT, REFINE_TV_WEIGHT
 
     text = inspect.signature(reconstruct).parameters["refine"].default.help
-    assert f"default {DEFAULT_REFINE} for networks (TV weight {REFINE_TV_WEIGHT})" in text
+    assert f"default {DEFAULT_REFINE} for networks" in text
+    assert f"on the correction, weight {REFINE_CORRECTION_TV_WEIGHT:g}, then on the cube, {REFINE_TV_WEIGHT:g}; a final TV at {REFINE_FINAL_TV_WEIGHT:g}" in text
 
 
 def test_refined_network_tiles_agree_with_the_whole_image(installed_hsra_s):

@@ -121,6 +121,6 @@ def test_the_model_fact_names_adaptation_ensemble_and_refinement():
     record = {"model": "hsra-s.any", "adapt": {"steps": 100}, "self_ensemble": {"members": 2},
               "refine": {"iterations": 5}}
     facts = dict(_facts(ReportItem("x", Path("x.json"), record)))
-    assert facts["model"] == "hsra-s.any adapted 100 steps (self-ensemble ×2) + 5 GAP-TV iterations"
+    assert facts["model"] == "hsra-s.any adapted 100 steps (self-ensemble ×2) + 5 refinement iterations"
     plain = dict(_facts(ReportItem("x", Path("x.json"), {"model": "gap-tv", "adapt": None, "refine": None})))
     assert plain["model"] == "gap-tv"

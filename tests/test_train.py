@@ -307,10 +307,10 @@ def test_train_writes_log_checkpoint_and_model_folder_with_card(files, capsys, m
     from hsra_cli.metrics import psnr as psnr_of
     from hsra_cli.reconstruct import Reconstructor
 
-    from hsra_cli.solvers.gap_tv import DEFAULT_REFINE, REFINE_TV_WEIGHT
+    from hsra_cli.solvers.gap_tv import DEFAULT_REFINE, refine_card_fields
 
     assert config["validation"]["refine"] == DEFAULT_REFINE
-    assert config["validation"]["refine_tv_weight"] == REFINE_TV_WEIGHT
+    assert {key: config["validation"][key] for key in refine_card_fields()} == refine_card_fields()
     stack, aperture = np.load(files / "stack.npy"), np.load(files / "mask.npy")  # fixed mask, no noise
     measurement = CassiOperator(torch.from_numpy(aperture), BANDS).A(
         torch.from_numpy(stack[2]).permute(2, 0, 1)[None])[0].numpy()
@@ -318,7 +318,7 @@ def test_train_writes_log_checkpoint_and_model_folder_with_card(files, capsys, m
     refined = Reconstructor(TINY).reconstruct(measurement, aperture, normalize="none").cube
     assert config["validation"]["psnr_field_refined"] == pytest.approx(
         psnr_of(refined, stack[2], convention="field"), abs=0.01)
-    assert "GAP-TV iterations `hsra reconstruct` adds by default" in (out / TINY / "README.md").read_text()
+    assert "refinement iterations `hsra reconstruct` adds by default" in (out / TINY / "README.md").read_text()
     # the exported weights are the EMA's, which the final validation measured
     from hsra_cli.weights import load_model
 

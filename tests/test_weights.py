@@ -232,16 +232,22 @@ def test_hsra_models_shows_the_default_refined_accuracy_beside_the_network_alone
 
 
 def test_a_card_says_when_its_refined_number_used_an_older_refinement_default():
-    from hsra_cli.solvers.gap_tv import DEFAULT_REFINE, REFINE_TV_WEIGHT
+    from hsra_cli.solvers.gap_tv import (DEFAULT_REFINE, REFINE_CORRECTION_TV_WEIGHT, REFINE_FINAL_TV_WEIGHT,
+                                         REFINE_TV_WEIGHT, refine_card_fields)
 
     block = {"data": "scenes.npz:4", "psnr_field": 26.05, "psnr_field_refined": 26.58}
-    current = W.render_card({"validation": {**block, "refine": DEFAULT_REFINE, "refine_tv_weight": REFINE_TV_WEIGHT}})
-    assert f"with the {DEFAULT_REFINE} GAP-TV iterations `hsra reconstruct` adds by default (`--refine`): PSNR 26.58" \
-        in current
+    current = W.render_card({"validation": {**block, **refine_card_fields()}})
+    assert f"with the {DEFAULT_REFINE} refinement iterations `hsra reconstruct` adds by default (`--refine`): " \
+        "PSNR 26.58" in current
+    today = (f"today's default is {DEFAULT_REFINE} accelerated iterations, TV weight {REFINE_CORRECTION_TV_WEIGHT:g} "
+             f"on the correction and {REFINE_TV_WEIGHT:g} on the cube, then a final TV at {REFINE_FINAL_TV_WEIGHT:g}")
     old = W.render_card({"validation": {**block, "refine": 5}})  # exported before the weight was recorded
-    assert "with the 5 GAP-TV iterations (TV weight 0.01) `hsra reconstruct` added by default when this was measured" \
-        in old and f"today's default is {DEFAULT_REFINE} at TV weight {REFINE_TV_WEIGHT}" in old
-    assert "adds by default" not in old
+    assert "with the refinement `hsra reconstruct` added by default when this was measured (5 iterations at TV " \
+        "weight 0.01; " in old and today in old
+    # exported before refinement denoised the correction: TV on the cube alone, recorded weight
+    plain = W.render_card({"validation": {**block, "refine": 10, "refine_tv_weight": 0.003}})
+    assert "(10 iterations at TV weight 0.003; " in plain and today in plain
+    assert "adds by default" not in old + plain
 
 
 def test_hsra_models_info_prints_the_card_or_how_to_get_weights(models_dir, capsys):

@@ -64,7 +64,7 @@ def reconstruct(
     tile_overlap: float = typer.Option(0.25, "--tile-overlap", callback=fraction, help="Overlap of neighbouring tiles, as a fraction of the tile, in [0, 1)."),
     memory_cap: float = typer.Option(4.0, "--memory-cap", callback=positive, help="Memory budget in GB (> 0) for one forward pass; larger captures are tiled."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="Half-precision autocast on CUDA (never on the CPU)."),
-    refine: Optional[int] = typer.Option(None, "--refine", min=0, help="GAP-TV iterations run on a network's cube so it agrees with the measurement: default 10 for networks (TV weight 0.003), 0 turns it off (gap-tv: none)."),
+    refine: Optional[int] = typer.Option(None, "--refine", min=0, help="Refinement iterations run on a network's cube so it agrees with the measurement (accelerated GAP; TV on the correction, weight 0.05, then on the cube, 0.005; a final TV at 0.01): default 20 for networks, 0 turns it off (gap-tv: none)."),
     self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Networks: also reconstruct the mirrored capture (an exact symmetry of CASSI) and average the two; twice the network time, about +0.1 dB (up to +0.3 on binary masks)."),
     adapt: int = typer.Option(0, "--adapt", min=0, metavar="STEPS", help="Networks: first fine-tune a copy of the weights on each capture, from the capture alone (measurement consistency + equivariance), for this many steps; 0 (default) is off. See README."),
     previews: bool = typer.Option(True, "--previews/--no-previews", help="Write <name>_rgb.png, <name>_bands.png and the trust map <name>_residual.png."),

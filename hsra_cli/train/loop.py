@@ -634,7 +634,7 @@ class _Run:
             )
 
     def _card(self, result: TrainResult) -> dict:
-        from ..solvers.gap_tv import DEFAULT_REFINE, REFINE_TV_WEIGHT
+        from ..solvers.gap_tv import refine_card_fields
         from ..weights import display_source
 
         config = self.config
@@ -690,12 +690,11 @@ class _Run:
                 "ssim_float": result.validation["float"]["ssim"],
                 "psnr_field": result.validation["field"]["psnr"],
                 "ssim_field": result.validation["field"]["ssim"],
-                "refine": DEFAULT_REFINE,
-                "refine_tv_weight": REFINE_TV_WEIGHT,
+                **refine_card_fields(),
                 "psnr_field_refined": result.validation["field_refined"]["psnr"],
                 "ssim_field_refined": result.validation["field_refined"]["ssim"],
                 "note": "EMA weights; float convention = training logs, field convention = papers' tables; "
-                "*_refined: after the GAP-TV refinement hsra reconstruct runs by default (--refine)",
+                "*_refined: after the refinement hsra reconstruct runs by default (--refine)",
             }
         return card
 
