@@ -1,7 +1,7 @@
 """Progress of a batch on stderr: a Rich bar with ETA on a terminal, plain lines otherwise.
 
 On a terminal the bar counts the inputs (elapsed time and ETA) and a second bar the steps of the current input
-(GAP-TV iterations or tiles); lines about finished inputs print above the bars. Piped or redirected (logs of a
+(iterations of an iterative solver, or tiles); lines about finished inputs print above the bars. Piped or redirected (logs of a
 scheduler), nothing is redrawn: each line is printed once, whole.
 """
 
