@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# One prepared call for a lent GPU machine (maintainers): a CUDA smoke test, the training-throughput benchmark and a
+# time-budgeted fine-tune of the default network on the any-mask recipe, with what must come back copied to $OUT
+# (8 files: checks.txt, train.log, log.csv, model/{model.safetensors,config.json,README.md}, ckpt/last.{safetensors,json}).
+#
+# Here, once, in the repository root (../shared does not travel, so the data goes along in .gpu-data):
+#   echo /.whl/ >> .git/info/exclude; echo /.gpu-data/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux2014_x86_64 -d .whl colour-science==0.4.6        # the one package the image lacks
+#   mkdir -p .gpu-data && cp ../shared/data/kaist/kaist_scenes01-05_truth_uint8.npz ../shared/data/kaist/mask_256.mat \
+#       ../shared/data/tsa-real/mask_660.mat .gpu-data/
+# Dry run here, on the CPU (the same commands, a minute of training):
+#   DEVICE=cpu MAX_TIME=60s BATCH=1 PATCH=64 WORKERS=1 THREADS=1 OUT=/tmp/gpu-dry PY=.venv/bin/python \
+#       bash benchmarks/gpu_session.sh
+# On the device: run(command="bash benchmarks/gpu_session.sh", carry=[".whl", ".gpu-data"], timeout_s=600).
+# Afterwards: judge out/model on the held-out cases here (benchmarks/bench_cases.py --weights), and resume from
+# out/ckpt with `hsra train --config run.json --resume` where it helps.
+set -u
+: "${OUT:?set OUT to the folder whose files come back}"
+DEVICE=${DEVICE:-cuda}
+MAX_TIME=${MAX_TIME:-8m}
+DATA=${DATA:-.gpu-data}
+MODEL=${MODEL:-hsra-dum-2stg}
+PRETRAINED=${PRETRAINED:-hsra-dum-2stg.any}
+BATCH=${BATCH:-32}
+PATCH=${PATCH:-256}
+WORKERS=${WORKERS:-12}
+PY=${PY:-python3}
+RUN=${RUN:-/tmp/hsra-gpu-run}
+THREADS_FLAG=${THREADS:+--threads $THREADS}   # the CPU dry run: THREADS=1 beside a training job
+
+if ls .whl/*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        || { echo "installing the carried wheels failed" >&2; exit 1; }
+    export PYTHONPATH=/tmp/site:.
+else
+    export PYTHONPATH=.
+fi
+mkdir -p "$OUT"
+checks="$OUT/checks.txt"
+{
+    echo "== $(date -u +%FT%TZ) device=$DEVICE model=$MODEL batch=$BATCH patch=$PATCH max-time=$MAX_TIME"
+    nvidia-smi 2>&1 | head -15 || true
+    if [ "$DEVICE" = cuda ]; then
+        echo "== CUDA tests"
+        timeout 180 "$PY" -m pytest -q -m cuda tests 2>&1 | tail -5
+    fi
+    echo "== bench_train"
+    timeout 150 "$PY" benchmarks/bench_train.py --device "$DEVICE" --models hsra-s,"$MODEL" --patches "$PATCH" \
+        --batch-size "$BATCH" --workers "$WORKERS" --steps 20 $THREADS_FLAG 2>&1 | tail -12
+} > "$checks" 2>&1
+
+rm -rf "$RUN"
+cat > /tmp/hsra-gpu-recipe.toml <<EOF
+model = "$MODEL"
+pretrained = "$PRETRAINED"
+data = ["$DATA/kaist_scenes01-05_truth_uint8.npz:0-3"]
+val-data = ["$DATA/kaist_scenes01-05_truth_uint8.npz:4"]
+mask = ["$DATA/mask_256.mat", "$DATA/mask_660.mat"]
+mask-mode = "random"
+generated-masks = 0.5
+noise-fraction = 0.3
+synthetic-stream = true
+synthetic-fraction = 0.5
+patch-size = $PATCH
+batch-size = $BATCH
+lr = 4e-5
+warmup-steps = 50
+steps = 100000
+val-every = 200
+ckpt-every = 200
+workers = $WORKERS
+EOF
+"$PY" -m hsra_cli train --config /tmp/hsra-gpu-recipe.toml --device "$DEVICE" --max-time "$MAX_TIME" -o "$RUN" $THREADS_FLAG \
+    > "$OUT/train.log" 2>&1
+status=$?
+mkdir -p "$OUT/model" "$OUT/ckpt"
+cp "$RUN/log.csv" "$OUT/" 2>/dev/null
+for name in model.safetensors config.json README.md; do cp "$RUN/$MODEL/$name" "$OUT/model/" 2>/dev/null; done
+cp "$RUN/checkpoints/last.safetensors" "$RUN/checkpoints/last.json" "$OUT/ckpt/" 2>/dev/null
+ls -la "$OUT" "$OUT/model" "$OUT/ckpt" >> "$checks"
+exit $status
