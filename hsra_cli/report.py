@@ -279,7 +279,9 @@ def _facts(item: ReportItem) -> list[tuple[str, str]]:
         ("residual ‖Ax̂−y‖/‖y‖", _fmt(item.residual)),
     ]
     if trust:
-        facts.append(("trust map p50 / p90 / p99", " / ".join(_fmt(trust.get(k, float("nan"))) for k in ("p50", "p90", "p99"))))
+        of = trust.get("cube")
+        label = "trust map p50 / p90 / p99" + (f" ({of})" if of and of != "the reconstruction" else "")
+        facts.append((label, " / ".join(_fmt(trust.get(k, float("nan"))) for k in ("p50", "p90", "p99"))))
     facts.append(("time", f"{seconds.get('reconstruct', float('nan')):.2f} s on {r.get('device', '?')}"))
     size = item.image_size
     if size[0]:

@@ -124,3 +124,15 @@ def test_the_model_fact_names_adaptation_ensemble_and_refinement():
     assert facts["model"] == "hsra-s.any adapted 100 steps (self-ensemble ×2) + 5 refinement iterations"
     plain = dict(_facts(ReportItem("x", Path("x.json"), {"model": "gap-tv", "adapt": None, "refine": None})))
     assert plain["model"] == "gap-tv"
+
+
+def test_the_trust_fact_says_which_cube_its_map_is_of():
+    from hsra_cli.report import ReportItem, _facts
+
+    stats = {"p50": 0.01, "p90": 0.02, "p99": 0.05}
+    refined = dict(_facts(ReportItem("x", Path("x.json"), {"model": "hsra-s", "residual_map": {
+        **stats, "cube": "the network's cube before refinement"}})))
+    assert refined["trust map p50 / p90 / p99 (the network's cube before refinement)"].startswith("0.01")
+    solver = dict(_facts(ReportItem("x", Path("x.json"), {"model": "gap-tv", "residual_map": {
+        **stats, "cube": "the reconstruction"}})))
+    assert "trust map p50 / p90 / p99" in solver
