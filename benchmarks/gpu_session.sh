@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared call for a lent GPU machine (maintainers): a CUDA smoke test, the training-throughput benchmark and a
 # time-budgeted fine-tune of the default network on the any-mask recipe, with what must come back copied to $OUT
-# (8 files: checks.txt, train.log, log.csv, model/{model.safetensors,config.json,README.md}, ckpt/last.{safetensors,json}).
+# (7 files: checks.txt, train.log, log.csv, model/{model.safetensors,config.json,README.md}, and run.tar: the run folder's
+# run.json, log and last checkpoint, which `tar -xf run.tar -C runs/gpu` turns back into a folder to --resume from).
 #
 # Here, once, in the repository root (../shared does not travel, so the data goes along in .gpu-data):
 #   echo /.whl/ >> .git/info/exclude; echo /.gpu-data/ >> .git/info/exclude
@@ -13,8 +14,8 @@
 #   DEVICE=cpu MAX_TIME=60s BATCH=1 PATCH=64 WORKERS=1 THREADS=1 OUT=/tmp/gpu-dry PY=.venv/bin/python \
 #       bash benchmarks/gpu_session.sh
 # On the device: run(command="bash benchmarks/gpu_session.sh", carry=[".whl", ".gpu-data"], timeout_s=600).
-# Afterwards: judge out/model on the held-out cases here (benchmarks/bench_cases.py --weights), and resume from
-# out/ckpt with `hsra train --config run.json --resume` where it helps.
+# Afterwards: judge out/model on the held-out cases here (benchmarks/bench_cases.py --weights), and continue the run
+# here or on the next GPU: tar -xf run.tar -C runs/gpu && hsra train --config runs/gpu/run.json -o runs/gpu --resume.
 set -u
 : "${OUT:?set OUT to the folder whose files come back}"
 DEVICE=${DEVICE:-cuda}
@@ -74,9 +75,9 @@ EOF
 "$PY" -m hsra_cli train --config /tmp/hsra-gpu-recipe.toml --device "$DEVICE" --max-time "$MAX_TIME" -o "$RUN" $THREADS_FLAG \
     > "$OUT/train.log" 2>&1
 status=$?
-mkdir -p "$OUT/model" "$OUT/ckpt"
+mkdir -p "$OUT/model"
 cp "$RUN/log.csv" "$OUT/" 2>/dev/null
 for name in model.safetensors config.json README.md; do cp "$RUN/$MODEL/$name" "$OUT/model/" 2>/dev/null; done
-cp "$RUN/checkpoints/last.safetensors" "$RUN/checkpoints/last.json" "$OUT/ckpt/" 2>/dev/null
-ls -la "$OUT" "$OUT/model" "$OUT/ckpt" >> "$checks"
+tar -cf "$OUT/run.tar" -C "$RUN" run.json log.csv checkpoints/last.safetensors checkpoints/last.json 2>> "$checks"
+ls -la "$OUT" "$OUT/model" >> "$checks"
 exit $status
