@@ -7,7 +7,7 @@
 # Here, once, in the repository root (../shared does not travel, so the data goes along in .gpu-data):
 #   echo /.whl/ >> .git/info/exclude; echo /.gpu-data/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux2014_x86_64 -d .whl colour-science==0.4.6        # the one package the image lacks
+#       --platform manylinux2014_x86_64 -d .whl colour-science==0.4.7        # the one package the image lacks (pure Python)
 #   mkdir -p .gpu-data && cp ../shared/data/kaist/kaist_scenes01-05_truth_uint8.npz ../shared/data/kaist/mask_256.mat \
 #       ../shared/data/tsa-real/mask_660.mat .gpu-data/
 # Dry run here, on the CPU (the same commands, a minute of training):
