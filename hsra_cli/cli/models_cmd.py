@@ -53,7 +53,8 @@ def _list(as_json: bool, quiet: bool) -> None:
     columns += [("trained on", "left", False)] if trained else []
     columns += [("measured on", "left", False)] if measured else []
     for column, justify, no_wrap in columns:
-        table.add_column(column, justify=justify, no_wrap=no_wrap)
+        # file names have no spaces to wrap at: fold them rather than cut them off with an ellipsis
+        table.add_column(column, justify=justify, no_wrap=no_wrap, overflow="ellipsis" if no_wrap else "fold")
     for row in rows:
         weights = "yes" if row["weights_installed"] else ("no" if row["needs_weights"] else "n/a")
         # as `hsra reconstruct` gives it by default (refined) when measured, and the network alone
