@@ -65,8 +65,8 @@ class Source:
 def collect(specs, suffixes: tuple[str, ...] | None = None, exclude=()) -> tuple[list[Source], list[tuple[str, HsraError]], list[Path]]:
     """Expand input specs into files, in the order given (each folder or pattern sorted), without duplicates.
 
-    ``exclude``: files never taken from a folder or pattern (e.g. the ``--mask`` file that sits among the
-    captures ``hsra simulate`` wrote); named on their own they are kept.
+    ``exclude``: files never taken as inputs (the ``--mask`` file that sits among the captures ``hsra simulate``
+    wrote), whether a folder or pattern lists them or they are named (a shell's ``sim/*.mat`` names them too).
 
     Returns ``(sources, problems, excluded)``: ``problems`` holds ``(spec, error)`` for each spec that names
     nothing; ``excluded`` the files left out because of ``exclude``.
@@ -104,7 +104,7 @@ def collect(specs, suffixes: tuple[str, ...] | None = None, exclude=()) -> tuple
             problems.append((spec, exc))
             continue
         for source in found:
-            if source.listed and _identity(source.path) in excluded_ids:
+            if _identity(source.path) in excluded_ids:
                 excluded.append(source.path)
             else:
                 sources.append(source)

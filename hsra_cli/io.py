@@ -68,6 +68,24 @@ CUBE_KEYS = ("cube", "truth", "img", "hsi", "recon", "pred", "x", "data")
 MEASUREMENT_KEYS = ("meas", "meas_real", "measurement", "y", "img", "data")
 MASK_KEYS = ("mask", "mask_3d_shift", "Phi", "phi", "mask3d", "data")
 
+#: Names that only one role uses: a file whose one array carries another role's name was given in the wrong place.
+_ROLE_ONLY_NAMES = {
+    "cube": ("cube", "truth", "hsi", "recon", "pred"),
+    "measurement": ("meas", "meas_real", "measurement"),
+    "mask": ("mask", "mask_3d_shift", "Phi", "phi", "mask3d"),
+}
+_ROLE_LABELS = {"cube": "a cube", "measurement": "a measurement", "mask": "a mask"}
+_OTHER_ROLE_NAMES = {
+    role: {name: ("a coded aperture" if other == "mask" else _ROLE_LABELS[other])
+           for other, names in _ROLE_ONLY_NAMES.items() if other != role for name in names}
+    for role in _ROLE_ONLY_NAMES
+}
+_ROLE_HINTS = {
+    "cube": "expected a hyperspectral cube (H×W×C)",
+    "measurement": "give masks with --mask and captures as inputs",
+    "mask": "--mask expects the coded aperture, the captures go as inputs",
+}
+
 _FORMATS = {
     ".mat": "mat", ".h5": "h5", ".hdf5": "h5", ".tif": "tif", ".tiff": "tif", ".npy": "npy", ".npz": "npz",
 }
@@ -615,6 +633,13 @@ def _choose_key(path: Path, source: _Source, key: str | None, role: str) -> str:
             return usual
     numeric = [entry for entry in candidates if entry.kind == "numeric"]
     if len(numeric) == 1:
+        other = _OTHER_ROLE_NAMES.get(role, {}).get(numeric[0].name)
+        if other:  # e.g. the mask.mat `hsra simulate` writes, given as a capture
+            raise InputFileError(
+                f"{path} holds {other} ({numeric[0].name!r}), not {_ROLE_LABELS[role]}; "
+                f"{_ROLE_HINTS[role]} (or pass {'--mask-key' if role == 'mask' else '--key'} {numeric[0].name} if it "
+                f"really is {_ROLE_LABELS[role]})"
+            )
         return numeric[0].name
     if not numeric:
         if not entries:

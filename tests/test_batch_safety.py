@@ -363,6 +363,43 @@ def test_reconstructing_the_folder_simulate_wrote_skips_its_mask(tmp_path, capsy
     assert "skipping" in err and "mask.mat" in err
 
 
+def test_the_mask_file_named_among_the_captures_is_skipped_and_alone_is_refused(captures, tmp_path, capsys):
+    # what a shell makes of `hsra reconstruct caps/*.mat --mask caps/mask.mat`
+    named = sorted(captures.glob("*.mat"))
+    code, out, err = run(["reconstruct", *named, "--mask", captures / "mask.mat", "-o", tmp_path / "rec",
+                          "--no-previews"], capsys)
+    assert code == 0, err
+    assert sorted(Path(p).name for p in out.split()) == ["a.mat", "b.mat", "c.mat"]
+    assert "it is the --mask file" in err and "3 done, 0 skipped, 0 failed" in err
+    code, out, err = run(["reconstruct", captures / "mask.mat", "--mask", captures / "mask.mat", "-o",
+                          tmp_path / "alone"], capsys)
+    assert code == 2 and out == "" and not (tmp_path / "alone").exists()
+    assert "the only input given is the --mask file" in one_line_error(err)
+
+
+def test_a_file_holding_another_role_s_array_is_named_for_what_it_is(captures, tmp_path, capsys):
+    other_mask = tmp_path / "other_mask.mat"  # the same aperture, another copy: not the --mask file
+    other_mask.write_bytes((captures / "mask.mat").read_bytes())
+    code, out, err = run(["reconstruct", other_mask, "--mask", captures / "mask.mat", "-o", tmp_path / "r1"], capsys)
+    line = one_line_error(err)
+    assert code == 1 and out == "" and not list((tmp_path / "r1").glob("*"))
+    assert "holds a coded aperture ('mask'), not a measurement" in line and "--mask" in line
+    code, _, err = run(["reconstruct", captures / "a.mat", "--mask", captures / "b.mat", "-o", tmp_path / "r2"], capsys)
+    line = one_line_error(err)
+    assert code == 1 and "holds a measurement ('meas'), not a mask" in line and "--mask-key meas" in line
+    code, _, err = run(["simulate", other_mask, "-o", tmp_path / "s"], capsys)
+    assert code == 1 and "holds a coded aperture ('mask'), not a cube" in one_line_error(err)
+    # in a batch it fails alone, with the same words, and the captures are reconstructed
+    code, out, err = run(["reconstruct", captures, other_mask, "--mask", captures / "mask.mat", "-o",
+                          tmp_path / "r3", "--no-previews"], capsys)
+    assert code == 1 and len(out.split()) == 3
+    assert "not a measurement" in err and "3 done, 0 skipped, 1 failed" in err
+    # --key says what it is: the array is then taken as a measurement (this one is then too narrow for its mask)
+    code, _, err = run(["reconstruct", other_mask, "--key", "mask", "--mask", captures / "mask.mat", "-o",
+                        tmp_path / "r4"], capsys)
+    assert code == 1 and "not a measurement" not in one_line_error(err)
+
+
 def test_simulating_one_cube_per_call_into_one_folder_keeps_the_same_mask(tmp_path, capsys):
     mask_path = tmp_path / "m.mat"
     write_array(mask_path, (np.random.default_rng(1).random((16, 16)) > 0.5).astype(np.float32), key="mask")

@@ -116,6 +116,8 @@ def reconstruct(
     single = len(paths) + len(problems) == 1  # one input: no progress chatter; a failure is the one error line
     if single and problems:
         raise problems[0][1]
+    if not sources and not problems and excluded:
+        raise UsageError(f"the only input given is the --mask file ({excluded[0]}); give the captures to reconstruct")
     if not paths and not problems:
         info(f"part {part_id} of {num_parts} holds no input; nothing to do", quiet)
         return 0

@@ -65,6 +65,7 @@ def simulate(
 
     from hsra_cli.batch import BatchResult
     from hsra_cli.cli._common import alias, print_summary, require_files
+    from hsra_cli.errors import UsageError
     from hsra_cli.inputs import collect
     from hsra_cli.simulate import simulate_files
 
@@ -73,6 +74,8 @@ def simulate(
     if mask is not None:
         require_files([mask], "mask")
     sources, problems, excluded = collect(cubes, exclude=[mask] if mask is not None else ())
+    if not sources and not problems and excluded:
+        raise UsageError(f"the only input given is the --mask file ({excluded[0]}); give the cubes to simulate")
     single = len(sources) + len(problems) == 1 and not any(s.scenes or s.listed for s in sources)
     if single and problems:
         raise problems[0][1]
