@@ -545,7 +545,7 @@ def spectra_plot(cube, points: Sequence[tuple[int, int]], wavelengths_nm=None, t
         points: ``(x, y)`` pixel coordinates, x = column, y = row (as image viewers show them).
         wavelengths_nm: ``(C,)`` band centres in nm (the x axis).
         truth: optional ``H × W × C`` reference cube of the same shape.
-        labels: one legend label per point (default ``"1 (x, y)"``, numbered as on the image).
+        labels: one legend label per point (default ``"1 (row y, col x)"``, numbered as on the image).
         radius: average over the ``(2·radius+1)²`` square around each point, which tames noise; the square is
             drawn on the image.
         image: the ``H × W × 3`` uint8 image to mark the points on (default: :func:`false_color` of ``cube``).
@@ -568,7 +568,8 @@ def spectra_plot(cube, points: Sequence[tuple[int, int]], wavelengths_nm=None, t
         raise UsageError(f"radius must be a non-negative integer, got {radius!r}")
     radius = int(radius)
     if labels is None:
-        labels = [f"{number} ({x}, {y})" for number, (x, y) in enumerate(checked, 1)]
+        # spelled out: the CLI's coordinates are ROW,COL while the library's points are (x, y)
+        labels = [f"{number} (row {y}, col {x})" for number, (x, y) in enumerate(checked, 1)]
     elif len(labels) != len(checked):
         raise UsageError(f"got {len(labels)} labels for {len(checked)} points; expected one per point")
     if image is None:
@@ -600,7 +601,7 @@ def spectra_plot(cube, points: Sequence[tuple[int, int]], wavelengths_nm=None, t
                                          fill=False, edgecolor=colour, linewidth=1.0))
     image_ax.set_xlim(-0.5, width - 0.5)
     image_ax.set_ylim(height - 0.5, -0.5)
-    image_ax.set_title("points (x = column, y = row)", fontsize=9)
+    image_ax.set_title("points", fontsize=9)
     ax.set_xlabel("wavelength (nm)")
     ax.set_ylabel(BAND_UNIT)
     if radius:

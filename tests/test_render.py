@@ -213,6 +213,9 @@ def test_spectra_plot_reads_x_as_column_and_y_as_row_and_dashes_the_truth():
     assert np.allclose(lines[0].get_xdata(), WAVELENGTHS)
     assert np.allclose(lines[0].get_ydata(), cube[2, 7])
     assert np.allclose(lines[1].get_ydata(), truth[2, 7]) and lines[1].get_linestyle() == "--"
+    # the default labels spell the coordinates out: the CLI's --pixel is ROW,COL, the library's points (x, y)
+    figure = render.spectra_plot(cube, [(7, 2)], WAVELENGTHS)
+    assert figure.axes[0].get_lines()[0].get_label() == "1 (row 2, col 7)"
     assert np.allclose(lines[2].get_ydata(), cube[11, 0])
     assert "wavelength (nm)" in figure.axes[0].get_xlabel()
 
