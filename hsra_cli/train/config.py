@@ -147,6 +147,11 @@ class TrainConfig:
                 raise UsageError(message)
 
         need(self.model is not None or self.pretrained is not None, "give --model NAME (or --pretrained)")
+        if self.model is not None:  # a misspelt name is said before any data is read
+            from ..registry import get_entry
+
+            entry = get_entry(self.model)
+            need(entry.needs_weights, f"{entry.name} is a solver without weights; there is nothing to train")
         need(
             bool(self.data) or self.synthetic > 0 or self.synthetic_stream,
             "no training data: give --data and/or --synthetic N (or --synthetic-stream)",
