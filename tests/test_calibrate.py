@@ -80,7 +80,7 @@ def test_bad_inputs_are_clear_errors():
         calibrate([measurement, measurement[:-1]], mask, bands=BANDS)
 
 
-def test_cli_prints_the_flags_writes_the_landscape_and_reconstruct_auto_records_it(tmp_path, capsys):
+def test_cli_prints_the_flags_writes_the_landscape_and_reconstruct_auto_records_it(tmp_path, capsys, monkeypatch):
     measurement, mask = _capture(20, 30, 2, "width")
     write_array(tmp_path / "cap.mat", measurement, key="meas")
     write_array(tmp_path / "mask.mat", mask, key="mask")
@@ -96,6 +96,15 @@ def test_cli_prints_the_flags_writes_the_landscape_and_reconstruct_auto_records_
     code = main(["calibrate", str(tmp_path / "cap.mat"), "--mask", str(tmp_path / "mask.mat"), "--bands", "8",
                  "-o", str(out)])
     assert code == 2 and "--overwrite" in capsys.readouterr().err
+
+    # Without -o only the flags are written, so `$(hsra calibrate ...)` works on every call of a script.
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    for _ in range(2):
+        code = main(["calibrate", str(tmp_path / "cap.mat"), "--mask", str(tmp_path / "mask.mat"), "--bands", "8",
+                     "-q"])
+        assert code == 0 and capsys.readouterr().out.strip() == "--mask-offset 20,30 --step 2 --axis width"
+    assert not list((tmp_path / "cwd").iterdir())
 
     code = main(["reconstruct", str(tmp_path / "cap.mat"), "--mask", str(tmp_path / "mask.mat"), "--bands", "8",
                  "--mask-offset", "auto", "-o", str(tmp_path / "out"), "-q", "--no-previews"])

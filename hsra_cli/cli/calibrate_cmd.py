@@ -26,7 +26,7 @@ from hsra_cli.cli._common import console, info, stdout, warn
 def calibrate(
     inputs: List[str] = typer.Argument(..., help="Captures of one system: files, folders or quoted glob patterns."),
     mask: Path = typer.Option(..., "-m", "--mask", help="The 2-D coded aperture, at least as large as the capture area."),
-    out: Path = typer.Option(Path("calibration.json"), "-o", "--out", help="JSON file with the result and the score landscapes."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Also write the result and the score landscapes to this JSON file (default: none, so the command can run again and again inside $(...))."),
     key: Optional[str] = typer.Option(None, "--key", help="Variable holding the measurement (default: meas, meas_real, y, …)."),
     mask_key: Optional[str] = typer.Option(None, "--mask-key", help="Variable holding the mask."),
     bands: int = typer.Option(28, "--bands", help="Band count (not estimated)."),
@@ -40,7 +40,7 @@ def calibrate(
 
     Finds where the capture area lies in the mask (--mask-offset), the dispersion step and axis, and a sub-pixel
     offset (in the JSON), from how the mask's pattern shows in the captures. Prints the flags for hsra reconstruct
-    on stdout and writes the score landscapes to the JSON file. Warns when the evidence is weak.
+    on stdout; with -o, also writes the score landscapes to a JSON file. Warns when the evidence is weak.
     """
     from hsra_cli.batch import expand_inputs
     from hsra_cli.calibrate import AXES, calibrate_files, write_calibration
@@ -53,13 +53,16 @@ def calibrate(
         raise UsageError(f"--axis {axis!r} must be width or height")
     if max_step < 1:
         raise UsageError(f"--max-step must be at least 1, got {max_step}")
-    check_writable(out, overwrite)
+    if out is not None:
+        check_writable(out, overwrite)
     paths = expand_inputs(inputs)
     result, source = calibrate_files(
         paths, mask, key=key, mask_key=mask_key, bands=bands, steps=[step] if step else None,
         axes=[axis] if axis else None, max_step=max_step,
     )
-    write_calibration(out, result, source, overwrite)
+    if out is not None:
+        write_calibration(out, result, source, overwrite)
+    where = f"landscapes in {out}" if out is not None else "landscapes: -o FILE.json"
     if not quiet:
         console.print(f"{result.captures} capture(s) {result.capture_shape[0]}×{result.capture_shape[1]}, mask "
                       f"{result.mask_shape[0]}×{result.mask_shape[1]}, {result.seconds:.1f} s")
@@ -70,8 +73,9 @@ def calibrate(
                           f"{cand['coverage']:>10.3f}{cand['occupancy']:>11.3f}")
         sub = result.subpixel_offset
         info(f"offset {result.offset[0]},{result.offset[1]} (sub-pixel {sub[0]:.2f},{sub[1]:.2f}), step {result.step}, "
-             f"{result.axis}: {result.reason}; landscapes in {out}")
+             f"{result.axis}: {result.reason}; {where}")
     if not result.confident:
-        warn(f"calibration is not conclusive: {result.reason}; check the landscapes in {out}")
+        warn(f"calibration is not conclusive: {result.reason}; check the "
+             + (f"landscapes in {out}" if out is not None else "score landscapes (write them with -o FILE.json)"))
     stdout.print(result.flags())
     return 0
