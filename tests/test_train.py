@@ -725,7 +725,10 @@ def test_a_config_file_or_a_runs_record_replays_the_run_and_flags_override_it(fi
     assert "unknown option(s) modle" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("model, words", [("zz", "unknown model 'zz'"), ("gap-tv", "nothing to train")])
+@pytest.mark.parametrize("model, words", [
+    ("zz", "unknown model 'zz'"), ("gap-tv", "nothing to train"),
+    ("s.kaist", "give --pretrained hsra-s.kaist (or --model hsra-s to train from scratch)"),
+])
 def test_a_model_that_cannot_be_trained_is_a_usage_error_before_any_data_is_read(tmp_path, capsys, model, words):
     missing = tmp_path / "no-such-data"  # read first, this would be a data error (exit 1)
     code = main(["train", "--model", model, "--data", str(missing), "--mask", str(missing / "m.mat"), "-o",

@@ -150,8 +150,16 @@ class TrainConfig:
         if self.model is not None:  # a misspelt name is said before any data is read
             from ..registry import get_entry
 
+            from ..registry import split_tag
+
             entry = get_entry(self.model)
             need(entry.needs_weights, f"{entry.name} is a solver without weights; there is nothing to train")
+            tag = split_tag(self.model)[1]
+            need(  # "--model s.kaist" names weights: training it from random weights would surprise
+                tag is None or self.pretrained is not None,
+                f"--model {self.model} names published weights, and --model takes an architecture; to start from "
+                f"those weights give --pretrained {entry.name}.{tag} (or --model {entry.name} to train from scratch)",
+            )
         need(
             bool(self.data) or self.synthetic > 0 or self.synthetic_stream,
             "no training data: give --data and/or --synthetic N (or --synthetic-stream)",
