@@ -236,7 +236,7 @@ def reconstruct_files(
     ``calibration``: how the geometry was found (``--mask-offset auto``), kept in every record.
     """
     from .bands import default_wavelengths
-    from .io import atomic_output, read_mask, read_measurement, unit_range, write_cube
+    from .io import atomic_output, output_folder, read_mask, read_measurement, unit_range, write_cube
     from .provenance import add_provenance
     from .render import prepare as prepare_previews, write_previews
     from .trust import write_residual_map
@@ -280,105 +280,105 @@ def reconstruct_files(
     )
     if wavelengths.shape != (reconstructor.bands,):
         raise UsageError(f"{wavelengths.size} wavelengths given for {reconstructor.bands} bands")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(out_dir, on_note)
-    env = environment()
+    with output_folder(out_dir):  # created here; removed again if nothing was written into it
+        clean_stale_temporaries(out_dir, on_note)
+        env = environment()
 
-    def write_outputs(cube: np.ndarray, record: dict, paths: dict[str, Path], replace: bool, residual_map) -> dict:
-        start = time.perf_counter()
-        meta = {k: record[k] for k in ("model", "physics", "normalization")}
-        if replace:  # the old record goes first: until the new one lands, the set reads as incomplete
-            paths["record"].unlink(missing_ok=True)
-        # Every file of the set (output_paths) is written before the record; each goes into `written`, so a set
-        # whose writing fails is removed whole.
-        written: list[Path] = []
-        try:
-            written.append(write_cube(paths["cube"], cube, wavelengths_nm=wavelengths, metadata=meta, overwrite=replace))
+        def write_outputs(cube: np.ndarray, record: dict, paths: dict[str, Path], replace: bool, residual_map) -> dict:
+            start = time.perf_counter()
+            meta = {k: record[k] for k in ("model", "physics", "normalization")}
+            if replace:  # the old record goes first: until the new one lands, the set reads as incomplete
+                paths["record"].unlink(missing_ok=True)
+            # Every file of the set (output_paths) is written before the record; each goes into `written`, so a set
+            # whose writing fails is removed whole.
+            written: list[Path] = []
+            try:
+                written.append(write_cube(paths["cube"], cube, wavelengths_nm=wavelengths, metadata=meta, overwrite=replace))
+                if previews:
+                    written += write_previews(cube, wavelengths, out_dir, paths["cube"].stem, overwrite=replace)
+                    trust = record.get("residual_map") or {}
+                    of = trust.get("cube")
+                    written.append(write_residual_map(paths["residual"], residual_map, trust.get("residual", record["residual"]),
+                                                      paths["cube"].stem, replace,
+                                                      of=None if of in (None, "the reconstruction") else of))
+                record["seconds"]["write"] = time.perf_counter() - start
+                with atomic_output(paths["record"], replace) as tmp:
+                    tmp.write_text(json.dumps(record, indent=2, default=str))
+            except BaseException:
+                for path in written:  # a set without its record is useless: free the disk (they are this call's files)
+                    path.unlink(missing_ok=True)
+                raise
+            return record
+
+        pending: list[tuple[Path, dict[str, Path], Future]] = []
+        handled = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsra-writer") as writer:
             if previews:
-                written += write_previews(cube, wavelengths, out_dir, paths["cube"].stem, overwrite=replace)
-                trust = record.get("residual_map") or {}
-                of = trust.get("cube")
-                written.append(write_residual_map(paths["residual"], residual_map, trust.get("residual", record["residual"]),
-                                                  paths["cube"].stem, replace,
-                                                  of=None if of in (None, "the reconstruction") else of))
-            record["seconds"]["write"] = time.perf_counter() - start
-            with atomic_output(paths["record"], replace) as tmp:
-                tmp.write_text(json.dumps(record, indent=2, default=str))
-        except BaseException:
-            for path in written:  # a set without its record is useless: free the disk (they are this call's files)
-                path.unlink(missing_ok=True)
-            raise
-        return record
-
-    pending: list[tuple[Path, dict[str, Path], Future]] = []
-    handled = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsra-writer") as writer:
-        if previews:
-            writer.submit(prepare_previews)  # imports overlap the first reconstruction
-        try:
-            for index, (path, paths, replace) in enumerate(todo):
-                if on_start:
-                    on_start(path, index, len(todo))
-                try:
-                    start = time.perf_counter()
-                    measurement, loaded = read_measurement(path, key)
-                    measurement, _ = unit_range(measurement, loaded)
-                    read_seconds = time.perf_counter() - start
-                    recon = reconstructor.reconstruct(
-                        measurement, mask, normalize=normalize, mask_offset=mask_offset, key=loaded.key,
-                        progress=progress,
-                    )
-                except (HsraError, MemoryError, RuntimeError) as exc:
-                    if isinstance(exc, RuntimeError) and not _out_of_memory(exc):
-                        raise
-                    if not isinstance(exc, HsraError):
-                        exc = InputFileError(
-                            f"out of memory reconstructing {path}; lower --memory-cap or set --tile-size so it is tiled"
+                writer.submit(prepare_previews)  # imports overlap the first reconstruction
+            try:
+                for index, (path, paths, replace) in enumerate(todo):
+                    if on_start:
+                        on_start(path, index, len(todo))
+                    try:
+                        start = time.perf_counter()
+                        measurement, loaded = read_measurement(path, key)
+                        measurement, _ = unit_range(measurement, loaded)
+                        read_seconds = time.perf_counter() - start
+                        recon = reconstructor.reconstruct(
+                            measurement, mask, normalize=normalize, mask_offset=mask_offset, key=loaded.key,
+                            progress=progress,
                         )
-                    result.failed.append((path, str(exc), exc))
+                    except (HsraError, MemoryError, RuntimeError) as exc:
+                        if isinstance(exc, RuntimeError) and not _out_of_memory(exc):
+                            raise
+                        if not isinstance(exc, HsraError):
+                            exc = InputFileError(
+                                f"out of memory reconstructing {path}; lower --memory-cap or set --tile-size so it is tiled"
+                            )
+                        result.failed.append((path, str(exc), exc))
+                        handled += 1
+                        if on_done:
+                            on_done(path, None, str(exc))
+                        continue
+                    record = recon.record
+                    record["seconds"]["read"] = read_seconds
+                    integer = loaded.metadata.get("integer_dtype")
+                    record.update(
+                        {
+                            "input": {
+                                "path": str(path), "key": loaded.key, "shape": list(measurement.shape),
+                                **({"integer_dtype": integer, "scaled_by": f"1/{np.iinfo(np.dtype(integer)).max}",
+                                    "note": "integer measurement scaled to [0, 1], as integer cubes are"}
+                                   if integer else {}),
+                            },
+                            "mask_file": {"path": str(mask_path), "key": mask_loaded.key, "shape": list(mask.shape)},
+                            "outputs": {k: str(v) for k, v in paths.items()},
+                            "wavelengths_nm": wavelengths.tolist(),
+                            "arguments": arguments or {},
+                            "environment": env,
+                        }
+                    )
+                    if calibration is not None:
+                        record["calibration"] = calibration
+                    add_provenance(record, path, mask_path)  # timestamp, command line, versions, hashes, absolute paths
+                    if on_result:
+                        on_result(path, index, len(todo), record)
+                    # The next input is reconstructed while this one is written, but no further ahead: memory stays
+                    # bounded and an interruption finds at most one write under way.
+                    _collect(pending, result, on_done, block=True)
+                    pending.append((path, paths, writer.submit(write_outputs, recon.cube, record, paths, replace,
+                                                                 recon.residual_map)))
                     handled += 1
-                    if on_done:
-                        on_done(path, None, str(exc))
-                    continue
-                record = recon.record
-                record["seconds"]["read"] = read_seconds
-                integer = loaded.metadata.get("integer_dtype")
-                record.update(
-                    {
-                        "input": {
-                            "path": str(path), "key": loaded.key, "shape": list(measurement.shape),
-                            **({"integer_dtype": integer, "scaled_by": f"1/{np.iinfo(np.dtype(integer)).max}",
-                                "note": "integer measurement scaled to [0, 1], as integer cubes are"}
-                               if integer else {}),
-                        },
-                        "mask_file": {"path": str(mask_path), "key": mask_loaded.key, "shape": list(mask.shape)},
-                        "outputs": {k: str(v) for k, v in paths.items()},
-                        "wavelengths_nm": wavelengths.tolist(),
-                        "arguments": arguments or {},
-                        "environment": env,
-                    }
-                )
-                if calibration is not None:
-                    record["calibration"] = calibration
-                add_provenance(record, path, mask_path)  # timestamp, command line, versions, hashes, absolute paths
-                if on_result:
-                    on_result(path, index, len(todo), record)
-                # The next input is reconstructed while this one is written, but no further ahead: memory stays
-                # bounded and an interruption finds at most one write under way.
                 _collect(pending, result, on_done, block=True)
-                pending.append((path, paths, writer.submit(write_outputs, recon.cube, record, paths, replace,
-                                                             recon.residual_map)))
-                handled += 1
-            _collect(pending, result, on_done, block=True)
-        except INTERRUPTS as exc:  # Ctrl-C, or SIGINT/SIGTERM as hsra_cli.errors.Interrupted
-            result.interrupted = getattr(exc, "signum", int(signal.SIGINT))
-            # A write not yet begun is dropped with the input in progress; the one under way is finished.
-            dropped = [item for item in pending if item[2].cancel()]
-            for item in dropped:
-                pending.remove(item)
-            result.left = [path for path, _, _ in dropped] + [path for path, _, _ in todo[handled:]]
-            _collect(pending, result, on_done, block=True)
-    return result
+            except INTERRUPTS as exc:  # Ctrl-C, or SIGINT/SIGTERM as hsra_cli.errors.Interrupted
+                result.interrupted = getattr(exc, "signum", int(signal.SIGINT))
+                # A write not yet begun is dropped with the input in progress; the one under way is finished.
+                dropped = [item for item in pending if item[2].cancel()]
+                for item in dropped:
+                    pending.remove(item)
+                result.left = [path for path, _, _ in dropped] + [path for path, _, _ in todo[handled:]]
+                _collect(pending, result, on_done, block=True)
+        return result
 
 
 def _collect(pending, result: BatchResult, on_done, block: bool) -> None:

@@ -929,6 +929,31 @@ def _ordinary_permissions(path: Path) -> None:
 
 
 @contextlib.contextmanager
+def output_folder(path) -> Iterator[Path]:
+    """Context manager around the writing of one call's outputs into folder ``path``.
+
+    Creates the folder (and its missing parents); when the block ends, the folders it created that are still
+    empty are removed again, so a call whose every input failed (or was interrupted) leaves no empty folder
+    behind. Folders that existed before are never touched.
+    """
+    folder = Path(path)
+    created: list[Path] = []
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        created.append(probe)
+        probe = probe.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    finally:
+        for made in created:  # deepest first; stops at the first that holds something
+            try:
+                made.rmdir()
+            except OSError:
+                break
+
+
+@contextlib.contextmanager
 def atomic_output(path, overwrite=False) -> Iterator[Path]:
     """Context manager for writing ``path`` all-or-nothing.
 

@@ -161,7 +161,7 @@ def simulate_files(
     from .batch import BatchResult, check_name_template, check_not_inputs, clean_stale_temporaries, output_name
     from .errors import INTERRUPTS, HsraError, InputFileError, OutputExistsError
     from .inputs import SceneReader, Source, same_file, scenes_of
-    from .io import check_writable, read_mask, write_array
+    from .io import check_writable, output_folder, read_mask, write_array
     from .render import measurement_preview, save_png
 
     out_dir = Path(out_dir)
@@ -174,8 +174,8 @@ def simulate_files(
     check_name_template(name, SIMULATE_NAME_FIELDS)
     result = BatchResult()
 
-    def fail(path, error: HsraError) -> None:
-        result.failed.append((Path(path), str(error), error))
+    def fail(path, error: HsraError) -> None:  # path: an input's spec, or a Scene ("stack.npy:3")
+        result.failed.append((Path(str(path)), str(error), error))
         if on_failed:
             on_failed(path, str(error))
 
@@ -208,95 +208,102 @@ def simulate_files(
         mask, _ = read_mask(mask_path, mask_key)
     if not planned:
         return result
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(out_dir, on_note)
+    with output_folder(out_dir):  # created here; removed again if nothing was written into it
+        clean_stale_temporaries(out_dir, on_note)
 
-    def settle_mask(mask_array: np.ndarray) -> None:
-        """Write mask.mat, or keep the one there when it holds this mask; refuse a different one."""
-        mask_array = np.asarray(mask_array, dtype=np.float32)
-        if mask_target.exists():
-            try:
-                existing, _ = read_mask(mask_target, "mask")
-            except HsraError:
-                existing = None
-            if existing is not None and existing.shape == mask_array.shape and np.array_equal(existing, mask_array):
-                if on_note:
-                    on_note(f"kept {mask_target}: it already holds this mask")
-                return
-            for source in inputs:
-                if same_file(mask_target, source):
-                    raise UsageError(
-                        f"output {mask_target} would replace the input {source} of this call; write to another folder (-o)"
+        def settle_mask(mask_array: np.ndarray, write: bool = True) -> None:
+            """Write mask.mat, or keep the one there when it holds this mask; refuse a different one (``write``
+            False: only the refusal, before anything is computed)."""
+            mask_array = np.asarray(mask_array, dtype=np.float32)
+            if mask_target.exists():
+                try:
+                    existing, _ = read_mask(mask_target, "mask")
+                except HsraError:
+                    existing = None
+                if existing is not None and existing.shape == mask_array.shape and np.array_equal(existing, mask_array):
+                    if on_note and write:
+                        on_note(f"kept {mask_target}: it already holds this mask")
+                    return
+                for source in inputs:
+                    if same_file(mask_target, source):
+                        raise UsageError(
+                            f"output {mask_target} would replace the input {source} of this call; write to another folder (-o)"
+                        )
+                if not overwrite:
+                    raise OutputExistsError(
+                        f"{mask_target} exists and holds a different mask; pass --overwrite to replace it or write to "
+                        "another folder"
                     )
-            if not overwrite:
-                raise OutputExistsError(
-                    f"{mask_target} exists and holds a different mask; pass --overwrite to replace it or write to "
-                    "another folder"
-                )
-        mask_meta = {"mask_kind": "file" if mask_path is not None else mask_kind, "seed": seed}
-        written = write_array(mask_target, mask_array, key="mask", metadata=mask_meta, overwrite=overwrite)
-        result.outputs.append(written)
-        if on_written:
-            on_written(written)
-
-    if mask is not None:
-        settle_mask(mask)
-    reader = SceneReader(key, bands)
-    handled = 0
-    try:
-        for scene, meas_path, png_path in planned:
-            try:
-                cube, _, _ = reader.read(scene)
-                if on_warning and (cube.max() > 1.5 or cube.min() < -0.01):
-                    on_warning(f"{scene}: values span {cube.min():.3g}..{cube.max():.3g}; CASSI cubes are usually in [0, 1]")
-                if mask is None:  # generated for the first cube; every later one must have its size
-                    mask = generate_mask(cube.shape[0], cube.shape[1], mask_kind, seed)
-                    settle_mask(mask)
-                measurement, op = simulate_measurement(
-                    cube, mask, step=step, axis=axis, noise=noise, noise_sigma=noise_sigma, qe=qe, bit_depth=bit_depth,
-                    gain=gain, seed=seed,
-                )
-            except (OutputExistsError, UsageError):
-                raise
-            except HsraError as exc:
-                fail(scene, exc)
-                handled += 1
-                continue
-            except MemoryError:
-                fail(scene, InputFileError(f"out of memory simulating {scene}"))
-                handled += 1
-                continue
-            meta = {
-                **op.describe(),
-                "noise": noise,
-                "noise_sigma": noise_sigma if noise == "gaussian" else None,
-                "qe": qe if noise == "shot" else None,
-                "bit_depth": bit_depth if noise == "shot" else None,
-                "gain": gain if noise == "shot" else None,
-                "seed": seed,
-                "source": str(scene),
-                "scale": "field: sum over bands of the masked, sheared cube",
-            }
-            written = []
-            try:
-                written.append(write_array(meas_path, measurement, key="meas", metadata=meta, overwrite=overwrite))
-                if png_path is not None:
-                    written.append(save_png(png_path, measurement_preview(measurement), overwrite=overwrite))
-            except (HsraError, OSError) as exc:  # e.g. a full disk: this cube fails, its partial output goes
-                for path in written:
-                    path.unlink(missing_ok=True)
-                fail(scene, exc if isinstance(exc, HsraError) else HsraError(f"cannot write {meas_path}: {exc}"))
-                handled += 1
-                continue
-            result.outputs.extend(written)
-            result.done.append(scene.path)
-            handled += 1
+            if not write:
+                return
+            mask_meta = {"mask_kind": "file" if mask_path is not None else mask_kind, "seed": seed}
+            written = write_array(mask_target, mask_array, key="mask", metadata=mask_meta, overwrite=overwrite)
+            result.outputs.append(written)
             if on_written:
-                for path in written:
-                    on_written(path)
-    except INTERRUPTS as exc:  # Ctrl-C, or SIGINT/SIGTERM as hsra_cli.errors.Interrupted
-        import signal
+                on_written(written)
 
-        result.interrupted = getattr(exc, "signum", int(signal.SIGINT))
-        result.left = [scene.path for scene, _, _ in planned[handled:]]
-    return result
+        if mask is not None:
+            settle_mask(mask, write=False)
+        mask_written = False  # mask.mat goes with the first measurement: if every cube fails, nothing is left
+        reader = SceneReader(key, bands)
+        handled = 0
+        try:
+            for scene, meas_path, png_path in planned:
+                try:
+                    cube, _, _ = reader.read(scene)
+                    if on_warning and (cube.max() > 1.5 or cube.min() < -0.01):
+                        on_warning(f"{scene}: values span {cube.min():.3g}..{cube.max():.3g}; CASSI cubes are usually in [0, 1]")
+                    if mask is None:  # generated for the first cube; every later one must have its size
+                        mask = generate_mask(cube.shape[0], cube.shape[1], mask_kind, seed)
+                        settle_mask(mask, write=False)
+                    measurement, op = simulate_measurement(
+                        cube, mask, step=step, axis=axis, noise=noise, noise_sigma=noise_sigma, qe=qe, bit_depth=bit_depth,
+                        gain=gain, seed=seed,
+                    )
+                except (OutputExistsError, UsageError):
+                    raise
+                except HsraError as exc:
+                    fail(scene, exc)
+                    handled += 1
+                    continue
+                except MemoryError:
+                    fail(scene, InputFileError(f"out of memory simulating {scene}"))
+                    handled += 1
+                    continue
+                if not mask_written:
+                    settle_mask(mask)
+                    mask_written = True
+                meta = {
+                    **op.describe(),
+                    "noise": noise,
+                    "noise_sigma": noise_sigma if noise == "gaussian" else None,
+                    "qe": qe if noise == "shot" else None,
+                    "bit_depth": bit_depth if noise == "shot" else None,
+                    "gain": gain if noise == "shot" else None,
+                    "seed": seed,
+                    "source": str(scene),
+                    "scale": "field: sum over bands of the masked, sheared cube",
+                }
+                written = []
+                try:
+                    written.append(write_array(meas_path, measurement, key="meas", metadata=meta, overwrite=overwrite))
+                    if png_path is not None:
+                        written.append(save_png(png_path, measurement_preview(measurement), overwrite=overwrite))
+                except (HsraError, OSError) as exc:  # e.g. a full disk: this cube fails, its partial output goes
+                    for path in written:
+                        path.unlink(missing_ok=True)
+                    fail(scene, exc if isinstance(exc, HsraError) else HsraError(f"cannot write {meas_path}: {exc}"))
+                    handled += 1
+                    continue
+                result.outputs.extend(written)
+                result.done.append(scene.path)
+                handled += 1
+                if on_written:
+                    for path in written:
+                        on_written(path)
+        except INTERRUPTS as exc:  # Ctrl-C, or SIGINT/SIGTERM as hsra_cli.errors.Interrupted
+            import signal
+
+            result.interrupted = getattr(exc, "signum", int(signal.SIGINT))
+            result.left = [scene.path for scene, _, _ in planned[handled:]]
+        return result

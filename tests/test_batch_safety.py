@@ -323,6 +323,26 @@ def test_simulate_processes_every_good_cube_past_bad_ones(tmp_path, capsys):
     assert err.strip().splitlines()[-1] == "1 done, 0 skipped, 2 failed"
 
 
+def test_a_cube_that_fails_after_it_is_read_fails_alone_and_a_call_that_writes_nothing_leaves_nothing(tmp_path, capsys):
+    flat, tiny, good = tmp_path / "flat.npy", tmp_path / "tiny.npy", tmp_path / "good.npy"
+    np.save(flat, np.ones((16, 16), np.float32))  # read, then refused: not a cube
+    np.save(tiny, np.ones((3, 3), np.float32))  # a capture too narrow for 28 bands
+    np.save(good, smooth_cube(16, 16))
+    code, out, err = run(["simulate", flat, good, "-o", tmp_path / "sim"], capsys)
+    assert code == 1 and "Traceback" not in err and "internal error" not in err
+    assert {Path(p).name for p in out.split()} == {"mask.mat", "good.mat", "good_meas.png"}
+    assert any(line.startswith("failed") and "flat.npy" in line and "3-D" in line for line in err.splitlines())
+    # every input fails: no folder, no mask.mat, one line; a folder that was there stays, as it was
+    for argv in (["simulate", flat, "-o", tmp_path / "a" / "b"],
+                 ["reconstruct", tiny, "--mask", tmp_path / "sim" / "mask.mat", "-o", tmp_path / "a" / "b"]):
+        code, out, err = run(argv, capsys)
+        assert code == 1 and out == "" and one_line_error(err)
+        assert not (tmp_path / "a").exists()
+    (tmp_path / "kept").mkdir()
+    code, _, _ = run(["simulate", flat, "-o", tmp_path / "kept"], capsys)
+    assert code == 1 and (tmp_path / "kept").is_dir() and listing(tmp_path / "kept") == []
+
+
 def test_render_processes_every_good_cube_past_bad_ones(tmp_path, capsys):
     good = tmp_path / "good.npy"
     np.save(good, smooth_cube(16, 16))
