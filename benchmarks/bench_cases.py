@@ -10,6 +10,12 @@ The cases (none of them is ever trained on by the shipped recipes, which hold KA
 * ``sample``: the bundled colour-chart sample (``samples/colorchecker``) through its random binary mask;
 * ``kaist05-real``: KAIST scene 05 through the centre 256² window (offset 202,202) of the real 660² mask.
 
+``--cases unseen`` (or the names) adds scene 05 through masks no shipped recipe trained on, to judge weights that
+claim "any mask": ``kaist05-binary11`` and ``kaist05-binary12`` (generated random binary masks, seeds 11 and 12),
+``kaist05-grey13`` (a generated random grey mask, seed 13), and two other windows of the real mask,
+``kaist05-real0`` (offset 0,0) and ``kaist05-real404`` (offset 404,404; the any-mask recipes draw random
+windows of the real mask, so these two are less unseen than the generated ones).
+
 Measurements are noiseless, simulated with the project's operator; metrics are the field convention (uint8,
 as the papers' tables). For a network, ``alone`` is ``--refine 0`` and ``default`` is what ``hsra reconstruct``
 gives without options (``ensemble``: with ``--self-ensemble``; ``adapted``: with ``--adapt STEPS``). Needs ../shared/data (skips cleanly without it, except the sample case).
@@ -30,12 +36,19 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 REAL_WINDOW = (202, 202)
 CASES = ("kaist05", "sample", "kaist05-real")
+UNSEEN = {  # case -> ("generated", kind, seed) or ("real", top, left)
+    "kaist05-binary11": ("generated", "random-binary", 11),
+    "kaist05-binary12": ("generated", "random-binary", 12),
+    "kaist05-grey13": ("generated", "random-grey", 13),
+    "kaist05-real0": ("real", 0, 0),
+    "kaist05-real404": ("real", 404, 404),
+}
 
 
 def load_case(name: str):
     """(measurement H×W' field scale, mask H×W, truth H×W×C) of a case, or None when its data is absent."""
     from hsra_cli.io import read_cube, read_mask, read_measurement
-    from hsra_cli.simulate import simulate_measurement
+    from hsra_cli.simulate import generate_mask, simulate_measurement
 
     if name == "sample":
         sample = ROOT / "samples" / "colorchecker"
@@ -48,13 +61,18 @@ def load_case(name: str):
         return None
     with np.load(truth_file) as data:
         truth = data["truth"][4].astype(np.float32) / 255
-    if name == "kaist05":
+    if name not in ("kaist05", "kaist05-real") and name not in UNSEEN:
+        raise SystemExit(f"unknown case {name!r}; expected: {', '.join([*CASES, *UNSEEN, 'unseen'])}")
+    kind = UNSEEN.get(name, ("kaist",) if name == "kaist05" else ("real", *REAL_WINDOW))
+    if kind[0] == "kaist":
         mask, _ = read_mask(DATA / "kaist" / "mask_256.mat")
+    elif kind[0] == "generated":
+        mask = generate_mask(256, 256, kind[1], kind[2])
     else:
         if not (DATA / "tsa-real" / "mask_660.mat").exists():
             return None
         big, _ = read_mask(DATA / "tsa-real" / "mask_660.mat")
-        top, left = REAL_WINDOW
+        top, left = kind[1], kind[2]
         mask = big[top : top + 256, left : left + 256]
     mask = np.ascontiguousarray(mask, dtype=np.float32)
     measurement, _ = simulate_measurement(truth, mask)
@@ -113,7 +131,8 @@ def main() -> int:
     weights = args.weights
     if weights is not None and weights.is_dir():
         weights = weights / "model.safetensors"
-    results = evaluate(args.model, weights, [c for c in args.cases.split(",") if c], args.device, args.self_ensemble, args.adapt)
+    cases = [c for part in args.cases.split(",") if part for c in (UNSEEN if part == "unseen" else [part])]
+    results = evaluate(args.model, weights, cases, args.device, args.self_ensemble, args.adapt)
     if not results:
         print(f"skipped: no case's data is present ({DATA})", file=sys.stderr)
         return 0
@@ -123,10 +142,10 @@ def main() -> int:
         return 0
     print(f"{args.model}{' (' + str(weights) + ')' if weights else ''}: field convention, noiseless, "
           f"{torch.get_num_threads()} threads")
-    print(f"{'case':<14}{'variant':<9}{'PSNR dB':>9}{'SSIM':>8}{'seconds':>9}")
+    print(f"{'case':<18}{'variant':<9}{'PSNR dB':>9}{'SSIM':>8}{'seconds':>9}")
     for name, variants in results.items():
         for variant, s in variants.items():
-            print(f"{name:<14}{variant:<9}{s['psnr']:>9.2f}{s['ssim']:>8.3f}{s['seconds']:>9.2f}")
+            print(f"{name:<18}{variant:<9}{s['psnr']:>9.2f}{s['ssim']:>8.3f}{s['seconds']:>9.2f}")
     return 0
 
 
