@@ -523,15 +523,16 @@ def calibrate_files(
 def auto_geometry(reconstructor, paths: Sequence[Path], mask_path: Path, *, key: str | None = None,
                   mask_key: str | None = None, step_given: bool = False, axis_given: bool = False):
     """``hsra reconstruct --mask-offset auto``: calibrate the inputs jointly (at most :data:`MAX_CAPTURES`), then
-    return ``(reconstructor, offset, record)``. A network keeps the step and axis it was trained for (only the
-    offset is searched); a solver takes the found step and axis unless they were given (a new reconstructor is made
-    when they differ). An inconclusive calibration is an error, not a guess.
+    return ``(reconstructor, offset, record)``. A network named with ``--model`` keeps the step and axis it was
+    trained for (only the offset is searched); a solver, and ``--model auto``, take the found step and axis unless
+    they were given (a new reconstructor is made when they differ; for ``auto`` it chooses again, so a geometry
+    the network was not trained for gets GAP-TV). An inconclusive calibration is an error, not a guess.
     """
     from .reconstruct import Reconstructor
 
-    network = reconstructor.entry.needs_weights
-    steps = [reconstructor.step] if network or step_given else None
-    axes = [reconstructor.axis] if network or axis_given else None
+    fixed = reconstructor.entry.needs_weights and reconstructor.choice is None
+    steps = [reconstructor.step] if fixed or step_given else None
+    axes = [reconstructor.axis] if fixed or axis_given else None
     result, source = calibrate_files(paths, mask_path, key=key, mask_key=mask_key, bands=reconstructor.bands,
                                      steps=steps, axes=axes, max_captures=MAX_CAPTURES)
     if not result.confident:
@@ -540,11 +541,15 @@ def auto_geometry(reconstructor, paths: Sequence[Path], mask_path: Path, *, key:
             "the landscapes and pass --mask-offset row,column"
         )
     if (result.step, result.axis) != (reconstructor.step, reconstructor.axis):
-        reconstructor = Reconstructor(
-            reconstructor.entry.name, device=str(reconstructor.device), bands=reconstructor.bands,
-            step=result.step, axis=result.axis, tile_size=reconstructor.tile_size,
-            tile_overlap=reconstructor.tile_overlap, memory_cap_gb=reconstructor.memory_cap_gb,
-        )
+        if reconstructor.choice is not None:
+            reconstructor = Reconstructor(reconstructor.requested, bands=reconstructor.bands, step=result.step,
+                                          axis=result.axis, **reconstructor.options)
+        else:
+            reconstructor = Reconstructor(
+                reconstructor.entry.name, device=str(reconstructor.device), bands=reconstructor.bands,
+                step=result.step, axis=result.axis, tile_size=reconstructor.tile_size,
+                tile_overlap=reconstructor.tile_overlap, memory_cap_gb=reconstructor.memory_cap_gb,
+            )
     return reconstructor, result.offset, {**result.summary(), **source}
 
 

@@ -21,7 +21,7 @@ import torch
 from .errors import HsraError, ShapeError, UsageError, ValueRangeError
 from .adapt import AdaptConfig, adapt_network
 from .physics import CassiOperator, unsheared_size
-from .registry import get_entry
+from .registry import AUTO, DEFAULT_NETWORK, FALLBACK_SOLVER, get_entry
 from .solvers.gap_tv import DEFAULT_REFINE, refine, refine_settings
 from .trust import map_statistics, measurement_residual
 
@@ -165,6 +165,36 @@ def dispersion_taper(length: int, spread: int, open_start: bool, open_end: bool)
     return trust
 
 
+def choose_model(bands: int | None = None, step: int | None = None, axis: str | None = None) -> tuple[str, str]:
+    """What ``--model auto`` runs for a capture of this geometry: ``(registered name, reason)``.
+
+    The shipped default network (:data:`~hsra_cli.registry.DEFAULT_NETWORK`) when its weights are installed and
+    the geometry asked for (``None`` = not given, i.e. the network's own) is the one they were trained for; else
+    GAP-TV, which needs no weights and takes any band count, dispersion step and axis.
+    """
+    import json
+
+    from .weights import find_model_folder
+
+    folder = find_model_folder(DEFAULT_NETWORK)
+    if folder is None:
+        return FALLBACK_SOLVER, f"no weights for {DEFAULT_NETWORK} are installed (hsra models)"
+    try:
+        physics = json.loads((folder / "config.json").read_text()).get("physics", {})
+    except (OSError, ValueError):
+        physics = {}  # loading the weights will say what is wrong with the folder
+    trained = {"bands": physics.get("bands"), "step": physics.get("dispersion_step"),
+               "axis": physics.get("dispersion_axis")}
+    asked = {"bands": bands, "step": step, "axis": axis}
+    differ = [f"{name}={value}" for name, value in asked.items()
+              if value is not None and trained[name] is not None and value != trained[name]]
+    geometry = f"{trained['bands']} bands, step {trained['step']} along the {trained['axis']}"
+    if differ:
+        return FALLBACK_SOLVER, (f"{DEFAULT_NETWORK} was trained for {geometry}, and the capture has "
+                                 f"{', '.join(differ)}")
+    return DEFAULT_NETWORK, f"the capture's geometry ({geometry}) is the one {DEFAULT_NETWORK} was trained for"
+
+
 @dataclass
 class Reconstruction:
     """The result of one reconstruction: the cube ``H×W×C`` (float32), a record of how it was made, and the trust
@@ -179,7 +209,9 @@ class Reconstructor:
     """A model on a device, ready to reconstruct measurements of any size.
 
     Args:
-        model: a registered name or alias (``gap-tv``, ``s``, ``hsra-dum-3stg`` …).
+        model: ``auto`` (the default: the shipped network when the capture's geometry is the one it was trained
+            for, else GAP-TV; :func:`choose_model`), or a registered name or alias (``gap-tv``, ``s``,
+            ``hsra-dum-3stg`` …).
         weights: another ``.safetensors`` file for a network (else the installed model folder).
         device: ``auto``, ``cpu`` or ``cuda``.
         bands, step, axis: physics. Networks take theirs from their model folder; a value given here must agree.
@@ -201,7 +233,7 @@ class Reconstructor:
 
     def __init__(
         self,
-        model: str = "gap-tv",
+        model: str = AUTO,
         *,
         weights=None,
         device: str = "auto",
@@ -217,6 +249,24 @@ class Reconstructor:
         adapt: "int | AdaptConfig" = 0,
         model_kwargs: dict | None = None,
     ):
+        self.requested = model
+        #: for ``auto``: what it chose and why ({"requested", "chosen", "reason"}); None when a model was named
+        self.choice: dict | None = None
+        self.options = {"device": device, "tile_size": tile_size, "tile_overlap": tile_overlap,
+                        "memory_cap_gb": memory_cap_gb, "amp": amp, "refine": refine, "self_ensemble": self_ensemble,
+                        "adapt": adapt, "model_kwargs": model_kwargs}  # to make it again for another geometry
+        if isinstance(model, str) and model.lower() == AUTO:
+            if weights is not None:
+                raise UsageError("--weights belong to a network: name it with --model "
+                                 f"(e.g. --model {DEFAULT_NETWORK} --weights FILE)")
+            model, reason = choose_model(bands, step, axis)
+            self.choice = {"requested": AUTO, "chosen": model, "reason": reason}
+            network_only = [option for option, given in (("--refine", bool(refine)), ("--self-ensemble", self_ensemble),
+                                                          ("--adapt", bool(getattr(adapt, "steps", adapt))))
+                            if given]
+            if network_only and model == FALLBACK_SOLVER:
+                raise UsageError(f"{network_only[0]} needs a network, but --model auto chose {model}: {reason}; "
+                                 "name a model with --model")
         self.entry = get_entry(model)
         self.name = self.entry.name
         if refine is None:
@@ -456,6 +506,7 @@ class Reconstructor:
             map_residual = residual
         record = {
             "model": self.name,
+            "model_choice": self.choice,
             "model_kind": self.entry.kind,
             "weights": self.weights_info,
             "physics": op.describe(),

@@ -33,6 +33,15 @@ class ModelEntry:
     config: dict = field(default_factory=dict)
 
 
+#: What ``hsra reconstruct`` runs without ``--model``: ``auto`` picks :data:`DEFAULT_NETWORK` when the capture's
+#: geometry is the one its weights were trained for, else the solver :data:`FALLBACK_SOLVER`
+#: (:func:`hsra_cli.reconstruct.choose_model`). Not a registered model: it names a choice between two.
+AUTO = "auto"
+#: The shipped network that ``auto``, ``make demo`` and the README use (its default tag's weights).
+DEFAULT_NETWORK = "hsra-dum-2stg"
+#: The method ``auto`` falls back to: it needs no weights and takes any geometry.
+FALLBACK_SOLVER = "gap-tv"
+
 _REGISTRY: dict[str, ModelEntry] = {}
 _ALIASES: dict[str, str] = {}
 _PRETRAINED_TAGS: dict[str, tuple[str, ...]] = {}

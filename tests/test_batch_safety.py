@@ -65,7 +65,7 @@ def test_reconstructing_a_folder_into_itself_is_refused_before_any_work_even_wit
 
 def test_a_name_template_that_keeps_outputs_apart_may_write_beside_the_inputs(captures, capsys):
     code, out, err = run(["reconstruct", captures, "--mask", captures / "mask.mat", "-o", captures, "--name",
-                          "{stem}_{model}", "--no-previews", "-q"], capsys)
+                          "{stem}_{model}", "--no-previews", "-q", "--model", "gap-tv"], capsys)
     assert code == 0, err
     assert {Path(p).name for p in out.split()} == {"a_gap-tv.mat", "b_gap-tv.mat", "c_gap-tv.mat"}
 
@@ -497,7 +497,7 @@ def test_name_template_lets_several_methods_write_into_one_folder_and_evaluate_p
     assert run(["simulate", truth, "-o", tmp_path / "sim", "-q"], capsys)[0] == 0
     common = [tmp_path / "sim", "--mask", tmp_path / "sim" / "mask.mat", "-o", tmp_path / "compare", "--name",
               "{stem}_{model}", "--no-previews"]
-    assert run(["reconstruct", *common], capsys)[0] == 0
+    assert run(["reconstruct", *common, "--model", "gap-tv"], capsys)[0] == 0
     code, _, err = run(["reconstruct", *common, "--model", "s", "--refine", "0"], capsys)
     if code != 0 and "weights" in err:
         pytest.skip("the shipped hsra-s weights are not installed")

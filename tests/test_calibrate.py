@@ -135,3 +135,26 @@ def test_kaist_through_the_real_mask_with_shot_noise(kaist, shared_data):
     measurement, _ = simulate_measurement(truth[1], mask[300:556, 123:379], step=3, axis="height", noise="shot")
     result = calibrate([measurement], mask)
     assert (result.offset, result.step, result.axis) == ((300, 123), 3, "height")
+
+
+@pytest.mark.parametrize("step, chosen", [(2, "hsra-dum-2stg"), (1, "gap-tv")])
+def test_mask_offset_auto_with_the_default_model_searches_the_step_and_then_chooses(tmp_path, step, chosen):
+    """``--model auto`` (the default) lets the calibration find the step, as a solver does, and runs the network
+    only when the found geometry is the one it was trained for."""
+    from hsra_cli.calibrate import auto_geometry
+    from hsra_cli.reconstruct import Reconstructor
+    from hsra_cli.weights import find_model_folder
+
+    if find_model_folder("hsra-dum-2stg") is None:
+        pytest.skip("the shipped default weights are not installed")
+    mask = generate_mask(128, 144, "random-grey", seed=5)
+    scene = procedural_scene(64, 64, rng=np.random.default_rng(4))  # 28 bands, the network's geometry
+    measurement, _ = simulate_measurement(scene, mask[30:94, 40:104], step=step, noise="shot", seed=4)
+    write_array(tmp_path / "cap.mat", measurement, key="meas")
+    write_array(tmp_path / "mask.mat", mask, key="mask")
+    start = Reconstructor()
+    assert start.choice["chosen"] == "hsra-dum-2stg"
+    reconstructor, offset, record = auto_geometry(start, [tmp_path / "cap.mat"], tmp_path / "mask.mat")
+    assert offset == (30, 40) and record["step"] == step
+    assert reconstructor.choice["chosen"] == chosen and reconstructor.step == step
+    assert (reconstructor is start) == (step == 2)

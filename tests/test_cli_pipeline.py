@@ -80,7 +80,8 @@ def test_simulate_noise_models_change_the_measurement_reproducibly(scene, tmp_pa
 def test_gap_tv_round_trip_recovers_a_smooth_scene(scene, tmp_path, capsys):
     assert run(["simulate", scene, "-o", tmp_path / "sim"], capsys)[0] == 0
     code, out, err = run(
-        ["reconstruct", tmp_path / "sim" / "scene.mat", "--mask", tmp_path / "sim" / "mask.mat", "-o", tmp_path / "rec"],
+        ["reconstruct", tmp_path / "sim" / "scene.mat", "--mask", tmp_path / "sim" / "mask.mat", "-o", tmp_path / "rec",
+         "--model", "gap-tv"],
         capsys,
     )
     assert code == 0, err
@@ -109,6 +110,41 @@ def test_gap_tv_round_trip_recovers_a_smooth_scene(scene, tmp_path, capsys):
     code, out, _ = run(["render", tmp_path / "rec" / "scene.mat", "-o", tmp_path / "png", "--point", "5,5"], capsys)
     assert code == 0
     assert {Path(p).name for p in out.split()} == {"scene_rgb.png", "scene_bands.png", "scene_spectra.png"}
+
+
+def test_reconstruct_without_a_model_runs_the_shipped_network_and_records_the_choice(scene, tmp_path, capsys):
+    assert run(["simulate", scene, "-o", tmp_path / "sim", "--no-previews"], capsys)[0] == 0
+    code, out, err = run(["reconstruct", tmp_path / "sim" / "scene.mat", "--mask", tmp_path / "sim" / "mask.mat", "-o",
+                          tmp_path / "rec", "--no-previews"], capsys)
+    if code != 0 and "weights" in err:
+        pytest.skip("the shipped default weights are not installed")
+    assert code == 0, err
+    assert "note" not in err  # the usual choice needs no words; the record keeps it
+    record = json.loads((tmp_path / "rec" / "scene.json").read_text())
+    assert record["model"] == "hsra-dum-2stg.any" and record["model_kind"] == "unfolding"
+    assert record["model_choice"]["requested"] == "auto" and record["model_choice"]["chosen"] == "hsra-dum-2stg"
+    assert "28 bands, step 2" in record["model_choice"]["reason"]
+    assert record["refine"] is not None  # a network's default refinement came with it
+    assert record["arguments"]["model"] == "auto"
+
+
+def test_auto_takes_gap_tv_for_optics_the_network_was_not_trained_for(scene, tmp_path, capsys):
+    assert run(["simulate", scene, "-o", tmp_path / "sim", "--no-previews", "--step", "1"], capsys)[0] == 0
+    common = [tmp_path / "sim" / "scene.mat", "--mask", tmp_path / "sim" / "mask.mat", "--no-previews", "--step", "1"]
+    code, out, err = run(["reconstruct", *common, "-o", tmp_path / "rec"], capsys)
+    assert code == 0, err
+    assert "note: --model auto chose gap-tv" in err and "step=1" in err
+    record = json.loads((tmp_path / "rec" / "scene.json").read_text())
+    assert record["model"] == "gap-tv" and record["model_choice"]["chosen"] == "gap-tv"
+    assert "step=1" in record["model_choice"]["reason"]
+    code, _, err = run(["reconstruct", *common, "-o", tmp_path / "quiet", "-q"], capsys)
+    assert code == 0 and "note" not in err
+    # a network-only option cannot follow the fallback: said before anything is written
+    code, _, err = run(["reconstruct", *common, "-o", tmp_path / "ens", "--self-ensemble"], capsys)
+    assert code == 2 and "--self-ensemble needs a network" in one_line_error(err) and "step=1" in err
+    assert not (tmp_path / "ens").exists()
+    code, _, err = run(["reconstruct", *common, "-o", tmp_path / "w", "--weights", tmp_path / "w.safetensors"], capsys)
+    assert code == 2 and "--model" in one_line_error(err)
 
 
 def test_height_axis_and_step_one_round_trip(scene, tmp_path, capsys):

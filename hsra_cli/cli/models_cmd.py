@@ -72,6 +72,10 @@ def _list(as_json: bool, quiet: bool) -> None:
     stdout.print(table)
     info("PSNR/SSIM: held-out data of the card, field convention, as `hsra reconstruct` gives it by default; alone: "
          "the network without its refinement (--refine 0).", quiet)
+    from hsra_cli.registry import AUTO, DEFAULT_NETWORK, FALLBACK_SOLVER
+
+    info(f"hsra reconstruct without --model ({AUTO}): {DEFAULT_NETWORK} (its default tag) when the capture's geometry "
+         f"is the one it was trained for, else {FALLBACK_SOLVER}.", quiet)
     info("GFLOPs: fvcore, batch 1, 28×256×256 cube. Weights are searched in $HSRA_MODELS_DIR, then the package's "
          "models. Card, license and citation: hsra models info NAME", quiet)
     if any(r["gflops"] is None and r["needs_weights"] for r in rows):

@@ -27,9 +27,9 @@ def _parse_tile(text: str):
 @app.command(
     epilog="""[b]Examples[/b]
 
-  hsra reconstruct capture.mat --mask mask.mat --model s -o out/
+  hsra reconstruct capture.mat --mask mask.mat -o out/   [dim]# the shipped network, or gap-tv for other optics[/dim]
 
-  hsra reconstruct capture.mat --mask mask.mat --model s --refine 0 -o out/   [dim]# the network alone[/dim]
+  hsra reconstruct capture.mat --mask mask.mat --model s --refine 0 -o out/   [dim]# HSRA-S alone[/dim]
 
   hsra reconstruct 'captures/*.mat' --mask mask_660.mat --model gap-tv -o out/ --skip-existing
 
@@ -44,7 +44,12 @@ def reconstruct(
     inputs: List[str] = typer.Argument(..., help="Measurement files, folders or quoted glob patterns (a folder skips the --mask file)."),
     mask: Path = typer.Option(..., "-m", "--mask", help="Coded aperture: 2-D (cropped at --mask-offset when larger) or a 3-D shifted mask."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder; outputs are named after the inputs (--name)."),
-    model: str = typer.Option("gap-tv", "--model", help="Registered model or alias: gap-tv, s, m, l, dum3, dum4 … (see hsra models)."),
+    model: str = typer.Option(
+        "auto", "--model",
+        help="auto (default): the shipped network hsra-dum-2stg when the capture's geometry is the one it was trained "
+        "for (28 bands, step 2 along the width), else gap-tv; or a registered model or alias: gap-tv, s, dum2, "
+        "m, l, dum3 … (see hsra models).",
+    ),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Another .safetensors weights file for the network."),
     name: str = typer.Option(
         "{stem}", "--name",
@@ -57,9 +62,9 @@ def reconstruct(
     mask_offset: Optional[str] = typer.Option(None, "--mask-offset", metavar="ROW,COL|auto", help="Row, column of the capture area in a larger mask (required when the mask is larger), or auto: find it with hsra calibrate first."),
     normalize: NormalizeChoice = typer.Option(NormalizeChoice.AUTO, "--normalize", help="auto, none (field-scale sum) or max (real captures: max → 0.8)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda (or cuda:N)."),
-    bands: Optional[int] = typer.Option(None, "--bands", min=1, help="Band count (gap-tv; networks use their card's)."),
-    step: Optional[int] = typer.Option(None, "--step", min=1, help="Dispersion step in pixels (gap-tv; networks use their card's)."),
-    axis: Optional[AxisChoice] = typer.Option(None, "--axis", help="Dispersion axis (gap-tv; networks use their card's)."),
+    bands: Optional[int] = typer.Option(None, "--bands", min=1, help="Band count (gap-tv; networks use their card's; with auto, another count selects gap-tv)."),
+    step: Optional[int] = typer.Option(None, "--step", min=1, help="Dispersion step in pixels (gap-tv; networks use their card's; with auto, another step selects gap-tv)."),
+    axis: Optional[AxisChoice] = typer.Option(None, "--axis", help="Dispersion axis (gap-tv; networks use their card's; with auto, another axis selects gap-tv)."),
     tile_size: str = typer.Option("auto", "--tile-size", help="auto (whole image when it fits --memory-cap), 0 (never tile) or pixels."),
     tile_overlap: float = typer.Option(0.25, "--tile-overlap", callback=fraction, help="Overlap of neighbouring tiles, as a fraction of the tile, in [0, 1)."),
     memory_cap: float = typer.Option(4.0, "--memory-cap", callback=positive, help="Memory budget in GB (> 0) for one forward pass; larger captures are tiled."),
@@ -141,6 +146,10 @@ def reconstruct(
             )
             info(f"calibrated on {calibration['captures']} capture(s) in {calibration['seconds']:.1f} s: --mask-offset "
                  f"{offset[0]},{offset[1]} --step {calibration['step']} --axis {calibration['axis']}", quiet)
+        choice = reconstructor.choice
+        # said once the run is under way (one input: once it succeeded), so that a refusal stays one line
+        fallback = (f"note: --model auto chose {choice['chosen']}: {choice['reason']}"
+                    if choice and not reconstructor.entry.needs_weights else None)
         arguments = {
             "inputs": inputs, "mask": str(mask), "out": str(out), "model": model, "weights": str(weights) if weights else None,
             "name": name, "format": fmt.value, "key": key, "mask_key": mask_key, "mask_offset": "auto" if auto_offset else offset,
@@ -156,6 +165,8 @@ def reconstruct(
                 for path in excluded:  # said once the run is accepted: a refusal stays one line
                     bar.line(f"skipping {escape(str(path))}: it is the --mask file", always=not quiet)
                 if not single:
+                    if fallback:
+                        bar.line(escape(fallback))
                     bar.line(f"{reconstructor.entry.name} on {reconstructor.device}: {todo} input(s) → {escape(str(out))}"
                              + (f" ({skipped} already done)" if skipped else ""))
 
@@ -178,6 +189,8 @@ def reconstruct(
                     if not single:
                         bar.line(f"[red]failed[/red] {escape(str(path))}: {escape(error)}", always=True)
                     return
+                if single and fallback:
+                    info(escape(fallback), quiet)
                 stdout.print(escape(record["outputs"]["cube"]))
 
             batch = reconstruct_files(
