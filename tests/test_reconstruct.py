@@ -248,3 +248,24 @@ def test_self_ensemble_sharpens_the_shipped_default_on_the_bundled_sample(sample
     scores = [psnr(Reconstructor("hsra-s.any", self_ensemble=flag).reconstruct(y, mask, normalize="none").cube,
                    truth, convention="field") for flag in (False, True)]
     assert scores[1] > scores[0] + 0.1  # measured +0.27 dB (phase 5 weights), +0.17 (phase 6)
+
+
+def test_auto_chooses_the_network_for_its_geometry_and_gap_tv_otherwise(monkeypatch):
+    import hsra_cli.weights as weights
+    from hsra_cli.reconstruct import choose_model
+
+    if weights.find_model_folder("hsra-dum-2stg") is None:
+        pytest.skip("the shipped default weights are not installed")
+    assert choose_model()[0] == "hsra-dum-2stg"
+    assert choose_model(bands=28, step=2, axis="width")[0] == "hsra-dum-2stg"
+    for asked, said in (({"bands": 31}, "bands=31"), ({"step": 1}, "step=1"), ({"axis": "height"}, "axis=height")):
+        name, reason = choose_model(**asked)
+        assert name == "gap-tv" and said in reason and "28 bands, step 2 along the width" in reason
+    auto = Reconstructor(bands=8)
+    assert auto.name == "gap-tv" and auto.bands == 8 and auto.refine == 0 and auto.choice["requested"] == "auto"
+    with pytest.raises(UsageError, match="--adapt needs a network"):
+        Reconstructor(step=3, adapt=5)
+    # An install without the default weights still reconstructs, with the solver, and says why.
+    monkeypatch.setattr(weights, "find_model_folder", lambda name: None)
+    name, reason = choose_model()
+    assert name == "gap-tv" and "no weights" in reason
