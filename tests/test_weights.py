@@ -261,6 +261,16 @@ def test_hsra_models_info_prints_the_card_or_how_to_get_weights(models_dir, caps
     assert "unknown model 'nope'" in capsys.readouterr().err
 
 
+def test_hsra_models_info_auto_explains_the_default_of_reconstruct(capsys, monkeypatch):
+    assert main(["models", "info", "auto"]) == 0
+    out = capsys.readouterr().out
+    assert "hsra-dum-2stg" in out and "gap-tv" in out and "Here, without geometry options:" in out
+    monkeypatch.setattr(W, "find_model_folder", lambda name: None)  # an install without the default weights
+    assert main(["models", "info", "auto", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["chosen_without_geometry_options"] == "gap-tv" and "no weights" in row["reason"]
+
+
 def test_cards_name_their_data_without_the_training_machines_paths(models_dir, capsys):
     card = {
         "training": {"data": "../shared/data/kaist/kaist_scenes01-05_truth_uint8.npz:0-3 (4 scenes) + /abs/cubes/x.h5"},

@@ -82,6 +82,28 @@ def _list(as_json: bool, quiet: bool) -> None:
         info("[yellow]some GFLOPs are not cached; run `python -m hsra_cli.flops --update`[/yellow]", quiet)
 
 
+def _auto_info(as_json: bool) -> None:
+    """What ``--model auto`` (hsra reconstruct's default) is, and what it chooses here for the default geometry."""
+    from hsra_cli.reconstruct import choose_model
+    from hsra_cli.registry import AUTO, DEFAULT_NETWORK, FALLBACK_SOLVER
+
+    chosen, reason = choose_model()
+    if as_json:
+        row = {"name": AUTO, "default_network": DEFAULT_NETWORK, "fallback": FALLBACK_SOLVER,
+               "chosen_without_geometry_options": chosen, "reason": reason}
+        stdout.print(json.dumps(row, indent=1), markup=False, highlight=False)
+        return
+    lines = [
+        f"# {AUTO}: what hsra reconstruct runs without --model", "",
+        f"The shipped network {DEFAULT_NETWORK} (its default tag's weights, with its default refinement) when the "
+        "capture's geometry (--bands, --step, --axis, or what --mask-offset auto finds) is the one its weights were "
+        f"trained for; otherwise {FALLBACK_SOLVER}, which needs no weights and takes any geometry, with a note on "
+        "stderr saying why. Each record keeps the choice (model_choice).", "",
+        f"Here, without geometry options: {chosen} ({reason}).",
+    ]
+    stdout.print("\n".join(lines), markup=False, highlight=False)
+
+
 @models_app.callback(invoke_without_command=True, epilog=_LIST_EXAMPLES)
 def models(
     ctx: typer.Context,
@@ -129,6 +151,11 @@ def info_command(
     from hsra_cli.registry import get_entry
     from hsra_cli.weights import CARD_NAME, read_model_config, find_model_folder, missing_weights_message, render_card
 
+    from hsra_cli.registry import AUTO
+
+    if name.lower() == AUTO:
+        _auto_info(as_json)
+        return
     entry = get_entry(name)
     folder = find_model_folder(name) if entry.needs_weights else None
     if folder is not None:
