@@ -150,6 +150,20 @@ def list_models() -> list[str]:
     return list(_REGISTRY)
 
 
+def model_names(*, networks_only: bool = False, tags: bool = True) -> list[str]:
+    """Every name the CLI takes for a model: canonical names, aliases and (``tags``) ``NAME.TAG`` of published
+    weights, in registration order; for shell completion and listings."""
+    _ensure_populated()
+    names: list[str] = []
+    for name, entry in _REGISTRY.items():
+        if networks_only and not entry.needs_weights:
+            continue
+        names += [name, *entry.aliases]
+        if tags:
+            names += [f"{name}.{tag}" for tag in _PRETRAINED_TAGS.get(name, ())]
+    return names
+
+
 def create_model(name: str, pretrained: bool = False, **kwargs) -> torch.nn.Module:
     """Build the model registered as ``name`` (or an alias). Keyword arguments go to its factory.
 

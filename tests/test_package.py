@@ -146,3 +146,7 @@ def test_shell_completion_is_installed_and_completes_commands_and_choices():
 
     assert complete("hsra rec") == ["reconstruct"]
     assert complete("hsra render x.npy --white-balance ") == ["illuminant", "grey-world", "none"]
+    assert complete("hsra reconstruct x.mat --model hsra-dum-2") == ["hsra-dum-2stg", "hsra-dum-2stg.any",
+                                                                     "hsra-dum-2stg.kaist"]
+    assert complete("hsra reconstruct x.mat --model ")[0] == "auto"
+    assert "gap-tv" not in complete("hsra train --model ") and "dum2" in complete("hsra train --model ")

@@ -139,3 +139,17 @@ def require_files(paths: list[Path], what: str) -> None:
             raise InputFileError(f"{what} {str(path)!r} does not exist")
         if path.is_dir():
             raise InputFileError(f"{what} {str(path)!r} is a folder; expected a file")
+
+
+def complete_model(incomplete: str) -> list[str]:
+    """Shell completion of ``hsra reconstruct --model`` and ``hsra models info``: auto, names, aliases, NAME.TAG."""
+    from hsra_cli.registry import AUTO, model_names
+
+    return [name for name in [AUTO, *model_names()] if name.startswith(incomplete)]
+
+
+def complete_network(incomplete: str) -> list[str]:
+    """Shell completion of ``hsra train --model``: the networks (architectures and aliases)."""
+    from hsra_cli.registry import model_names
+
+    return [name for name in model_names(networks_only=True, tags=False) if name.startswith(incomplete)]

@@ -10,7 +10,7 @@ import json
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import info, stdout
+from hsra_cli.cli._common import complete_model, info, stdout
 
 models_app = typer.Typer(
     name="models",
@@ -138,7 +138,8 @@ def list_command(
 )
 def info_command(
     name: str = typer.Argument(
-        ..., metavar="NAME", help="Model name, alias or NAME.TAG (see hsra models).", show_default=False
+        ..., metavar="NAME", help="Model name, alias or NAME.TAG (see hsra models).", show_default=False,
+        autocompletion=complete_model,
     ),
     as_json: bool = typer.Option(False, "--json", help="Write config.json (or the configuration) as JSON."),
 ) -> None:

@@ -9,7 +9,8 @@ import typer
 
 from hsra_cli.cli import app
 from hsra_cli.cli._common import (
-    AxisChoice, FormatChoice, NormalizeChoice, console, fraction, info, parse_offset, positive, stdout,
+    AxisChoice, FormatChoice, NormalizeChoice, complete_model, console, fraction, info, parse_offset, positive,
+    stdout,
 )
 
 
@@ -45,7 +46,7 @@ def reconstruct(
     mask: Path = typer.Option(..., "-m", "--mask", help="Coded aperture: 2-D (cropped at --mask-offset when larger) or a 3-D shifted mask."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder; outputs are named after the inputs (--name)."),
     model: str = typer.Option(
-        "auto", "--model",
+        "auto", "--model", autocompletion=complete_model,
         help="auto (default): the shipped network hsra-dum-2stg when the capture's geometry is the one it was trained "
         "for (28 bands, step 2 along the width), else gap-tv; or a registered model or alias: gap-tv, s, dum2, "
         "m, l, dum3 … (see hsra models).",

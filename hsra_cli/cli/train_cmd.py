@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import AxisChoice, console, parse_offset, stdout, value_of
+from hsra_cli.cli._common import AxisChoice, complete_network, console, parse_offset, stdout, value_of
 from hsra_cli.train.config import AMP_MODES, DEVICES, LOSSES, LR_SCALINGS, MASK_MODES
 
 # Choice options as Enums built from the library's tuples: --help lists them, a wrong value is a usage error.
@@ -45,7 +45,7 @@ def train(
         None, "--config",
         help="Options from a TOML/JSON file, or a run's run.json to replay it; flags given here override it.",
     ),
-    model: Optional[str] = typer.Option(None, "--model", help="Registered network to train (see 'hsra models')."),
+    model: Optional[str] = typer.Option(None, "--model", autocompletion=complete_network, help="Registered network to train (see 'hsra models')."),
     data: List[str] = typer.Option([], "--data", help="Training cubes: file, folder, or stack FILE:0-3 (repeatable)."),
     data_key: Optional[str] = typer.Option(None, "--data-key", help="Variable holding the cubes (default: the usual names)."),
     mask: List[Path] = typer.Option(
