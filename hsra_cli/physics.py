@@ -101,6 +101,20 @@ class CassiOperator(torch.nn.Module):
         """Swap the two spatial axes when dispersing along the height, so internals always shear the last axis."""
         return t.transpose(-1, -2) if self.axis == "height" else t
 
+    def _shifted_band_count(self, t: torch.Tensor, disp_dim: int) -> int | None:
+        """The band count a 3-D shifted mask of another band count holds, when its layout shows it: an end axis
+        (``H×W'×C`` or ``C×H×W'``) whose first band leaves the last ``step·(C−1)`` columns dark and whose last band
+        the first ones; else None."""
+        for phi in (t.permute(2, 0, 1), t):
+            bands = phi.shape[0]
+            spread = self.step * (bands - 1)
+            if bands < 2 or bands == self.bands or phi.shape[disp_dim] <= spread:
+                continue
+            first, last = phi[0].movedim(disp_dim, -1), phi[-1].movedim(disp_dim, -1)  # dispersion last
+            if not first[..., -spread:].any() and not last[..., :spread].any():
+                return bands
+        return None
+
     def _to_band_masks(self, t: torch.Tensor) -> tuple[torch.Tensor, str]:
         c, s = self.bands, self.step
         spread = s * (c - 1)
@@ -115,9 +129,11 @@ class CassiOperator(torch.nn.Module):
                 candidates.append(t)
             candidates = [p for p in candidates if p.shape[disp_dim] > spread]
             if not candidates:
+                other = self._shifted_band_count(t, disp_dim)
+                hint = f" (it looks like a mask for {other} bands: pass --bands {other})" if other else ""
                 raise ShapeError(
                     f"3-D mask of shape {tuple(t.shape)} is not a shifted mask for {c} bands at step {s} along the "
-                    f"{self.axis}: expected H×W'×{c} or {c}×H×W' with W' > {spread}"
+                    f"{self.axis}: expected H×W'×{c} or {c}×H×W' with W' > {spread}{hint}"
                 )
             phi = candidates[0]
             return self._phi_to_band_masks(self._to_internal(phi)[None]), "shifted"

@@ -161,3 +161,14 @@ def test_kaist_measurement_equals_the_documented_formula(kaist):
     y = op.A(torch.from_numpy(cube).permute(2, 0, 1)).numpy()
     assert y.shape == (256, 310)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_shifted_mask_for_another_band_count_names_it():
+    for axis in ("width", "height"):
+        phi = CassiOperator(torch.rand(16, 16) + 0.1, bands=31, axis=axis).phi()[0]  # 31 × 16 × 76 (width)
+        for layout in (phi, phi.permute(1, 2, 0)):  # C×H×W' and H×W'×C
+            with pytest.raises(ShapeError, match="looks like a mask for 31 bands: pass --bands 31"):
+                CassiOperator(layout, bands=28, axis=axis)
+            assert CassiOperator(layout, bands=31, axis=axis).mask_form == "shifted"
+    with pytest.raises(ShapeError, match=r"W' > 54$"):  # no band count to suggest: no guess
+        CassiOperator(torch.rand(16, 40, 9), bands=28)
