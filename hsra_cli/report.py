@@ -275,6 +275,11 @@ def _facts(item: ReportItem) -> list[tuple[str, str]]:
          + (" (self-ensemble ×2)" if r.get("self_ensemble") else "")
          + (f" + {r['refine']['iterations']} refinement iterations" if r.get("refine") else "")),
         ("weights sha256", (weights.get("sha256") or "—")[:16]),
+    ]
+    choice = r.get("model_choice")
+    if choice:  # hsra reconstruct without --model: what auto chose and why
+        facts.append(("chosen by", f"--model {choice.get('requested', 'auto')}: {choice.get('reason', '?')}"))
+    facts += [
         ("geometry", _geometry(r)),
         ("residual ‖Ax̂−y‖/‖y‖", _fmt(item.residual)),
     ]

@@ -123,7 +123,10 @@ def test_the_model_fact_names_adaptation_ensemble_and_refinement():
     facts = dict(_facts(ReportItem("x", Path("x.json"), record)))
     assert facts["model"] == "hsra-s.any adapted 100 steps (self-ensemble ×2) + 5 refinement iterations"
     plain = dict(_facts(ReportItem("x", Path("x.json"), {"model": "gap-tv", "adapt": None, "refine": None})))
-    assert plain["model"] == "gap-tv"
+    assert plain["model"] == "gap-tv" and "chosen by" not in plain
+    auto = dict(_facts(ReportItem("x", Path("x.json"), {"model": "gap-tv", "model_choice": {
+        "requested": "auto", "chosen": "gap-tv", "reason": "hsra-dum-2stg was trained for …, and the capture has step=1"}})))
+    assert auto["chosen by"] == "--model auto: hsra-dum-2stg was trained for …, and the capture has step=1"
 
 
 def test_the_trust_fact_says_which_cube_its_map_is_of():
