@@ -6,7 +6,8 @@ Public API (imported lazily so the CLI starts fast):
 - :func:`create_model` (``pretrained=True`` for the installed weights), :func:`list_models` — the registry of
   methods (``gap-tv`` and the HSRA networks);
 - :func:`load_pretrained` — a network with its installed weights;
-- :class:`Reconstructor` — measurement + mask -> cube at any size (tiling, normalisation, records);
+- :class:`Reconstructor` — measurement + mask -> cube at any size (tiling, normalisation, records); without a
+  model it runs ``auto``, as ``hsra reconstruct`` does (the shipped network for its geometry, else GAP-TV);
 - :mod:`hsra_cli.io`, :mod:`hsra_cli.metrics`, :mod:`hsra_cli.render`, :mod:`hsra_cli.simulate` — files,
   metrics, previews, simulation.
 """
