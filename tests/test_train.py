@@ -500,6 +500,26 @@ def test_several_masks_and_generated_masks_each_serve_a_share_of_the_patches():
     assert all(count > 5 for count in kinds.values()), kinds
 
 
+def test_exposure_scales_each_sample_within_its_range_and_never_past_one():
+    # one flat scene at 0.4: a sample's value is its gain × 0.4; the cap holds it at 1 (gain ≤ 2.5)
+    scenes = [np.full((24, 24, BANDS), 0.4, np.float32)]
+    mask = np.ones((24, 24), np.float32)
+    plain = _sampler(scenes, mask, batch_size=64, mosaic=False).next_batch()
+    assert torch.all(plain.cube == 0.4)
+    sampler = _sampler(scenes, mask, batch_size=200, mosaic=False, exposure=3.0)
+    batch = sampler.next_batch()
+    gains = batch.cube.amax(dim=(1, 2, 3)) / 0.4
+    assert torch.all(batch.cube == batch.cube.amax(dim=(1, 2, 3), keepdim=True))  # one gain per sample
+    assert float(gains.min()) >= 1 / 3.0 - 1e-5 and float(batch.cube.max()) <= 1.0 + 1e-6
+    assert float(gains.min()) < 0.6 and (gains > 1.5).any() and (gains < 1).sum() > 60
+    assert torch.isclose(gains, torch.tensor(2.5)).sum() > 5  # draws above 2.5 are capped at the peak 1
+    # the measurement is made from the scaled cube
+    clean = CassiOperator(batch.mask[:, None], bands=BANDS).A(batch.cube)
+    torch.testing.assert_close(batch.measurement, clean)
+    with pytest.raises(Exception, match="--exposure"):
+        _sampler(scenes, mask, exposure=0.5)
+
+
 def test_noise_fraction_measures_that_share_of_patches_with_gain_and_photon_noise():
     rng = np.random.default_rng(0)
     scenes = [rng.random((24, 24, BANDS), dtype=np.float32) * 0.5 + 0.25]

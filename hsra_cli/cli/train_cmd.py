@@ -76,6 +76,10 @@ def train(
     generated_masks: float = typer.Option(
         0.0, "--generated-masks", help="Share of patches (random mode) measured through a generated binary or grey mask."
     ),
+    exposure: float = typer.Option(
+        1.0, "--exposure", metavar="F",
+        help="Scale each patch by a gain drawn log-uniformly in [1/F, F], capped so no value passes 1 (1: off).",
+    ),
     noise_fraction: Optional[float] = typer.Option(
         None, "--noise-fraction", help="Share of patches that get the gain and shot noise (default: all, when on)."
     ),
@@ -150,6 +154,7 @@ def train(
         mask_mode=value_of(mask_mode),
         mask_offset=parse_offset(mask_offset),
         generated_masks=generated_masks,
+        exposure=exposure,
         noise_fraction=noise_fraction,
         gain=gain,
         shot_noise=shot_noise,

@@ -22,12 +22,12 @@ RESUME_MUST_MATCH = (
     "synthetic_stream",
     "patch_size", "batch_size", "mosaic", "mask_mode", "mask_offset", "gain", "shot_noise", "qe", "bit_depth",
     "step", "axis", "loss", "lr", "min_lr", "warmup_steps", "steps", "clip_grad", "ema", "amp", "seed",
-    "pretrained", "charbonnier_eps", "generated_masks", "noise_fraction", "lr_scaling",
+    "pretrained", "charbonnier_eps", "generated_masks", "noise_fraction", "lr_scaling", "exposure",
 )
 
 #: What options added since the first checkpoints meant before they existed: a checkpoint without the key ran
 #: with this value, and resuming it keeps that value unless the option is given with another one.
-LEGACY_DEFAULTS = {"generated_masks": 0.0, "noise_fraction": None, "lr_scaling": "none"}
+LEGACY_DEFAULTS = {"generated_masks": 0.0, "noise_fraction": None, "lr_scaling": "none", "exposure": 1.0}
 
 
 @dataclass
@@ -57,6 +57,7 @@ class TrainConfig:
     mask_mode: str = "fixed"
     mask_offset: tuple[int, int] = (0, 0)
     generated_masks: float = 0.0
+    exposure: float = 1.0
     noise_fraction: float | None = None
     gain: float | None = None
     shot_noise: bool | None = None
@@ -178,6 +179,7 @@ class TrainConfig:
             self.generated_masks == 0 or self.mask_mode == "random",
             "--generated-masks needs --mask-mode random (fixed mode measures every patch through one mask window)",
         )
+        need(self.exposure >= 1, f"--exposure must be ≥ 1 (1: off; 1.5: gains from 1/1.5 to 1.5), got {self.exposure}")
         need(
             self.noise_fraction is None or 0 <= self.noise_fraction <= 1,
             f"--noise-fraction must be a share in [0, 1], got {self.noise_fraction}",

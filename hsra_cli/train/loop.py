@@ -175,6 +175,7 @@ class _Run:
                 workers=self._stream_workers(),
             ) if config.synthetic_stream else None,
             generated_masks=config.generated_masks,
+            exposure=config.exposure,
             device=self.device,
         )
         if self.device.type == "cpu":  # the sampler's store holds the pixels now: drop the second copy
@@ -611,6 +612,7 @@ class _Run:
             f"mask {config.mask_mode}"
             + (f" ({len(self.apertures)} masks)" if len(self.apertures) > 1 else "")
             + (f", {config.generated_masks:.0%} generated masks" if config.generated_masks else "")
+            + (f", exposure ×1/{config.exposure:g}–×{config.exposure:g}" if config.exposure != 1 else "")
             + f", gain {self.physics.gain:g}"
             + (f", shot noise (QE {config.qe:g}, {config.bit_depth} levels"
                + (f", {self.physics.noise_fraction:.0%} of patches" if self.physics.noise_fraction < 1 else "") + ")"
@@ -654,6 +656,7 @@ class _Run:
                 "masks": masks,
                 "mask_mode": config.mask_mode,
                 "generated_masks": config.generated_masks,
+                "exposure": config.exposure,
                 "noise_fraction": self.physics.noise_fraction if self.physics.shot_noise else None,
                 "mask_offset": list(config.mask_offset),
                 "gain": self.physics.gain,

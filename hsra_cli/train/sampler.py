@@ -321,6 +321,8 @@ class PatchSampler:
         stream: fresh synthetic scenes for a share of the crops (:class:`SyntheticStream`), or None.
         generated_masks: share of patches (``random`` mode) whose aperture is generated rather than cropped
             from ``masks`` (:func:`generate_masks`).
+        exposure: ``F ≥ 1``; above 1 every sample is scaled by a gain drawn log-uniformly in ``[1/F, F]`` and
+            capped at ``1 / max(sample)``, so scenes are seen at other exposures without clipping.
         seed, rank: the generators are seeded from ``(seed, rank)``: each process of a multi-GPU run has its
             own stream, and the same ``(seed, rank)`` always gives the same batches.
         device: where the scenes live and the batches are made.
@@ -340,6 +342,7 @@ class PatchSampler:
         rank: int = 0,
         stream: SyntheticStream | None = None,
         generated_masks: float = 0.0,
+        exposure: float = 1.0,
         device="cpu",
     ):
         masks = [masks] if isinstance(masks, np.ndarray) else list(masks)
@@ -353,6 +356,8 @@ class PatchSampler:
             raise UsageError(f"--batch-size must be ≥ 1, got {batch_size}")
         if not 0 <= generated_masks <= 1:
             raise UsageError(f"--generated-masks must be a share in [0, 1], got {generated_masks}")
+        if not exposure >= 1:
+            raise UsageError(f"--exposure must be ≥ 1 (1: off), got {exposure}")
         if generated_masks > 0 and physics.mask_mode == "fixed":
             raise UsageError("--generated-masks needs --mask-mode random (fixed mode uses one mask window)")
         for index, scene in enumerate(scenes):
@@ -376,6 +381,7 @@ class PatchSampler:
         self.batch_size = int(batch_size)
         self.mosaic = bool(mosaic)
         self.generated_masks = float(generated_masks)
+        self.exposure = float(exposure)
         self.scene_count = len(scenes)
         if scene_weights is None:
             scene_weights = np.full(len(scenes), 1.0 / max(1, len(scenes)))
@@ -490,6 +496,14 @@ class PatchSampler:
             windows = torch.where(generated_flags[:, None, None], made, windows)
         return windows
 
+    def _expose(self, cube: torch.Tensor) -> torch.Tensor:
+        """Each sample times a gain, log-uniform in [1/F, F], capped so that no value passes 1."""
+        log_f = np.log(self.exposure)
+        gains = _upload(np.exp(self.rng.uniform(-log_f, log_f, size=cube.shape[0])).astype(np.float32), self.device)
+        peaks = cube.detach().amax(dim=(1, 2, 3)).clamp(min=1e-6)
+        gains = torch.minimum(gains, 1.0 / peaks)
+        return cube * gains.to(cube.dtype)[:, None, None, None]
+
     def next_batch(self) -> Batch:
         import time
 
@@ -501,6 +515,8 @@ class PatchSampler:
         mosaic = np.zeros(size, dtype=bool)
         mosaic[size - mosaics:] = True
         cube = self._gather_cubes(mosaic)
+        if self.exposure > 1:
+            cube = self._expose(cube)
         mask = self._masks(size)
         noisy = None
         if 0 < self.physics.noise_fraction < 1:
