@@ -25,7 +25,7 @@ MODEL=${MODEL:-hsra-dum-2stg}
 PRETRAINED=${PRETRAINED:-hsra-dum-2stg.any}
 BATCH=${BATCH:-32}
 PATCH=${PATCH:-256}
-WORKERS=${WORKERS:-12}
+WORKERS=${WORKERS:-14}
 PY=${PY:-python3}
 RUN=${RUN:-/tmp/hsra-gpu-run}
 THREADS_FLAG=${THREADS:+--threads $THREADS}   # the CPU dry run: THREADS=1 beside a training job

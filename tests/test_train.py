@@ -554,6 +554,20 @@ def test_synthetic_stream_workers_give_the_same_batches_as_the_inline_stream():
         assert torch.equal(a, b)
 
 
+def test_the_stream_queues_two_batches_of_scenes_ahead_and_two_per_worker():
+    from hsra_cli.train.sampler import SyntheticStream, stream_lookahead
+
+    # a batch of 32 at most draws 2·32 (+4) mosaic tiles of one size: prefetch 8 would make a GPU step wait
+    assert stream_lookahead(32, 14) == 128 and stream_lookahead(2, 0) == 8 and stream_lookahead(2, 12) == 24
+    stream = SyntheticStream(BANDS, 1.0, seed=3, workers=1, batch_size=3)
+    try:
+        assert stream.prefetch == 12
+        stream.draw(8)
+        assert len(stream._queues[8]) == 12  # scenes 1..12 of this size are being made while the step runs
+    finally:
+        stream.close()
+
+
 @pytest.mark.cuda
 def test_cuda_sampler_makes_the_cpu_batches_on_the_device():
     if not torch.cuda.is_available():

@@ -110,7 +110,7 @@ def train(
         help="Wall-time budget of this session (90s, 8m, 2h): then validate, checkpoint and export as at the end.",
     ),
     workers: Optional[int] = typer.Option(
-        None, "--workers", help="Processes making synthetic scenes ahead (default: 0 on the CPU, up to 8 on a GPU)."
+        None, "--workers", help="Processes making synthetic scenes ahead (default: 0 on the CPU, the cores less two (≤ 16) on a GPU)."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     pretrained: Optional[str] = typer.Option(

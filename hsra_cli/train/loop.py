@@ -172,7 +172,7 @@ class _Run:
             rank=self.context.rank,
             stream=SyntheticStream(
                 self.bands, config.stream_fraction, config.seed, self.context.rank, self.context.world_size,
-                workers=self._stream_workers(),
+                workers=self._stream_workers(), batch_size=config.batch_size,
             ) if config.synthetic_stream else None,
             generated_masks=config.generated_masks,
             exposure=config.exposure,
@@ -198,7 +198,8 @@ class _Run:
 
     def _stream_workers(self) -> int:
         """Processes that make synthetic scenes ahead: --workers, else none on the CPU (the step would only
-        compete with them for the cores) and up to 8 beside a GPU."""
+        compete with them for the cores) and, beside a GPU, its share of the cores less two (the training process,
+        the system), at most 16: how many a training rate needs is what benchmarks/bench_synth.py prints."""
         if self.config.workers is not None:
             return self.config.workers
         if self.device.type != "cuda":
@@ -207,7 +208,7 @@ class _Run:
 
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         per_gpu = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-        return max(0, min(8, per_gpu - 1))
+        return max(0, min(16, per_gpu - 2 if per_gpu > 4 else per_gpu - 1))
 
     def _check_fresh_out(self) -> None:
         out = self.out

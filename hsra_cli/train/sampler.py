@@ -156,6 +156,13 @@ def _make_scene(size: int, index: int, wavelengths: tuple, seed: int) -> np.ndar
 _WORKER_SOURCES: dict = {}
 
 
+def stream_lookahead(batch_size: int, workers: int) -> int:
+    """Scenes of each size the stream queues ahead: a batch of B samples draws at most about 2·B scenes of one
+    size (its mosaic tiles, when every crop is synthetic), so 4·B covers two batches; 2 per worker keeps every
+    worker busy; never fewer than 8."""
+    return max(8, 4 * int(batch_size), 2 * int(workers))
+
+
 class SyntheticStream:
     """Fresh synthetic scenes, one per draw, generated at the crop size (:class:`hsra_cli.synth.SyntheticScenes`).
 
@@ -165,10 +172,14 @@ class SyntheticStream:
     scenes of each size ahead of time (in order), so a training step does not wait for them. Scenes are kept
     as float16 whether or not workers make them, so both ways give the same batches. ``fraction`` is the share
     of crops taken from the stream.
+
+    ``prefetch`` is how many scenes of each size are queued ahead (default :func:`stream_lookahead`): at least
+    one batch's draws, so a step takes ready scenes while the workers make the next batch's, and at least twice
+    the workers, so none of them sits idle while the queue waits for the step.
     """
 
     def __init__(self, bands: int, fraction: float, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 workers: int = 0, prefetch: int = 8):
+                 workers: int = 0, prefetch: int | None = None, batch_size: int = 1):
         from ..bands import default_wavelengths
 
         if not 0 < fraction <= 1:
@@ -180,7 +191,7 @@ class SyntheticStream:
         self.rank, self.world_size = int(rank), int(world_size)
         self.draws_by_size: dict[int, int] = {}
         self.workers = int(workers)
-        self.prefetch = max(1, int(prefetch))
+        self.prefetch = max(1, int(prefetch)) if prefetch is not None else stream_lookahead(batch_size, workers)
         self.wait_s = 0.0
         self._pool = None
         self._queues: dict[int, deque] = {}
