@@ -29,14 +29,14 @@ import time
 def time_scenes(size: int, count: int, seed: int = 1) -> dict:
     """Seconds per scene of the stream's scene maker at ``size``², over ``count`` scenes (after two warm-ups)."""
     from hsra_cli.bands import default_wavelengths
-    from hsra_cli.train.sampler import _make_scene
+    from hsra_cli.synth import stream_scene
 
     wavelengths = tuple(float(w) for w in default_wavelengths(28))
     for index in range(2):  # libraries, caches, the natural images
-        _make_scene(size, index, wavelengths, seed)
+        stream_scene(size, index, wavelengths, seed)
     start = time.perf_counter()
     for index in range(2, 2 + count):
-        _make_scene(size, index, wavelengths, seed)
+        stream_scene(size, index, wavelengths, seed)
     seconds = (time.perf_counter() - start) / count
     return {"size": size, "scenes": count, "ms_per_scene": 1000 * seconds, "scenes_per_s_per_core": 1 / seconds}
 

@@ -31,14 +31,14 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kaist"
 
 
 def measure(model: str, patch: int, batch: int, steps: int, warmup: int, device: str, threads: int | None,
-            workers: int | None) -> dict:
+            workers: int | None, data_dir: Path = DATA) -> dict:
     from hsra_cli.train import TrainConfig, train
     from hsra_cli.train.report import read_log
 
     data, mask = [], None
-    if (DATA / "kaist_scenes01-05_truth_uint8.npz").exists():
-        data = [f"{DATA / 'kaist_scenes01-05_truth_uint8.npz'}:0-3"]
-        mask = str(DATA / "mask_256.mat")
+    if (data_dir / "kaist_scenes01-05_truth_uint8.npz").exists():
+        data = [f"{data_dir / 'kaist_scenes01-05_truth_uint8.npz'}:0-3"]
+        mask = str(data_dir / "mask_256.mat")
     with tempfile.TemporaryDirectory() as tmp:
         if mask is None:
             import numpy as np
@@ -59,6 +59,7 @@ def measure(model: str, patch: int, batch: int, steps: int, warmup: int, device:
             "model": result.model_name, "patch": patch, "batch": batch, "device": str(device),
             "threads": torch.get_num_threads(), "samples_per_s": mean("samples_per_s"),
             "data_share": mean("data_share"), "timed_steps": steps,
+            "data": "KAIST 01-04 + 50 % synthetic stream" if data else "synthetic stream only (no KAIST data found)",
         }
 
 
@@ -72,6 +73,9 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--workers", type=int, default=None, help="synthetic-scene workers (default: hsra train's)")
+    parser.add_argument("--data-dir", type=Path, default=DATA,
+                        help="folder holding kaist_scenes01-05_truth_uint8.npz and mask_256.mat (default: ../shared/"
+                        "data/kaist; without them every crop comes from the synthetic stream, a heavier load)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from hsra_cli.reconstruct import resolve_device
@@ -85,11 +89,12 @@ def main() -> int:
     rows = []
     for model in args.models.split(","):
         for patch in (int(p) for p in args.patches.split(",")):
-            row = measure(model, patch, batch, steps, warmup, args.device, args.threads, args.workers)
+            row = measure(model, patch, batch, steps, warmup, args.device, args.threads, args.workers, args.data_dir)
             rows.append(row)
             if not args.json:
                 print(f"{row['model']:<16} patch {patch:>4}  batch {batch:>3}  {row['samples_per_s']:8.2f} samples/s  "
-                      f"data share {100 * (row['data_share'] or 0):5.1f} %   ({where}, {row['threads']} threads)",
+                      f"data share {100 * (row['data_share'] or 0):5.1f} %   ({where}, {row['threads']} threads; "
+                      f"{row['data']})",
                       flush=True)
     if args.json:
         print(json.dumps(rows, indent=1))

@@ -41,6 +41,8 @@ __all__ = [
     "lifted_image_scene",
     "natural_images",
     "SyntheticScenes",
+    "stream_scene",
+    "ignore_interrupts",
     "write_scenes",
 ]
 
@@ -794,6 +796,30 @@ class SyntheticScenes:
             f"SyntheticScenes(height={self.height}, width={self.width}, bands={self.bands}, "
             f"kinds={self.kinds}, seed={self.seed})"
         )
+
+
+_STREAM_SOURCES: dict = {}
+
+
+def stream_scene(size: int, index: int, wavelengths_nm: tuple, seed: int) -> np.ndarray:
+    """Scene ``index`` of the ``size``² sequence of ``hsra train --synthetic-stream`` (a :class:`SyntheticScenes`
+    of that size and ``seed``), clipped to [0, 1], as float16: what the stream's worker processes send back (half
+    the bytes of float32). It lives here, away from torch, so that a worker process starts without importing it."""
+    key = (size, tuple(wavelengths_nm), seed)
+    source = _STREAM_SOURCES.get(key)
+    if source is None:
+        source = _STREAM_SOURCES[key] = SyntheticScenes(size, size, wavelengths_nm=list(wavelengths_nm), seed=seed)
+    return np.clip(source.scene(index), 0.0, 1.0).astype(np.float16)
+
+
+def ignore_interrupts() -> None:
+    """Initializer of the stream's worker processes: SIGINT and SIGTERM go to the whole process group (Ctrl-C,
+    ``timeout``, job schedulers), and they are the trainer's to handle: it stops cleanly, checkpoints and shuts the
+    workers down. A worker killed by them would break the pool under the trainer's last batches."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def write_scenes(

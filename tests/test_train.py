@@ -568,6 +568,28 @@ def test_the_stream_queues_two_batches_of_scenes_ahead_and_two_per_worker():
         stream.close()
 
 
+def test_stream_workers_leave_ctrl_c_and_sigterm_to_the_trainer():
+    # Ctrl-C, `timeout` and schedulers signal the whole process group; a worker that died of it would break the
+    # pool while the trainer is stopping cleanly
+    import os
+    import signal
+
+    from hsra_cli.synth import stream_scene
+    from hsra_cli.train.sampler import SyntheticStream
+
+    stream = SyntheticStream(BANDS, 1.0, seed=3, workers=1, prefetch=2)
+    try:
+        stream.draw(8)
+        for pid in list(stream._pool._processes):
+            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGINT)
+        later = [stream.draw(8) for _ in range(3)]
+        assert all(p.is_alive() for p in stream._pool._processes.values())
+        np.testing.assert_array_equal(later[-1], stream_scene(8, 3, stream.wavelengths, stream.seed))
+    finally:
+        stream.close()
+
+
 @pytest.mark.cuda
 def test_cuda_sampler_makes_the_cpu_batches_on_the_device():
     if not torch.cuda.is_available():

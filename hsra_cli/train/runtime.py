@@ -75,7 +75,9 @@ def restore_rng(state: dict) -> None:
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(state["cuda"]))
+        states = list(state["cuda"])[: torch.cuda.device_count()]  # a checkpoint of a machine with more GPUs
+        for index, device_state in enumerate(states):
+            torch.cuda.set_rng_state(device_state, index)
 
 
 class Window:

@@ -23,6 +23,7 @@ import torch
 from ..errors import ShapeError, UsageError
 from ..physics import CassiOperator
 from ..simulate import shot_noise
+from ..synth import ignore_interrupts, stream_scene
 
 from .config import MASK_MODES  # noqa: E402,F401  (re-exported: the sampler checks its physics against it)
 
@@ -142,20 +143,6 @@ def _upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------------
-def _make_scene(size: int, index: int, wavelengths: tuple, seed: int) -> np.ndarray:
-    """Synthetic scene ``index`` at ``size``² as float16 (what workers send back: half the bytes of float32)."""
-    from ..synth import SyntheticScenes
-
-    key = (size, wavelengths, seed)
-    source = _WORKER_SOURCES.get(key)
-    if source is None:
-        source = _WORKER_SOURCES[key] = SyntheticScenes(size, size, wavelengths_nm=list(wavelengths), seed=seed)
-    return np.clip(source.scene(index), 0.0, 1.0).astype(np.float16)
-
-
-_WORKER_SOURCES: dict = {}
-
-
 def stream_lookahead(batch_size: int, workers: int) -> int:
     """Scenes of each size the stream queues ahead: a batch of B samples draws at most about 2·B scenes of one
     size (its mosaic tiles, when every crop is synthetic), so 4·B covers two batches; 2 per worker keeps every
@@ -205,19 +192,21 @@ class SyntheticStream:
         return k * self.world_size + self.rank
 
     def _submit(self, size: int, k: int):
-        return self._pool.submit(_make_scene, size, self._index(size, k), self.wavelengths, self.seed)
+        return self._pool.submit(stream_scene, size, self._index(size, k), self.wavelengths, self.seed)
 
     def draw(self, size: int) -> np.ndarray:
         k = self.draws_by_size.get(size, 0)
         self.draws_by_size[size] = k + 1
         if self.workers <= 0:
-            return _make_scene(size, self._index(size, k), self.wavelengths, self.seed)
+            return stream_scene(size, self._index(size, k), self.wavelengths, self.seed)
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
             # spawn: workers must not inherit a CUDA context or torch's thread pools
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=ignore_interrupts
+            )
         queue = self._queues.setdefault(size, deque())
         if not queue:  # first draw of this size (or after a restore): start the look-ahead at draw k
             queue.extend(self._submit(size, j) for j in range(k, k + self.prefetch))
