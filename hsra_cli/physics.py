@@ -45,6 +45,28 @@ def _as_tensor(array) -> torch.Tensor:
     return tensor
 
 
+def shifted_mask_bands(mask, step: int = DEFAULT_STEP, axis: Axis = DEFAULT_AXIS) -> int | None:
+    """The band count C a 3-D shifted mask shows by its layout, or None (a 2-D aperture, or no layout found).
+
+    A shifted mask for C bands at ``step`` is ``H×W'×C`` or ``C×H×W'`` (``W' = W + step·(C−1)``, the sheared side
+    along ``axis``): its first band leaves the last ``step·(C−1)`` columns dark and its last band the first ones.
+    An end axis whose planes show that is taken as the band axis; the last axis is tried first.
+    """
+    t = _as_tensor(mask)
+    if t.dim() != 3:
+        return None
+    disp_dim = -1 if axis == "width" else -2  # in C × H × W' terms
+    for phi in (t.permute(2, 0, 1), t):
+        bands = phi.shape[0]
+        spread = step * (bands - 1)
+        if bands < 2 or phi.shape[disp_dim] <= spread:
+            continue
+        first, last = phi[0].movedim(disp_dim, -1), phi[-1].movedim(disp_dim, -1)  # dispersion last
+        if not first[..., -spread:].any() and not last[..., :spread].any():
+            return int(bands)
+    return None
+
+
 def check_settings(bands: int, step: int, axis: str) -> None:
     """Validate the physics settings (band count, dispersion step, axis); ShapeError otherwise."""
     if int(bands) != bands or bands < 1:
@@ -101,19 +123,10 @@ class CassiOperator(torch.nn.Module):
         """Swap the two spatial axes when dispersing along the height, so internals always shear the last axis."""
         return t.transpose(-1, -2) if self.axis == "height" else t
 
-    def _shifted_band_count(self, t: torch.Tensor, disp_dim: int) -> int | None:
-        """The band count a 3-D shifted mask of another band count holds, when its layout shows it: an end axis
-        (``H×W'×C`` or ``C×H×W'``) whose first band leaves the last ``step·(C−1)`` columns dark and whose last band
-        the first ones; else None."""
-        for phi in (t.permute(2, 0, 1), t):
-            bands = phi.shape[0]
-            spread = self.step * (bands - 1)
-            if bands < 2 or bands == self.bands or phi.shape[disp_dim] <= spread:
-                continue
-            first, last = phi[0].movedim(disp_dim, -1), phi[-1].movedim(disp_dim, -1)  # dispersion last
-            if not first[..., -spread:].any() and not last[..., :spread].any():
-                return bands
-        return None
+    def _shifted_band_count(self, t: torch.Tensor) -> int | None:
+        """The band count a 3-D shifted mask of another band count shows by its layout, else None."""
+        bands = shifted_mask_bands(t, self.step, self.axis)
+        return bands if bands != self.bands else None
 
     def _to_band_masks(self, t: torch.Tensor) -> tuple[torch.Tensor, str]:
         c, s = self.bands, self.step
@@ -129,7 +142,7 @@ class CassiOperator(torch.nn.Module):
                 candidates.append(t)
             candidates = [p for p in candidates if p.shape[disp_dim] > spread]
             if not candidates:
-                other = self._shifted_band_count(t, disp_dim)
+                other = self._shifted_band_count(t)
                 hint = f" (it looks like a mask for {other} bands: pass --bands {other})" if other else ""
                 raise ShapeError(
                     f"3-D mask of shape {tuple(t.shape)} is not a shifted mask for {c} bands at step {s} along the "

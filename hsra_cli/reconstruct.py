@@ -20,7 +20,7 @@ import torch
 
 from .errors import HsraError, ShapeError, UsageError, ValueRangeError
 from .adapt import AdaptConfig, adapt_network
-from .physics import CassiOperator, unsheared_size
+from .physics import CassiOperator, shifted_mask_bands, unsheared_size
 from .registry import AUTO, DEFAULT_NETWORK, FALLBACK_SOLVER, get_entry
 from .solvers.gap_tv import DEFAULT_REFINE, refine, refine_settings
 from .trust import map_statistics, measurement_residual
@@ -163,6 +163,19 @@ def dispersion_taper(length: int, spread: int, open_start: bool, open_end: bool)
         start = max(0, end - len(ramp))
         trust[start:end] = torch.minimum(trust[start:end], ramp.flip(0)[: end - start])
     return trust
+
+
+def mask_file_bands(path, key: str | None = None, step: int | None = None, axis: str | None = None) -> int | None:
+    """The band count a 3-D shifted mask file shows by its layout (:func:`hsra_cli.physics.shifted_mask_bands`,
+    at ``step``/``axis`` or the field's 2 along the width); None for a 2-D aperture or an unclear layout. This is
+    how ``hsra reconstruct`` takes ``--bands`` from such a mask when it is not given."""
+    from .bands import DEFAULT_AXIS, DEFAULT_STEP
+    from .io import read_mask
+
+    mask, _ = read_mask(path, key)
+    if mask.ndim != 3:
+        return None
+    return shifted_mask_bands(mask, step or DEFAULT_STEP, axis or DEFAULT_AXIS)
 
 
 def choose_model(bands: int | None = None, step: int | None = None, axis: str | None = None) -> tuple[str, str]:

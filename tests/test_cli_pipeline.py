@@ -147,6 +147,28 @@ def test_auto_takes_gap_tv_for_optics_the_network_was_not_trained_for(scene, tmp
     assert code == 2 and "--model" in one_line_error(err)
 
 
+def test_a_3d_shifted_mask_gives_its_band_count(tmp_path, capsys):
+    import torch
+
+    from hsra_cli.physics import CassiOperator
+
+    bands = 31
+    cube = smooth_cube(bands=bands)
+    op = CassiOperator(torch.from_numpy(np.random.default_rng(1).random((32, 32), dtype=np.float32)), bands=bands)
+    write_array(tmp_path / "mask3d.mat", op.phi()[0].permute(1, 2, 0).numpy(), key="mask_3d_shift")  # H×W'×31
+    write_array(tmp_path / "meas.mat", op.A(torch.from_numpy(cube).permute(2, 0, 1)).numpy(), key="meas")
+    common = [tmp_path / "meas.mat", "--mask", tmp_path / "mask3d.mat", "--no-previews"]
+    code, _, err = run(["reconstruct", *common, "-o", tmp_path / "rec"], capsys)
+    assert code == 0, err
+    assert "note: 31 bands, as the 3-D mask's layout shows" in err and "chose gap-tv" in err
+    assert read_cube(tmp_path / "rec" / "meas.mat")[0].shape == (32, 32, bands)
+    # a network for 28 bands is refused in one line, without the note; --bands still decides
+    code, _, err = run(["reconstruct", *common, "-o", tmp_path / "net", "--model", "s"], capsys)
+    assert code == 2 and "bands=31" in one_line_error(err) and not (tmp_path / "net").exists()
+    code, _, err = run(["reconstruct", *common, "-o", tmp_path / "b28", "--bands", "28"], capsys)
+    assert code == 1 and "pass --bands 31" in one_line_error(err)
+
+
 def test_height_axis_and_step_one_round_trip(scene, tmp_path, capsys):
     args = ["--axis", "height", "--step", "1"]
     assert run(["simulate", scene, "-o", tmp_path / "sim", *args], capsys)[0] == 0

@@ -10,7 +10,7 @@ import torch
 
 from hsra_cli import CassiOperator
 from hsra_cli.errors import ShapeError, ValueRangeError
-from hsra_cli.physics import as_operator
+from hsra_cli.physics import as_operator, shifted_mask_bands
 
 SETTINGS = [
     # bands, step, height, width
@@ -170,5 +170,7 @@ def test_a_shifted_mask_for_another_band_count_names_it():
             with pytest.raises(ShapeError, match="looks like a mask for 31 bands: pass --bands 31"):
                 CassiOperator(layout, bands=28, axis=axis)
             assert CassiOperator(layout, bands=31, axis=axis).mask_form == "shifted"
+            assert shifted_mask_bands(layout.numpy(), axis=axis) == 31
+    assert shifted_mask_bands(np.ones((16, 16))) is None and shifted_mask_bands(np.ones((16, 40, 9))) is None
     with pytest.raises(ShapeError, match=r"W' > 54$"):  # no band count to suggest: no guess
         CassiOperator(torch.rand(16, 40, 9), bands=28)

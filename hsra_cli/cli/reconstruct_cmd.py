@@ -63,7 +63,7 @@ def reconstruct(
     mask_offset: Optional[str] = typer.Option(None, "--mask-offset", metavar="ROW,COL|auto", help="Row, column of the capture area in a larger mask (required when the mask is larger), or auto: find it with hsra calibrate first."),
     normalize: NormalizeChoice = typer.Option(NormalizeChoice.AUTO, "--normalize", help="auto, none (field-scale sum) or max (real captures: max → 0.8)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda (or cuda:N)."),
-    bands: Optional[int] = typer.Option(None, "--bands", min=1, help="Band count (gap-tv; networks use their card's; with auto, another count selects gap-tv)."),
+    bands: Optional[int] = typer.Option(None, "--bands", min=1, help="Band count (default: what a 3-D shifted mask shows, else 28; networks use their card's; with auto, another count selects gap-tv)."),
     step: Optional[int] = typer.Option(None, "--step", min=1, help="Dispersion step in pixels (gap-tv; networks use their card's; with auto, another step selects gap-tv)."),
     axis: Optional[AxisChoice] = typer.Option(None, "--axis", help="Dispersion axis (gap-tv; networks use their card's; with auto, another axis selects gap-tv)."),
     tile_size: str = typer.Option("auto", "--tile-size", help="auto (whole image when it fits --memory-cap), 0 (never tile) or pixels."),
@@ -132,6 +132,15 @@ def reconstruct(
         result.failed.append((Path(spec), str(error), error))
         console.print(f"[red]failed[/red] {escape(spec)}: {escape(str(error))}")
     if paths:
+        notes = []  # said once the run is under way (one input: once it succeeded), so that a refusal stays one line
+        if bands is None:  # a 3-D shifted mask holds its band count
+            from hsra_cli.bands import DEFAULT_BANDS
+            from hsra_cli.reconstruct import mask_file_bands
+
+            shown = mask_file_bands(mask, mask_key, step, value_of(axis))
+            if shown is not None and shown != DEFAULT_BANDS:
+                bands = shown
+                notes.append(f"note: {bands} bands, as the 3-D mask's layout shows (--bands overrides)")
         reconstructor = Reconstructor(
             model, weights=weights, device=device, bands=bands, step=step, axis=value_of(axis), tile_size=tile,
             tile_overlap=tile_overlap, memory_cap_gb=memory_cap, amp=amp, refine=refine,
@@ -151,6 +160,8 @@ def reconstruct(
         # said once the run is under way (one input: once it succeeded), so that a refusal stays one line
         fallback = (f"note: --model auto chose {choice['chosen']}: {choice['reason']}"
                     if choice and not reconstructor.entry.needs_weights else None)
+        if fallback:
+            notes.append(fallback)
         arguments = {
             "inputs": inputs, "mask": str(mask), "out": str(out), "model": model, "weights": str(weights) if weights else None,
             "name": name, "format": fmt.value, "key": key, "mask_key": mask_key, "mask_offset": "auto" if auto_offset else offset,
@@ -166,8 +177,8 @@ def reconstruct(
                 for path in excluded:  # said once the run is accepted: a refusal stays one line
                     bar.line(f"skipping {escape(str(path))}: it is the --mask file", always=not quiet)
                 if not single:
-                    if fallback:
-                        bar.line(escape(fallback))
+                    for note in notes:
+                        bar.line(escape(note))
                     bar.line(f"{reconstructor.entry.name} on {reconstructor.device}: {todo} input(s) → {escape(str(out))}"
                              + (f" ({skipped} already done)" if skipped else ""))
 
@@ -190,8 +201,9 @@ def reconstruct(
                     if not single:
                         bar.line(f"[red]failed[/red] {escape(str(path))}: {escape(error)}", always=True)
                     return
-                if single and fallback:
-                    info(escape(fallback), quiet)
+                if single:
+                    for note in notes:
+                        info(escape(note), quiet)
                 stdout.print(escape(record["outputs"]["cube"]))
 
             batch = reconstruct_files(
