@@ -385,6 +385,36 @@ def test_resume_refuses_changed_options_and_a_missing_checkpoint(files, capsys):
     assert "no checkpoint to resume from" in capsys.readouterr().err
 
 
+def test_resume_matches_the_network_by_the_name_it_resolves_to(files, capsys):
+    first = files / "first"
+    assert main(train_args(files, first, "--steps", "2")) == 0
+    # a fine-tune whose network comes from its --pretrained folder, stopped, then resumed naming the network
+    tuned = files / "tuned"
+    args = train_args(files, tuned, "--pretrained", str(first / TINY), "--stop-after", "2")
+    del args[args.index("--model") : args.index("--model") + 2]
+    assert main(args) == 0
+    resume = [*args, "--resume"]
+    del resume[resume.index("--stop-after") : resume.index("--stop-after") + 2]
+    assert main([*resume[:1], "--model", TINY, *resume[1:]]) == 0
+    assert json.loads((tuned / "run.json").read_text())["status"] == "completed"
+    # a run started with --model resumes without it; another network is refused in one line
+    out = files / "run"
+    assert main(train_args(files, out, "--stop-after", "2")) == 0
+    bare = train_args(files, out, "--steps", "6", "--resume")
+    del bare[bare.index("--model") : bare.index("--model") + 2]
+    assert main(bare) == 0
+    assert json.loads((out / "run.json").read_text())["status"] == "completed"
+    capsys.readouterr()
+    other = files / "other"
+    assert main(train_args(files, other, "--stop-after", "2")) == 0
+    capsys.readouterr()
+    swapped = train_args(files, other, "--resume")
+    swapped[swapped.index("--model") + 1] = "hsra-s"
+    assert main(swapped) == 2
+    err = capsys.readouterr().err
+    assert "--resume: the checkpoint trains" in err and err.count("\n") == 1
+
+
 def test_an_existing_run_is_not_overwritten_without_the_flag(files, capsys):
     out = files / "run"
     assert main(train_args(files, out, "--stop-after", "2")) == 0

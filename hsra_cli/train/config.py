@@ -147,7 +147,8 @@ class TrainConfig:
             if not condition:
                 raise UsageError(message)
 
-        need(self.model is not None or self.pretrained is not None, "give --model NAME (or --pretrained)")
+        need(self.model is not None or self.pretrained is not None or self.resume,
+             "give --model NAME (or --pretrained)")  # a resumed run knows its network
         if self.model is not None:  # a misspelt name is said before any data is read
             from ..registry import get_entry
 

@@ -233,11 +233,15 @@ class _Run:
                 # an option the old run did not have and this call leaves at its default: keep the old meaning
                 if getattr(self.config, name) == getattr(TrainConfig(out=""), name):
                     setattr(self.config, name, legacy)
+        # The network is compared by the name it resolves to, once built (_check_resume_data): a run whose model
+        # came from its --pretrained folder resumes with or without --model, and so does --model given by an alias.
+        if self.config.model is None and not self.config.pretrained:
+            self.config.model = saved.get("model")
         current = self.config.to_dict()
         changed = [
             f"--{name.replace('_', '-')} (checkpoint {saved.get(name)!r}, now {current[name]!r})"
             for name in RESUME_MUST_MATCH
-            if _comparable(saved.get(name)) != _comparable(current[name])
+            if name != "model" and _comparable(saved.get(name)) != _comparable(current[name])
         ]
         if changed:
             raise UsageError(
