@@ -37,9 +37,8 @@ import torch
 
 from .bands import DEFAULT_BANDS
 from .errors import HsraError, ShapeError, UsageError, ValueRangeError
-from .physics import CassiOperator, check_settings, unsheared_size
+from .physics import _AXES as AXES, CassiOperator, check_settings, unsheared_size
 
-AXES = ("width", "height")
 #: Steps tried when none is given: 1 … MAX_STEP pixels per band.
 MAX_STEP = 4
 #: Gaussian σ (pixels) of the local mean that the relative modulation divides by.
@@ -425,8 +424,11 @@ def calibrate(
     rows = [r for r in range(r0 - row_radius, r0 + row_radius + 1) if 0 <= r <= mask.shape[0] - height]
     cols = [c for c in range(c0 - col_radius, c0 + col_radius + 1) if 0 <= c <= mask.shape[1] - width]
     spread = int(shifts.max())
-    # Compare only where every band comes from inside the window (the window's own Φ·1 is exact there).
-    interior = (slice(None), slice(spread, width)) if axis == "width" else (slice(spread, height), slice(None))
+    # Compare only where every band comes from inside the window (the window's own Φ·1 is exact there); a window
+    # no wider than the spread of the bands has no such part, and is compared whole.
+    extent = width if axis == "width" else height
+    first = spread if spread < extent else 0
+    interior = (slice(None), slice(first, width)) if axis == "width" else (slice(first, height), slice(None))
     capture_modulations = [relative_modulation(a)[interior] for a in arrays]
     scores = np.full((len(rows), len(cols)), -np.inf)
     for i, r in enumerate(rows):

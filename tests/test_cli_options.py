@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,34 @@ def test_every_coordinate_option_reads_row_then_column(capsys):
         text = help_text(command, capsys)
         row = re.search(r"│ (?:\* )?" + re.escape(option) + r" [^│]*", text).group(0)  # its row of the help table
         assert "ROW,COL" in row.upper().replace("ROW, COL", "ROW,COL") and "X,Y" not in row.upper(), (command, row)
+
+
+def test_every_command_that_runs_torch_takes_threads_with_one_meaning(capsys, monkeypatch):
+    """--threads is on each command whose work runs in torch, spelled and explained alike, and 0 is refused."""
+    from hsra_cli.cli._common import THREADS_HELP
+
+    for command in ("reconstruct", "simulate", "calibrate", "train"):
+        assert re.search(r"--threads <int( range)?>( \[x>=1\])? " + re.escape(THREADS_HELP), help_text(command, capsys)), command
+        code = main([command, "--threads", "0"])
+        err = capsys.readouterr().err
+        assert code == 2 and "--threads" in one_line_error(err), command
+
+
+def test_simulate_and_calibrate_run_on_the_threads_asked_for(tmp_path, capsys, monkeypatch):
+    import torch
+
+    asked = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: asked.append(n))
+    write_cube(tmp_path / "scene.mat", smooth_cube(32, 32))
+    code, _, _ = run(["simulate", tmp_path / "scene.mat", "-o", tmp_path / "sim", "-q", "--threads", "1"], capsys)
+    assert code == 0 and asked == [1]
+    with warnings.catch_warnings():
+        # A window narrower than the bands' spread (32 < 27·2) once gave numpy's empty-slice warnings.
+        warnings.simplefilter("error")
+        code, out, err = run(["calibrate", tmp_path / "sim" / "scene.mat", "--mask", tmp_path / "sim" / "mask.mat",
+                              "--step", "2", "--axis", "width", "-q", "--threads", "1"], capsys)
+    assert code == 0 and asked == [1, 1], err
+    assert "--mask-offset 0,0" in out
+    code, _, err = run(["calibrate", tmp_path / "sim" / "scene.mat", "--mask", tmp_path / "sim" / "mask.mat",
+                        "--axis", "diagonal"], capsys)
+    assert code == 2 and "'width', 'height'" in one_line_error(err)

@@ -56,6 +56,18 @@ class NoiseChoice(str, Enum):
     SHOT = "shot"
 
 
+#: The help of every command's --threads (one spelling, one meaning across commands).
+THREADS_HELP = "CPU threads for torch (default: all cores)."
+
+
+def set_threads(threads):
+    """Apply a command's --threads (None: torch's default, all cores)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def value_of(choice):
     """An Enum choice (or None) as the plain value the library takes."""
     return choice.value if isinstance(choice, Enum) else choice

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import console, info, stdout, warn
+from hsra_cli.cli._common import THREADS_HELP, AxisChoice, console, info, set_threads, stdout, value_of, warn
 
 
 @app.command(
@@ -29,11 +29,12 @@ def calibrate(
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Also write the result and the score landscapes to this JSON file (default: none, so the command can run again and again inside $(...))."),
     key: Optional[str] = typer.Option(None, "--key", help="Variable holding the measurement (default: meas, meas_real, y, …)."),
     mask_key: Optional[str] = typer.Option(None, "--mask-key", help="Variable holding the mask."),
-    bands: int = typer.Option(28, "--bands", help="Band count (not estimated)."),
-    step: Optional[int] = typer.Option(None, "--step", help="Fix the dispersion step instead of estimating it."),
-    axis: Optional[str] = typer.Option(None, "--axis", help="Fix the dispersion axis (width or height) instead of estimating it."),
-    max_step: int = typer.Option(4, "--max-step", help="Largest dispersion step tried (pixels per band)."),
+    bands: int = typer.Option(28, "--bands", min=1, help="Band count (not estimated)."),
+    step: Optional[int] = typer.Option(None, "--step", min=1, help="Fix the dispersion step instead of estimating it."),
+    axis: Optional[AxisChoice] = typer.Option(None, "--axis", help="Fix the dispersion axis instead of estimating it."),
+    max_step: int = typer.Option(4, "--max-step", min=1, help="Largest dispersion step tried (pixels per band)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing JSON file."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only the flags on stdout and warnings on stderr."),
 ):
     """Estimate the geometry of a CASSI system from its captures.
@@ -43,16 +44,13 @@ def calibrate(
     on stdout; with -o, also writes the score landscapes to a JSON file. Warns when the evidence is weak.
     """
     from hsra_cli.batch import expand_inputs
-    from hsra_cli.calibrate import AXES, calibrate_files, write_calibration
+    from hsra_cli.calibrate import calibrate_files, write_calibration
     from hsra_cli.cli._common import require_files
-    from hsra_cli.errors import UsageError
     from hsra_cli.io import check_writable
 
     require_files([mask], "mask")
-    if axis is not None and axis not in AXES:
-        raise UsageError(f"--axis {axis!r} must be width or height")
-    if max_step < 1:
-        raise UsageError(f"--max-step must be at least 1, got {max_step}")
+    axis = value_of(axis)
+    set_threads(threads)
     if out is not None:
         check_writable(out, overwrite)
     paths = expand_inputs(inputs)

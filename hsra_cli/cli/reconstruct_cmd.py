@@ -9,8 +9,8 @@ import typer
 
 from hsra_cli.cli import app
 from hsra_cli.cli._common import (
-    AxisChoice, FormatChoice, NormalizeChoice, complete_model, console, fraction, info, parse_offset, positive,
-    stdout,
+    THREADS_HELP, AxisChoice, FormatChoice, NormalizeChoice, complete_model, console, fraction, info, parse_offset,
+    positive, set_threads, stdout,
 )
 
 
@@ -78,7 +78,7 @@ def reconstruct(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (never an input of the same call)."),
     num_parts: int = typer.Option(1, "--num-parts", min=1, help="Split the input list into this many parts …"),
     part_id: int = typer.Option(0, "--part-id", min=0, help="… and process only this one (0-based)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors, warnings and the summary on stderr."),
 ):
     """Reconstruct hyperspectral cubes from CASSI measurements.
@@ -88,7 +88,6 @@ def reconstruct(
     stdout. Integer measurements are scaled to [0, 1]. A failed input does not stop the others: the summary ends the
     run, exit code 1 if any failed. Ctrl-C or SIGTERM stops after the writes in progress (exit 130 / 143).
     """
-    import torch
     from rich.markup import escape
 
     from hsra_cli.batch import RECONSTRUCT_NAME_FIELDS, BatchResult, check_name_template, reconstruct_files, shard
@@ -101,8 +100,7 @@ def reconstruct(
     require_files([mask], "mask")
     check_name_template(name, RECONSTRUCT_NAME_FIELDS)
     shard([], num_parts, part_id)  # check the sharding options before any work
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     if device != "cuda":
         from hsra_cli.nets.runtime import keep_freed_memory
 

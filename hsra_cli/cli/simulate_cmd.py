@@ -9,7 +9,7 @@ import typer
 
 from hsra_cli.cli import app
 from hsra_cli.cli._common import (
-    AxisChoice, MaskKindChoice, NoiseChoice, console, info, positive, stdout, warn,
+    THREADS_HELP, AxisChoice, MaskKindChoice, NoiseChoice, console, info, positive, set_threads, stdout, warn,
 )
 
 
@@ -53,6 +53,7 @@ def simulate(
     previews: Optional[bool] = typer.Option(None, "--previews/--no-previews", help="Write a PNG of each measurement [default: previews]."),
     old_preview: Optional[bool] = typer.Option(None, "--preview/--no-preview", hidden=True),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (never an input of the same call)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors, warnings and the summary on stderr."),
 ):
     """Simulate CASSI snapshots of cubes: y = Σ_b shift_b(mask ⊙ x_b), plus optional noise.
@@ -69,6 +70,7 @@ def simulate(
     from hsra_cli.inputs import collect
     from hsra_cli.simulate import simulate_files
 
+    set_threads(threads)
     preview = alias(previews, old_preview, "--previews", "--preview")
     preview = True if preview is None else preview
     if mask is not None:

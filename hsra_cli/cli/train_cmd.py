@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import AxisChoice, complete_network, console, parse_offset, stdout, value_of
+from hsra_cli.cli._common import THREADS_HELP, AxisChoice, complete_network, console, parse_offset, stdout, value_of
 from hsra_cli.train.config import AMP_MODES, DEVICES, LOSSES, LR_SCALINGS, MASK_MODES
 
 # Choice options as Enums built from the library's tuples: --help lists them, a wrong value is a usage error.
@@ -118,7 +118,7 @@ def train(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial weights, the data stream and the noise."),
     device: DeviceChoice = typer.Option("auto", "--device", help="Where to train."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over in a --out that holds a run."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors on stderr."),
 ):
