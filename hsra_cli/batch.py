@@ -157,14 +157,17 @@ def output_paths(out_dir: Path, stem: str, fmt: str, previews: bool) -> dict[str
 
 def set_complete(paths: dict[str, Path]) -> bool:
     """A set is complete when its record (written last) is a JSON object and every other file of it exists."""
-    return _is_record(paths["record"]) and all(path.is_file() for path in paths.values())
+    return is_record(paths["record"]) and all(path.is_file() for path in paths.values())
 
 
-def _is_record(path: Path) -> bool:
+def is_record(path: Path) -> bool:
+    """Whether ``path`` is a record ``hsra reconstruct`` wrote: a JSON object naming its model and its outputs (any
+    other file under a record's name is the user's, never replaced without ``--overwrite``)."""
     try:
-        return isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
+    return isinstance(data, dict) and "model" in data and isinstance(data.get("outputs"), dict)
 
 
 def _plan_set(paths: dict[str, Path], skip_existing: bool, overwrite: bool) -> str:
@@ -177,7 +180,7 @@ def _plan_set(paths: dict[str, Path], skip_existing: bool, overwrite: bool) -> s
     if complete and skip_existing:
         return "skip"
     # A crash never leaves a damaged record (it is written atomically): an unreadable one is someone else's file.
-    foreign = paths["record"].exists() and not complete and not _is_record(paths["record"])
+    foreign = paths["record"].exists() and not complete and not is_record(paths["record"])
     replace = overwrite or (skip_existing and bool(present) and not foreign)
     if present and not replace:
         if complete:

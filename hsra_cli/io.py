@@ -211,6 +211,11 @@ def _check_fits(where, arrays: list[tuple[tuple[int, ...], int]]) -> None:
         )
 
 
+def _os_reason(exc: OSError) -> str:
+    """Why the system refused, without the paths it names (a temporary file's name means nothing to a user)."""
+    return exc.strerror or _short_reason(exc)
+
+
 def _short_reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     reason = text[0] if text else type(exc).__name__
@@ -894,8 +899,8 @@ def check_writable(path, overwrite=False) -> None:
     folder = target.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    if not folder.is_dir():
-        raise HsraError(f"cannot create {target}: {folder} is a file, not a folder")
+    if not folder.is_dir():  # the path given names a file where a folder must be: a usage error, as for -o
+        raise UsageError(f"cannot create {target}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise HsraError(f"cannot write {target}: folder {folder} is not writable")
 
@@ -942,7 +947,10 @@ def output_folder(path) -> Iterator[Path]:
     while not probe.exists() and probe != probe.parent:
         created.append(probe)
         probe = probe.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HsraError(f"cannot create output folder {folder}: {_os_reason(exc)}") from exc
     try:
         yield folder
     finally:
@@ -967,12 +975,15 @@ def atomic_output(path, overwrite=False) -> Iterator[Path]:
     """
     target = Path(path)
     check_writable(target, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     # Created here with ordinary permissions (mkstemp would give 0600) and locked while it is written. A POSIX
     # record lock, not flock(): HDF5 flock()s the files it writes, and a lock of the same process never blocks
     # it. (Any close of the file releases a POSIX lock, e.g. when a writer finishes; the age rule covers that.)
-    descriptor = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    except OSError as exc:  # a folder that refuses files (permissions, a read-only or pseudo file system)
+        raise HsraError(f"cannot write {target}: {_os_reason(exc)}") from exc
     try:
         if fcntl is not None:
             with contextlib.suppress(OSError):  # file systems without locks: the temporary goes unlocked

@@ -255,14 +255,15 @@ def test_skip_existing_redoes_an_incomplete_set_and_skips_complete_ones(captures
     assert code == 2 and "no record b.json" in one_line_error(err) and "--skip-existing" in err
 
 
-def test_a_foreign_file_under_a_record_name_is_never_replaced_by_skip_existing(captures, tmp_path, capsys):
+@pytest.mark.parametrize("foreign", ["my notes, not an hsra record", '{"mine": true}', "[1, 2, 3]"])
+def test_a_foreign_file_under_a_record_name_is_never_replaced_by_skip_existing(captures, tmp_path, capsys, foreign):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "a.json").write_text("my notes, not an hsra record")
+    (out / "a.json").write_text(foreign)  # a JSON object of the user's too: only what hsra wrote is a record
     code, _, err = run(["reconstruct", captures / "a.mat", "--mask", captures / "mask.mat", "-o", out,
                         "--skip-existing"], capsys)
     assert code == 2 and "not an hsra record" in one_line_error(err)
-    assert (out / "a.json").read_text() == "my notes, not an hsra record"
+    assert (out / "a.json").read_text() == foreign
 
 
 def test_a_full_disk_fails_that_input_alone_without_a_partial_set(captures, tmp_path, capsys, monkeypatch):

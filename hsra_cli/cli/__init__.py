@@ -91,6 +91,25 @@ def _signals_as_exceptions():
             signal.signal(signum, action)
 
 
+#: Options that name a file or folder: an empty value there is a slip (an unset shell variable, ``-o "$OUT"``), not
+#: the current folder, which is what the path parser would make of it.
+PATH_OPTIONS = ("-o", "--out", "--output-file", "-m", "--mask", "--truth", "--config", "--data", "--val-data",
+                "--pretrained", "--weights")
+
+
+def _empty_path_option(args: list[str]) -> str | None:
+    """The first path option of ``args`` given an empty value, or None."""
+    for index, token in enumerate(args):
+        if token == "--":
+            return None
+        name, equals, value = token.partition("=")
+        if name in PATH_OPTIONS and token.startswith("--") and equals and not value:
+            return name
+        if token in PATH_OPTIONS and index + 1 < len(args) and args[index + 1] == "":
+            return token
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hsra`` console script; returns (and exits with) the exit code."""
     from ..errors import HsraError, Interrupted
@@ -100,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
 
     set_command_line(["hsra", *args])  # for the JSON records (provenance)
     debug = os.environ.get("HSRA_DEBUG", "") not in ("", "0")
+    empty = _empty_path_option(args)
+    if empty is not None:
+        code = _error(f"{empty} is empty; expected a path (is a shell variable unset?)", 2)
+        if argv is None:
+            sys.exit(code)
+        return code
     try:
         with _signals_as_exceptions():
             result = app(args=args, prog_name="hsra", standalone_mode=False)
