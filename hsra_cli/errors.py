@@ -6,6 +6,8 @@ Library code raises these; the CLI turns each into one line on stderr and an exi
 
 from __future__ import annotations
 
+import contextlib
+
 
 class HsraError(Exception):
     """A runtime problem with the user's data or environment (CLI exit code 1)."""
@@ -21,6 +23,24 @@ class UsageError(HsraError):
 
 class InputFileError(HsraError):
     """An input file is missing, unreadable, corrupt, or holds no usable array."""
+
+
+class AmbiguousArrayError(InputFileError):
+    """A file holds several arrays and no key says which one to read; ``option`` is the flag that chooses it."""
+
+    def __init__(self, path, listing: str, option: str = "--key"):
+        self.path, self.listing, self.option = path, listing, option
+        super().__init__(f"{path} holds several arrays ({listing}); pass {option} to choose one")
+
+
+@contextlib.contextmanager
+def key_option(option: str):
+    """Inside this block a file that needs a key asks for ``option`` (``--truth-key``, ``--data-key``): the readers
+    know the role of an array, the command knows the flag that names it."""
+    try:
+        yield
+    except AmbiguousArrayError as exc:
+        raise AmbiguousArrayError(exc.path, exc.listing, option) from None
 
 
 class ShapeError(HsraError):

@@ -178,12 +178,18 @@ class SceneReader:
     """Reads scenes as ``H × W × C`` float32 cubes, integer data scaled to [0, 1]; a stack is read once for all
     its scenes that come one after another."""
 
-    def __init__(self, key: str | None = None, bands: int | None = None):
-        self.key, self.bands = key, bands
+    def __init__(self, key: str | None = None, bands: int | None = None, key_flag: str = "--key"):
+        self.key, self.bands, self.key_flag = key, bands, key_flag
         self._stack = None  # (path, LoadedArray) of the last stack read
 
     def read(self, scene: Scene):
         """``(cube, loaded, note)``: ``note`` says how integer data was scaled (None when it was not)."""
+        from .errors import key_option
+
+        with key_option(self.key_flag):  # a file with several arrays asks for the flag of this reader's key
+            return self._read(scene)
+
+    def _read(self, scene: Scene):
         from .io import read_array, read_cube, to_hwc, unit_range
 
         if scene.index is None:

@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .errors import HsraError, InputFileError, OutputExistsError, ShapeError, UsageError, ValueRangeError
+from .errors import AmbiguousArrayError, HsraError, InputFileError, OutputExistsError, ShapeError, UsageError, ValueRangeError
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -652,7 +652,7 @@ def _choose_key(path: Path, source: _Source, key: str | None, role: str) -> str:
         if len(candidates) == 1:  # the file's one array: let the caller's check say what is wrong with it
             return candidates[0].name
         raise InputFileError(f"{path} holds no numeric array (it holds {_listing(list(entries.values()))})")
-    raise InputFileError(f"{path} holds several arrays ({_listing(numeric)}); pass --key to choose one")
+    raise AmbiguousArrayError(path, _listing(numeric), "--mask-key" if role == "mask" else "--key")
 
 
 def _where(path: Path, key: str) -> str:

@@ -67,3 +67,27 @@ def test_a_folder_that_refuses_files_gives_one_line_naming_the_output(cube, tmp_
     line = one_line_error(err)
     assert "cannot create output folder /sys/hsra-test" in line and "internal error" not in line
     assert not Path("/sys/hsra-test").exists()
+
+
+def test_a_file_with_several_arrays_asks_for_the_flag_that_names_that_file(cube, tmp_path, capsys):
+    import numpy as np
+    import scipy.io
+
+    data = np.random.default_rng(0).random((16, 16, 28)).astype(np.float32)
+    scipy.io.savemat(tmp_path / "two.mat", {"a": data, "b": data})
+    scipy.io.savemat(tmp_path / "twomask.mat", {"m1": np.ones((16, 16)), "m2": np.ones((16, 16))})
+    cases = [
+        (["simulate", cube, "--mask", tmp_path / "twomask.mat", "-o", tmp_path / "s"], "--mask-key"),
+        (["simulate", tmp_path / "two.mat", "-o", tmp_path / "s"], "--key"),
+        (["evaluate", cube, "--truth", tmp_path / "two.mat"], "--truth-key"),
+        (["evaluate", tmp_path / "two.mat", "--truth", cube], "--key"),
+        (["train", "--model", "hsra-s", "--data", tmp_path / "two.mat", "--mask", tmp_path / "twomask.mat",
+          "-o", tmp_path / "t", "--steps", "1"], "--data-key"),
+        (["train", "--model", "hsra-s", "--data", cube, "--mask", tmp_path / "twomask.mat", "-o", tmp_path / "t",
+          "--steps", "1"], "--mask-key"),
+    ]
+    for args, flag in cases:
+        code, _, err = run(args, capsys)
+        assert code == 1, args
+        assert one_line_error(err).endswith(f"pass {flag} to choose one"), (args, err)
+    assert not (tmp_path / "s").exists() and not (tmp_path / "t").exists()

@@ -86,7 +86,7 @@ def evaluate(
     from rich.markup import escape
 
     from hsra_cli.cli._common import alias, console
-    from hsra_cli.errors import HsraError, InputFileError, ShapeError, UsageError, ValueRangeError
+    from hsra_cli.errors import HsraError, InputFileError, ShapeError, UsageError, ValueRangeError, key_option
     from hsra_cli.inputs import SceneReader, collect, pair_scenes, scenes_of, unmatched_message
 
     output = alias(output, old_output, "--output-file", "-o/--output")
@@ -108,19 +108,20 @@ def evaluate(
 
     failed: list[tuple[str, HsraError]] = []
 
-    def expand(specs, scene_key):
+    def expand(specs, scene_key, key_flag):
         sources, problems, _ = collect(specs)
         failed.extend(problems)
         scenes = []
         for source in sources:
             try:
-                scenes.extend(scenes_of(source, scene_key))
+                with key_option(key_flag):
+                    scenes.extend(scenes_of(source, scene_key))
             except HsraError as exc:
                 failed.append((str(source.path), exc))
         return sources, scenes
 
-    pred_sources, pred_scenes = expand(predictions, key)
-    truth_sources, truth_scenes = expand(truths, truth_key)
+    pred_sources, pred_scenes = expand(predictions, key, "--key")
+    truth_sources, truth_scenes = expand(truths, truth_key, "--truth-key")
     if output is not None:
         check_not_inputs([output], [s.path for s in pred_sources + truth_sources])
         hsra_io.check_writable(output, overwrite=overwrite)  # fail before any work
@@ -130,7 +131,7 @@ def evaluate(
         failed.append((str(prediction), UsageError(unmatched_message(prediction, truth_scenes))))
     single = len(pairs) + len(failed) == 1
 
-    pred_reader, truth_reader = SceneReader(key, bands), SceneReader(truth_key, bands)
+    pred_reader, truth_reader = SceneReader(key, bands), SceneReader(truth_key, bands, key_flag="--truth-key")
     scenes = []
     for prediction, truth in pairs:
         try:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError, ShapeError, UsageError, ValueRangeError
+from ..errors import InputFileError, ShapeError, UsageError, ValueRangeError, key_option
 from ..inputs import parse_source  # the one scene-selector grammar of every command
 
 
@@ -108,7 +108,8 @@ def load_scenes(sources: list[str], key: str | None = None, what: str = "trainin
         if indices is not None and path.is_dir():
             raise UsageError(f"{text!r}: a scene selector applies to a file holding a stack, not to a folder")
         for file in files:
-            scenes.extend(_read_file(file, key, indices, str(text)))
+            with key_option("--data-key"):
+                scenes.extend(_read_file(file, key, indices, str(text)))
     names = [scene.name for scene in scenes]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated and what == "validation":
