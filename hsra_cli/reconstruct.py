@@ -367,12 +367,18 @@ class Reconstructor:
         mask_info["form"] = op.mask_form
         return op, mask_info
 
-    def _pixels_budget(self) -> int:
+    def _bytes_per_pixel(self) -> int:
         # Measured peak resident memory per cube pixel at 660×660 with 28 bands (benchmarks/bench_real.py):
         # ~1.8 kB for hsra-s (padded to 704²), ~1.5 kB for gap-tv. 64 float32 values per band and pixel
         # (7 kB at 28 bands) leaves room for the larger networks; a model may state its own figure.
-        per_pixel = getattr(self.model, "bytes_per_pixel", None) or 64 * self.bands * 4
-        return int(self.memory_cap_gb * 1e9 / per_pixel)
+        return getattr(self.model, "bytes_per_pixel", None) or 64 * self.bands * 4
+
+    def _pixels_budget(self) -> int:
+        return int(self.memory_cap_gb * 1e9 / self._bytes_per_pixel())
+
+    def smallest_tile(self) -> int:
+        """The smallest tile whose trusted middle survives the dispersion margins (see :meth:`_run_tiled`)."""
+        return 2 * self.step * (self.bands - 1) + 64
 
     def plan_tiles(self, height: int, width: int) -> int:
         """Tile size for a ``height × width`` cube (0 = whole image)."""
@@ -380,7 +386,15 @@ class Reconstructor:
             if height * width <= self._pixels_budget():
                 return 0
             side = int(math.sqrt(self._pixels_budget()))
-            return max(64, min(512, side // 64 * 64 or 64))
+            smallest = self.smallest_tile()
+            if side < smallest:
+                need = smallest * smallest * self._bytes_per_pixel() / 1e9
+                raise UsageError(
+                    f"--memory-cap {self.memory_cap_gb:g} GB fits tiles of {side} px, smaller than the {smallest} px "
+                    f"the dispersion spread needs ({self.bands} bands at step {self.step}); give at least "
+                    f"--memory-cap {math.ceil(need * 100) / 100:g}"
+                )
+            return max(smallest, min(512, side // 64 * 64 or 64))
         return int(self.tile_size)
 
     def _network(self, y: torch.Tensor, op: CassiOperator) -> torch.Tensor:

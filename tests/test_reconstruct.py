@@ -102,9 +102,17 @@ def test_tiles_smaller_than_twice_the_dispersion_spread_are_refused():
 
 
 def test_auto_tiling_follows_the_memory_cap():
-    r = Reconstructor("gap-tv", memory_cap_gb=0.001)
-    assert r.plan_tiles(64, 64) == 0 or r.plan_tiles(256, 256) > 0
-    assert r.plan_tiles(2048, 2048) > 0
+    r = Reconstructor("gap-tv", memory_cap_gb=0.5)
+    assert r.plan_tiles(64, 64) == 0
+    assert r.smallest_tile() <= r.plan_tiles(2048, 2048) <= 512
+    # A cap whose tiles could not hold the dispersion margins names --memory-cap and the least that works
+    # (it used to blame a --tile-size the user never gave).
+    tiny = Reconstructor("gap-tv", memory_cap_gb=0.001)
+    assert tiny.plan_tiles(8, 8) == 0
+    with pytest.raises(UsageError, match=r"--memory-cap 0.001 GB fits tiles of \d+ px, smaller than the 172 px") as caught:
+        tiny.plan_tiles(2048, 2048)
+    least = float(str(caught.value).rsplit("--memory-cap ", 1)[1])
+    assert Reconstructor("gap-tv", memory_cap_gb=least).plan_tiles(2048, 2048) >= 172
     assert Reconstructor("gap-tv", memory_cap_gb=100).plan_tiles(660, 660) == 0
     assert Reconstructor("gap-tv", tile_size=0, memory_cap_gb=0.001).plan_tiles(2048, 2048) == 0
 
