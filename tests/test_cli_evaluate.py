@@ -280,3 +280,36 @@ def test_one_scene_from_several_methods_is_named_by_method(tmp_path, capsys):
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["scenes"]}
     assert set(rows) == {"scene (hsra-s.any)", "scene (solver)"}  # the record's model, else the folder
     assert rows["scene (hsra-s.any)"]["psnr"] > rows["scene (solver)"]["psnr"]
+
+
+def test_json_and_csv_never_average_across_methods(tmp_path, capsys):
+    """With rows of several methods, each output gives each method's own mean, never one across them (the
+    table already did; --json and --csv averaged the methods together)."""
+    import csv
+    import io
+    import json
+
+    import numpy as np
+
+    from hsra_cli.cli import main
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        truth = rng.random((16, 16, 28), dtype=np.float32)
+        np.save(tmp_path / f"{name}.npy", truth)
+        for method, noise in (("net", 0.01), ("solver", 0.1)):
+            (tmp_path / method).mkdir(exist_ok=True)
+            np.save(tmp_path / method / f"{name}.npy",
+                    np.clip(truth + noise * rng.standard_normal(truth.shape), 0, 1).astype(np.float32))
+    args = ["evaluate", str(tmp_path / "net"), str(tmp_path / "solver"), "--truth", str(tmp_path)]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "mean" not in report and set(report["mean_by_method"]) == {"net", "solver"}
+    for method in ("net", "solver"):
+        own = [s["psnr"] for s in report["scenes"] if s["method"] == method]
+        assert len(own) == 2 and report["mean_by_method"][method]["psnr"] == pytest.approx(np.mean(own))
+    assert main([*args, "--csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    labels = [row[0] for row in rows[1:]]
+    assert "mean" not in labels and labels[-2:] == ["mean (net)", "mean (solver)"]
+    assert float(rows[-2][1]) == pytest.approx(report["mean_by_method"]["net"]["psnr"], abs=1e-5)

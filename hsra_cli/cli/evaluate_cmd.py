@@ -104,7 +104,7 @@ def evaluate(
 
     from hsra_cli import io as hsra_io
     from hsra_cli.batch import check_not_inputs
-    from hsra_cli.metrics import evaluate_cube, mean_over_scenes
+    from hsra_cli.metrics import evaluate_cube
 
     failed: list[tuple[str, HsraError]] = []
 
@@ -161,12 +161,12 @@ def evaluate(
     if not scenes:
         console.print(f"[red]0 scored, {len(failed)} failed[/red]")
         return 1
-    mean = mean_over_scenes(scenes)
+    means = _means(scenes)
 
     if output_kind is None:
-        _print_table(scenes, mean, convention.value)
+        _print_table(scenes, means, convention.value)
     else:
-        text = _format_json(scenes, mean, convention.value, failed) if output_kind == "json" else _format_csv(scenes, mean)
+        text = _format_json(scenes, means, convention.value, failed) if output_kind == "json" else _format_csv(scenes, means)
         if output is None:
             import sys
 
@@ -213,6 +213,23 @@ def _name_methods_apart(scenes: list[dict]) -> None:
             scene["name"] = f"{scene['name']} ({scene['method']})"
 
 
+def _means(scenes: list[dict]) -> list[tuple[str | None, dict]]:
+    """The means the outputs show, as ``(method, values)``: one over every scene (method None), or, when the rows
+    compare methods, each method's own mean over its scenes (a mean across methods means nothing). The table,
+    the JSON and the CSV all show these."""
+    from hsra_cli.metrics import mean_over_scenes
+
+    methods = [scene["method"] for scene in scenes if "method" in scene]
+    if not methods:
+        return [(None, mean_over_scenes(scenes))]
+    groups = [(method, [s for s in scenes if s.get("method") == method]) for method in dict.fromkeys(methods)]
+    return [(method, mean_over_scenes(own)) for method, own in groups if len(own) > 1]
+
+
+def _mean_label(method: str | None) -> str:
+    return "mean" if method is None else f"mean ({method})"
+
+
 def _read_scaled(reader, scene, quiet: bool):
     """Read a scene as H×W×C float32 with stored integers brought to [0, 1]."""
     cube, _, note = reader.read(scene)
@@ -232,7 +249,7 @@ def _json_number(value: float):
     return None if value != value else value
 
 
-def _format_json(scenes: list[dict], mean: dict, convention: str, failed=()) -> str:
+def _format_json(scenes: list[dict], means: list, convention: str, failed=()) -> str:
     import json
 
     payload = {
@@ -240,14 +257,19 @@ def _format_json(scenes: list[dict], mean: dict, convention: str, failed=()) -> 
         "scenes": [
             {k: (_json_number(v) if isinstance(v, float) else v) for k, v in scene.items()} for scene in scenes
         ],
-        "mean": {k: _json_number(v) for k, v in mean.items()},
     }
+    for method, values in means:  # "mean", or one "mean_by_method" entry per method compared
+        numbers = {k: _json_number(v) for k, v in values.items()}
+        if method is None:
+            payload["mean"] = numbers
+        else:
+            payload.setdefault("mean_by_method", {})[method] = numbers
     if failed:
         payload["failed"] = [{"input": spec, "error": str(error)} for spec, error in failed]
     return json.dumps(payload, indent=2) + "\n"
 
 
-def _format_csv(scenes: list[dict], mean: dict) -> str:
+def _format_csv(scenes: list[dict], means: list) -> str:
     import csv
     import io
 
@@ -255,12 +277,13 @@ def _format_csv(scenes: list[dict], mean: dict) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["name", *columns])
-    for row_name, values in [*((scene["name"], scene) for scene in scenes), ("mean", mean)]:
+    for row_name, values in [*((scene["name"], scene) for scene in scenes),
+                             *((_mean_label(method), values) for method, values in means)]:
         writer.writerow([row_name, *("" if values[k] != values[k] else f"{values[k]:.6f}" for k in columns)])
     return buffer.getvalue()
 
 
-def _print_table(scenes: list[dict], mean: dict, convention: str) -> None:
+def _print_table(scenes: list[dict], means: list, convention: str) -> None:
     from rich.table import Table
 
     from hsra_cli.cli._common import stdout
@@ -283,17 +306,8 @@ def _print_table(scenes: list[dict], mean: dict, convention: str) -> None:
 
     for scene in scenes:
         table.add_row(scene["name"], *cells(scene))
-    methods = [scene["method"] for scene in scenes if "method" in scene]
-    if not methods:
+    if means:
         table.add_section()
-        table.add_row("mean", *cells(mean), style="bold")
-    else:  # a comparison of methods: a mean across them means nothing; each method's own mean does
-        from hsra_cli.metrics import mean_over_scenes
-
-        rows = [(method, [s for s in scenes if s.get("method") == method]) for method in dict.fromkeys(methods)]
-        rows = [(method, own) for method, own in rows if len(own) > 1]
-        if rows:
-            table.add_section()
-        for method, own in rows:
-            table.add_row(f"mean ({method})", *cells(mean_over_scenes(own)), style="bold")
+    for method, values in means:
+        table.add_row(_mean_label(method), *cells(values), style="bold")
     stdout.print(table)
