@@ -218,12 +218,16 @@ TRUTH_SUFFIXES = ("_gt", "-gt", "_truth", "-truth", "_groundtruth", "_ref")
 _NAME_SEPARATORS = "_-."
 
 
-def _truth_name(truth: Scene) -> str:
+def _truth_stem(truth: Scene) -> str:
     stem = truth.path.stem
     for suffix in TRUTH_SUFFIXES:
         if stem.lower().endswith(suffix) and len(stem) > len(suffix):
-            stem = stem[: -len(suffix)]
-            break
+            return stem[: -len(suffix)]
+    return stem
+
+
+def _truth_name(truth: Scene) -> str:
+    stem = _truth_stem(truth)
     return stem if truth.index is None else f"{stem}:{truth.index}"
 
 
@@ -232,7 +236,8 @@ def pair_scenes(predictions: list[Scene], truths: list[Scene], by_position: bool
 
     By name: a truth pairs with the prediction of the same name, its name read without a truth ending
     (:data:`TRUTH_SUFFIXES`); failing that, with a prediction whose name starts with it followed by ``_ - .``
-    (``scene01_hsra-s`` ↔ ``scene01``; the longest such name wins). One prediction file and one truth file pair
+    (``scene01_hsra-s`` ↔ ``scene01``; the longest such name wins). Scene 3 of a stack also answers to the
+    name its outputs get, ``stack_3`` (``stack.npz:3`` ↔ ``stack_3.mat``). One prediction file and one truth file pair
     scene by scene whatever their names. ``by_position``: in the order given, or one truth for all.
     ``unmatched`` lists the predictions with no truth; raises :class:`UsageError` when positions cannot pair.
     """
@@ -255,6 +260,11 @@ def pair_scenes(predictions: list[Scene], truths: list[Scene], by_position: bool
                 "(or pass --pair-by-position)"
             )
         by_name[name] = truth
+    # A scene of a stack also answers to the name its outputs get (Scene.stem, ``stack_3``), so a stack that went
+    # through simulate and reconstruct pairs with the stack it came from; a truth of that very name comes first.
+    for truth in truths:
+        if truth.index is not None:
+            by_name.setdefault(f"{_truth_stem(truth)}_{truth.index}", truth)
     pairs, unmatched = [], []
     for prediction in predictions:
         truth = by_name.get(prediction.name)

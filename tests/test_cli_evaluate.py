@@ -313,3 +313,25 @@ def test_json_and_csv_never_average_across_methods(tmp_path, capsys):
     labels = [row[0] for row in rows[1:]]
     assert "mean" not in labels and labels[-2:] == ["mean (net)", "mean (solver)"]
     assert float(rows[-2][1]) == pytest.approx(report["mean_by_method"]["net"]["psnr"], abs=1e-5)
+
+
+def test_a_stack_scores_against_itself_after_simulate_and_reconstruct(tmp_path, capsys):
+    """stack.npz:0-1 → simulate (stack_0.mat, stack_1.mat) → reconstruct → evaluate --truth stack.npz:0-1 pairs each
+    output with its scene by name (it used to need --pair-by-position)."""
+    import json
+
+    import numpy as np
+
+    from hsra_cli.cli import main
+    from test_cli_pipeline import smooth_cube
+
+    np.savez(tmp_path / "stack.npz", cube=np.stack([smooth_cube(16, 16, seed=0), smooth_cube(16, 16, seed=1)]))
+    stack = f"{tmp_path / 'stack.npz'}:0-1"
+    assert main(["simulate", stack, "-o", str(tmp_path / "sim"), "-q"]) == 0
+    assert main(["reconstruct", str(tmp_path / "sim"), "--mask", str(tmp_path / "sim" / "mask.mat"), "--model",
+                 "gap-tv", "-o", str(tmp_path / "rec"), "-q", "--no-previews"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "rec"), "--truth", stack, "--json"]) == 0
+    scenes = json.loads(capsys.readouterr().out)["scenes"]
+    assert [(Path(s["pred"]).name, s["truth"].rsplit(":", 1)[1]) for s in scenes] == [("stack_0.mat", "0"),
+                                                                                     ("stack_1.mat", "1")]
