@@ -164,6 +164,9 @@ def test_old_spellings_still_work_as_hidden_aliases(tmp_path, capsys):
     # evaluate -o FILE (now --output-file)
     code, _, _ = run(["evaluate", cube, "--truth", cube, "-o", tmp_path / "m.json"], capsys)
     assert code == 0 and (tmp_path / "m.json").exists()
+    # ... and --out, as every other command spells -o (it used to be refused with a hint at the hidden --output)
+    code, _, err = run(["evaluate", cube, "--truth", cube, "--out", tmp_path / "m.csv"], capsys)
+    assert code == 0 and (tmp_path / "m.csv").read_text().startswith("name,"), err
 
 
 def test_every_coordinate_option_reads_row_then_column(capsys):

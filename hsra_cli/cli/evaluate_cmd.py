@@ -70,7 +70,7 @@ def evaluate(
         None, "--output-file", metavar="FILE",
         help="Write the JSON/CSV to FILE instead of stdout (format from --json/--csv or the suffix).",
     ),
-    old_output: Optional[Path] = typer.Option(None, "-o", "--output", hidden=True),
+    old_output: Optional[Path] = typer.Option(None, "-o", "--out", "--output", hidden=True),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output-file."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr but errors and the summary."),
 ) -> int:
