@@ -66,9 +66,14 @@ def output_name(template: str, **values: str) -> str:
     return template.format(**values)
 
 
-def check_not_inputs(outputs, inputs) -> None:
+#: What to do instead, for the commands that write a folder of named outputs, and for those that write one file.
+FOLDER_HINT = "write to another folder (-o) or name the outputs apart (--name)"
+FILE_HINT = "give -o another file name"
+
+
+def check_not_inputs(outputs, inputs, hint: str = FOLDER_HINT) -> None:
     """Refuse (:class:`UsageError`, before any work) an output that is one of the call's inputs, whatever
-    ``--overwrite`` says: the same file under any name (links included)."""
+    ``--overwrite`` says: the same file under any name (links included). ``hint`` says what to do instead."""
     from .inputs import same_file
 
     existing_inputs = [Path(p) for p in inputs if p is not None and Path(p).exists()]
@@ -78,10 +83,7 @@ def check_not_inputs(outputs, inputs) -> None:
             continue
         for source in existing_inputs:
             if same_file(target, source):
-                raise UsageError(
-                    f"output {target} would replace the input {source} of this call; write to another folder (-o) "
-                    "or name the outputs apart (--name)"
-                )
+                raise UsageError(f"output {target} would replace the input {source} of this call; {hint}")
 
 
 def clean_stale_temporaries(folder: Path, on_note=None) -> None:

@@ -555,6 +555,33 @@ def auto_geometry(reconstructor, paths: Sequence[Path], mask_path: Path, *, key:
     return reconstructor, result.offset, {**result.summary(), **source}
 
 
+def calibration_inputs(specs, mask_path: Path) -> tuple[list[Path], list[Path]]:
+    """The captures that ``specs`` (files, folders, quoted patterns) name, as ``hsra calibrate`` takes them:
+    ``(paths, skipped)``. The ``--mask`` file is never a capture, whether a folder or pattern lists it or it is
+    named: it is left out and returned in ``skipped`` (the command says so once the run succeeded). Raises the
+    first spec that names nothing (every capture counts in a joint calibration), and :class:`UsageError` when the
+    mask is all the specs name."""
+    from .inputs import collect
+
+    sources, problems, skipped = collect(specs, exclude=[mask_path])
+    if problems:
+        raise problems[0][1]
+    if not sources:
+        raise UsageError(f"the only input given is the --mask file ({skipped[0]}); give the captures to calibrate")
+    return [source.path.resolve() for source in sources], skipped
+
+
+def check_calibration_output(path: Path, inputs: Sequence[Path], mask_path: Path, overwrite: bool = False) -> None:
+    """Refuse, before any work, a JSON output that would replace a capture or the mask of the same call (whatever
+    ``overwrite`` says, :class:`UsageError`), or an existing file without ``overwrite``, or a path that cannot be
+    written (:func:`hsra_cli.io.check_writable`)."""
+    from .batch import FILE_HINT, check_not_inputs
+    from .io import check_writable
+
+    check_not_inputs([path], [*inputs, mask_path], FILE_HINT)
+    check_writable(path, overwrite)
+
+
 def write_calibration(path: Path, calibration: Calibration, source: dict | None = None,
                       overwrite: bool = False) -> Path:
     """Write the calibration with its landscapes as JSON (atomically; an existing file only with ``overwrite``)."""

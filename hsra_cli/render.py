@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 
 from .bands import default_wavelengths
-from .errors import ShapeError, UsageError, ValueRangeError
+from .errors import HsraError, ShapeError, UsageError, ValueRangeError
 
 if TYPE_CHECKING:  # matplotlib is imported lazily: `hsra --help` must stay fast
     from matplotlib.figure import Figure
@@ -253,12 +253,26 @@ def _white_balance_mode(white_balance) -> str:
     return mode
 
 
+def white_balance_choice(white_balance=None, grey_patch=None) -> str:
+    """The white balance mode of a render: ``"patch"`` when a grey patch is given, else ``white_balance`` (None:
+    ``"illuminant"``). The grey patch decides the balance alone, so a grey patch together with another explicit
+    mode is refused (:class:`UsageError`) instead of that mode being ignored."""
+    if grey_patch is None:
+        return _white_balance_mode("illuminant" if white_balance is None else white_balance)
+    if white_balance is not None and _white_balance_mode(white_balance) != "patch":
+        raise UsageError(
+            f"--grey-patch and --white-balance {white_balance} conflict: the grey patch sets the white balance "
+            "itself; give only one of them"
+        )
+    return "patch"
+
+
 def check_grey_patch(grey_patch, height: int, width: int) -> tuple[int, int, int]:
     """``(x, y)`` or ``(x, y, radius)`` (x = column, y = row) of a grey patch inside an ``height × width`` image."""
     values = tuple(int(v) for v in grey_patch)
     if len(values) not in (2, 3):
         raise UsageError(f"a grey patch is x,y or x,y,radius (pixels), got {grey_patch!r}")
-    x, y = check_points([values[:2]], height, width)[0]
+    x, y = check_points([values[:2]], height, width, what="the grey patch centre")[0]
     radius = values[2] if len(values) == 3 else GREY_PATCH_RADIUS
     if radius < 0:
         raise UsageError(f"the grey patch radius must be ≥ 0, got {radius}")
@@ -521,15 +535,19 @@ def _pixel_spectrum(array: np.ndarray, x: int, y: int, radius: int) -> np.ndarra
     return array[rows, cols, :].reshape(-1, array.shape[2]).mean(axis=0)
 
 
-def check_points(points: Sequence[tuple[int, int]], height: int, width: int) -> list[tuple[int, int]]:
-    """Validate ``(x, y)`` pixel coordinates (x = column, y = row) against an ``height × width`` image."""
+def check_points(points: Sequence[tuple[int, int]], height: int, width: int,
+                 what: str = "pixel") -> list[tuple[int, int]]:
+    """Validate ``(x, y)`` pixel coordinates (x = column, y = row) against an ``height × width`` image.
+
+    The error names the point as row, column (every coordinate option of hsra reads ROW,COL); ``what`` says
+    which point it is (``--pixel``, ``the grey patch centre``)."""
     checked = []
     for point in points:
         x, y = (int(value) for value in point)
         if not (0 <= x < width and 0 <= y < height):
             raise UsageError(
-                f"point x={x}, y={y} lies outside the {width}×{height} (W×H) image; "
-                f"expected 0 ≤ x < {width}, 0 ≤ y < {height}"
+                f"{what} at row {y}, column {x} lies outside the {height}×{width} (rows×columns) image; "
+                f"expected 0 ≤ row < {height} and 0 ≤ column < {width}"
             )
         checked.append((x, y))
     return checked
@@ -850,5 +868,10 @@ def write_previews(cube, wavelengths_nm, out_dir, stem: str, overwrite: bool = F
     rgb = false_color(array, wavelengths_nm, exposure=exposure, white_balance=white_balance, illuminant=illuminant,
                       grey_patch=grey_patch)
     grid = band_grid(array, wavelengths_nm, title=stem, dpi=dpi)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a folder that refuses files (permissions, a read-only or pseudo file system)
+        from .io import _os_reason
+
+        raise HsraError(f"cannot create output folder {out_dir}: {_os_reason(exc)}") from None
     return [save_png(rgb_path, rgb, overwrite), save_figure(bands_path, grid, overwrite, dpi)]

@@ -24,8 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import InputFileError, UsageError
+from .errors import InputFileError, UsageError, key_option
 
+#: The report's file name in the folder of the reconstructions (no -o), or in the folder -o names.
+REPORT_NAME = "report.html"
 #: Spectra plotted per item, at points chosen by :func:`spectral_points`.
 DEFAULT_POINTS = 4
 #: Widths (pixels) of the embedded thumbnails; the full-size files are linked.
@@ -54,16 +56,10 @@ class ReportItem:
 
 def find_records(out_dir: Path) -> tuple[list[Path], list[str]]:
     """The reconstruction records in ``out_dir`` (sorted) and the stems of cubes that have none (unfinished)."""
+    from .batch import is_record
     from .io import SUPPORTED_SUFFIXES
 
-    records = []
-    for path in sorted(out_dir.glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if isinstance(data, dict) and "model" in data and isinstance(data.get("outputs"), dict):
-            records.append(path)
+    records = [path for path in sorted(out_dir.glob("*.json")) if is_record(path)]
     stems = {p.stem for p in records}
     unfinished = sorted(
         p.stem for p in out_dir.iterdir()
@@ -146,6 +142,41 @@ def _output_path(record: dict, kind: str, record_path: Path) -> Path | None:
     return path if path.exists() else None
 
 
+def report_path(out_dir, output=None) -> Path:
+    """Where the report of ``out_dir`` goes: ``out_dir/report.html`` without ``output``; ``output/report.html``
+    when ``output`` names a folder (an existing one, or a path ending in a path separator, created if missing);
+    else ``output`` itself."""
+    text = "" if output is None else os.fspath(output)
+    if not text:
+        return Path(out_dir) / REPORT_NAME
+    separators = tuple(sep for sep in (os.sep, os.altsep) if sep)
+    if text.endswith(separators) or Path(text).is_dir():
+        return Path(text) / REPORT_NAME
+    return Path(text)
+
+
+#: The files of a record that the report reads (its cube and previews).
+_READ_KINDS = ("cube", "rgb", "bands", "residual")
+
+
+def report_inputs(records: list[Path], truth_dir: Path | None = None) -> list[Path]:
+    """Every file the report of ``records`` reads: the records, the cubes and previews they name, and the truths
+    paired with them (what :func:`build_item` opens)."""
+    inputs: list[Path] = []
+    for record_path in records:
+        inputs.append(record_path)
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        inputs += [path for kind in _READ_KINDS if (path := _output_path(record, kind, record_path)) is not None]
+        if truth_dir is not None:
+            truth = _find_truth(truth_dir, record_path.stem)
+            if truth is not None:
+                inputs.append(truth)
+    return inputs
+
+
 def build_item(record_path: Path, report_dir: Path, truth_dir: Path | None = None, truth_key: str | None = None,
                points: int = DEFAULT_POINTS) -> ReportItem:
     """Read one record and what it points to, and render what the page shows of it."""
@@ -180,7 +211,8 @@ def build_item(record_path: Path, report_dir: Path, truth_dir: Path | None = Non
         if truth_path is None:
             item.notes.append(f"no truth named {item.name}.* in {truth_dir}")
         elif cube is not None:
-            truth, truth_loaded = read_cube(truth_path, key=truth_key, bands=cube.shape[2])
+            with key_option("--truth-key"):
+                truth, truth_loaded = read_cube(truth_path, key=truth_key, bands=cube.shape[2])
             truth, _ = unit_range(truth, truth_loaded)
             if truth.shape != cube.shape:
                 item.notes.append(f"truth {truth_path.name} is {truth.shape}, the cube {cube.shape}: not compared")
@@ -390,12 +422,16 @@ def render_html(items: list[ReportItem], out_dir: Path, unfinished: list[str], t
 
 def write_report(out_dir, output=None, *, truth_dir=None, truth_key: str | None = None,
                  points: int = DEFAULT_POINTS, overwrite: bool = False, progress=None) -> tuple[Path, list[ReportItem]]:
-    """Write the report of the reconstructions in ``out_dir`` (default ``out_dir/report.html``).
+    """Write the report of the reconstructions in ``out_dir`` (where: :func:`report_path`).
 
     Raises:
         InputFileError: ``out_dir`` (or ``truth_dir``) is missing or holds no reconstruction record.
+        UsageError: the report would replace a file it reads (a record, cube, preview or truth), whatever
+            ``overwrite`` says.
         OutputExistsError: the report exists and ``overwrite`` is False.
+        HsraError: the report cannot be written there.
     """
+    from .batch import FILE_HINT, check_not_inputs
     from .io import atomic_output, check_writable
 
     out_dir = Path(out_dir)
@@ -405,9 +441,10 @@ def write_report(out_dir, output=None, *, truth_dir=None, truth_key: str | None 
         raise InputFileError(f"--truth {truth_dir} is not a folder; expected a folder of truth cubes named like the inputs")
     if points < 0:
         raise UsageError(f"--points must be ≥ 0, got {points}")
-    output = Path(output) if output else out_dir / "report.html"
-    check_writable(output, overwrite)
+    output = report_path(out_dir, output)
     records, unfinished = find_records(out_dir)
+    check_not_inputs([output], report_inputs(records, Path(truth_dir) if truth_dir else None), FILE_HINT)
+    check_writable(output, overwrite)
     if not records:
         raise InputFileError(
             f"{out_dir} holds no reconstruction record (<stem>.json written by hsra reconstruct); nothing to report"

@@ -158,3 +158,44 @@ def test_mask_offset_auto_with_the_default_model_searches_the_step_and_then_choo
     assert offset == (30, 40) and record["step"] == step
     assert reconstructor.choice["chosen"] == chosen and reconstructor.step == step
     assert (reconstructor is start) == (step == 2)
+
+
+# --- what the CLI takes as inputs and where it may write ---------------------------------------------------------
+
+
+def _capture_files(folder):
+    measurement, mask = _capture(20, 30, 2, "width")
+    folder.mkdir(exist_ok=True)
+    write_array(folder / "cap.mat", measurement, key="meas")
+    write_array(folder / "mask.mat", mask, key="mask")
+    return folder / "cap.mat", folder / "mask.mat"
+
+
+@pytest.mark.parametrize("target", ["cap.mat", "mask.mat"])
+def test_cli_never_writes_its_json_over_a_capture_or_the_mask(tmp_path, capsys, target):
+    from test_cli_pipeline import one_line_error, run
+
+    capture, mask = _capture_files(tmp_path)
+    before = {path: path.read_bytes() for path in (capture, mask)}
+    code, out, err = run(["calibrate", capture, "--mask", mask, "--bands", "8", "-o", tmp_path / target,
+                          "--overwrite"], capsys)
+    assert code == 2 and out == ""
+    assert "would replace the input" in one_line_error(err) and target in err
+    assert {path: path.read_bytes() for path in (capture, mask)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cap.mat", "mask.mat"]
+
+
+def test_cli_skips_the_mask_file_in_a_folder_or_pattern_of_captures(tmp_path, capsys):
+    from test_cli_pipeline import one_line_error, run
+
+    capture, mask = _capture_files(tmp_path / "captures")
+    for spec in (tmp_path / "captures", str(tmp_path / "captures" / "*.mat")):
+        code, out, err = run(["calibrate", spec, "--mask", mask, "--bands", "8"], capsys)
+        assert code == 0, err
+        assert out.strip() == "--mask-offset 20,30 --step 2 --axis width"
+        assert f"skipping {mask}: it is the --mask file" in err and "1 capture(s)" in err
+    code, out, err = run(["calibrate", tmp_path / "captures", "--mask", mask, "--bands", "8", "-q"], capsys)
+    assert code == 0 and err == "" and out.strip() == "--mask-offset 20,30 --step 2 --axis width"
+    # The mask alone is no capture: one line saying so.
+    code, out, err = run(["calibrate", mask, "--mask", mask, "--bands", "8"], capsys)
+    assert code == 2 and "the only input given is the --mask file" in one_line_error(err)

@@ -579,3 +579,75 @@ def test_kaist_scene_renders_colourful_but_balanced():
     # ... and it is in colour: a good share of pixels is clearly saturated.
     spread = image.max(axis=2).astype(int) - image.min(axis=2).astype(int)
     assert (spread > 40).mean() > 0.05
+
+
+# --------------------------------------------------------------------------------------------------------------
+# `hsra render`: option conflicts, wording, one-line failures
+
+
+@pytest.mark.parametrize("balance", ["none", "grey-world", "illuminant"])
+def test_cli_refuses_grey_patch_with_an_explicit_white_balance(cube_files, tmp_path, capsys, balance):
+    from test_cli_pipeline import one_line_error
+
+    code, stdout, stderr = run_cli(capsys, cube_files["mst"], "--grey-patch", "2,3", "--white-balance", balance,
+                                   "-o", tmp_path / "p")
+    assert code == 2 and stdout == ""
+    line = one_line_error(stderr)
+    assert "--grey-patch" in line and f"--white-balance {balance}" in line
+    assert not (tmp_path / "p").exists()
+
+
+def test_cli_help_marks_out_as_required(capsys):
+    import re
+
+    from typer.testing import CliRunner
+
+    from hsra_cli.cli import app
+
+    result = CliRunner().invoke(app, ["render", "--help"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0
+    assert re.search(r"│ \* +--out +-o ", result.output), result.output
+    code, stdout, stderr = run_cli(capsys, "cube.npy")
+    assert code == 2 and "Missing option '-o' / '--out'" in stderr and len(stderr.splitlines()) == 1
+
+
+def test_cli_names_a_pixel_outside_the_image_by_row_and_column(cube_files, tmp_path, capsys):
+    from test_cli_pipeline import one_line_error
+
+    code, _, stderr = run_cli(capsys, cube_files["mst"], "--pixel", "-1,5", "-o", tmp_path / "p")
+    line = one_line_error(stderr)
+    assert code == 2
+    assert "--pixel at row -1, column 5 lies outside the 16×12 (rows×columns) image" in line
+    assert "x=" not in line and "W×H" not in line
+    code, _, stderr = run_cli(capsys, cube_files["mst"], "--grey-patch", "20,1", "-o", tmp_path / "p")
+    assert code == 2 and "--grey-patch at row 20, column 1 lies outside" in one_line_error(stderr)
+    assert not (tmp_path / "p").exists()
+
+
+def test_cli_a_single_bad_cube_gives_only_the_error_line(tmp_path, capsys):
+    from test_cli_pipeline import one_line_error
+
+    (tmp_path / "bad.mat").write_text("not a MATLAB file")
+    code, stdout, stderr = run_cli(capsys, tmp_path / "bad.mat", "-o", tmp_path / "r")
+    assert code == 1 and stdout == ""
+    assert "bad.mat" in one_line_error(stderr)
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_an_output_folder_that_cannot_be_created_is_one_line(cube_files, tmp_path, capsys, monkeypatch):
+    from test_cli_pipeline import one_line_error
+
+    target = tmp_path / "locked" / "previews"
+    original = Path.mkdir
+
+    def refuse(self, *args, **kwargs):
+        if self in (target, target.parent):
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    code, stdout, stderr = run_cli(capsys, cube_files["mst"], "-o", target)
+    assert code == 1 and stdout == ""
+    line = one_line_error(stderr)
+    assert str(target) in line and "Permission denied" in line and "internal error" not in line
+    assert not (tmp_path / "locked").exists()

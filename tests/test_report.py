@@ -139,3 +139,54 @@ def test_the_trust_fact_says_which_cube_its_map_is_of():
     solver = dict(_facts(ReportItem("x", Path("x.json"), {"model": "gap-tv", "residual_map": {
         **stats, "cube": "the reconstruction"}})))
     assert "trust map p50 / p90 / p99" in solver
+
+
+# --- where the report goes, and what it never replaces ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["record", "cube", "rgb", "residual", "truth"])
+def test_cli_never_writes_the_report_over_a_file_it_reads(batch, tmp_path, capsys, kind):
+    from test_cli_pipeline import one_line_error, run
+
+    target = batch["truths"] / "alpha.mat" if kind == "truth" else {
+        "record": batch["out"] / "alpha.json", "cube": batch["out"] / "alpha.mat",
+        "rgb": batch["out"] / "alpha_rgb.png", "residual": batch["out"] / "alpha_residual.png"}[kind]
+    before = target.read_bytes()
+    code, out, err = run(["report", batch["out"], "--truth", batch["truths"], "-o", target, "--overwrite", "-q"],
+                         capsys)
+    assert code == 2 and out == ""
+    assert "would replace the input" in one_line_error(err)
+    assert target.read_bytes() == before
+
+
+def test_cli_writes_into_a_folder_named_by_out(batch, tmp_path, capsys):
+    from test_cli_pipeline import run
+
+    # A path ending in a separator is a folder (created), an existing folder too: report.html goes inside.
+    code, out, err = run(["report", batch["out"], "-o", f"{tmp_path / 'reports'}/", "-q", "--points", "0"], capsys)
+    assert code == 0, err
+    assert out.strip() == str(tmp_path / "reports" / "report.html")
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["report.html"]
+    assert "alpha" in (tmp_path / "reports" / "report.html").read_text()
+    (tmp_path / "existing").mkdir()
+    code, out, err = run(["report", batch["out"], "-o", tmp_path / "existing", "-q", "--points", "0"], capsys)
+    assert code == 0, err
+    assert out.strip() == str(tmp_path / "existing" / "report.html")
+    assert (tmp_path / "existing" / "report.html").is_file()
+
+
+def test_cli_one_broken_record_gives_only_the_error_line(batch, tmp_path, capsys):
+    import json
+
+    from test_cli_pipeline import one_line_error, run
+
+    record = json.loads((batch["out"] / "alpha.json").read_text())
+    record["outputs"] = {"cube": "alpha.mat"}  # beside the record
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "alpha.json").write_text(json.dumps(record))
+    (folder / "alpha.mat").write_text("not a MATLAB file")
+    code, out, err = run(["report", folder], capsys)
+    assert code == 1 and out == ""
+    assert "alpha.mat" in one_line_error(err)
+    assert sorted(p.name for p in folder.iterdir()) == ["alpha.json", "alpha.mat"]

@@ -24,7 +24,7 @@ from hsra_cli.cli._common import THREADS_HELP, AxisChoice, console, info, set_th
 """,
 )
 def calibrate(
-    inputs: List[str] = typer.Argument(..., help="Captures of one system: files, folders or quoted glob patterns."),
+    inputs: List[str] = typer.Argument(..., help="Captures of one system: files, folders or quoted glob patterns (a folder skips the --mask file)."),
     mask: Path = typer.Option(..., "-m", "--mask", help="The 2-D coded aperture, at least as large as the capture area."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Also write the result and the score landscapes to this JSON file (default: none, so the command can run again and again inside $(...))."),
     key: Optional[str] = typer.Option(None, "--key", help="Variable holding the measurement (default: meas, meas_real, y, …)."),
@@ -33,7 +33,7 @@ def calibrate(
     step: Optional[int] = typer.Option(None, "--step", min=1, help="Fix the dispersion step instead of estimating it."),
     axis: Optional[AxisChoice] = typer.Option(None, "--axis", help="Fix the dispersion axis instead of estimating it."),
     max_step: int = typer.Option(4, "--max-step", min=1, help="Largest dispersion step tried (pixels per band)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing JSON file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing JSON file (never a capture or the mask of the same call)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only the flags on stdout and warnings on stderr."),
 ):
@@ -43,23 +43,25 @@ def calibrate(
     offset (in the JSON), from how the mask's pattern shows in the captures. Prints the flags for hsra reconstruct
     on stdout; with -o, also writes the score landscapes to a JSON file. Warns when the evidence is weak.
     """
-    from hsra_cli.batch import expand_inputs
-    from hsra_cli.calibrate import calibrate_files, write_calibration
+    from rich.markup import escape
+
+    from hsra_cli.calibrate import calibrate_files, calibration_inputs, check_calibration_output, write_calibration
     from hsra_cli.cli._common import require_files
-    from hsra_cli.io import check_writable
 
     require_files([mask], "mask")
     axis = value_of(axis)
     set_threads(threads)
+    paths, skipped = calibration_inputs(inputs, mask)
     if out is not None:
-        check_writable(out, overwrite)
-    paths = expand_inputs(inputs)
+        check_calibration_output(out, paths, mask, overwrite)
     result, source = calibrate_files(
         paths, mask, key=key, mask_key=mask_key, bands=bands, steps=[step] if step else None,
         axes=[axis] if axis else None, max_step=max_step,
     )
     if out is not None:
         write_calibration(out, result, source, overwrite)
+    for path in skipped:  # said once the run succeeded: a refusal stays one line
+        info(f"skipping {escape(str(path))}: it is the --mask file", quiet)
     where = f"landscapes in {out}" if out is not None else "landscapes: -o FILE.json"
     if not quiet:
         console.print(f"{result.captures} capture(s) {result.capture_shape[0]}×{result.capture_shape[1]}, mask "

@@ -123,7 +123,7 @@ def evaluate(
     pred_sources, pred_scenes = expand(predictions, key, "--key")
     truth_sources, truth_scenes = expand(truths, truth_key, "--truth-key")
     if output is not None:
-        check_not_inputs([output], [s.path for s in pred_sources + truth_sources])
+        check_not_inputs([output], [s.path for s in pred_sources + truth_sources], "give --output-file another name")
         hsra_io.check_writable(output, overwrite=overwrite)  # fail before any work
     # With no usable truth at all, the truths' own errors say it all.
     pairs, unmatched = pair_scenes(pred_scenes, truth_scenes, by_position=pair_by_position) if truth_scenes else ([], [])

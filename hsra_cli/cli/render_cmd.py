@@ -111,18 +111,24 @@ def _parse_exposure(text: str):
     return value
 
 
-def _load(path: Path, key: Optional[str], bands: Optional[int], quiet: bool):
-    """(cube H×W×C float32, wavelengths stored in the file or None); integer data scaled to [0, 1]."""
-    import numpy as np
-
+def _load(path: Path, key: Optional[str], bands: Optional[int], notes: list):
+    """(cube H×W×C float32, wavelengths stored in the file or None); integer data scaled to [0, 1], which is
+    noted in ``notes`` (said once the cube is accepted, so that a refusal stays one line)."""
     from ..io import read_cube, unit_range
 
     cube, loaded = read_cube(path, key=key, bands=bands)
     cube, note = unit_range(cube, loaded)
     if note:
-        info(note, quiet)
+        notes.append(note)
     metadata = loaded.metadata or {}
     return cube, metadata.get("wavelengths_nm")
+
+
+def _old_output_dir(ctx: typer.Context, value: Optional[Path]):
+    """--output-dir, the old name of -o: its value stands for -o's when -o is not given (so -o can be required)."""
+    if value is not None:
+        ctx.default_map = {**(ctx.default_map or {}), "out": value}
+    return value
 
 
 @app.command(
@@ -144,10 +150,12 @@ def render(
         ..., metavar="CUBES...", show_default=False,
         help="Cube files (H×W×C or C×H×W; .npy .npz .mat .h5 .tif), folders or quoted patterns.",
     ),
-    out: Optional[Path] = typer.Option(
-        None, "-o", "--out", show_default=False, help="Folder for the PNGs (created if missing). [required]"
+    out: Path = typer.Option(
+        ..., "-o", "--out", show_default=False, help="Folder for the PNGs (created if missing)."
     ),
-    old_output_dir: Optional[Path] = typer.Option(None, "--output-dir", hidden=True),
+    old_output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir", hidden=True, is_eager=True, callback=_old_output_dir
+    ),
     pixel: List[str] = typer.Option(
         [], "--pixel", metavar="ROW,COL", help="Pixel (row, column) whose spectrum to plot; repeatable."
     ),
@@ -186,14 +194,15 @@ def render(
         help="Light the cube was lit by (radiance) or is seen under (reflectance): a CIE name such as D65, D50, "
         "A, E, FL2. Its white point, as the bands sample it, is adapted to sRGB's white (colour-science, CAT02).",
     ),
-    white_balance: WhiteBalance = typer.Option(
-        WhiteBalance.illuminant, "--white-balance",
-        help="illuminant: a white under --illuminant renders white; grey-world: the image's mean colour is "
-        "taken as grey; none: no adaptation.",
+    white_balance: Optional[WhiteBalance] = typer.Option(
+        None, "--white-balance", show_default=False,
+        help="illuminant (the default): a white under --illuminant renders white; grey-world: the image's mean colour is "
+        "taken as grey; none: no adaptation. Not with --grey-patch.",
     ),
     grey_patch: Optional[str] = typer.Option(
         None, "--grey-patch", metavar="ROW,COL[,RADIUS]",
-        help="A grey region to balance on: its centre pixel (row, column) and radius (default 4: 9×9 pixels).",
+        help="A grey region to balance on instead (not with --white-balance): its centre pixel (row, column) and "
+        "radius (default 4: 9×9 pixels).",
     ),
     no_white_balance: bool = typer.Option(False, "--no-white-balance", hidden=True),
     dpi: int = typer.Option(120, "--dpi", min=10, max=2400, help="Resolution of the figures."),
@@ -220,16 +229,16 @@ def render(
     from ..batch import BatchResult, check_not_inputs, clean_stale_temporaries
     from ..errors import INTERRUPTS, HsraError, ShapeError, UsageError
     from ..inputs import collect
-    from ._common import alias, console, parse_offset, print_summary
+    from ..io import output_folder
+    from ._common import alias, console, parse_offset, print_summary, value_of
 
     output_dir = alias(out, old_output_dir, "--out", "--output-dir")
-    if output_dir is None:
-        raise UsageError("Missing option '-o' / '--out' (the folder for the PNGs)")
     sources, problems, _ = collect(cube_specs)
     problems += [(s.spec, UsageError(f"{s.spec!r}: render reads whole cube files; drop the scene selector"))
                  for s in sources if s.scenes is not None]
     cubes = [source.path for source in sources if source.scenes is None]
-    if problems and (side_by_side or len(cubes) + len(problems) == 1):
+    single = len(cubes) + len(problems) == 1  # one cube: no progress chatter; a failure is the one error line
+    if problems and (side_by_side or single):
         raise problems[0][1]  # a comparison needs every cube; a single cube's error is the one line
 
     if len(truth) not in (0, 1, len(cubes)):
@@ -237,7 +246,9 @@ def render(
             f"got {len(truth)} --truth files for {len(cubes)} cubes; expected one per cube, or one for all"
         )
     # Spectra plots take (x, y) = (column, row); --pixel is row,col like every coordinate option of hsra.
-    points = [tuple(reversed(parse_offset(text, "--pixel"))) for text in pixel] + [parse_point(text) for text in point]
+    pixel_points = [tuple(reversed(parse_offset(text, "--pixel"))) for text in pixel]
+    old_points = [parse_point(text) for text in point]
+    points = pixel_points + old_points
     exposure_value = _parse_exposure(exposure)
     wavelength_list = _parse_wavelengths(wavelengths) if wavelengths is not None else None
     require_files(list(truth), "truth cube")
@@ -245,7 +256,6 @@ def render(
     from .. import render as previews
 
     previews.illuminant_white(illuminant, previews.default_wavelengths(28))  # an unknown name fails up front
-    balance = "none" if no_white_balance else white_balance.value
     patch = None
     if grey_patch is not None:
         parts = grey_patch.split(",")
@@ -253,7 +263,7 @@ def render(
             raise UsageError(f"--grey-patch {grey_patch!r} is not of the form ROW,COL or ROW,COL,RADIUS (pixels)")
         row, col = parse_offset(",".join(parts[:2]), "--grey-patch")
         patch = (col, row) if len(parts) == 2 else (col, row, int(parts[2]))  # the renderer takes (x, y)
-        balance = "patch"
+    balance = previews.white_balance_choice("none" if no_white_balance else value_of(white_balance), patch)
     colour = {"exposure": exposure_value, "white_balance": balance, "illuminant": illuminant, "grey_patch": patch}
     fmt = figure_format.value
 
@@ -280,90 +290,98 @@ def render(
             planned.append(output_dir / f"{name}_error.{fmt}")
     if side_by_side:
         planned.append(comparison)
-    check_not_inputs(planned, [*cubes, *truth])
+    check_not_inputs(planned, [*cubes, *truth], "write to another folder (-o)")
     previews.check_outputs(planned, overwrite)
-    clean_stale_temporaries(output_dir, lambda text: info(f"note: {escape(text)}", quiet))
+    with output_folder(output_dir):  # created here; removed again if nothing was written into it
+        clean_stale_temporaries(output_dir, lambda text: info(f"note: {escape(text)}", quiet))
 
-    def load(path: Path, truth_path: Optional[Path]):
-        """Read one cube (and its truth) and check them before any of its files is written."""
-        info(f"rendering {path}", quiet)
-        cube, file_wavelengths = _load(path, key, bands, quiet)
-        true_cube = None
-        if truth_path is not None:
-            if truth_path not in loaded_truths:
-                loaded_truths[truth_path] = _load(truth_path, truth_key, bands, quiet)[0]
-            true_cube = loaded_truths[truth_path]
-            if true_cube.shape != cube.shape:
-                raise ShapeError(
-                    f"truth {str(truth_path)!r} has shape {true_cube.shape} but cube {str(path)!r} has {cube.shape}"
-                    "; expected the same H×W×C"
+        def load(path: Path, truth_path: Optional[Path]):
+            """Read one cube (and its truth) and check them before any of its files is written."""
+            if not single:
+                info(f"rendering {escape(str(path))}", quiet)
+            notes: list[str] = []
+            cube, file_wavelengths = _load(path, key, bands, notes)
+            true_cube = None
+            if truth_path is not None:
+                if truth_path not in loaded_truths:
+                    loaded_truths[truth_path] = _load(truth_path, truth_key, bands, notes)[0]
+                true_cube = loaded_truths[truth_path]
+                if true_cube.shape != cube.shape:
+                    raise ShapeError(
+                        f"truth {str(truth_path)!r} has shape {true_cube.shape} but cube {str(path)!r} has {cube.shape}"
+                        "; expected the same H×W×C"
+                    )
+            previews.check_points(pixel_points, cube.shape[0], cube.shape[1], what="--pixel")
+            previews.check_points(old_points, cube.shape[0], cube.shape[1], what="--point")
+            if patch is not None:
+                previews.check_points([patch[:2]], cube.shape[0], cube.shape[1], what="--grey-patch")
+            if wavelength_list is not None and len(wavelength_list) != cube.shape[2]:
+                raise UsageError(
+                    f"--wavelengths gives {len(wavelength_list)} wavelengths but {str(path)!r} has {cube.shape[2]} bands;"
+                    " expected one per band"
                 )
-        previews.check_points(points, cube.shape[0], cube.shape[1])
-        if wavelength_list is not None and len(wavelength_list) != cube.shape[2]:
-            raise UsageError(
-                f"--wavelengths gives {len(wavelength_list)} wavelengths but {str(path)!r} has {cube.shape[2]} bands;"
-                " expected one per band"
-            )
-        wavelengths_nm = wavelength_list if wavelength_list is not None else file_wavelengths
-        return cube, wavelengths_nm, true_cube
+            wavelengths_nm = wavelength_list if wavelength_list is not None else file_wavelengths
+            for note in notes:  # the cube is accepted: now its notes
+                info(escape(note), quiet)
+            return cube, wavelengths_nm, true_cube
 
-    loaded_truths: dict[Path, object] = {}
-    jobs = zip(cubes, names, truths)
-    if side_by_side:
-        # The comparison needs every cube anyway: load and check them all before writing anything.
-        items = [(stem, *load(path, truth_path)) for path, stem, truth_path in jobs]
-        for stem, cube, _, _ in items[1:]:
-            if cube.shape != items[0][1].shape:
-                raise ShapeError(
-                    f"--side-by-side compares one scene: cube {stem!r} has shape {cube.shape} but "
-                    f"{items[0][0]!r} has {items[0][1].shape}"
-                )
-    else:
-        items = (((stem, path), lambda path=path, truth_path=truth_path: load(path, truth_path))
-                 for path, stem, truth_path in jobs)
+        loaded_truths: dict[Path, object] = {}
+        jobs = zip(cubes, names, truths)
+        if side_by_side:
+            # The comparison needs every cube anyway: load and check them all before writing anything.
+            items = [(stem, *load(path, truth_path)) for path, stem, truth_path in jobs]
+            for stem, cube, _, _ in items[1:]:
+                if cube.shape != items[0][1].shape:
+                    raise ShapeError(
+                        f"--side-by-side compares one scene: cube {stem!r} has shape {cube.shape} but "
+                        f"{items[0][0]!r} has {items[0][1].shape}"
+                    )
+        else:
+            items = (((stem, path), lambda path=path, truth_path=truth_path: load(path, truth_path))
+                     for path, stem, truth_path in jobs)
 
-    result = BatchResult(failed=[(Path(spec), str(error), error) for spec, error in problems])
-    for spec, error in problems:
-        console.print(f"[red]failed[/red] {escape(spec)}: {escape(str(error))}")
-    written: list[Path] = []
-    kept: list = []
-    try:
-        for item in items:
-            if side_by_side:
-                stem, cube, wavelengths_nm, true_cube = item
-            else:  # each cube on its own: one that fails does not stop the others
-                (stem, path), read = item
-                try:
-                    cube, wavelengths_nm, true_cube = read()
-                except (HsraError, MemoryError) as exc:
-                    message = str(exc) if isinstance(exc, HsraError) else f"out of memory reading {path}"
-                    if len(cubes) + len(problems) == 1:
-                        raise
-                    result.failed.append((path, message, exc))
-                    console.print(f"[red]failed[/red] {escape(str(path))}: {escape(message)}")
-                    continue
-            written += previews.write_previews(cube, wavelengths_nm, output_dir, stem, overwrite, **colour,
-                                               figure_format=fmt, dpi=dpi)
-            if points:
-                image = previews.false_color(cube, wavelengths_nm, **colour)
-                figure = previews.spectra_plot(cube, points, wavelengths_nm, truth=true_cube, radius=radius,
-                                               image=image)
-                written.append(previews.save_figure(output_dir / f"{stem}_spectra.{fmt}", figure, overwrite, dpi))
-            if true_cube is not None:
-                figure = previews.error_map(cube, true_cube, wavelengths_nm)
-                written.append(previews.save_figure(output_dir / f"{stem}_error.{fmt}", figure, overwrite, dpi))
-            result.done.append(stem)
-            if side_by_side:
-                kept.append((cube, wavelengths_nm, true_cube))
-    except INTERRUPTS as exc:  # Ctrl-C or SIGTERM: what is written stays, the rest is left
-        result.interrupted = getattr(exc, "signum", 2)
-        result.left = [name for name in names if name not in result.done]
-        side_by_side = False
-    if side_by_side:
-        reference = next((true_cube for _, _, true_cube in kept if true_cube is not None), None)
-        figure = previews.side_by_side([cube for cube, _, _ in kept], labels, kept[0][1], truth=reference,
-                                       title=comparison.stem[: -len(COMPARISON_SUFFIX) - 1], **colour)
-        written.append(previews.save_figure(comparison, figure, overwrite, dpi))
+        result = BatchResult(failed=[(Path(spec), str(error), error) for spec, error in problems])
+        for spec, error in problems:
+            console.print(f"[red]failed[/red] {escape(spec)}: {escape(str(error))}")
+        written: list[Path] = []
+        kept: list = []
+        try:
+            for item in items:
+                if side_by_side:
+                    stem, cube, wavelengths_nm, true_cube = item
+                else:  # each cube on its own: one that fails does not stop the others
+                    (stem, path), read = item
+                    try:
+                        cube, wavelengths_nm, true_cube = read()
+                    except (HsraError, MemoryError) as exc:
+                        message = str(exc) if isinstance(exc, HsraError) else f"out of memory reading {path}"
+                        if single:
+                            raise
+                        result.failed.append((path, message, exc))
+                        console.print(f"[red]failed[/red] {escape(str(path))}: {escape(message)}")
+                        continue
+                written += previews.write_previews(cube, wavelengths_nm, output_dir, stem, overwrite, **colour,
+                                                   figure_format=fmt, dpi=dpi)
+                if points:
+                    image = previews.false_color(cube, wavelengths_nm, **colour)
+                    figure = previews.spectra_plot(cube, points, wavelengths_nm, truth=true_cube, radius=radius,
+                                                   image=image)
+                    written.append(previews.save_figure(output_dir / f"{stem}_spectra.{fmt}", figure, overwrite, dpi))
+                if true_cube is not None:
+                    figure = previews.error_map(cube, true_cube, wavelengths_nm)
+                    written.append(previews.save_figure(output_dir / f"{stem}_error.{fmt}", figure, overwrite, dpi))
+                result.done.append(stem)
+                if side_by_side:
+                    kept.append((cube, wavelengths_nm, true_cube))
+        except INTERRUPTS as exc:  # Ctrl-C or SIGTERM: what is written stays, the rest is left
+            result.interrupted = getattr(exc, "signum", 2)
+            result.left = [name for name in names if name not in result.done]
+            side_by_side = False
+        if side_by_side:
+            reference = next((true_cube for _, _, true_cube in kept if true_cube is not None), None)
+            figure = previews.side_by_side([cube for cube, _, _ in kept], labels, kept[0][1], truth=reference,
+                                           title=comparison.stem[: -len(COMPARISON_SUFFIX) - 1], **colour)
+            written.append(previews.save_figure(comparison, figure, overwrite, dpi))
 
     for path in written:
         typer.echo(str(path))
