@@ -942,23 +942,35 @@ def output_folder(path) -> Iterator[Path]:
     behind. Folders that existed before are never touched.
     """
     folder = Path(path)
-    created: list[Path] = []
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        created.append(probe)
-        probe = probe.parent
+    created = _missing_folders(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        _remove_empty(created)
         raise HsraError(f"cannot create output folder {folder}: {_os_reason(exc)}") from exc
     try:
         yield folder
     finally:
-        for made in created:  # deepest first; stops at the first that holds something
-            try:
-                made.rmdir()
-            except OSError:
-                break
+        _remove_empty(created)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first."""
+    missing: list[Path] = []
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a call created (deepest first), stopping at the first that holds something."""
+    for made in folders:
+        try:
+            made.rmdir()
+        except OSError:
+            break
 
 
 @contextlib.contextmanager
@@ -979,10 +991,12 @@ def atomic_output(path, overwrite=False) -> Iterator[Path]:
     # Created here with ordinary permissions (mkstemp would give 0600) and locked while it is written. A POSIX
     # record lock, not flock(): HDF5 flock()s the files it writes, and a lock of the same process never blocks
     # it. (Any close of the file releases a POSIX lock, e.g. when a writer finishes; the age rule covers that.)
+    created = _missing_folders(target.parent)  # removed again when nothing gets written
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
     except OSError as exc:  # a folder that refuses files (permissions, a read-only or pseudo file system)
+        _remove_empty(created)
         raise HsraError(f"cannot write {target}: {_os_reason(exc)}") from exc
     try:
         if fcntl is not None:
@@ -1007,9 +1021,13 @@ def atomic_output(path, overwrite=False) -> Iterator[Path]:
             temporary.unlink(missing_ok=True)
     except BaseException:
         temporary.unlink(missing_ok=True)
+        os.close(descriptor)
+        descriptor = None
+        _remove_empty(created)
         raise
     finally:
-        os.close(descriptor)
+        if descriptor is not None:
+            os.close(descriptor)
 
 
 def remove_stale_temporaries(folder) -> tuple[list[tuple[Path, int]], list[Path]]:

@@ -91,3 +91,23 @@ def test_a_file_with_several_arrays_asks_for_the_flag_that_names_that_file(cube,
         assert code == 1, args
         assert one_line_error(err).endswith(f"pass {flag} to choose one"), (args, err)
     assert not (tmp_path / "s").exists() and not (tmp_path / "t").exists()
+
+
+def test_a_failed_write_leaves_no_folder_it_created(tmp_path):
+    from hsra_cli.io import atomic_output
+
+    target = tmp_path / "new" / "deeper" / "out.json"
+    with pytest.raises(RuntimeError):
+        with atomic_output(target) as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("the writer failed")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(RuntimeError):
+        with atomic_output(tmp_path / "kept" / "sub" / "out.json"):
+            raise RuntimeError("the writer failed")
+    assert os.listdir(tmp_path) == ["kept"]
+    assert os.listdir(tmp_path / "kept") == []
+    with atomic_output(target) as temporary:
+        temporary.write_text("whole")
+    assert target.read_text() == "whole"
