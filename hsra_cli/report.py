@@ -222,8 +222,8 @@ def build_item(record_path: Path, report_dir: Path, truth_dir: Path | None = Non
                 item.metrics["truth"] = str(truth_path)
     if cube is not None and points > 0:
         item.points = spectral_points(cube, points)
-        labels = [f"{i + 1}: ({x}, {y})" for i, (x, y) in enumerate(item.points)]
-        figure = spectra_plot(cube, item.points, wavelengths, truth=truth, labels=labels, radius=1)
+        # Labelled as render labels its points, row then column (the one coordinate order of hsra).
+        figure = spectra_plot(cube, item.points, wavelengths, truth=truth, radius=1)
         item.images["spectra"] = _data_uri(figure, THUMBNAIL_WIDTH["spectra"], False)
     return item
 
