@@ -10,6 +10,7 @@ Measurements are in *field scale*: the plain sum over bands of the masked, shear
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -17,12 +18,83 @@ import torch
 
 from .bands import DEFAULT_AXIS, DEFAULT_STEP
 from .errors import ShapeError, UsageError, ValueRangeError
-from .physics import CassiOperator
+from .physics import CassiOperator, shifted_mask_bands
 
 MASK_KINDS = ("random-binary", "random-grey")
 NOISE_KINDS = ("none", "gaussian", "shot")
 
 NoiseKind = Literal["none", "gaussian", "shot"]
+
+#: The shot-noise model's settings when only ``--noise shot`` is given.
+DEFAULT_QE = 0.4
+DEFAULT_BIT_DEPTH = 2048
+DEFAULT_GAIN = 1.0
+#: The options of each noise model (what ``hsra simulate`` calls them).
+_GAUSSIAN_OPTIONS = ("--noise-sigma",)
+_SHOT_OPTIONS = ("--qe", "--bit-depth", "--gain")
+
+
+def resolve_noise(noise=None, noise_sigma=None, qe=None, bit_depth=None, gain=None) -> dict:
+    """The noise model and its settings from what the user gave (``None``: not given), in one place.
+
+    Each value is checked first (σ finite and > 0, QE in (0, 1], bit depth a positive integer, gain finite and
+    > 0). Then: an option of one model implies it when ``noise`` is not given (``--noise-sigma`` → gaussian;
+    ``--qe``/``--bit-depth``/``--gain`` → shot); an option of another model than the one named, options of both
+    models, and ``gaussian`` without a σ are :class:`UsageError` s — nothing the user asked for is ignored.
+
+    Returns ``{"noise", "noise_sigma", "qe", "bit_depth", "gain"}``; the settings of a model not in use are None,
+    those of the model in use filled with their defaults (so the result resolves to itself).
+    """
+    if noise is not None and noise not in NOISE_KINDS:
+        raise UsageError(f"unknown --noise {noise!r}; expected one of: {', '.join(NOISE_KINDS)}")
+    if noise_sigma is not None and not (math.isfinite(noise_sigma) and noise_sigma > 0):
+        raise UsageError(
+            f"--noise-sigma {noise_sigma} is not a finite number > 0; expected the gaussian σ in measurement units, "
+            "e.g. 0.01"
+        )
+    if qe is not None and not 0 < qe <= 1:
+        raise UsageError(f"--qe {qe} is not in (0, 1]; expected a quantum efficiency such as 0.4")
+    if bit_depth is not None and (isinstance(bit_depth, bool) or int(bit_depth) != bit_depth or bit_depth < 1):
+        raise UsageError(f"--bit-depth {bit_depth} is not a positive integer; expected sensor levels such as 2048")
+    if gain is not None and not (math.isfinite(gain) and gain > 0):
+        raise UsageError(f"--gain {gain} is not a finite number > 0; expected a gain such as 1.2")
+    gaussian_given = [o for o, v in zip(_GAUSSIAN_OPTIONS, (noise_sigma,)) if v is not None]
+    shot_given = [o for o, v in zip(_SHOT_OPTIONS, (qe, bit_depth, gain)) if v is not None]
+    if noise is None:
+        if gaussian_given and shot_given:
+            raise UsageError(
+                f"{gaussian_given[0]} (gaussian noise) and {shot_given[0]} (shot noise) belong to different noise "
+                "models; give the options of one: --noise gaussian with --noise-sigma, or --noise shot with --qe, "
+                "--bit-depth, --gain"
+            )
+        noise = "gaussian" if gaussian_given else "shot" if shot_given else "none"
+    elif noise == "none" and (gaussian_given or shot_given):
+        option = (gaussian_given or shot_given)[0]
+        model = "gaussian" if gaussian_given else "shot"
+        raise UsageError(
+            f"--noise none and {option} contradict each other: {option} sets {model} noise; drop {option} for a "
+            f"noiseless measurement, or give --noise {model}"
+        )
+    elif noise == "gaussian" and shot_given:
+        raise UsageError(
+            f"--noise gaussian and {shot_given[0]} contradict each other: {shot_given[0]} is an option of --noise "
+            f"shot; drop {shot_given[0]}, or give --noise shot"
+        )
+    elif noise == "shot" and gaussian_given:
+        raise UsageError(
+            "--noise shot and --noise-sigma contradict each other: --noise-sigma is the σ of --noise gaussian; drop "
+            "--noise-sigma, or give --noise gaussian"
+        )
+    if noise == "gaussian" and noise_sigma is None:
+        raise UsageError("--noise gaussian needs --noise-sigma > 0 (the σ in measurement units, e.g. 0.01)")
+    shot = noise == "shot"
+    return {
+        "noise": noise,
+        "noise_sigma": noise_sigma if noise == "gaussian" else None,
+        "qe": (DEFAULT_QE if qe is None else qe) if shot else None,
+        "bit_depth": (DEFAULT_BIT_DEPTH if bit_depth is None else int(bit_depth)) if shot else None,
+        "gain": (DEFAULT_GAIN if gain is None else gain) if shot else None,
+    }
 
 
 def generate_mask(height: int, width: int, kind: str = "random-binary", seed: int = 0, fill: float = 0.5) -> np.ndarray:
@@ -59,10 +131,12 @@ def shot_noise(
         raise UsageError(f"quantum efficiency must be in (0, 1], got {qe}")
     if bit_depth < 1:
         raise UsageError(f"bit depth must be positive, got {bit_depth}")
+    if not (math.isfinite(gain) and gain > 0):  # an infinite gain makes infinite counts: the draw never ends
+        raise UsageError(f"gain must be a finite number > 0, got {gain}")
     normalised = measurement * (gain * 2.0 / bands)
-    counts = torch.floor(normalised.clamp(min=0) * (bit_depth / qe))
+    counts = torch.floor(normalised.clamp(min=0) * (float(bit_depth) / qe))
     drawn = torch.binomial(counts, torch.full_like(counts, qe), generator=generator)
-    return drawn / bit_depth * (bands / 2.0)
+    return drawn / float(bit_depth) * (bands / 2.0)
 
 
 def simulate_measurement(
@@ -85,7 +159,16 @@ def simulate_measurement(
     if cube_hwc.ndim != 3:
         raise ShapeError(f"cube must be 3-D H×W×bands, got shape {cube_hwc.shape}")
     bands = cube_hwc.shape[-1]
-    op = CassiOperator(mask, bands=bands, step=step, axis=axis)
+    try:
+        op = CassiOperator(mask, bands=bands, step=step, axis=axis)
+    except ShapeError:
+        mask_bands = shifted_mask_bands(mask, step, axis)
+        if mask_bands is not None and mask_bands != bands:  # no --bands can help: the cube has its band count
+            raise ShapeError(
+                f"the mask is a 3-D shifted mask for {mask_bands} bands but the cube has {bands} bands, so they do "
+                f"not match; simulate this cube with a shifted mask for {bands} bands, or a 2-D aperture"
+            ) from None
+        raise
     cube = torch.from_numpy(np.ascontiguousarray(cube_hwc, dtype=np.float32)).permute(2, 0, 1)
     if tuple(cube.shape[-2:]) != op.cube_shape:
         h, w = op.cube_shape
@@ -93,12 +176,22 @@ def simulate_measurement(
             f"cube is {cube.shape[-2]}×{cube.shape[-1]} but the mask is {h}×{w}; expected the same height and width"
         )
     y = op.A(cube)
+    if not torch.isfinite(y).all():  # before the noise: NaN photon counts would never be drawn
+        raise ValueRangeError("simulated measurement holds NaN/Inf; check the cube values")
     generator = torch.Generator().manual_seed(int(seed))
     if noise == "gaussian":
-        if noise_sigma < 0:
-            raise UsageError(f"--noise-sigma must be ≥ 0, got {noise_sigma}")
+        if not (math.isfinite(noise_sigma) and noise_sigma >= 0):
+            raise UsageError(f"--noise-sigma must be a finite number ≥ 0, got {noise_sigma}")
         y = y + noise_sigma * torch.randn(y.shape, generator=generator)
     elif noise == "shot":
+        if not (math.isfinite(gain) and gain > 0 and qe > 0):
+            raise UsageError(f"--gain must be a finite number > 0 and --qe > 0, got {gain} and {qe}")
+        peak = float(y.max()) * gain * 2.0 / bands * float(bit_depth) / qe  # the largest photon count drawn
+        if not peak < float(np.finfo(np.float32).max):  # depends on the cube: this cube fails, not the call
+            raise ValueRangeError(
+                f"shot noise with --gain {gain}, --bit-depth {bit_depth} and --qe {qe} asks for more photons than "
+                "can be counted; lower --gain or --bit-depth, or raise --qe"
+            )
         y = shot_noise(y, bands, qe=qe, bit_depth=bit_depth, gain=gain, generator=generator)
     elif noise != "none":
         raise UsageError(f"unknown noise {noise!r}; expected one of: {', '.join(NOISE_KINDS)}")
@@ -119,6 +212,46 @@ SIMULATE_NAME_FIELDS = {
 MASK_FILE = "mask.mat"
 
 
+def expand_inputs(items, key=None):
+    """The scenes that ``items`` (paths, :class:`~hsra_cli.inputs.Source` s or :class:`~hsra_cli.inputs.Scene` s)
+    name, in order and each once, reading only headers; returns ``(scenes, failures)``, ``failures`` holding
+    ``(spec, error)`` for each input whose file or scene selector names no cube."""
+    from pathlib import Path
+
+    from .errors import HsraError
+    from .inputs import Scene, Source, scenes_of
+
+    scenes, failures, seen = [], [], set()
+    for item in items:
+        if isinstance(item, Scene):
+            found = [item]
+        else:
+            source = item if isinstance(item, Source) else Source(Path(item), str(item))
+            try:
+                found = scenes_of(source, key)
+            except HsraError as exc:
+                failures.append((source.spec, exc))
+                continue
+        for scene in found:
+            identity = (scene.path.resolve(), scene.index)
+            if identity not in seen:  # stack.npz:0-2 and stack.npz:2 simulate scene 2 once
+                seen.add(identity)
+                scenes.append(scene)
+    return scenes, failures
+
+
+def inputs_error(failures):
+    """One error for a call none of whose inputs names a cube (``failures`` from :func:`expand_inputs` or
+    :func:`hsra_cli.inputs.collect`): the input's own error, or one line naming each; a usage error when every
+    failure is one."""
+    from .errors import HsraError
+
+    if len(failures) == 1:
+        return failures[0][1]
+    kind = UsageError if all(isinstance(error, UsageError) for _, error in failures) else HsraError
+    return kind(f"none of the {len(failures)} inputs names a cube to simulate: " + "; ".join(str(e) for _, e in failures))
+
+
 def simulate_files(
     cube_paths,
     out_dir,
@@ -131,11 +264,11 @@ def simulate_files(
     seed=0,
     step=DEFAULT_STEP,
     axis=DEFAULT_AXIS,
-    noise="none",
-    noise_sigma=0.0,
-    qe=0.4,
-    bit_depth=2048,
-    gain=1.0,
+    noise=None,
+    noise_sigma=None,
+    qe=None,
+    bit_depth=None,
+    gain=None,
     preview=True,
     overwrite=False,
     name="{stem}",
@@ -143,16 +276,21 @@ def simulate_files(
     on_written=None,
     on_failed=None,
     on_note=None,
+    failed_inputs=(),
 ):
     """Simulate a measurement for each cube into ``out_dir``; returns a :class:`~hsra_cli.batch.BatchResult`
     (``outputs``: the paths written, in order).
 
-    ``cube_paths``: files or :class:`~hsra_cli.inputs.Source` s (a stack gives each of its selected scenes).
+    ``cube_paths``: files, :class:`~hsra_cli.inputs.Source` s (a stack gives each of its selected scenes) or
+    :class:`~hsra_cli.inputs.Scene` s; ``failed_inputs``: ``(spec, error)`` of inputs the caller could not
+    expand, reported with the others' failures once the call is accepted. The noise options are those of
+    :func:`resolve_noise` (None: not given).
     Writes ``<name>.mat`` (key ``meas`` plus the physics and noise settings; ``name`` is a template of
     :data:`SIMULATE_NAME_FIELDS`), ``mask.mat`` (the 2-D aperture or 3-D mask used, key ``mask``) and, with
     ``preview``, ``<name>_meas.png``. A ``mask.mat`` already there holding the same mask is kept (so a shell loop
     can simulate one cube per call into one folder); a different one is refused unless ``overwrite``. Every
-    output is checked before any is written; an output never replaces an input of the same call. A cube that
+    output is checked before any is written; an output never replaces an input or another output of the same
+    call (a ``name`` that gives a measurement the name of ``mask.mat`` is refused). A cube that
     cannot be read or simulated fails alone (``on_failed(path, message)``); Ctrl-C/SIGTERM stops after the
     current file with ``interrupted`` and ``left`` set.
     """
@@ -160,13 +298,13 @@ def simulate_files(
 
     from .batch import BatchResult, check_name_template, check_not_inputs, clean_stale_temporaries, output_name
     from .errors import INTERRUPTS, HsraError, InputFileError, OutputExistsError
-    from .inputs import SceneReader, Source, same_file, scenes_of
+    from .inputs import SceneReader, same_file
     from .io import check_writable, output_folder, read_mask, write_array
     from .render import measurement_preview, save_png
 
     out_dir = Path(out_dir)
-    if noise not in NOISE_KINDS:
-        raise UsageError(f"unknown --noise {noise!r}; expected one of: {', '.join(NOISE_KINDS)}")
+    settings = resolve_noise(noise, noise_sigma, qe, bit_depth, gain)
+    noise = settings["noise"]
     if axis not in ("width", "height"):
         raise UsageError(f"--axis must be width or height, got {axis!r}")
     if mask_path is None and mask_kind not in MASK_KINDS:
@@ -179,22 +317,27 @@ def simulate_files(
         if on_failed:
             on_failed(path, str(error))
 
-    scenes = []
-    for item in cube_paths:
-        source = item if isinstance(item, Source) else Source(Path(item), str(item))
-        try:
-            scenes.extend(scenes_of(source, key))
-        except HsraError as exc:
-            fail(source.spec, exc)
+    scenes, failures = expand_inputs(cube_paths, key)
+    failures = [*failed_inputs, *failures]
     planned, stems = [], {}
     for scene in scenes:
         stem = output_name(name, stem=scene.stem, parent=scene.path.parent.name, noise=noise, seed=str(seed))
-        if stem in stems:
+        # compared without case: on a case-insensitive disk (macOS, Windows) Mask.mat is mask.mat
+        if f"{stem}.mat".casefold() == MASK_FILE.casefold():
             raise UsageError(
-                f"inputs {stems[stem]} and {scene} would both write {stem}.mat; name the outputs apart with --name "
+                f"--name {name!r} would write the measurement of {scene} to {out_dir / (stem + '.mat')}, where this "
+                f"call writes its mask ({MASK_FILE}); give a --name that names it apart, e.g. '{{stem}}_meas'"
+            )
+        if stem.casefold() in stems:
+            other, other_stem = stems[stem.casefold()]
+            written = f"{stem}.mat"
+            if other_stem != stem:
+                written = f"{other_stem}.mat and {stem}.mat (one file on a disk that ignores case)"
+            raise UsageError(
+                f"inputs {other} and {scene} would both write {written}; name the outputs apart with --name "
                 "(e.g. '{parent}_{stem}') or rename one"
             )
-        stems[stem] = scene
+        stems[stem.casefold()] = (scene, stem)
         planned.append((scene, out_dir / f"{stem}.mat", out_dir / f"{stem}_meas.png" if preview else None))
     inputs = [scene.path for scene in scenes] + ([Path(mask_path)] if mask_path is not None else [])
     targets = [t for _, meas_path, png_path in planned for t in (meas_path, png_path) if t is not None]
@@ -206,6 +349,8 @@ def simulate_files(
     mask = None
     if mask_path is not None:
         mask, _ = read_mask(mask_path, mask_key)
+    for spec, error in failures:  # said once the call is accepted: a refusal above stays one line
+        fail(spec, error)
     if not planned:
         return result
     with output_folder(out_dir):  # created here; removed again if nothing was written into it
@@ -257,8 +402,9 @@ def simulate_files(
                         mask = generate_mask(cube.shape[0], cube.shape[1], mask_kind, seed)
                         settle_mask(mask, write=False)
                     measurement, op = simulate_measurement(
-                        cube, mask, step=step, axis=axis, noise=noise, noise_sigma=noise_sigma, qe=qe, bit_depth=bit_depth,
-                        gain=gain, seed=seed,
+                        cube, mask, step=step, axis=axis, noise=noise, noise_sigma=settings["noise_sigma"] or 0.0,
+                        qe=settings["qe"] or DEFAULT_QE, bit_depth=settings["bit_depth"] or DEFAULT_BIT_DEPTH,
+                        gain=settings["gain"] or DEFAULT_GAIN, seed=seed,
                     )
                 except (OutputExistsError, UsageError):
                     raise
@@ -275,11 +421,7 @@ def simulate_files(
                     mask_written = True
                 meta = {
                     **op.describe(),
-                    "noise": noise,
-                    "noise_sigma": noise_sigma if noise == "gaussian" else None,
-                    "qe": qe if noise == "shot" else None,
-                    "bit_depth": bit_depth if noise == "shot" else None,
-                    "gain": gain if noise == "shot" else None,
+                    **settings,
                     "seed": seed,
                     "source": str(scene),
                     "scale": "field: sum over bands of the masked, sheared cube",

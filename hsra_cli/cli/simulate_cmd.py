@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import List, Optional
 
@@ -9,8 +10,15 @@ import typer
 
 from hsra_cli.cli import app
 from hsra_cli.cli._common import (
-    THREADS_HELP, AxisChoice, MaskKindChoice, NoiseChoice, console, info, positive, set_threads, stdout, warn,
+    THREADS_HELP, AxisChoice, MaskKindChoice, NoiseChoice, console, info, positive, set_threads, stdout, value_of, warn,
 )
+
+
+def finite_positive(value):
+    """Option callback: a finite number > 0 (typer's ``min`` lets inf through, and cannot exclude its bound)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a finite number > 0; expected a positive number")
+    return value
 
 
 @app.command(
@@ -20,7 +28,7 @@ from hsra_cli.cli._common import (
 
   hsra simulate cubes/*.mat --mask mask_256.mat -o sim/ --noise shot --qe 0.4 --bit-depth 2048
 
-  hsra simulate cube.h5 --key img --noise gaussian --noise-sigma 0.01 -o sim/
+  hsra simulate cube.h5 --key img --noise-sigma 0.01 -o sim/           [dim]# --noise-sigma implies --noise gaussian[/dim]
 
   hsra simulate kaist_truth.npz:0-3 --mask mask_256.mat -o sim/         [dim]# scenes 0–3 of a stack[/dim]
 
@@ -45,12 +53,27 @@ def simulate(
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the generated mask and the noise."),
     step: int = typer.Option(2, "--step", min=1, help="Dispersion in pixels per band."),
     axis: AxisChoice = typer.Option(AxisChoice.WIDTH, "--axis", help="Dispersion axis."),
-    noise: NoiseChoice = typer.Option(NoiseChoice.NONE, "--noise", help="gaussian (--noise-sigma) or shot (--qe, --bit-depth, --gain)."),
-    noise_sigma: float = typer.Option(0.0, "--noise-sigma", min=0.0, help="Gaussian noise σ in measurement units."),
-    qe: float = typer.Option(0.4, "--qe", min=0.0, max=1.0, callback=positive, help="Quantum efficiency of the shot-noise model, in (0, 1]."),
-    bit_depth: int = typer.Option(2048, "--bit-depth", min=1, help="Sensor levels of the shot-noise model."),
-    gain: float = typer.Option(1.0, "--gain", callback=positive, help="Signal gain before the shot-noise draw (the real-data recipe uses 1.2)."),
-    previews: Optional[bool] = typer.Option(None, "--previews/--no-previews", help="Write a PNG of each measurement [default: previews]."),
+    noise: Optional[NoiseChoice] = typer.Option(
+        None, "--noise", help="Noise model: none, gaussian (needs --noise-sigma) or shot (--qe, --bit-depth, --gain). "
+        "Default: the model that the options given imply, else none.", show_default=False,
+    ),
+    noise_sigma: Optional[float] = typer.Option(
+        None, "--noise-sigma", callback=finite_positive, help="Gaussian noise σ in measurement units, > 0; implies "
+        "--noise gaussian.",
+    ),
+    qe: Optional[float] = typer.Option(
+        None, "--qe", min=0.0, max=1.0, callback=positive, help="Quantum efficiency of the shot-noise model, in (0, 1] "
+        "(default 0.4); implies --noise shot.", show_default=False,
+    ),
+    bit_depth: Optional[int] = typer.Option(
+        None, "--bit-depth", min=1, help="Sensor levels of the shot-noise model (default 2048); implies --noise shot.",
+        show_default=False,
+    ),
+    gain: Optional[float] = typer.Option(
+        None, "--gain", callback=finite_positive, help="Signal gain before the shot-noise draw (default 1; the real-data "
+        "recipe uses 1.2); implies --noise shot.", show_default=False,
+    ),
+    previews: Optional[bool] = typer.Option(None, "--previews/--no-previews", help="Write a PNG of each measurement (default: previews)."),
     old_preview: Optional[bool] = typer.Option(None, "--preview/--no-preview", hidden=True),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (never an input of the same call)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
@@ -68,38 +91,37 @@ def simulate(
     from hsra_cli.cli._common import alias, print_summary, require_files
     from hsra_cli.errors import UsageError
     from hsra_cli.inputs import collect
-    from hsra_cli.simulate import simulate_files
+    from hsra_cli.simulate import expand_inputs, inputs_error, resolve_noise, simulate_files
 
     set_threads(threads)
     preview = alias(previews, old_preview, "--previews", "--preview")
     preview = True if preview is None else preview
+    noise_settings = resolve_noise(value_of(noise), noise_sigma, qe, bit_depth, gain)  # given vs default: None
     if mask is not None:
         require_files([mask], "mask")
     sources, problems, excluded = collect(cubes, exclude=[mask] if mask is not None else ())
     if not sources and not problems and excluded:
         raise UsageError(f"the only input given is the --mask file ({excluded[0]}); give the cubes to simulate")
-    single = len(sources) + len(problems) == 1 and not any(s.scenes or s.listed for s in sources)
-    if single and problems:
-        raise problems[0][1]
+    scenes, unreadable = expand_inputs(sources, key)  # stack selectors checked against the files' headers
+    order = {spec: index for index, spec in enumerate(map(str, cubes))}
+    problems = sorted([*problems, *unreadable], key=lambda problem: order.get(problem[0], len(order)))  # as typed
+    if problems and not scenes:  # nothing to simulate: one error line, not a batch summary
+        raise inputs_error(problems)
+    single = len(scenes) + len(problems) == 1 and not any(s.listed for s in sources)
     result = BatchResult()
-    for spec, error in problems:
-        result.failed.append((Path(spec), str(error), error))
-        console.print(f"[red]failed[/red] {escape(spec)}: {escape(str(error))}")
 
     def on_failed(path, message):
         if not single:
             console.print(f"[red]failed[/red] {escape(str(path))}: {escape(message)}")
 
-    if sources:
-        batch = simulate_files(
-            sources, out, key=key, bands=bands, mask_path=mask, mask_key=mask_key, mask_kind=mask_kind.value,
-            seed=seed, step=step, axis=axis.value, noise=noise.value, noise_sigma=noise_sigma, qe=qe,
-            bit_depth=bit_depth, gain=gain, preview=preview, overwrite=overwrite, name=name,
-            on_warning=warn, on_written=lambda p: info(f"wrote {escape(str(p))}", quiet), on_failed=on_failed,
-            on_note=lambda text: info(f"note: {escape(text)}", quiet),
-        )
-        result.done, result.outputs, result.left, result.interrupted = batch.done, batch.outputs, batch.left, batch.interrupted
-        result.failed += batch.failed
+    batch = simulate_files(
+        scenes, out, key=key, bands=bands, mask_path=mask, mask_key=mask_key, mask_kind=mask_kind.value,
+        seed=seed, step=step, axis=axis.value, **noise_settings, preview=preview, overwrite=overwrite, name=name,
+        on_warning=warn, on_written=lambda p: info(f"wrote {escape(str(p))}", quiet), on_failed=on_failed,
+        on_note=lambda text: info(f"note: {escape(text)}", quiet), failed_inputs=problems,
+    )
+    result.done, result.outputs, result.left, result.interrupted = batch.done, batch.outputs, batch.left, batch.interrupted
+    result.failed += batch.failed
     for path in excluded:  # said once the run is accepted: a refusal stays one line
         info(f"skipping {escape(str(path))}: it is the --mask file", quiet)
     for path in result.outputs:
