@@ -356,7 +356,9 @@ def reconstruct_files(
                                     "note": "integer measurement scaled to [0, 1], as integer cubes are"}
                                    if integer else {}),
                             },
-                            "mask_file": {"path": str(mask_path), "key": mask_loaded.key, "shape": list(mask.shape)},
+                            "mask_file": {"path": str(mask_path), "key": mask_loaded.key, "shape": list(mask.shape),
+                                          **({"scaled_by": mask_loaded.metadata["mask_scaled_by"]}
+                                             if mask_loaded.metadata.get("mask_scaled_by") else {})},
                             "outputs": {k: str(v) for k, v in paths.items()},
                             "wavelengths_nm": wavelengths.tolist(),
                             "arguments": arguments or {},

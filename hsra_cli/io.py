@@ -880,7 +880,26 @@ def read_mask(path, key=None) -> tuple[np.ndarray, LoadedArray]:
             f"{_where(loaded.path, loaded.key)} holds {negative} negative values (down to {float(data.min()):.3g}); "
             "a mask transmits light: expected values ≥ 0 (clip a calibrated mask to [0, 1])"
         )
+    peak = float(data.max()) if data.size else 0.0
+    dtype = (loaded.metadata or {}).get("integer_dtype")
+    if peak > 1 and dtype:
+        # An integer mask beyond 0/1 holds transmission in units of its type's full scale (a 0/255 uint8 image),
+        # as integer cubes and measurements do; a 0/1 integer mask is taken as it is.
+        full_scale = np.iinfo(np.dtype(dtype)).max
+        data = (data / np.float32(full_scale)).astype(np.float32)
+        loaded.metadata["mask_scaled_by"] = f"1/{full_scale}"
+    elif peak > MASK_TOLERANCE:
+        # A transmission above one is not physical; the CASSI model scales the cube by the mask, so a mask stored
+        # ×255 would silently give a cube 255 times too dark.
+        raise ValueRangeError(
+            f"{_where(loaded.path, loaded.key)} holds values up to {peak:.4g}; a mask is a transmission: expected "
+            "values in [0, 1] (divide it by its full scale, e.g. 255, or store it as an integer type)"
+        )
     return data, loaded
+
+
+#: How far above 1 a float mask may go (calibration noise) before it is refused as stored on another scale.
+MASK_TOLERANCE = 1.01
 
 
 # ------------------------------------------------------------------------------------------------------

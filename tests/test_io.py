@@ -519,3 +519,24 @@ def test_cubes_are_compressed_only_when_it_pays(tmp_path):
         assert small.stat().st_size < 0.2 * smooth.nbytes
         assert plain.stat().st_size > noise.nbytes  # stored as is, no time spent on zlib
         assert np.array_equal(read_cube(small)[0], smooth) and np.array_equal(read_cube(plain)[0], noise)
+
+
+def test_a_mask_beyond_one_is_scaled_when_integer_and_refused_when_float(tmp_path):
+    """A 0/255 uint8 mask is a transmission in units of its type (scaled, as integer cubes are); a 0/1 integer
+    mask is taken as it is; a float mask above 1 is refused (it used to give a cube ×255 too dark, silently)."""
+    import scipy.io
+
+    from hsra_cli.errors import ValueRangeError
+    from hsra_cli.io import read_mask
+
+    rng = np.random.default_rng(0)
+    binary = (rng.random((16, 16)) > 0.5).astype(np.float32)
+    scipy.io.savemat(tmp_path / "u8.mat", {"mask": (binary * 255).astype(np.uint8)})
+    scipy.io.savemat(tmp_path / "01.mat", {"mask": binary.astype(np.uint8)})
+    scipy.io.savemat(tmp_path / "x2.mat", {"mask": binary * 2})
+    scaled, loaded = read_mask(tmp_path / "u8.mat")
+    assert np.array_equal(scaled, binary) and loaded.metadata["mask_scaled_by"] == "1/255"
+    plain, loaded = read_mask(tmp_path / "01.mat")
+    assert np.array_equal(plain, binary) and "mask_scaled_by" not in loaded.metadata
+    with pytest.raises(ValueRangeError, match=r"values up to 2; a mask is a transmission: expected values in \[0, 1\]"):
+        read_mask(tmp_path / "x2.mat")
