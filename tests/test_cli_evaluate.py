@@ -335,3 +335,29 @@ def test_a_stack_scores_against_itself_after_simulate_and_reconstruct(tmp_path, 
     scenes = json.loads(capsys.readouterr().out)["scenes"]
     assert [(Path(s["pred"]).name, s["truth"].rsplit(":", 1)[1]) for s in scenes] == [("stack_0.mat", "0"),
                                                                                      ("stack_1.mat", "1")]
+
+
+def test_methods_in_one_folder_get_their_own_means(tmp_path, capsys):
+    """README's one-folder comparison (--name '{stem}_{model}'): scene_net and scene_solver pair with one truth,
+    so each method gets its own mean (it used to be one mean across both)."""
+    import json
+
+    import numpy as np
+
+    from hsra_cli.cli import main
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "cmp").mkdir()
+    for name in ("a", "b"):
+        truth = rng.random((16, 16, 28), dtype=np.float32)
+        np.save(tmp_path / f"{name}.npy", truth)
+        for method, noise in (("net", 0.01), ("solver", 0.1)):
+            np.save(tmp_path / "cmp" / f"{name}_{method}.npy",
+                    np.clip(truth + noise * rng.standard_normal(truth.shape), 0, 1).astype(np.float32))
+            (tmp_path / "cmp" / f"{name}_{method}.json").write_text(json.dumps({"model": method}))
+    assert main(["evaluate", str(tmp_path / "cmp"), "--truth", str(tmp_path / "a.npy"), "--truth",
+                 str(tmp_path / "b.npy"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(s["name"] for s in report["scenes"]) == ["a_net", "a_solver", "b_net", "b_solver"]
+    assert "mean" not in report and set(report["mean_by_method"]) == {"net", "solver"}
+    assert report["mean_by_method"]["net"]["psnr"] > report["mean_by_method"]["solver"]["psnr"] + 5

@@ -204,13 +204,16 @@ def _method_of(prediction_path: str) -> str:
 
 
 def _name_methods_apart(scenes: list[dict]) -> None:
-    """Rows of one scene made by several methods (same-named predictions from different folders) get the
-    method in their name, ``colorchecker (hsra-s.any)``, so the table compares them."""
+    """Rows scored against the same truth were made by several methods: each gets its ``method`` (so the means
+    are taken per method), and same-named ones (from different folders) get it in their name too,
+    ``colorchecker (hsra-s.any)``; ``scene_hsra-s`` and ``scene_gap-tv`` of one folder keep theirs."""
     names = [scene["name"] for scene in scenes]
+    truths = [scene["truth"] for scene in scenes]
     for scene in scenes:
-        if names.count(scene["name"]) > 1:
+        if truths.count(scene["truth"]) > 1:
             scene["method"] = _method_of(scene["pred"])
-            scene["name"] = f"{scene['name']} ({scene['method']})"
+            if names.count(scene["name"]) > 1:
+                scene["name"] = f"{scene['name']} ({scene['method']})"
 
 
 def _means(scenes: list[dict]) -> list[tuple[str | None, dict]]:
