@@ -43,6 +43,7 @@ def help_text(command: str, capsys) -> str:
     ("--step", "0", "greater than or equal to 1"),
     ("--axis", "diagonal", "'width', 'height'"),
     ("--memory-cap", "-1", "> 0"),
+    ("--memory-cap", "inf", "finite number > 0"),
     ("--format", "xls", "'mat', 'h5', 'tif', 'npy'"),
     ("--normalize", "bright", "'auto', 'none', 'max'"),
     ("--tile-overlap", "1.5", "[0, 1)"),

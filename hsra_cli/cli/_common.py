@@ -74,11 +74,13 @@ def value_of(choice):
 
 
 def positive(value):
-    """Option callback: a number that must be > 0 (typer's ``min`` cannot exclude its bound)."""
+    """Option callback: a finite number that must be > 0 (typer's ``min`` cannot exclude its bound)."""
+    import math
+
     import typer
 
-    if value is not None and not value > 0:
-        raise typer.BadParameter(f"{value} is not > 0; expected a positive number")
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise typer.BadParameter(f"{value} is not a finite number > 0; expected a positive number")
     return value
 
 
