@@ -25,12 +25,20 @@ class InputFileError(HsraError):
     """An input file is missing, unreadable, corrupt, or holds no usable array."""
 
 
-class AmbiguousArrayError(InputFileError):
-    """A file holds several arrays and no key says which one to read; ``option`` is the flag that chooses it."""
+class KeyChoiceError(InputFileError):
+    """A file problem whose remedy is the flag naming the array to read; ``template`` has ``{option}`` where that
+    flag goes (the readers know the role of an array, the command knows its flag: see :func:`key_option`)."""
+
+    def __init__(self, template: str, option: str = "--key"):
+        self.template, self.option = template, option
+        super().__init__(template.replace("{option}", option))
+
+
+class AmbiguousArrayError(KeyChoiceError):
+    """A file holds several arrays and no key says which one to read."""
 
     def __init__(self, path, listing: str, option: str = "--key"):
-        self.path, self.listing, self.option = path, listing, option
-        super().__init__(f"{path} holds several arrays ({listing}); pass {option} to choose one")
+        super().__init__(f"{path} holds several arrays ({listing}); pass {{option}} to choose one", option)
 
 
 @contextlib.contextmanager
@@ -39,8 +47,8 @@ def key_option(option: str):
     know the role of an array, the command knows the flag that names it."""
     try:
         yield
-    except AmbiguousArrayError as exc:
-        raise AmbiguousArrayError(exc.path, exc.listing, option) from None
+    except KeyChoiceError as exc:
+        raise KeyChoiceError(exc.template, option) from None
 
 
 class ShapeError(HsraError):

@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .errors import AmbiguousArrayError, HsraError, InputFileError, OutputExistsError, ShapeError, UsageError, ValueRangeError
+from .errors import AmbiguousArrayError, HsraError, InputFileError, KeyChoiceError, OutputExistsError, ShapeError, UsageError, ValueRangeError
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -640,10 +640,10 @@ def _choose_key(path: Path, source: _Source, key: str | None, role: str) -> str:
     if len(numeric) == 1:
         other = _OTHER_ROLE_NAMES.get(role, {}).get(numeric[0].name)
         if other:  # e.g. the mask.mat `hsra simulate` writes, given as a capture
-            raise InputFileError(
+            raise KeyChoiceError(
                 f"{path} holds {other} ({numeric[0].name!r}), not {_ROLE_LABELS[role]}; "
-                f"{_ROLE_HINTS[role]} (or pass {'--mask-key' if role == 'mask' else '--key'} {numeric[0].name} if it "
-                f"really is {_ROLE_LABELS[role]})"
+                f"{_ROLE_HINTS[role]} (or pass {{option}} {numeric[0].name} if it really is {_ROLE_LABELS[role]})",
+                "--mask-key" if role == "mask" else "--key",
             )
         return numeric[0].name
     if not numeric:

@@ -111,3 +111,16 @@ def test_a_failed_write_leaves_no_folder_it_created(tmp_path):
     with atomic_output(target) as temporary:
         temporary.write_text("whole")
     assert target.read_text() == "whole"
+
+
+def test_a_mask_given_as_training_data_asks_for_data_key(tmp_path, capsys):
+    import numpy as np
+    import scipy.io
+
+    scipy.io.savemat(tmp_path / "mask.mat", {"mask": (np.random.default_rng(0).random((32, 32)) > 0.5).astype(np.float32)})
+    for option in ("--data", "--val-data"):
+        extra = ["--data", tmp_path / "mask.mat"] if option == "--val-data" else []
+        code, _, err = run(["train", "--model", "hsra-s", "--mask", tmp_path / "mask.mat", *extra, option,
+                            tmp_path / "mask.mat", "-o", tmp_path / "t", "--steps", "1"], capsys)
+        line = one_line_error(err)
+        assert code == 1 and "not a cube" in line and "pass --data-key mask if it really is" in line, line
