@@ -53,7 +53,11 @@ def check_name_template(template: str, fields: dict[str, str], option: str = "--
     except ValueError as exc:
         raise UsageError(f"{option} {template!r} is not a name template ({exc}); use placeholders {allowed}") from None
     for literal, name, spec, conversion in parts:
-        if name is not None and (name not in fields or spec or conversion):
+        if name is not None and (spec or conversion):
+            shown = "{" + name + ("!" + conversion if conversion else "") + (":" + spec if spec else "") + "}"
+            raise UsageError(f"{option} {template!r}: conversions and format specs are not supported ({shown}); "
+                             f"use plain {allowed}")
+        if name is not None and name not in fields:
             raise UsageError(f"{option} {template!r}: unknown placeholder {{{name}}}; expected {allowed}")
         if "/" in literal or "\\" in literal:
             raise UsageError(f"{option} {template!r} holds a folder; name files only and choose the folder with -o")

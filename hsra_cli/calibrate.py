@@ -525,23 +525,32 @@ def calibrate_files(
 def auto_geometry(reconstructor, paths: Sequence[Path], mask_path: Path, *, key: str | None = None,
                   mask_key: str | None = None, step_given: bool = False, axis_given: bool = False):
     """``hsra reconstruct --mask-offset auto``: calibrate the inputs jointly (at most :data:`MAX_CAPTURES`), then
-    return ``(reconstructor, offset, record)``. A network named with ``--model`` keeps the step and axis it was
-    trained for (only the offset is searched); a solver, and ``--model auto``, take the found step and axis unless
-    they were given (a new reconstructor is made when they differ; for ``auto`` it chooses again, so a geometry
-    the network was not trained for gets GAP-TV). An inconclusive calibration is an error, not a guess.
+    return ``(reconstructor, offset, record)``. The step and axis are estimated too, unless they were given. A
+    network named with ``--model`` keeps the step and axis it was trained for: captures that clearly show another
+    geometry are refused (:class:`HsraError`) rather than reconstructed with the wrong one; when the free estimate
+    is not conclusive, only the offset is searched at the network's geometry. A solver, and ``--model auto``, take
+    the found step and axis (a new reconstructor is made when they differ; for ``auto`` it chooses again, so a
+    geometry the network was not trained for gets GAP-TV). An inconclusive calibration is an error, not a guess.
     """
     from .reconstruct import Reconstructor
 
     fixed = reconstructor.entry.needs_weights and reconstructor.choice is None
-    steps = [reconstructor.step] if fixed or step_given else None
-    axes = [reconstructor.axis] if fixed or axis_given else None
+    steps = [reconstructor.step] if step_given else None
+    axes = [reconstructor.axis] if axis_given else None
     result, source = calibrate_files(paths, mask_path, key=key, mask_key=mask_key, bands=reconstructor.bands,
                                      steps=steps, axes=axes, max_captures=MAX_CAPTURES)
-    if not result.confident:
-        raise HsraError(
-            f"--mask-offset auto: the calibration is not conclusive ({result.reason}); run hsra calibrate to see "
-            "the landscapes and pass --mask-offset row,column"
-        )
+    if fixed:
+        trained = (reconstructor.step, reconstructor.axis)
+        if result.confident and (result.step, result.axis) != trained:
+            raise HsraError(
+                f"--mask-offset auto: the captures show step {result.step} along the {result.axis} (hsra calibrate); "
+                f"{reconstructor.name} was trained for step {trained[0]} along the {trained[1]}; use --model gap-tv "
+                "or weights for that geometry"
+            )
+        if not result.confident:
+            # not conclusive about the geometry: search the offset at the network's own (as it was trained for)
+            result, source = calibrate_files(paths, mask_path, key=key, mask_key=mask_key, bands=reconstructor.bands,
+                                             steps=[trained[0]], axes=[trained[1]], max_captures=MAX_CAPTURES)
     if (result.step, result.axis) != (reconstructor.step, reconstructor.axis):
         if reconstructor.choice is not None:
             reconstructor = Reconstructor(reconstructor.requested, bands=reconstructor.bands, step=result.step,

@@ -102,7 +102,8 @@ def crop_mask(mask: np.ndarray, height: int, width: int, offset: tuple[int, int]
         return mask, {"cropped": False}
     if mh < height or mw < width:
         raise ShapeError(
-            f"mask is {mh}×{mw} but the capture needs a {height}×{width} aperture; expected a mask at least that large"
+            f"mask is {mh}×{mw} but the capture needs a {height}×{width} aperture; expected a mask at least that large, "
+            "or check --bands, --step and --axis"
         )
     if offset is None:
         # A larger mask is only cropped when asked: a silent crop would hide a wrong --bands/--step.

@@ -105,8 +105,12 @@ def reconstruct(
         from hsra_cli.nets.runtime import keep_freed_memory
 
         keep_freed_memory()  # ~20 % faster CPU inference: big buffers are reused instead of page-faulted
-    auto_offset = mask_offset == "auto"
-    offset = None if auto_offset else parse_offset(mask_offset)
+    auto_offset = mask_offset is not None and mask_offset.strip().lower() == "auto"
+    try:
+        offset = None if auto_offset else parse_offset(mask_offset)
+    except UsageError:
+        raise UsageError(f"--mask-offset {mask_offset!r} is not of the form row,column (two integer pixel offsets); "
+                         "expected ROW,COL or auto") from None
     tile = _parse_tile(tile_size)
     sources, problems, excluded = collect(inputs, exclude=[mask])
     for source in sources:
