@@ -282,8 +282,32 @@ def _check_state(model, tensors: dict, source: Path) -> None:
         )
 
 
+def not_a_model_problem(path, label: str | None = None) -> str | None:
+    """Why an existing ``path`` given as a model is none (a file, or a folder without config.json): a message
+    naming what is accepted, about ``label`` (default: the path); None when ``path`` does not exist or is a
+    model folder."""
+    path = Path(path).expanduser()
+    label = str(path) if label is None else label
+    if path.is_dir():
+        if (path / CONFIG_NAME).is_file():
+            return None
+        return f"{label} holds no model: expected a model folder with {CONFIG_NAME} + {WEIGHTS_NAME}"
+    if not path.exists():
+        return None
+    if path.suffix.lower() == ".safetensors":
+        return (f"{label} is a weights file, not a model folder: expected a model folder ({CONFIG_NAME} + "
+                f"{WEIGHTS_NAME}) or a registered name, with a .safetensors file given as the weights")
+    return (f"{label}: only .safetensors weights files or model folders ({CONFIG_NAME} + {WEIGHTS_NAME}) are "
+            "accepted; pickled checkpoints are never loaded")
+
+
 def _check_weights_path(weights) -> Path:
     path = Path(weights)
+    if path.is_dir():
+        raise WeightsError(
+            f"{path} is a folder; expected a .safetensors weights file (a model folder is given in place of the "
+            "model name)"
+        )
     if path.suffix.lower() != ".safetensors":
         raise WeightsError(
             f"{path}: only .safetensors weights are accepted; pickled checkpoints are never loaded"
@@ -308,11 +332,20 @@ def load_model(name_or_folder, weights: Path | None = None, device="cpu"):
     folder: Path | None = None
     candidate = Path(str(name_or_folder)).expanduser()
     if isinstance(name_or_folder, Path) or os.sep in str(name_or_folder) or (candidate / CONFIG_NAME).is_file():
+        problem = not_a_model_problem(candidate)
+        if problem is not None:
+            raise WeightsError(problem)
         if not candidate.is_dir():
             raise InputFileError(f"model folder {str(name_or_folder)!r} does not exist")
         folder = candidate
     else:
-        entry = get_entry(str(name_or_folder))
+        try:
+            entry = get_entry(str(name_or_folder))
+        except UsageError:
+            problem = not_a_model_problem(candidate)  # a folder or file here, named like no model
+            if problem is not None:
+                raise WeightsError(problem) from None
+            raise
         if not entry.needs_weights:
             raise UsageError(f"{entry.name} is a solver: it needs no weights")
         folder = find_model_folder(str(name_or_folder))
@@ -371,6 +404,24 @@ def load_pretrained(name: str, weights: Path | None = None, device="cpu"):
 
 # ----------------------------------------------------------------------------------------------------------
 # the model card
+#: How the card names what ended a run before its planned steps (``training["stopped_by"]``).
+STOP_REASONS = {"time": "its --max-time budget", "SIGTERM": "SIGTERM"}
+
+
+def _steps_text(training: dict) -> str:
+    """The card's steps: ``178 of 20000 planned (stopped early by its --max-time budget)`` when a run stopped
+    before its planned steps (its run folder can continue it with ``--resume``), else the number of steps."""
+    steps, planned = training.get("steps"), training.get("steps_planned")
+    if steps is None:
+        return "not recorded"
+
+    if not isinstance(planned, int) or isinstance(planned, bool) or not isinstance(steps, int) or steps >= planned:
+        return str(steps)
+    reason = training.get("stopped_by")
+    why = f"stopped early by {STOP_REASONS.get(reason, reason)}" if reason else "stopped early"
+    return f"{steps} of {planned} planned ({why})"
+
+
 #: Citations a card can name by key (``data_sources[i]["citation"]``); the poster is always cited.
 CITATIONS = {
     "hsra": (
@@ -609,7 +660,7 @@ def render_card(config: dict, parameters: int | None = None) -> str:
         "",
         "## Training" + (" (its last phase; *History* lists every phase)" if config.get("history") else ""),
         f"- data: {display_source(training.get('data', 'not recorded'))}",
-        f"- steps: {training.get('steps', 'not recorded')}",
+        f"- steps: {_steps_text(training)}",
         f"- wall time: {_fmt_duration(training['wall_time_s']) if 'wall_time_s' in training else 'not recorded'}",
         f"- hardware: {training.get('hardware', 'not recorded')}",
         "",

@@ -266,9 +266,18 @@ def load_config_file(path) -> dict:
     from ..errors import InputFileError
 
     path = Path(path)
+    if path.is_dir():
+        raise InputFileError(f"--config {str(path)!r} is a folder; expected a TOML or JSON file of options")
     if not path.is_file():
         raise InputFileError(f"--config {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputFileError(
+            f"--config {str(path)!r} is not UTF-8 text; expected a TOML or JSON file of options"
+        ) from None
+    except OSError as exc:
+        raise InputFileError(f"--config {str(path)!r} cannot be read: {exc.strerror or exc}") from None
     try:
         if path.suffix.lower() == ".toml":
             try:
@@ -303,4 +312,78 @@ def load_config_file(path) -> dict:
             f"--config {str(path)!r}: unknown option(s) {', '.join(unknown)}; expected names of hsra train's options "
             "(e.g. model, data, mask, steps, lr)"
         )
-    return table
+    return {name: check_option_type(name, value, f"in {path}") for name, value in table.items()}
+
+
+def _option_types() -> dict:
+    """``{field: type}`` of :class:`TrainConfig`, from its annotations (the one description of each option's type)."""
+    import typing
+
+    return typing.get_type_hints(TrainConfig)
+
+
+_EXPECTED = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+_NOUNS = {int: "integer", float: "number", bool: "boolean", str: "string"}
+
+
+def check_option_type(name: str, value, where: str = ""):
+    """``value`` for the :class:`TrainConfig` field ``name``, checked against the field's annotation: a one-line
+    :class:`UsageError` naming the option and the expected type otherwise. Integers written as floats without a
+    fraction (3.0) become ints, a single string given for a list option becomes a one-item list; booleans must be
+    real booleans (``"false"`` is not one)."""
+    import types
+    import typing
+
+    hint = _option_types()[name]
+    option = f"--{name.replace('_', '-')}" + (f" {where}" if where else "")
+    args = typing.get_args(hint)
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
+    if optional:
+        if value is None:
+            return None
+        (hint,) = [arg for arg in args if arg is not type(None)]
+
+    def fail(expected: str):
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise UsageError(f"{option}: expected {expected}, got {shown}")
+
+    def scalar(kind, item):
+        if kind is bool:
+            return item if isinstance(item, bool) else None
+        if isinstance(item, bool):  # True is an int to Python, not to a user
+            return None
+        if kind is int:
+            if isinstance(item, int):
+                return item
+            if isinstance(item, float) and item.is_integer():
+                return int(item)
+            return None
+        if kind is float:
+            return float(item) if isinstance(item, (int, float)) else None
+        if kind is str:
+            return item if isinstance(item, str) else None
+        return item
+
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (kind,) = typing.get_args(hint)
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            fail(f"a list of {_NOUNS[kind]}s (or one {_NOUNS[kind]})")
+        checked = [scalar(kind, item) for item in items]
+        if any(item is None for item in checked):
+            fail(f"a list of {_NOUNS[kind]}s")
+        return checked
+    if origin is tuple:
+        kinds = typing.get_args(hint)
+        names = ", ".join(_NOUNS[kind] for kind in kinds)
+        if not isinstance(value, (list, tuple)) or len(value) != len(kinds):
+            fail(f"{len(kinds)} values [{names}]")
+        checked = [scalar(kind, item) for kind, item in zip(kinds, value)]
+        if any(item is None for item in checked):
+            fail(f"{len(kinds)} values [{names}]")
+        return tuple(checked)
+    checked = scalar(hint, value)
+    if checked is None:
+        fail(_EXPECTED.get(hint, getattr(hint, "__name__", str(hint))))
+    return checked

@@ -40,9 +40,14 @@ def load_pretrained(source: str, model_name: str | None, physics: dict) -> tuple
     model's physics (bands, step, axis) must be those of the training data and options.
     """
     from ..registry import get_entry
-    from ..weights import load_model
+    from ..weights import load_model, not_a_model_problem
 
     path = Path(source)
+    if not (path.suffix.lower() == ".safetensors" and path.is_file()) and not _names_a_model(source):
+        # an existing file or folder that is no model: say what is accepted (pickles are never read)
+        problem = not_a_model_problem(path, f"--pretrained {source!r}")
+        if problem is not None:
+            raise UsageError(problem)
     if path.suffix.lower() == ".safetensors":
         if model_name is None:
             raise UsageError("--pretrained with a bare .safetensors file needs --model NAME (the architecture)")
@@ -69,6 +74,17 @@ def load_pretrained(source: str, model_name: str | None, physics: dict) -> tuple
     if warm_started:
         info["warm_start"] = getattr(model, "warm_start_note")
     return name, model, info
+
+
+def _names_a_model(source: str) -> bool:
+    """Whether ``source`` is a registered name (which wins over a same-named folder without config.json)."""
+    from ..registry import get_entry
+
+    try:
+        get_entry(source)
+    except UsageError:
+        return False
+    return True
 
 
 def unfold_from_e2e(trained: torch.nn.Module, target: str, source: str) -> torch.nn.Module:

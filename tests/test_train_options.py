@@ -1,0 +1,103 @@
+"""`hsra train`: the types of a --config file's values, the card of a stopped run, and --pretrained's refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hsra_cli.cli import main
+from test_train import TINY, files, tiny_model, train_args  # noqa: F401  (fixtures used by name)
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("hsra: error:") and "Traceback" not in err and "internal error" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("line, words", [
+    ('patch-size = "big"', "--patch-size in {toml}: expected an integer, got 'big'"),
+    ('lr = "fast"', "--lr in {toml}: expected a number, got 'fast'"),
+    ('val-every = "often"', "--val-every in {toml}: expected an integer, got 'often'"),
+    ('model = ["hsra-s"]', "--model in {toml}: expected a string, got ['hsra-s']"),
+    ('synthetic-stream = "false"', "--synthetic-stream in {toml}: expected true or false, got 'false'"),
+    ("steps = 2.7", "--steps in {toml}: expected an integer, got 2.7"),
+    ("mosaic = 1", "--mosaic in {toml}: expected true or false, got 1"),
+    ('data = ["a.npy", 3]', "--data in {toml}: expected a list of strings, got ['a.npy', 3]"),
+    ("mask-offset = [1.5, 2]", "--mask-offset in {toml}: expected 2 values [integer, integer]"),
+])
+def test_config_values_of_the_wrong_type_are_one_line_usage_errors(tmp_path, capsys, line, words):
+    toml = tmp_path / "run.toml"
+    toml.write_text(line + "\n")
+    assert main(["train", "--config", str(toml), "-o", str(tmp_path / "out")]) == 2
+    assert words.format(toml=toml) in one_line_error(capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_file_that_is_a_folder_or_not_text_says_so(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path), "-o", str(tmp_path / "out")]) == 1
+    assert "is a folder; expected a TOML or JSON file" in one_line_error(capsys.readouterr().err)
+    binary = tmp_path / "run.toml"
+    binary.write_bytes(b"\xff\xfe\x00\x81binary")
+    assert main(["train", "--config", str(binary), "-o", str(tmp_path / "out")]) == 1
+    assert "is not UTF-8 text; expected a TOML or JSON file" in one_line_error(capsys.readouterr().err)
+
+
+def test_config_values_are_normalised_to_the_options_types(tmp_path):
+    from hsra_cli.train.config import load_config_file
+
+    toml = tmp_path / "run.toml"
+    toml.write_text('data = "stack.npz:0-3"\nsteps = 3.0\ngain = 1\nmask-offset = [1, 2]\n')
+    assert load_config_file(toml) == {"data": ["stack.npz:0-3"], "steps": 3, "gain": 1.0, "mask_offset": (1, 2)}
+    assert isinstance(load_config_file(toml)["steps"], int)
+
+
+def test_a_single_data_string_in_a_config_is_one_source_and_trains(files, capsys):  # noqa: F811
+    toml = files / "run.toml"
+    toml.write_text(
+        f'model = "{TINY}"\ndata = "{files / "stack.npy"}:0-1"\nmask = "{files / "mask.npy"}"\n'
+        "patch-size = 16\nbatch-size = 2\nsteps = 2.0\nthreads = 1\n"
+    )
+    assert main(["train", "--config", str(toml), "-o", str(files / "run")]) == 0
+    record = json.loads((files / "run" / "run.json").read_text())["config"]
+    assert record["data"] == [f"{files / 'stack.npy'}:0-1"] and record["steps"] == 2
+
+
+def test_the_card_of_a_run_stopped_by_max_time_says_at_which_step_of_how_many(files, capsys):  # noqa: F811
+    from hsra_cli.weights import _steps_text
+
+    out = files / "timed"
+    args = train_args(files, out, "--max-time", "0.001s")
+    args[args.index("--steps") + 1] = "20000"
+    assert main(args) == 0
+    capsys.readouterr()
+    step = json.loads((out / "run.json").read_text())["step"]
+    card = (out / TINY / "README.md").read_text()
+    assert f"- steps: {step} of 20000 planned (stopped early by its --max-time budget)" in card
+    sigterm = _steps_text({"steps": 178, "steps_planned": 20000, "stopped_by": "SIGTERM"})
+    assert sigterm == "178 of 20000 planned (stopped early by SIGTERM)"
+    assert _steps_text({"steps": 20000, "steps_planned": 20000, "stopped_by": None}) == "20000"
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d: (d / "evil.pt").write_bytes(b"\x80\x04not a model") and d / "evil.pt",
+     "only .safetensors weights files or model folders (config.json + model.safetensors) are accepted; "
+     "pickled checkpoints are never loaded"),
+    (lambda d: (d / "somefolder").mkdir() or d / "somefolder",
+     "holds no model: expected a model folder with config.json + model.safetensors"),
+])
+def test_pretrained_that_is_no_model_says_what_is_accepted(files, capsys, make, words):  # noqa: F811
+    source = make(files)
+    assert main(train_args(files, files / "ft", "--pretrained", str(source))) == 2
+    line = one_line_error(capsys.readouterr().err)
+    assert f"--pretrained {str(source)!r}" in line and words in line
+
+
+def test_weights_given_a_folder_asks_for_a_safetensors_file(tmp_path):
+    from hsra_cli.errors import WeightsError
+    from hsra_cli.weights import load_model
+
+    with pytest.raises(WeightsError, match="is a folder; expected a .safetensors weights file"):
+        load_model("hsra-s", weights=tmp_path)
