@@ -651,3 +651,32 @@ def test_cli_an_output_folder_that_cannot_be_created_is_one_line(cube_files, tmp
     line = one_line_error(stderr)
     assert str(target) in line and "Permission denied" in line and "internal error" not in line
     assert not (tmp_path / "locked").exists()
+
+
+def test_cli_a_cube_whose_files_cannot_be_written_fails_alone(tmp_path, capsys, monkeypatch):
+    """In a run of several cubes, one whose previews fail to write (a full disk) fails alone: its begun files
+    are removed, the others are written, the summary counts it (it used to stop the whole run)."""
+    import errno
+    import os
+
+    import hsra_cli.render as render
+    from hsra_cli.errors import HsraError
+    from hsra_cli.io import write_cube
+    from test_cli_pipeline import run, smooth_cube
+
+    for name in ("a", "b", "c"):
+        write_cube(tmp_path / f"{name}.mat", smooth_cube(16, 16))
+    real = render.save_figure
+
+    def full_for_b(path, *args, **kwargs):
+        if Path(path).name.startswith("b_"):
+            raise HsraError(f"cannot write {path}: {os.strerror(errno.ENOSPC)}")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(render, "save_figure", full_for_b)
+    code, out, err = run(["render", tmp_path / "a.mat", tmp_path / "b.mat", tmp_path / "c.mat", "-o", tmp_path / "r"],
+                         capsys)
+    assert code == 1 and "No space left on device" in err
+    names = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert not [n for n in names if n.startswith("b_")]  # b's false-colour PNG, written first, is gone again
+    assert any(n.startswith("a_") for n in names) and any(n.startswith("c_") for n in names)

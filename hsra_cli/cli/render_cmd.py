@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import glob
 import json
 import re
 from pathlib import Path
@@ -360,16 +361,30 @@ def render(
                         result.failed.append((path, message, exc))
                         console.print(f"[red]failed[/red] {escape(str(path))}: {escape(message)}")
                         continue
-                written += previews.write_previews(cube, wavelengths_nm, output_dir, stem, overwrite, **colour,
-                                                   figure_format=fmt, dpi=dpi)
-                if points:
-                    image = previews.false_color(cube, wavelengths_nm, **colour)
-                    figure = previews.spectra_plot(cube, points, wavelengths_nm, truth=true_cube, radius=radius,
-                                                   image=image)
-                    written.append(previews.save_figure(output_dir / f"{stem}_spectra.{fmt}", figure, overwrite, dpi))
-                if true_cube is not None:
-                    figure = previews.error_map(cube, true_cube, wavelengths_nm)
-                    written.append(previews.save_figure(output_dir / f"{stem}_error.{fmt}", figure, overwrite, dpi))
+                pattern = f"{glob.escape(stem)}_*"
+                existed = set(output_dir.glob(pattern))
+                try:
+                    own = previews.write_previews(cube, wavelengths_nm, output_dir, stem, overwrite, **colour,
+                                                  figure_format=fmt, dpi=dpi)
+                    if points:
+                        image = previews.false_color(cube, wavelengths_nm, **colour)
+                        figure = previews.spectra_plot(cube, points, wavelengths_nm, truth=true_cube, radius=radius,
+                                                       image=image)
+                        own.append(previews.save_figure(output_dir / f"{stem}_spectra.{fmt}", figure, overwrite, dpi))
+                    if true_cube is not None:
+                        figure = previews.error_map(cube, true_cube, wavelengths_nm)
+                        own.append(previews.save_figure(output_dir / f"{stem}_error.{fmt}", figure, overwrite, dpi))
+                except (HsraError, MemoryError) as exc:
+                    if single or side_by_side:
+                        raise
+                    # This cube fails alone (a full disk, say): the files it had begun are removed, none older.
+                    for made in set(output_dir.glob(pattern)) - existed:
+                        made.unlink(missing_ok=True)
+                    message = str(exc) if isinstance(exc, HsraError) else f"out of memory rendering {stem}"
+                    result.failed.append((Path(stem), message, exc))
+                    console.print(f"[red]failed[/red] {escape(stem)}: {escape(message)}")
+                    continue
+                written += own
                 result.done.append(stem)
                 if side_by_side:
                     kept.append((cube, wavelengths_nm, true_cube))
