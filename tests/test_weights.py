@@ -259,6 +259,9 @@ def test_hsra_models_info_prints_the_card_or_how_to_get_weights(models_dir, caps
     assert '"n2": 5' in out and "no weights installed for hsra-l" in out
     assert main(["models", "info", "nope"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
+    assert main(["models", "info", "hsra-s.nope"]) == 1  # a tag names weights: none installed is an error
+    err = capsys.readouterr().err
+    assert "no weights installed for hsra-s.nope" in err and err.count("\n") == 1
 
 
 def test_hsra_models_info_auto_explains_the_default_of_reconstruct(capsys, monkeypatch):

@@ -152,7 +152,8 @@ def info_command(
     from hsra_cli.registry import get_entry
     from hsra_cli.weights import CARD_NAME, read_model_config, find_model_folder, missing_weights_message, render_card
 
-    from hsra_cli.registry import AUTO
+    from hsra_cli.errors import WeightsError
+    from hsra_cli.registry import AUTO, split_tag
 
     if name.lower() == AUTO:
         _auto_info(as_json)
@@ -169,6 +170,8 @@ def info_command(
         stdout.print(text, markup=False, highlight=False)
         info(f"(from {folder})")
         return
+    if split_tag(name)[1] is not None and entry.needs_weights:
+        raise WeightsError(missing_weights_message(name))  # a tag names installed weights: none here, as reconstruct says
     row = describe_model(entry.name)
     if as_json:
         stdout.print(json.dumps(row, indent=1), markup=False, highlight=False)
