@@ -18,6 +18,7 @@ import io
 import json
 import os
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,10 +137,10 @@ def _output_path(record: dict, kind: str, record_path: Path) -> Path | None:
     if not value:
         return None
     path = Path(value)
-    if not path.is_absolute() or not path.exists():
-        # The folder may have been moved: look beside the record.
-        path = record_path.parent / path.name
-    return path if path.exists() else None
+    beside = record_path.parent / path.name
+    if beside.exists():  # the record's own folder first: it may have been moved or copied (the original kept)
+        return beside
+    return path if path.is_absolute() and path.exists() else None
 
 
 def report_path(out_dir, output=None) -> Path:
@@ -353,7 +354,8 @@ def _figure_html(item: ReportItem, kind: str, caption: str, overlay: str = "") -
         return ""
     image = f'<img src="{uri}" alt="{html.escape(item.name)} {kind}" class="{kind}">'
     if kind in item.links:
-        image = f'<a href="{html.escape(item.links[kind])}">{image}</a>'
+        href = urllib.parse.quote(Path(item.links[kind]).as_posix())  # '#', '?', '%' in names are not URL syntax
+        image = f'<a href="{html.escape(href)}">{image}</a>'
     return (f'<figure><span class="pic">{image}{overlay}</span>'
             f'<figcaption>{html.escape(caption)}</figcaption></figure>')
 

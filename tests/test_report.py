@@ -190,3 +190,28 @@ def test_cli_one_broken_record_gives_only_the_error_line(batch, tmp_path, capsys
     assert code == 1 and out == ""
     assert "alpha.mat" in one_line_error(err)
     assert sorted(p.name for p in folder.iterdir()) == ["alpha.json", "alpha.mat"]
+
+
+def test_links_point_beside_the_page_in_a_copied_folder_and_are_url_encoded(tmp_path):
+    """A copied output folder links its own PNGs (not the original's), and names with '#', '?', '%' stay links."""
+    import shutil
+    import urllib.parse
+
+    mask = generate_mask(24, 40, "random-binary", seed=0)
+    write_array(tmp_path / "mask.mat", mask, key="mask")
+    captures = tmp_path / "caps"
+    captures.mkdir()
+    cube = procedural_scene(24, 40, rng=np.random.default_rng(3))
+    write_array(captures / "scene#1 50%off?.mat", simulate_measurement(cube, mask)[0], key="meas")
+    reconstructor = Reconstructor("gap-tv", model_kwargs={"iterations": 5, "accelerate": False})
+    out = tmp_path / "out"
+    assert len(reconstruct_files([captures / "scene#1 50%off?.mat"], tmp_path / "mask.mat", out, reconstructor,
+                                 normalize="none").done) == 1
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    path, _ = write_report(copy)
+    hrefs = re.findall(r'<a href="([^"#][^"]*)"', path.read_text())
+    assert hrefs, "the thumbnails link their full-size files"
+    for href in hrefs:
+        assert "#" not in href and "?" not in href and "out/" not in href
+        assert (copy / urllib.parse.unquote(href)).is_file()  # resolved the way a browser does, beside the page
