@@ -37,12 +37,12 @@ RECONSTRUCT_NAME_FIELDS = {
 def expand_inputs(specs: list[str], suffixes: tuple[str, ...] | None = None) -> list[Path]:
     """Files, folders and (quoted) glob patterns -> a sorted, de-duplicated list of files; raises the first spec
     that names nothing (:func:`hsra_cli.inputs.collect` reports them all instead)."""
-    from .inputs import collect
+    from .inputs import absolute, collect
 
     sources, problems, _ = collect(specs, suffixes)
     if problems:
         raise problems[0][1]
-    return [source.path.resolve() for source in sources]
+    return [absolute(source.path) for source in sources]
 
 
 def check_name_template(template: str, fields: dict[str, str], option: str = "--name") -> None:

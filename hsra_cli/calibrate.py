@@ -577,7 +577,7 @@ def calibration_inputs(specs, mask_path: Path) -> tuple[list[Path], list[Path]]:
         raise problems[0][1]
     if not sources:
         raise UsageError(f"the only input given is the --mask file ({skipped[0]}); give the captures to calibrate")
-    return [source.path.resolve() for source in sources], skipped
+    return list(dict.fromkeys(source.path.resolve() for source in sources)), skipped  # a link to a capture counts once
 
 
 def check_calibration_output(path: Path, inputs: Sequence[Path], mask_path: Path, overwrite: bool = False) -> None:

@@ -110,8 +110,16 @@ def collect(specs, suffixes: tuple[str, ...] | None = None, exclude=()) -> tuple
                 sources.append(source)
     unique: dict[tuple, Source] = {}
     for source in sources:
-        unique.setdefault((source.path.resolve(), source.scenes), source)
+        unique.setdefault((absolute(source.path), source.scenes), source)
     return list(unique.values()), problems, excluded
+
+
+def absolute(path: Path) -> Path:
+    """The path made absolute with its folders resolved but not the file itself: a link is an input of its own
+    name (``b.npy -> a.npy`` gives ``b.*`` outputs), while the same file named twice (``dir`` and ``dir/a.npy``,
+    ``./a.npy`` and ``a.npy``) is one input."""
+    path = Path(path)
+    return path.parent.resolve() / path.name
 
 
 def _identity(path: Path):

@@ -70,6 +70,16 @@ def test_a_name_template_that_keeps_outputs_apart_may_write_beside_the_inputs(ca
     assert {Path(p).name for p in out.split()} == {"a_gap-tv.mat", "b_gap-tv.mat", "c_gap-tv.mat"}
 
 
+def test_a_link_in_a_folder_is_an_input_of_its_own_name_and_one_file_named_twice_is_done_once(captures, tmp_path, capsys):
+    (captures / "d.mat").symlink_to("a.mat")  # a lab's folder of links to its captures
+    code, out, err = run(["reconstruct", captures, captures / "a.mat", f"{captures}/./b.mat", "--mask",
+                          captures / "mask.mat", "-o", tmp_path / "out", "--no-previews", "-q", "--model", "gap-tv"],
+                         capsys)
+    assert code == 0, err
+    assert sorted(Path(p).name for p in out.split()) == ["a.mat", "b.mat", "c.mat", "d.mat"]
+    assert json.loads((tmp_path / "out" / "d.json").read_text())["input"]["path"].endswith("d.mat")
+
+
 def test_simulating_into_the_cubes_folder_never_replaces_a_cube(tmp_path, capsys):
     cube_path = tmp_path / "scene.mat"
     write_cube(cube_path, smooth_cube(16, 16))

@@ -94,7 +94,7 @@ def reconstruct(
     from hsra_cli.cli._common import print_summary, require_files, value_of
     from hsra_cli.cli._progress import BatchProgress
     from hsra_cli.errors import HsraError, UsageError
-    from hsra_cli.inputs import collect
+    from hsra_cli.inputs import absolute, collect
     from hsra_cli.reconstruct import Reconstructor
 
     require_files([mask], "mask")
@@ -118,7 +118,7 @@ def reconstruct(
             problems.append((source.spec, UsageError(
                 f"{source.spec!r}: a scene selector picks cubes from a stack (evaluate, simulate, train); "
                 "reconstruct reads one measurement per file")))
-    paths = shard([source.path.resolve() for source in sources if source.scenes is None], num_parts, part_id)
+    paths = shard([absolute(source.path) for source in sources if source.scenes is None], num_parts, part_id)
     if part_id:
         problems = []  # inputs that name nothing are reported once, by part 0
     single = len(paths) + len(problems) == 1  # one input: no progress chatter; a failure is the one error line
