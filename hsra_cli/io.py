@@ -873,33 +873,40 @@ def read_mask(path, key=None) -> tuple[np.ndarray, LoadedArray]:
             f"{_where(loaded.path, loaded.key)} holds an array of shape {_fmt_shape(loaded.data.shape)}; "
             "a mask must be a 2-D aperture (H×W) or a 3-D shifted mask (H×W'×C)"
         )
-    negative = int(np.count_nonzero(data < 0))
-    if negative:
-        # A transmission below zero is not physical (not even after a dark-frame subtraction, which should clip).
-        raise ValueRangeError(
-            f"{_where(loaded.path, loaded.key)} holds {negative} negative values (down to {float(data.min()):.3g}); "
-            "a mask transmits light: expected values ≥ 0 (clip a calibrated mask to [0, 1])"
-        )
-    peak = float(data.max()) if data.size else 0.0
-    dtype = (loaded.metadata or {}).get("integer_dtype")
-    if peak > 1 and dtype:
-        # An integer mask beyond 0/1 holds transmission in units of its type's full scale (a 0/255 uint8 image),
-        # as integer cubes and measurements do; a 0/1 integer mask is taken as it is.
-        full_scale = np.iinfo(np.dtype(dtype)).max
+    where = _where(loaded.path, loaded.key)
+    full_scale = mask_full_scale(float(data.min()) if data.size else 0.0, float(data.max()) if data.size else 0.0,
+                                 int(np.count_nonzero(data < 0)), (loaded.metadata or {}).get("integer_dtype"), where)
+    if full_scale is not None:
         data = (data / np.float32(full_scale)).astype(np.float32)
         loaded.metadata["mask_scaled_by"] = f"1/{full_scale}"
-    elif peak > MASK_TOLERANCE:
-        # A transmission above one is not physical; the CASSI model scales the cube by the mask, so a mask stored
-        # ×255 would silently give a cube 255 times too dark.
-        raise ValueRangeError(
-            f"{_where(loaded.path, loaded.key)} holds values up to {peak:.4g}; a mask is a transmission: expected "
-            "values in [0, 1] (divide it by its full scale, e.g. 255, or store it as an integer type)"
-        )
     return data, loaded
 
 
 #: How far above 1 a float mask may go (calibration noise) before it is refused as stored on another scale.
 MASK_TOLERANCE = 1.01
+
+
+def mask_full_scale(low: float, peak: float, negative: int, integer_dtype, what: str) -> int | None:
+    """The one rule for a mask's values (files, :func:`read_mask`; arrays, :func:`hsra_cli.physics.input_values`),
+    from its least and greatest value and its count of negative ones: negative values are refused (a transmission
+    below zero is not physical, not even after a dark-frame subtraction, which should clip); an integer mask
+    beyond 0/1 holds transmission in units of its type's full scale (a 0/255 uint8 image: the full scale is
+    returned, to divide by), as integer cubes and measurements do; a float mask above :data:`MASK_TOLERANCE` is
+    refused (the CASSI model scales the cube by the mask: a mask stored ×255 would give a cube 255 times too
+    dark). None: the values are used as they are. ``what`` names the mask in errors."""
+    if negative:
+        raise ValueRangeError(
+            f"{what} holds {negative} negative values (down to {low:.3g}); a mask transmits light: expected values "
+            "≥ 0 (clip a calibrated mask to [0, 1])"
+        )
+    if peak > 1 and integer_dtype is not None:
+        return int(np.iinfo(np.dtype(integer_dtype)).max)
+    if peak > MASK_TOLERANCE:
+        raise ValueRangeError(
+            f"{what} holds values up to {peak:.4g}; a mask is a transmission: expected values in [0, 1] (divide it "
+            "by its full scale, e.g. 255, or give it as an integer type)"
+        )
+    return None
 
 
 # ------------------------------------------------------------------------------------------------------

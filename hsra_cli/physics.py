@@ -13,6 +13,7 @@ networks, tiling, training) calls this operator; nothing else re-implements the 
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 
 from .bands import DEFAULT_AXIS, DEFAULT_BANDS, DEFAULT_STEP
 from .errors import ShapeError, ValueRangeError
+from .io import LoadedArray, _dtype_kind, _fmt_shape, mask_full_scale, unit_range
 
 Axis = Literal["width", "height"]
 _AXES = ("width", "height")
@@ -35,14 +37,119 @@ def unsheared_size(size: int, bands: int, step: int) -> int:
     return size - step * (bands - 1)
 
 
-def _as_tensor(array) -> torch.Tensor:
+def _as_tensor(array, what: str = "array") -> torch.Tensor:
+    """A tensor of ``array`` (a tensor is detached, an array-like converted); values as given, integers as float32."""
     if isinstance(array, torch.Tensor):
         tensor = array.detach()
     else:
-        tensor = torch.from_numpy(np.ascontiguousarray(np.asarray(array)))
+        tensor = torch.from_numpy(_native_numeric(array, what))
     if not tensor.is_floating_point():
         tensor = tensor.to(torch.float32)
     return tensor
+
+
+# ----------------------------------------------------------------------------------------------
+# arrays handed over by a user: the one conversion behind Reconstructor.reconstruct, model(measurement, mask)
+# and the operator's methods. The value rules are the file readers' (hsra_cli.io).
+
+#: Input roles whose values are checked: a measurement counts light, a mask is a transmission.
+_ROLES = ("measurement", "mask")
+
+
+def _native_numeric(value, what: str) -> np.ndarray:
+    """``value`` (numpy array, nested list, tensor on any device) as a C-contiguous numpy array of real numbers in
+    the machine's byte order (a big-endian ``>f4`` array is converted); the dtype is otherwise kept."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach()
+        if tensor.is_floating_point() and tensor.dtype not in (torch.float16, torch.float32, torch.float64):
+            tensor = tensor.float()  # bfloat16 & co. have no numpy type
+        value = tensor.cpu().numpy()
+    try:
+        data = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise ShapeError(f"{what} is not a rectangular array ({exc}); expected a numpy array or a torch tensor") from None
+    kind = _dtype_kind(data.dtype)
+    if kind != "numeric":
+        raise ValueRangeError(f"{what} holds {kind} values (dtype {data.dtype}); expected an array of real numbers")
+    if not data.dtype.isnative:
+        data = data.astype(data.dtype.newbyteorder("="))
+    return np.ascontiguousarray(data)
+
+
+def input_array(value, what: str) -> np.ndarray:
+    """A user's array as a numpy array, checked: numeric, non-empty, finite, native byte order, C-contiguous.
+
+    Accepts numpy arrays (any byte order), torch tensors (any device; detached and copied to the host) and nested
+    lists. Raises :class:`ShapeError` for an empty array and :class:`ValueRangeError` for non-real values
+    (complex, text, objects) or NaN/Inf; the message names ``what``. The dtype is kept (see :func:`input_values`)."""
+    data = _native_numeric(value, what)
+    if data.size == 0:
+        raise ShapeError(f"{what} is empty (shape {_fmt_shape(data.shape)}); expected a non-empty array")
+    if data.dtype.kind == "f":
+        bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+        if bad:
+            raise ValueRangeError(f"{what} holds {bad} NaN/Inf values; expected finite numbers")
+    return data
+
+
+def input_values(value, what: str, role: str) -> tuple[np.ndarray, str | None]:
+    """A user's measurement or mask as float32 numpy, with the rules ``hsra reconstruct`` applies to files.
+
+    ``role="measurement"``: integer data is scaled by its type's full scale to [0, 1] (as the CLI scales integer
+    measurements, :func:`hsra_cli.io.unit_range`). ``role="mask"``: the rules of :func:`hsra_cli.io.read_mask`
+    (negative values refused; integer masks beyond 0/1 scaled by their type's full scale; float masks above
+    :data:`hsra_cli.io.MASK_TOLERANCE` refused). Returns ``(array, note)``, ``note`` saying what was scaled
+    (None when nothing was). Raises as :func:`input_array` does, and :class:`ValueRangeError` for values beyond
+    float32 or outside the mask rule.
+    """
+    if role not in _ROLES:
+        raise ValueError(f"role must be one of {_ROLES}, got {role!r}")
+    data = input_array(value, what)
+    integer_dtype = data.dtype if data.dtype.kind in "iu" else None  # booleans are 0/1 already
+    with np.errstate(over="ignore"):
+        values = data.astype(np.float32)
+    if data.dtype.kind == "f" and not np.isfinite(values).all():
+        raise ValueRangeError(
+            f"{what} holds values beyond the float32 range (up to {float(np.max(np.abs(data))):.3g}); expected "
+            "values in the data's units, e.g. [0, 1]"
+        )
+    scale = integer_dtype is not None
+    if role == "mask":
+        negative = int(np.count_nonzero(values < 0))
+        scale = mask_full_scale(float(values.min()), float(values.max()), negative, integer_dtype, what) is not None
+    if not scale:
+        return values, None
+    # the readers' own scaling of integer data (``what: uint16 data scaled by 1/65535``)
+    scaled, note = unit_range(values, LoadedArray(values, "", what, {"integer_dtype": integer_dtype.name}))
+    return np.ascontiguousarray(scaled, dtype=np.float32), note
+
+
+def network_input(value, what: str, role: str, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
+    """A measurement or mask for a ``model(measurement, mask)`` call, as a tensor.
+
+    Arrays, lists and integer tensors go through :func:`input_values` (the CLI's rules; checked, scaled, float32)
+    and land on ``device`` (default: the tensor's own, else the CPU). A floating-point tensor keeps its autograd
+    graph and device; on the CPU its values are checked the same way (finite; a mask in [0, 1]), on an accelerator
+    they are not (the check would make the device wait, e.g. in every training step). ``dtype``: the floating
+    type the result is cast to (a model's parameter type), None to keep it.
+    """
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        if value.numel() == 0:
+            raise ShapeError(f"{what} is empty (shape {tuple(value.shape)}); expected a non-empty array")
+        if value.device.type == "cpu":
+            with torch.no_grad():
+                bad = int(value.numel() - torch.isfinite(value).sum())
+                if bad:
+                    raise ValueRangeError(f"{what} holds {bad} NaN/Inf values; expected finite numbers")
+                if role == "mask":
+                    low, peak = float(value.min()), float(value.max())
+                    negative = int((value < 0).sum()) if low < 0 else 0
+                    mask_full_scale(low, peak, negative, None, what)
+        return value if dtype is None or value.dtype == dtype else value.to(dtype)
+    data, _ = input_values(value, what, role)
+    if device is None and isinstance(value, torch.Tensor):
+        device = value.device
+    return torch.from_numpy(data).to(device=device, dtype=dtype or torch.float32)
 
 
 def shifted_mask_bands(mask, step: int = DEFAULT_STEP, axis: Axis = DEFAULT_AXIS) -> int | None:
@@ -77,6 +184,27 @@ def check_settings(bands: int, step: int, axis: str) -> None:
         raise ShapeError(f"dispersion axis must be 'width' or 'height', got {axis!r}")
 
 
+def _arrays_in_arrays_out(what: str):
+    """Let an operator method take a numpy array (or nested list) as well as a tensor: the array is converted
+    (native byte order; integers as float32; other dtypes kept) onto the operator's device, and the result comes
+    back as a numpy array. Tensors go through untouched, autograd included. ``what`` names the input in errors."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(self, value, *args, **kwargs):
+            if isinstance(value, torch.Tensor):
+                return method(self, value, *args, **kwargs)
+            args = tuple(a if a is None or isinstance(a, torch.Tensor) else torch.from_numpy(a) for a in args)
+            if kwargs.get("out") is not None and not isinstance(kwargs["out"], torch.Tensor):
+                kwargs["out"] = torch.from_numpy(kwargs["out"])  # written in place: the array sees the result
+            tensor = _as_tensor(value, what).to(self.band_mask.device)
+            return method(self, tensor, *args, **kwargs).detach().cpu().numpy()
+
+        return wrapper
+
+    return decorate
+
+
 class CassiOperator(torch.nn.Module):
     """Single-disperser CASSI operator ``A`` with its exact adjoint ``A_adjoint``.
 
@@ -95,6 +223,10 @@ class CassiOperator(torch.nn.Module):
 
     Cubes are ``B × C × H × W`` (or ``C × H × W``), measurements ``B × H × W'`` (or ``H × W'``) for the width
     axis and ``B × H' × W`` for the height axis. Values are used as given: the operator does not normalise.
+
+    :meth:`A`, :meth:`A_adjoint`, :meth:`A_A_adjoint` and :meth:`shift_back` take torch tensors or numpy arrays
+    and answer in kind: a tensor gives a tensor (on the input's device, autograd kept), a numpy array a numpy
+    array (computed on the operator's device; integer input as float32, float64 kept).
     """
 
     def __init__(self, mask, bands: int = DEFAULT_BANDS, step: int = DEFAULT_STEP, axis: Axis = DEFAULT_AXIS,
@@ -234,6 +366,7 @@ class CassiOperator(torch.nn.Module):
     def _masks_for(self, x: torch.Tensor) -> torch.Tensor:
         return self.band_mask.to(device=x.device, dtype=x.dtype)
 
+    @_arrays_in_arrays_out("cube")
     def A(self, cube: torch.Tensor) -> torch.Tensor:
         """Forward model: cube ``B×C×H×W`` -> measurement ``B×H×W'``."""
         self.check_cube(cube)
@@ -242,6 +375,7 @@ class CassiOperator(torch.nn.Module):
         y = self._to_internal(shear(x, self.step, self._masks_for(x)))
         return y[0] if unbatched else y
 
+    @_arrays_in_arrays_out("measurement")
     def A_adjoint(self, measurement: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Adjoint: measurement ``B×H×W'`` -> cube ``B×C×H×W`` (``M ⊙ shift_back(r)``).
 
@@ -257,10 +391,12 @@ class CassiOperator(torch.nn.Module):
         x = self._to_internal(x)
         return x[0] if unbatched else x
 
+    @_arrays_in_arrays_out("measurement")
     def A_A_adjoint(self, measurement: torch.Tensor) -> torch.Tensor:
         """``A Aᵀ r``; for CASSI this is diagonal: ``Φs ⊙ r`` (Φs without the zero replacement)."""
         return self.phi_s(replace_zeros=False).to(measurement) * measurement
 
+    @_arrays_in_arrays_out("measurement")
     def shift_back(self, measurement: torch.Tensor) -> torch.Tensor:
         """Un-shear a measurement into ``B×C×H×W`` without applying the mask (the field's ``shift_back``)."""
         self.check_measurement(measurement)

@@ -20,7 +20,7 @@ import torch
 
 from .errors import HsraError, ShapeError, UsageError, ValueRangeError
 from .adapt import AdaptConfig, adapt_network
-from .physics import CassiOperator, shifted_mask_bands, unsheared_size
+from .physics import CassiOperator, input_values, shifted_mask_bands, unsheared_size
 from .registry import AUTO, DEFAULT_NETWORK, FALLBACK_SOLVER, get_entry
 from .solvers.gap_tv import DEFAULT_REFINE, refine, refine_settings
 from .trust import map_statistics, measurement_residual
@@ -346,7 +346,17 @@ class Reconstructor:
 
     # ------------------------------------------------------------------------------------------------
     def operator_for(self, measurement: np.ndarray, mask: np.ndarray, mask_offset=None) -> tuple[CassiOperator, dict]:
-        """Build (and check) the operator of this capture, cropping a larger 2-D mask at ``mask_offset``."""
+        """Build (and check) the operator of this capture, cropping a larger 2-D mask at ``mask_offset``.
+        ``measurement`` and ``mask`` are taken as :meth:`reconstruct` takes them."""
+        measurement, _ = input_values(measurement, "measurement", "measurement")
+        mask, mask_note = input_values(mask, "mask", "mask")
+        op, mask_info = self._operator_for(measurement, mask, mask_offset)
+        if mask_note:
+            mask_info["scaled"] = mask_note
+        return op, mask_info
+
+    def _operator_for(self, measurement: np.ndarray, mask: np.ndarray, mask_offset=None) -> tuple[CassiOperator, dict]:
+        """:meth:`operator_for` for arrays already through :func:`~hsra_cli.physics.input_values`."""
         if measurement.ndim != 2:
             raise ShapeError(f"measurement must be 2-D, got shape {measurement.shape}")
         mh, mw = measurement.shape
@@ -500,12 +510,21 @@ class Reconstructor:
         """Reconstruct one capture. ``measurement`` is ``H×W'`` (width axis), ``mask`` a 2-D aperture (cropped at
         ``mask_offset`` when larger) or a 3-D shifted mask. Returns the cube ``H×W×C`` (float32) and a record
         (``record["warnings"]``: one-line notes about the data, e.g. negative values taken as noise).
-        ``progress(done, total)`` is called after each tile, or each iteration of an iterative solver."""
-        if not np.isfinite(measurement).all():
-            raise ValueRangeError("measurement holds NaN or Inf values; expected finite numbers")
+        ``progress(done, total)`` is called after each tile, or each iteration of an iterative solver.
+
+        Both arrays may be numpy arrays (any numeric dtype, either byte order), torch tensors (any device) or nested
+        lists, and get the rules ``hsra reconstruct`` applies to files (:func:`hsra_cli.physics.input_values`):
+        empty arrays are refused (:class:`ShapeError`), as are NaN/Inf, a mask with negative values or a float mask
+        above 1 (:class:`ValueRangeError`); integer measurements, and integer masks beyond 0/1, are scaled by their
+        type's full scale (noted in ``record["warnings"]``)."""
+        measurement, measurement_note = input_values(measurement, "measurement", "measurement")
+        mask, mask_note = input_values(mask, "mask", "mask")
         value_warnings = measurement_warnings(measurement)
-        op, mask_info = self.operator_for(measurement, mask, mask_offset)
-        scaled, norm_info = normalise_measurement(measurement.astype(np.float32), self.bands, normalize, key)
+        value_warnings += [note for note in (measurement_note, mask_note) if note]
+        op, mask_info = self._operator_for(measurement, mask, mask_offset)
+        if mask_note:
+            mask_info["scaled"] = mask_note
+        scaled, norm_info = normalise_measurement(measurement, self.bands, normalize, key)
         op = op.to(self.device)
         y = torch.from_numpy(np.ascontiguousarray(scaled)).to(self.device)
         height, width = op.cube_shape

@@ -7,7 +7,7 @@ from torch import nn
 
 from ..bands import DEFAULT_AXIS, DEFAULT_BANDS, DEFAULT_STEP
 from ..errors import ShapeError
-from ..physics import CassiOperator, check_settings, as_operator
+from ..physics import CassiOperator, as_operator, check_settings, network_input
 from .config import HsraConfig
 
 
@@ -26,6 +26,14 @@ class CassiNetwork(nn.Module):
       network applies the field's ``y · 2 / bands`` itself. A 2-D measurement is one sample.
     * ``mask``: anything :func:`hsra_cli.physics.as_operator` accepts — a 2-D ``H × W`` aperture, ``B × H × W``
       apertures, a 3-D shifted mask Φ, or a :class:`CassiOperator`.
+
+    Both may be torch tensors or numpy arrays (any float dtype or byte order; cast to the network's parameter
+    type). Arrays and integer tensors follow ``hsra reconstruct``'s rules for files
+    (:func:`hsra_cli.physics.input_values`): NaN/Inf and empty arrays are refused, an integer measurement is scaled
+    by its type's full scale (as the CLI does; a real capture then still needs the field's scaling, which
+    :class:`~hsra_cli.reconstruct.Reconstructor` applies), a mask must lie in [0, 1] (an integer mask beyond 0/1
+    is scaled by its type's full scale). Floating-point tensors on the CPU are checked the same way; on an
+    accelerator they are used as given.
 
     Returns the cube ``B × bands × H × W`` (``bands × H × W`` for a 2-D measurement), values about [0, 1].
     """
@@ -50,7 +58,8 @@ class CassiNetwork(nn.Module):
         return {"bands": self.bands, "dispersion_step": self.step, "dispersion_axis": self.axis}
 
     def operator(self, measurement: torch.Tensor, mask) -> CassiOperator:
-        """The CASSI operator of this call, checked against the network's physics and the measurement."""
+        """The CASSI operator of this call, checked against the network's physics and the measurement. A mask that
+        is not an operator is checked as ``hsra reconstruct`` checks mask files (:func:`~hsra_cli.physics.network_input`)."""
         if isinstance(mask, CassiOperator):
             if (mask.bands, mask.step, mask.axis) != (self.bands, self.step, self.axis):
                 raise ShapeError(
@@ -59,17 +68,17 @@ class CassiNetwork(nn.Module):
                 )
             mask.check_measurement(measurement)
             return mask
+        mask = network_input(mask, "mask", "mask", device=measurement.device)
         return as_operator(mask, measurement, self.bands, self.step, self.axis)
 
     def _batched(self, measurement) -> tuple[torch.Tensor, bool]:
-        if not isinstance(measurement, torch.Tensor):
-            measurement = torch.as_tensor(measurement)
+        param = next(self.parameters())
+        measurement = network_input(measurement, "measurement", "measurement", dtype=param.dtype,
+                                    device=None if isinstance(measurement, torch.Tensor) else param.device)
         if measurement.dim() not in (2, 3):
             raise ShapeError(
                 f"measurement of shape {tuple(measurement.shape)}: expected B×H×W' (or one H×W' measurement)"
             )
-        if not measurement.is_floating_point():
-            measurement = measurement.float()
         unbatched = measurement.dim() == 2
         return (measurement[None] if unbatched else measurement), unbatched
 

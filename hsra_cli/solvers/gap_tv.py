@@ -15,7 +15,7 @@ import torch
 
 from ..bands import DEFAULT_AXIS, DEFAULT_BANDS, DEFAULT_STEP
 from ..errors import ShapeError
-from ..physics import CassiOperator, as_operator
+from ..physics import CassiOperator, as_operator, network_input
 from ..registry import register_model
 
 
@@ -190,7 +190,14 @@ class GapTV(torch.nn.Module):
     @torch.no_grad()
     def forward(self, measurement: torch.Tensor, mask, init: torch.Tensor | None = None) -> torch.Tensor:
         """``init`` (``B×C×H×W``) starts the iterations from another estimate, e.g. a network's (see
-        :func:`refine`); by default they start from Aᵀ(y / Φs)."""
+        :func:`refine`); by default they start from Aᵀ(y / Φs). Numpy arrays are taken as a network takes them
+        (:func:`hsra_cli.physics.network_input`: checked and scaled as ``hsra reconstruct`` does files)."""
+        if not isinstance(measurement, torch.Tensor):
+            measurement = network_input(measurement, "measurement", "measurement")
+        if not isinstance(mask, (torch.Tensor, CassiOperator)):
+            mask = network_input(mask, "mask", "mask", device=measurement.device)
+        if measurement.dim() == 2:  # one H×W' measurement -> one C×H×W cube, as the networks answer it
+            return self.forward(measurement[None], mask, None if init is None else init[None])[0]
         op = as_operator(mask, measurement, self.bands, self.step, self.axis)
         cfg = self.config
         y = measurement
