@@ -19,6 +19,7 @@ import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -176,32 +177,73 @@ def is_record(path: Path) -> bool:
     return isinstance(data, dict) and "model" in data and isinstance(data.get("outputs"), dict)
 
 
-def _plan_set(paths: dict[str, Path], skip_existing: bool, overwrite: bool) -> str:
-    """``"skip"``, ``"write"`` or ``"replace"`` (write over files of this set); raises when existing files are
-    in the way and neither flag allows replacing them."""
+def plan_set(paths: Sequence[Path], *, skip_existing: bool = False, overwrite: bool = False,
+             complete: bool | None = None, own=None, missing: Sequence[Path] | None = None) -> str:
+    """``"skip"``, ``"write"`` or ``"replace"`` for one input's set of output files ``paths`` (in the order they
+    are written): the rule of ``--skip-existing`` in every command that writes sets (reconstruct, simulate,
+    render). A complete set is skipped with ``skip_existing``; an incomplete one is redone (its
+    files replaced) when every file of it that exists is hsra's (``own(path)``; default :func:`hsra_cli.render.written_by_hsra`); a file that is not hsra's is only
+    replaced with ``overwrite``. Raises :class:`OutputExistsError` when existing files are in the way and neither
+    flag allows replacing them, and the errors of :func:`hsra_cli.io.check_writable`.
+
+    ``complete``: whether the set is complete (default: every file of it exists); ``missing``: what the set lacks,
+    for the message (default: its files that do not exist).
+    """
     from .io import check_writable
 
-    complete = set_complete(paths)
-    present = [path for path in paths.values() if path.exists() and not path.is_dir()]
+    if own is None:
+        from .render import written_by_hsra as own
+
+    paths = [Path(path) for path in paths]
+    present = [path for path in paths if path.exists() and not path.is_dir()]
+    if complete is None:
+        complete = len(present) == len(paths)
     if complete and skip_existing:
         return "skip"
-    # A crash never leaves a damaged record (it is written atomically): an unreadable one is someone else's file.
-    foreign = paths["record"].exists() and not complete and not is_record(paths["record"])
+    foreign = [] if complete else [path for path in present if not own(path)]
     replace = overwrite or (skip_existing and bool(present) and not foreign)
     if present and not replace:
         if complete:
-            raise OutputExistsError(
-                f"{present[0]} exists; pass --overwrite to replace it or --skip-existing to keep it"
-            )
+            raise OutputExistsError(f"{present[0]} exists; pass --overwrite to replace it or --skip-existing to keep it")
         if foreign:
-            raise OutputExistsError(f"{paths['record']} exists and is not an hsra record; pass --overwrite to replace it")
-        raise OutputExistsError(
-            f"{present[0]} exists but its set has no record {paths['record'].name} (an interrupted run?); "
-            "pass --skip-existing to redo that input or --overwrite"
-        )
-    for target in paths.values():
+            raise OutputExistsError(f"{foreign[0]} exists and was not written by hsra; pass --overwrite to replace it")
+        missing = [path for path in paths if path not in present] if missing is None else list(missing)
+        if missing:
+            raise OutputExistsError(
+                f"{present[0]} exists but its set is incomplete ({missing[0].name} is missing: an interrupted run?); "
+                "pass --skip-existing to redo that input or --overwrite"
+            )
+        raise OutputExistsError(f"{present[0]} exists; pass --overwrite to replace it")
+    for target in paths:
         check_writable(target, replace)
     return "replace" if replace else "write"
+
+
+def _written_by_reconstruct(path: Path, paths: dict[str, Path]) -> bool:
+    """Whether a file of reconstruct's set ``paths`` is hsra's: a record (a crash never leaves a damaged one, it is
+    written atomically), an image naming hsra as its creator, a cube whose metadata names its model (a .npy cube
+    holds none: it counts as hsra's)."""
+    from .render import written_by_hsra
+
+    if path == paths["record"]:
+        return is_record(path)
+    if path == paths["cube"]:
+        if path.suffix.lower() == ".npy":
+            return True
+        try:
+            from .io import read_array
+
+            return "model" in (read_array(path, None, role="cube").metadata or {})
+        except (HsraError, OSError, ValueError):
+            return False
+    return written_by_hsra(path)
+
+
+def _plan_set(paths: dict[str, Path], skip_existing: bool, overwrite: bool) -> str:
+    """:func:`plan_set` for reconstruct's set, complete once its record is written."""
+    return plan_set(list(paths.values()), skip_existing=skip_existing, overwrite=overwrite,
+                    complete=set_complete(paths), own=lambda path: _written_by_reconstruct(path, paths),
+                    missing=[paths["record"]])
 
 
 def reconstruct_files(

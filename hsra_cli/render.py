@@ -420,9 +420,25 @@ def _new_figure(width_in: float, height_in: float, layout: str | None = "constra
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    quiet_missing_glyphs()
     figure = Figure(figsize=(width_in, height_in), layout=layout)
     FigureCanvasAgg(figure)
     return figure
+
+
+def quiet_missing_glyphs() -> None:
+    """Silence matplotlib's "Glyph N (…) missing from font(s) DejaVu Sans" for the figures hsra draws.
+
+    A title holding characters the font lacks (a CJK file name, say) is drawn with empty boxes for them, and
+    matplotlib warns once per character and per draw: a dozen lines on stderr for one figure. The filter is
+    narrow (that message, raised while hsra's own code draws: matplotlib attributes it to the first caller outside
+    matplotlib) and is installed, not pushed and popped, so it is safe from the writer threads of a batch
+    (``warnings.catch_warnings`` is not thread-safe). Installing it again does not add a second copy.
+    """
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning,
+                            module=r"hsra_cli(\.|$)")
 
 
 def wavelength_label(wavelength_nm: float) -> str:
@@ -806,16 +822,46 @@ def save_figure(path, figure, overwrite: bool = False, dpi: int = FIGURE_DPI) ->
         raise TypeError(f"save_figure expects a matplotlib Figure, got {type(figure).__name__}")
     if int(dpi) != dpi or not 10 <= dpi <= 2400:
         raise UsageError(f"dpi must be a whole number from 10 to 2400, got {dpi!r}")
+    quiet_missing_glyphs()
     with atomic_output(path, overwrite) as temporary:
         # The temporary name does not end in the format's suffix: name the format explicitly.
         # PNG at zlib level 1: 3× faster to encode than the default 6, for a slightly larger file.
         extra = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
-        figure.savefig(temporary, format=fmt, dpi=int(dpi), metadata=_FIXED_METADATA.get(fmt), **extra)
+        figure.savefig(temporary, format=fmt, dpi=int(dpi), metadata=_FIXED_METADATA[fmt], **extra)
     return path
 
 
-#: No creation dates in vector files, so rendering the same data twice gives the same bytes.
-_FIXED_METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
+#: What every image and figure hsra writes names as its creator (:func:`written_by_hsra` reads it back).
+CREATOR = "hsra"
+#: No creation dates in vector files, so rendering the same data twice gives the same bytes; each names hsra.
+_FIXED_METADATA = {
+    "png": {"Software": CREATOR},
+    "pdf": {"CreationDate": None, "Creator": CREATOR},
+    "svg": {"Date": None, "Creator": CREATOR},
+}
+#: How each format stores the creator, as bytes in the file.
+_CREATOR_MARKS = {".pdf": b"/Creator (" + CREATOR.encode() + b")",
+                  ".svg": b"<dc:title>" + CREATOR.encode() + b"</dc:title>"}
+
+
+def written_by_hsra(path) -> bool:
+    """Whether ``path`` is an image or figure hsra wrote (:func:`save_png`, :func:`save_figure`): it names hsra as
+    its creator (PNG text ``Software``, PDF ``/Creator``, SVG ``dc:creator``). Any other file (the user's, or one
+    from an hsra without this mark) is not, and ``--skip-existing`` never replaces it."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".png":
+            from PIL import Image
+
+            with Image.open(path) as image:  # the header and the text chunks before the pixels, not the pixels
+                return image.format == "PNG" and image.info.get("Software") == CREATOR
+        if suffix in _CREATOR_MARKS:
+            with open(path, "rb") as handle:
+                return _CREATOR_MARKS[suffix] in handle.read(64 << 20)
+    except Exception:  # unreadable, damaged or not an image: not one of hsra's
+        return False
+    return False
 
 
 def save_png(path, image_or_figure, overwrite: bool = False, dpi: int = FIGURE_DPI) -> Path:
@@ -839,7 +885,11 @@ def save_png(path, image_or_figure, overwrite: bool = False, dpi: int = FIGURE_D
         with atomic_output(path, overwrite) as temporary:
             # The temporary name may not end in .png: name the format explicitly. Level 1 compresses a
             # 660×660 preview 3× faster than the default 6, for a file ~10 % larger.
-            iio.imwrite(temporary, image, extension=".png", compress_level=1)
+            from PIL.PngImagePlugin import PngInfo
+
+            text = PngInfo()
+            text.add_text("Software", CREATOR)  # how written_by_hsra knows it
+            iio.imwrite(temporary, image, extension=".png", compress_level=1, pnginfo=text)
         return path
     if not hasattr(image_or_figure, "savefig"):
         raise TypeError(f"save_png expects a uint8 array or a matplotlib Figure, got {type(image_or_figure).__name__}")

@@ -210,6 +210,22 @@ SIMULATE_NAME_FIELDS = {
 }
 #: The mask every measurement of an output folder shares.
 MASK_FILE = "mask.mat"
+#: What every measurement hsra simulate writes says about itself (:func:`is_simulated_measurement` reads it back).
+MEASUREMENT_SCALE = "field: sum over bands of the masked, sheared cube"
+
+
+def is_simulated_measurement(path) -> bool:
+    """Whether ``path`` is a measurement ``hsra simulate`` wrote: key ``meas`` with its settings (the source cube
+    and the field scale) in the file's metadata. Any other file under a measurement's name is the user's, never
+    replaced without ``--overwrite``."""
+    from .errors import HsraError
+    from .io import read_array
+
+    try:
+        metadata = read_array(path, "meas").metadata or {}
+    except (HsraError, OSError, ValueError):
+        return False
+    return metadata.get("scale") == MEASUREMENT_SCALE and "source" in metadata
 
 
 def expand_inputs(items, key=None):
@@ -219,7 +235,7 @@ def expand_inputs(items, key=None):
     from pathlib import Path
 
     from .errors import HsraError
-    from .inputs import Scene, Source, scenes_of
+    from .inputs import Scene, Source, absolute, scenes_of
 
     scenes, failures, seen = [], [], set()
     for item in items:
@@ -233,7 +249,7 @@ def expand_inputs(items, key=None):
                 failures.append((source.spec, exc))
                 continue
         for scene in found:
-            identity = (scene.path.resolve(), scene.index)
+            identity = (absolute(scene.path), scene.index)
             if identity not in seen:  # stack.npz:0-2 and stack.npz:2 simulate scene 2 once
                 seen.add(identity)
                 scenes.append(scene)
@@ -271,6 +287,7 @@ def simulate_files(
     gain=None,
     preview=True,
     overwrite=False,
+    skip_existing=False,
     name="{stem}",
     on_warning=None,
     on_written=None,
@@ -290,17 +307,20 @@ def simulate_files(
     ``preview``, ``<name>_meas.png``. A ``mask.mat`` already there holding the same mask is kept (so a shell loop
     can simulate one cube per call into one folder); a different one is refused unless ``overwrite``. Every
     output is checked before any is written; an output never replaces an input or another output of the same
-    call (a ``name`` that gives a measurement the name of ``mask.mat`` is refused). A cube that
+    call (a ``name`` that gives a measurement the name of ``mask.mat`` is refused). ``skip_existing``: a cube
+    whose set is complete (its measurement, written by hsra simulate, its preview, and ``mask.mat`` holding the
+    mask of this call) is skipped (``skipped``); an incomplete set is redone, its files replaced, when every file
+    of it that exists is hsra's (:func:`hsra_cli.batch.plan_set`). A cube that
     cannot be read or simulated fails alone (``on_failed(path, message)``); Ctrl-C/SIGTERM stops after the
     current file with ``interrupted`` and ``left`` set.
     """
     from pathlib import Path
 
-    from .batch import BatchResult, check_name_template, check_not_inputs, clean_stale_temporaries, output_name
+    from .batch import BatchResult, check_name_template, check_not_inputs, clean_stale_temporaries, output_name, plan_set
     from .errors import INTERRUPTS, HsraError, InputFileError, OutputExistsError
     from .inputs import SceneReader, same_file
     from .io import check_writable, output_folder, read_mask, write_array
-    from .render import measurement_preview, save_png
+    from .render import measurement_preview, save_png, written_by_hsra
 
     out_dir = Path(out_dir)
     settings = resolve_noise(noise, noise_sigma, qe, bit_depth, gain)
@@ -342,13 +362,33 @@ def simulate_files(
     inputs = [scene.path for scene in scenes] + ([Path(mask_path)] if mask_path is not None else [])
     targets = [t for _, meas_path, png_path in planned for t in (meas_path, png_path) if t is not None]
     check_not_inputs(targets, inputs)
-    for target in targets:
-        check_writable(target, overwrite)
     mask_target = out_dir / MASK_FILE
     check_writable(mask_target, True)  # its content decides (below) whether it may be replaced
     mask = None
     if mask_path is not None:
         mask, _ = read_mask(mask_path, mask_key)
+    # A set is complete only beside the mask it was simulated with: mask.mat holding this call's mask (a generated
+    # one is known from mask.mat's size). With another mask there, every set is redone (or the mask refused).
+    kept_mask = _existing_mask(mask_target, mask, mask_kind, seed)
+    if skip_existing and mask is None and kept_mask is not None:
+        mask = kept_mask  # the skipped measurements were simulated with it: the others must be too
+    todo = []
+    for scene, meas_path, png_path in planned:
+        files = [meas_path] + ([png_path] if png_path is not None else [])
+        every = all(path.exists() for path in files)
+        complete = every and kept_mask is not None and is_simulated_measurement(meas_path)
+        # every file there but mask.mat missing (the set lacks it) or holding another mask (only --overwrite helps)
+        missing = ([] if mask_target.exists() else [mask_target]) if every and kept_mask is None else None
+        plan = plan_set(
+            files, skip_existing=skip_existing, overwrite=overwrite, complete=complete, missing=missing,
+            own=lambda path, meas_path=meas_path: is_simulated_measurement(path) if path == meas_path
+            else written_by_hsra(path),
+        )
+        if plan == "skip":
+            result.skipped.append(scene.path)
+        else:
+            todo.append((scene, meas_path, png_path, plan == "replace"))
+    planned = todo
     for spec, error in failures:  # said once the call is accepted: a refusal above stays one line
         fail(spec, error)
     if not planned:
@@ -393,7 +433,7 @@ def simulate_files(
         reader = SceneReader(key, bands)
         handled = 0
         try:
-            for scene, meas_path, png_path in planned:
+            for scene, meas_path, png_path, replace in planned:
                 try:
                     cube, _, _ = reader.read(scene)
                     if on_warning and (cube.max() > 1.5 or cube.min() < -0.01):
@@ -424,13 +464,15 @@ def simulate_files(
                     **settings,
                     "seed": seed,
                     "source": str(scene),
-                    "scale": "field: sum over bands of the masked, sheared cube",
+                    "scale": MEASUREMENT_SCALE,
                 }
                 written = []
+                if replace and png_path is not None:  # the set reads as incomplete until its last file is new
+                    png_path.unlink(missing_ok=True)
                 try:
-                    written.append(write_array(meas_path, measurement, key="meas", metadata=meta, overwrite=overwrite))
+                    written.append(write_array(meas_path, measurement, key="meas", metadata=meta, overwrite=replace))
                     if png_path is not None:
-                        written.append(save_png(png_path, measurement_preview(measurement), overwrite=overwrite))
+                        written.append(save_png(png_path, measurement_preview(measurement), overwrite=replace))
                 except (HsraError, OSError) as exc:  # e.g. a full disk: this cube fails, its partial output goes
                     for path in written:
                         path.unlink(missing_ok=True)
@@ -447,5 +489,26 @@ def simulate_files(
             import signal
 
             result.interrupted = getattr(exc, "signum", int(signal.SIGINT))
-            result.left = [scene.path for scene, _, _ in planned[handled:]]
+            result.left = [scene.path for scene, _, _, _ in planned[handled:]]
         return result
+
+
+def _existing_mask(mask_target, mask, mask_kind, seed):
+    """The mask in ``mask_target`` when it is the one this call uses (``mask``: read from --mask; None: generated
+    with ``mask_kind`` and ``seed``, whose size is then mask.mat's), else None (none there, or another)."""
+    from .errors import HsraError
+    from .io import read_mask
+
+    if not mask_target.exists():
+        return None
+    try:
+        existing, _ = read_mask(mask_target, "mask")
+    except HsraError:
+        return None
+    existing = np.asarray(existing, dtype=np.float32)
+    if mask is None:
+        if existing.ndim != 2 or mask_kind not in MASK_KINDS:
+            return None
+        mask = generate_mask(existing.shape[0], existing.shape[1], mask_kind, seed)
+    mask = np.asarray(mask, dtype=np.float32)
+    return existing if existing.shape == mask.shape and np.array_equal(existing, mask) else None

@@ -71,6 +71,9 @@ def residual_figure(trust: np.ndarray, residual: float, title: str | None = None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from .render import quiet_missing_glyphs
+
+    quiet_missing_glyphs()  # a title with characters the font lacks (a CJK file name) draws boxes, silently
     values = np.asarray(trust, dtype=np.float64)
     height, width = values.shape
     aspect = width / max(height, 1)

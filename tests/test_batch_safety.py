@@ -262,7 +262,7 @@ def test_skip_existing_redoes_an_incomplete_set_and_skips_complete_ones(captures
     # Without --skip-existing the incomplete set is named and nothing is replaced.
     (out / "b.json").unlink()
     code, _, err = run(["reconstruct", captures / "b.mat", *args[2:]], capsys)
-    assert code == 2 and "no record b.json" in one_line_error(err) and "--skip-existing" in err
+    assert code == 2 and "b.json is missing" in one_line_error(err) and "--skip-existing" in err
 
 
 @pytest.mark.parametrize("foreign", ["my notes, not an hsra record", '{"mine": true}', "[1, 2, 3]"])
@@ -272,8 +272,23 @@ def test_a_foreign_file_under_a_record_name_is_never_replaced_by_skip_existing(c
     (out / "a.json").write_text(foreign)  # a JSON object of the user's too: only what hsra wrote is a record
     code, _, err = run(["reconstruct", captures / "a.mat", "--mask", captures / "mask.mat", "-o", out,
                         "--skip-existing"], capsys)
-    assert code == 2 and "not an hsra record" in one_line_error(err)
+    assert code == 2 and "was not written by hsra" in one_line_error(err)
     assert (out / "a.json").read_text() == foreign
+
+
+@pytest.mark.parametrize("name", ["a.mat", "a_rgb.png"])
+def test_a_users_file_in_a_set_without_a_record_is_never_replaced_by_skip_existing(captures, tmp_path, capsys, name):
+    out = tmp_path / "out"
+    out.mkdir()
+    if name.endswith(".mat"):  # a cube of the user's, not one of reconstruct's (its metadata names no model)
+        write_cube(out / name, smooth_cube(24, 24))
+    else:
+        (out / name).write_bytes(b"\x89PNG my own picture")
+    before = (out / name).read_bytes()
+    code, _, err = run(["reconstruct", captures / "a.mat", "--mask", captures / "mask.mat", "-o", out,
+                        "--skip-existing"], capsys)
+    assert code == 2 and f"{name} exists and was not written by hsra" in one_line_error(err)
+    assert (out / name).read_bytes() == before and listing(out) == [name]
 
 
 def test_a_full_disk_fails_that_input_alone_without_a_partial_set(captures, tmp_path, capsys, monkeypatch):

@@ -60,6 +60,12 @@ class NoiseChoice(str, Enum):
 THREADS_HELP = "CPU threads for torch (default: all cores)."
 
 
+#: The help of --skip-existing in the commands that write one set of files per input (reconstruct, simulate,
+#: render): how an interrupted batch is resumed (:func:`hsra_cli.batch.plan_set`).
+SKIP_EXISTING_HELP = ("Skip inputs whose output set is complete; redo incomplete ones (an interrupted run), replacing "
+                      "only files hsra wrote.")
+
+
 def set_threads(threads):
     """Apply a command's --threads (None: torch's default, all cores)."""
     if threads:

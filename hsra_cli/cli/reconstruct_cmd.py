@@ -9,7 +9,7 @@ import typer
 
 from hsra_cli.cli import app
 from hsra_cli.cli._common import (
-    THREADS_HELP, AxisChoice, FormatChoice, NormalizeChoice, complete_model, console, fraction, info, parse_offset,
+    SKIP_EXISTING_HELP, THREADS_HELP, AxisChoice, FormatChoice, NormalizeChoice, complete_model, console, fraction, info, parse_offset,
     positive, set_threads, stdout,
 )
 
@@ -74,7 +74,7 @@ def reconstruct(
     self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Networks: also reconstruct the mirrored capture (an exact symmetry of CASSI) and average the two; twice the network time, about +0.1 dB (up to +0.3 on binary masks)."),
     adapt: int = typer.Option(0, "--adapt", min=0, metavar="STEPS", help="Networks: first fine-tune a copy of the weights on each capture, from the capture alone (measurement consistency + equivariance), for this many steps; 0 (default) is off. See README."),
     previews: bool = typer.Option(True, "--previews/--no-previews", help="Write <name>_rgb.png, <name>_bands.png and the trust map <name>_residual.png."),
-    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output set is complete (its record written); redo incomplete ones."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help=SKIP_EXISTING_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (never an input of the same call)."),
     num_parts: int = typer.Option(1, "--num-parts", min=1, help="Split the input list into this many parts …"),
     part_id: int = typer.Option(0, "--part-id", min=0, help="… and process only this one (0-based)."),

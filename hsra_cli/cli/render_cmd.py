@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import info, parse_point, require_files
+from hsra_cli.cli._common import SKIP_EXISTING_HELP, info, parse_point, require_files
 
 #: The comparison figure is <scene>_comparison.<format>; the scene is the cubes' shared name, else the truth's.
 COMPARISON_SUFFIX = "comparison"
@@ -143,7 +143,8 @@ def _old_output_dir(ctx: typer.Context, value: Optional[Path]):
         "  hsra render hsra-s/scene01.mat gap-tv/scene01.mat --truth truth/scene01.mat --side-by-side "
         "--figure-format pdf -o figs/   [dim]# labels from the JSON records[/dim]\n\n"
         "  hsra render capture.mat --illuminant A --pixel 80,120 --dpi 300 -o figs/\n\n"
-        "  hsra render cube.tif --wavelengths 450,460,470,480 --exposure 1.5 -o previews/ --overwrite"
+        "  hsra render cube.tif --wavelengths 450,460,470,480 --exposure 1.5 -o previews/ --overwrite\n\n"
+        "  hsra render out/ -o previews/ --skip-existing   [dim]# resume an interrupted run[/dim]"
     ),
 )
 def render(
@@ -210,6 +211,7 @@ def render(
     figure_format: FigureFormat = typer.Option(
         FigureFormat.png, "--figure-format", help="Format of the figures (band grid, spectra, error map, comparison)."
     ),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help=SKIP_EXISTING_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress messages on stderr."),
 ) -> int:
@@ -223,11 +225,12 @@ def render(
     --side-by-side adds <scene>_comparison.png. --figure-format pdf|svg writes those figures as vectors.
 
     The written paths go to stdout, one per line. Every output path is checked before anything is written;
-    existing files are only replaced with --overwrite. A cube that fails does not stop the others (exit code 1).
+    existing files are only replaced with --overwrite. A cube that fails does not stop the others (exit code 1);
+    --skip-existing skips cubes whose files are all there and redoes those an interruption left incomplete.
     """
     from rich.markup import escape
 
-    from ..batch import BatchResult, check_not_inputs, clean_stale_temporaries
+    from ..batch import BatchResult, check_not_inputs, clean_stale_temporaries, plan_set
     from ..errors import INTERRUPTS, HsraError, ShapeError, UsageError
     from ..inputs import collect
     from ..io import output_folder
@@ -282,17 +285,22 @@ def render(
     truths = (list(truth) * len(cubes) if len(truth) == 1 else list(truth)) if truth else [None] * len(cubes)
     comparison = output_dir / f"{_scene_name(stems, truths)}_{COMPARISON_SUFFIX}.{fmt}"
 
-    planned: list[Path] = []
+    sets: list[list[Path]] = []  # each cube's files, in the order they are written
     for name, truth_path in zip(names, truths):
-        planned += previews.preview_paths(output_dir, name, fmt)
+        files = previews.preview_paths(output_dir, name, fmt)
         if points:
-            planned.append(output_dir / f"{name}_spectra.{fmt}")
+            files.append(output_dir / f"{name}_spectra.{fmt}")
         if truth_path is not None:
-            planned.append(output_dir / f"{name}_error.{fmt}")
-    if side_by_side:
-        planned.append(comparison)
+            files.append(output_dir / f"{name}_error.{fmt}")
+        sets.append(files)
+    planned = [path for files in sets for path in files] + ([comparison] if side_by_side else [])
     check_not_inputs(planned, [*cubes, *truth], "write to another folder (-o)")
-    previews.check_outputs(planned, overwrite)
+    # Every set is checked before anything is written: "skip" (complete, --skip-existing), "write" or "replace".
+    plans = {name: plan_set(files, skip_existing=skip_existing, overwrite=overwrite)
+             for name, files in zip(names, sets)}
+    if side_by_side:  # the comparison is a set of its own
+        plans[comparison] = plan_set([comparison], skip_existing=skip_existing, overwrite=overwrite)
+    last_file = {name: files[-1] for name, files in zip(names, sets)}
     with output_folder(output_dir):  # created here; removed again if nothing was written into it
         clean_stale_temporaries(output_dir, lambda text: info(f"note: {escape(text)}", quiet))
 
@@ -327,7 +335,12 @@ def render(
             return cube, wavelengths_nm, true_cube
 
         loaded_truths: dict[Path, object] = {}
-        jobs = zip(cubes, names, truths)
+        jobs = list(zip(cubes, names, truths))
+        skipped = [name for name in names if plans[name] == "skip"]
+        if side_by_side and plans[comparison] == "skip" and len(skipped) == len(names):
+            jobs = []  # nothing to draw: no cube is read
+        elif not side_by_side:
+            jobs = [job for job in jobs if plans[job[1]] != "skip"]  # a skipped cube is not even read
         if side_by_side:
             # The comparison needs every cube anyway: load and check them all before writing anything.
             items = [(stem, *load(path, truth_path)) for path, stem, truth_path in jobs]
@@ -341,7 +354,9 @@ def render(
             items = (((stem, path), lambda path=path, truth_path=truth_path: load(path, truth_path))
                      for path, stem, truth_path in jobs)
 
-        result = BatchResult(failed=[(Path(spec), str(error), error) for spec, error in problems])
+        result = BatchResult(failed=[(Path(spec), str(error), error) for spec, error in problems], skipped=skipped)
+        for name in skipped:
+            info(f"skipping {escape(name)}: its files are complete", quiet or single)
         for spec, error in problems:
             console.print(f"[red]failed[/red] {escape(spec)}: {escape(str(error))}")
         written: list[Path] = []
@@ -361,19 +376,25 @@ def render(
                         result.failed.append((path, message, exc))
                         console.print(f"[red]failed[/red] {escape(str(path))}: {escape(message)}")
                         continue
+                if plans[stem] == "skip":  # --side-by-side reads every cube; a complete set is not redrawn
+                    kept.append((cube, wavelengths_nm, true_cube))
+                    continue
+                replace = plans[stem] == "replace"
+                if replace:  # the set reads as incomplete until its last file is new again
+                    last_file[stem].unlink(missing_ok=True)
                 pattern = f"{glob.escape(stem)}_*"
                 existed = set(output_dir.glob(pattern))
                 try:
-                    own = previews.write_previews(cube, wavelengths_nm, output_dir, stem, overwrite, **colour,
+                    own = previews.write_previews(cube, wavelengths_nm, output_dir, stem, replace, **colour,
                                                   figure_format=fmt, dpi=dpi)
                     if points:
                         image = previews.false_color(cube, wavelengths_nm, **colour)
                         figure = previews.spectra_plot(cube, points, wavelengths_nm, truth=true_cube, radius=radius,
                                                        image=image)
-                        own.append(previews.save_figure(output_dir / f"{stem}_spectra.{fmt}", figure, overwrite, dpi))
+                        own.append(previews.save_figure(output_dir / f"{stem}_spectra.{fmt}", figure, replace, dpi))
                     if true_cube is not None:
                         figure = previews.error_map(cube, true_cube, wavelengths_nm)
-                        own.append(previews.save_figure(output_dir / f"{stem}_error.{fmt}", figure, overwrite, dpi))
+                        own.append(previews.save_figure(output_dir / f"{stem}_error.{fmt}", figure, replace, dpi))
                 except (HsraError, MemoryError) as exc:
                     if single or side_by_side:
                         raise
@@ -390,17 +411,17 @@ def render(
                     kept.append((cube, wavelengths_nm, true_cube))
         except INTERRUPTS as exc:  # Ctrl-C or SIGTERM: what is written stays, the rest is left
             result.interrupted = getattr(exc, "signum", 2)
-            result.left = [name for name in names if name not in result.done]
+            result.left = [name for name in names if name not in result.done and name not in skipped]
             side_by_side = False
-        if side_by_side:
+        if side_by_side and plans[comparison] != "skip":
             reference = next((true_cube for _, _, true_cube in kept if true_cube is not None), None)
             figure = previews.side_by_side([cube for cube, _, _ in kept], labels, kept[0][1], truth=reference,
                                            title=comparison.stem[: -len(COMPARISON_SUFFIX) - 1], **colour)
-            written.append(previews.save_figure(comparison, figure, overwrite, dpi))
+            written.append(previews.save_figure(comparison, figure, plans[comparison] == "replace", dpi))
 
     for path in written:
         typer.echo(str(path))
     info(f"wrote {len(written)} file(s) to {output_dir}", quiet)
-    if result.failed or result.interrupted is not None:
+    if result.failed or result.interrupted is not None or result.skipped:
         return print_summary(result)
     return 0

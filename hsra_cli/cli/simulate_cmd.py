@@ -10,7 +10,8 @@ import typer
 
 from hsra_cli.cli import app
 from hsra_cli.cli._common import (
-    THREADS_HELP, AxisChoice, MaskKindChoice, NoiseChoice, console, info, positive, set_threads, stdout, value_of, warn,
+    SKIP_EXISTING_HELP, THREADS_HELP, AxisChoice, MaskKindChoice, NoiseChoice, console, info, positive, set_threads,
+    stdout, value_of, warn,
 )
 
 
@@ -33,6 +34,8 @@ def finite_positive(value):
   hsra simulate kaist_truth.npz:0-3 --mask mask_256.mat -o sim/         [dim]# scenes 0–3 of a stack[/dim]
 
   for f in cubes/*.mat; do hsra simulate "$f" --mask m.mat -o sim/; done   [dim]# mask.mat is kept[/dim]
+
+  hsra simulate cubes/ --mask mask_256.mat -o sim/ --skip-existing      [dim]# resume an interrupted run[/dim]
 """,
 )
 def simulate(
@@ -75,6 +78,7 @@ def simulate(
     ),
     previews: Optional[bool] = typer.Option(None, "--previews/--no-previews", help="Write a PNG of each measurement (default: previews)."),
     old_preview: Optional[bool] = typer.Option(None, "--preview/--no-preview", hidden=True),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help=SKIP_EXISTING_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (never an input of the same call)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors, warnings and the summary on stderr."),
@@ -83,7 +87,7 @@ def simulate(
 
     Prints the paths written, one per line, on stdout. A mask.mat already in the folder holding the same mask is
     kept, so one cube per call into one folder works. A cube that fails does not stop the others (exit code 1 at
-    the end); Ctrl-C or SIGTERM stops after the current cube (exit 130 / 143).
+    the end); Ctrl-C or SIGTERM stops after the current cube (exit 130 / 143), and --skip-existing resumes.
     """
     from rich.markup import escape
 
@@ -116,11 +120,13 @@ def simulate(
 
     batch = simulate_files(
         scenes, out, key=key, bands=bands, mask_path=mask, mask_key=mask_key, mask_kind=mask_kind.value,
-        seed=seed, step=step, axis=axis.value, **noise_settings, preview=preview, overwrite=overwrite, name=name,
+        seed=seed, step=step, axis=axis.value, **noise_settings, preview=preview, overwrite=overwrite,
+        skip_existing=skip_existing, name=name,
         on_warning=warn, on_written=lambda p: info(f"wrote {escape(str(p))}", quiet), on_failed=on_failed,
         on_note=lambda text: info(f"note: {escape(text)}", quiet), failed_inputs=problems,
     )
     result.done, result.outputs, result.left, result.interrupted = batch.done, batch.outputs, batch.left, batch.interrupted
+    result.skipped = batch.skipped
     result.failed += batch.failed
     for path in excluded:  # said once the run is accepted: a refusal stays one line
         info(f"skipping {escape(str(path))}: it is the --mask file", quiet)
@@ -128,6 +134,6 @@ def simulate(
         stdout.print(escape(str(path)))
     if single and result.failed and result.interrupted is None:
         raise result.failed[0][2]
-    if single and result.interrupted is None:
+    if single and result.interrupted is None and not result.skipped:
         return 0
     return print_summary(result)
