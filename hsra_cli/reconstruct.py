@@ -226,7 +226,8 @@ class Reconstructor:
         model: ``auto`` (the default: the shipped network when the capture's geometry is the one it was trained
             for, else GAP-TV; :func:`choose_model`), or a registered name or alias (``gap-tv``, ``s``,
             ``hsra-dum-3stg`` …).
-        weights: another ``.safetensors`` file for a network (else the installed model folder).
+        weights: other weights for a network: a model folder or a ``.safetensors`` file (a bare file is built for
+            ``bands``/``step``/``axis`` when given); default the installed model folder.
         device: ``auto``, ``cpu`` or ``cuda``.
         bands, step, axis: physics. Networks take theirs from their model folder; a value given here must agree.
         tile_size: ``None``/"auto" (whole image when it fits ``memory_cap_gb``, else tiles of 256), ``0`` (never
@@ -310,7 +311,8 @@ class Reconstructor:
         if self.entry.needs_weights:
             from .weights import load_pretrained
 
-            self.model, config = load_pretrained(model, weights=weights, device=str(self.device))
+            optics = {"bands": bands, "dispersion_step": step, "dispersion_axis": axis}  # a bare weights file's
+            self.model, config = load_pretrained(model, weights=weights, device=str(self.device), physics=optics)
             physics = config.get("physics", {})
             trained = {
                 "bands": physics.get("bands", self.model.bands),

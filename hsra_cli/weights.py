@@ -164,7 +164,7 @@ def save_model_folder(model, folder, *, card: dict, overwrite: bool = False) -> 
     from safetensors.torch import save_file
 
     from . import __version__
-    from .bands import default_wavelengths
+    from .bands import DEFAULT_BANDS, default_wavelengths
     from .io import atomic_output, check_writable
 
     name = getattr(model, "hsra_name", None)
@@ -185,14 +185,16 @@ def save_model_folder(model, folder, *, card: dict, overwrite: bool = False) -> 
         if key in card_physics and card_physics[key] != value:
             raise UsageError(f"the card says {key}={card_physics[key]!r} but the model was built with {value!r}")
     wavelengths = card_physics.get("wavelengths_nm")
-    if wavelengths is None or len(wavelengths) != model.bands:
-        wavelengths = default_wavelengths(model.bands).tolist()
+    if (wavelengths is None or len(wavelengths) != model.bands) and model.bands == DEFAULT_BANDS:
+        wavelengths = default_wavelengths(model.bands).tolist()  # the field's 28 bands
+    elif wavelengths is not None and len(wavelengths) != model.bands:
+        wavelengths = None  # other band counts: only wavelengths the data gave (none is "not recorded")
     record = {
         "name": name,
         "arch_config": config.to_dict(),
         "physics": {
             "bands": model.bands,
-            "wavelengths_nm": [float(w) for w in wavelengths],
+            **({"wavelengths_nm": [float(w) for w in wavelengths]} if wavelengths is not None else {}),
             "dispersion_step": model.step,
             "dispersion_axis": model.axis,
             "input_normalisation": INPUT_NORMALISATION,
@@ -303,11 +305,6 @@ def not_a_model_problem(path, label: str | None = None) -> str | None:
 
 def _check_weights_path(weights) -> Path:
     path = Path(weights)
-    if path.is_dir():
-        raise WeightsError(
-            f"{path} is a folder; expected a .safetensors weights file (a model folder is given in place of the "
-            "model name)"
-        )
     if path.suffix.lower() != ".safetensors":
         raise WeightsError(
             f"{path}: only .safetensors weights are accepted; pickled checkpoints are never loaded"
@@ -317,18 +314,49 @@ def _check_weights_path(weights) -> Path:
     return path
 
 
-def load_model(name_or_folder, weights: Path | None = None, device="cpu"):
+def _weights_folder(weights) -> Path | None:
+    """The model folder ``weights`` names (a folder with config.json) or lies in (a .safetensors file beside a
+    config.json, as ``hsra train`` exports them); None for a bare file. A folder that is no model is refused."""
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        if not (path / CONFIG_NAME).is_file():
+            raise WeightsError(not_a_model_problem(path) or f"{path} holds no model")
+        return path
+    if path.suffix.lower() == ".safetensors" and path.is_file() and (path.parent / CONFIG_NAME).is_file():
+        return path.parent
+    return None
+
+
+def load_model(name_or_folder, weights: Path | None = None, device="cpu", physics: dict | None = None):
     """Build a network and load its trained weights strictly: ``(model in eval mode, config dict)``.
 
     ``name_or_folder`` is a model folder or a registered name (its installed folder is looked up). The
     folder's config.json decides the architecture and physics, and ``model.safetensors`` must match its
-    recorded SHA-256. ``weights`` loads another ``.safetensors`` file instead (checked against the
-    architecture; its hash is reported in the returned ``config["sha256"]``, the folder's recorded one in
-    ``config["recorded_sha256"]``); with a name and no installed folder, the registered configuration is used.
-    The returned dict is config.json plus ``folder`` and ``weights_file``.
+    recorded SHA-256. ``weights`` loads other weights: a model folder (its config.json decides, as if it were
+    named; it must hold the architecture named), or a ``.safetensors`` file (checked against the architecture;
+    its hash is reported in the returned ``config["sha256"]``, the folder's recorded one in
+    ``config["recorded_sha256"]``). A file exported by ``hsra train`` is built by the config.json beside it; a
+    bare file by the named architecture with ``physics`` (``bands``, ``dispersion_step``, ``dispersion_axis``:
+    what the caller knows of the optics, e.g. ``--bands 31``) over the installed folder's, or the registered
+    configuration. The returned dict is config.json plus ``folder`` and ``weights_file``.
     """
     from .registry import get_entry
 
+    bare_physics = None
+    if weights is not None:
+        own = _weights_folder(weights)
+        if own is None:
+            bare_physics = {k: v for k, v in (physics or {}).items() if v is not None}
+        else:
+            held = get_entry(read_model_config(own)["name"]).name
+            named = isinstance(name_or_folder, str) and os.sep not in name_or_folder and \
+                not (Path(name_or_folder) / CONFIG_NAME).is_file()
+            if named and get_entry(name_or_folder).name != held:
+                raise WeightsError(f"{weights} holds {held} weights, not {get_entry(name_or_folder).name}; "
+                                   f"pass --model {held}")
+            name_or_folder = own
+            if Path(weights).is_dir():
+                weights = None  # the folder itself: its weights checked against its recorded SHA-256
     folder: Path | None = None
     candidate = Path(str(name_or_folder)).expanduser()
     if isinstance(name_or_folder, Path) or os.sep in str(name_or_folder) or (candidate / CONFIG_NAME).is_file():
@@ -371,8 +399,13 @@ def load_model(name_or_folder, weights: Path | None = None, device="cpu"):
         entry = get_entry(str(name_or_folder))
         name = entry.name
         config = {"name": name, "arch_config": dict(entry.config), "physics": {}}
+    if bare_physics:  # a bare file for the optics the caller names: their physics, not the installed folder's
+        known = dict(config.get("physics") or {})
+        if known.get("bands") != bare_physics.get("bands", known.get("bands")):
+            known.pop("wavelengths_nm", None)
+        config = {**config, "physics": {**known, **bare_physics}}
 
-    model = _build(name, config if folder is not None else None)
+    model = _build(name, config)
     tensors = _load_tensors(weights_path)
     _check_state(model, tensors, weights_path)
     try:
@@ -388,8 +421,9 @@ def load_model(name_or_folder, weights: Path | None = None, device="cpu"):
     return model.to(device).eval(), result
 
 
-def load_pretrained(name: str, weights: Path | None = None, device="cpu"):
-    """The network ``name`` with its installed weights (or ``weights``): ``(model in eval mode, config dict)``.
+def load_pretrained(name: str, weights: Path | None = None, device="cpu", physics: dict | None = None):
+    """The network ``name`` with its installed weights (or ``weights``, a model folder or a .safetensors file;
+    ``physics`` as in :func:`load_model`): ``(model in eval mode, config dict)``.
 
     Raises a :class:`WeightsError` with how to get weights when none are installed.
     """
@@ -399,7 +433,9 @@ def load_pretrained(name: str, weights: Path | None = None, device="cpu"):
     folder = find_model_folder(name) if entry.needs_weights else None
     if folder is None and weights is None and entry.needs_weights:
         raise WeightsError(missing_weights_message(name))
-    return load_model(folder if folder is not None else entry.name, weights=weights, device=device)
+    # with other weights, the name: the architecture they must hold, its installed folder their fallback config
+    return load_model(name if weights is not None else folder if folder is not None else entry.name, weights=weights,
+                      device=device, physics=physics)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -623,6 +659,50 @@ def _history_lines(config: dict) -> list[str]:
     return lines + ["", "![held-out PSNR against samples and hours](history.png)", ""]
 
 
+def _mask_lines(training: dict) -> list[str]:
+    """The card's coded-aperture line: which mask files (and generated masks) the weights were trained through."""
+    masks = training.get("masks") or ([training["mask"]] if isinstance(training.get("mask"), dict) else [])
+    if not masks:
+        return []
+    named = ", ".join(f"{display_source(str(m.get('path', '?')))} ({'×'.join(str(n) for n in m.get('shape', []))})"
+                      for m in masks)
+    how = {"random": "random windows of", "fixed": ""}.get(training.get("mask_mode"), "")
+    generated = training.get("generated_masks") or 0
+    return [f"- coded aperture: {how + ' ' if how else ''}{named}"
+            + (f"; generated masks on {generated:.0%} of patches" if generated else "")]
+
+
+def _use_lines_installed(called: str) -> list[str]:
+    return [
+        "```",
+        f"hsra reconstruct MEASUREMENT --mask MASK --model {called} -o out/",
+        "```",
+        "```python",
+        "import hsra_cli",
+        f'model = hsra_cli.create_model("{called}", pretrained=True)   # these weights, eval mode',
+        "cube = model(measurement, mask)   # measurement B×H×W' (field scale), mask H×W -> cube B×C×H×W",
+        "```",
+    ]
+
+
+def _use_lines_folder(name: str) -> list[str]:
+    """How to use weights that are not installed: this folder given as --weights, or installed under a tag."""
+    return [
+        "```",
+        f"hsra reconstruct MEASUREMENT --mask MASK --model {name} --weights path/to/this/folder -o out/",
+        "```",
+        "```python",
+        "import hsra_cli",
+        f'reconstructor = hsra_cli.Reconstructor("{name}", weights="path/to/this/folder")',
+        "cube = reconstructor.reconstruct(measurement, mask).cube   # measurement H×W' (field scale), mask H×W",
+        "model, config = hsra_cli.weights.load_model(\"path/to/this/folder\")   # the network, eval mode",
+        "cube = model(measurement, mask)   # measurement B×H×W' (field scale), mask H×W -> cube B×C×H×W",
+        "```",
+        f"To call them by name, copy this folder to `$HSRA_MODELS_DIR/{name}.TAG` (any TAG) and pass "
+        f"`--model {name}.TAG` (`hsra models` lists them).",
+    ]
+
+
 def render_card(config: dict, parameters: int | None = None) -> str:
     """The README.md model card for a config.json record (Markdown)."""
     from .registry import get_entry
@@ -654,8 +734,9 @@ def render_card(config: dict, parameters: int | None = None) -> str:
         "",
         "## Physics it was trained for",
         f"- bands: {physics.get('bands', '?')}"
-        + (f" ({wavelengths[0]:g}–{wavelengths[-1]:g} nm)" if wavelengths else ""),
+        + (f" ({wavelengths[0]:g}–{wavelengths[-1]:g} nm)" if wavelengths else " (wavelengths not recorded)"),
         f"- dispersion: {physics.get('dispersion_step', '?')} px per band along the {physics.get('dispersion_axis', '?')}",
+        *_mask_lines(training),
         f"- input normalisation: {physics.get('input_normalisation', INPUT_NORMALISATION)}",
         "",
         "## Training" + (" (its last phase; *History* lists every phase)" if config.get("history") else ""),
@@ -676,14 +757,7 @@ def render_card(config: dict, parameters: int | None = None) -> str:
         *_history_lines(config),
         *([ "## Notes", *[f"- {note}" for note in config["notes"]], ""] if config.get("notes") else []),
         "## How to use",
-        "```",
-        f"hsra reconstruct MEASUREMENT --mask MASK --model {called} -o out/",
-        "```",
-        "```python",
-        "import hsra_cli",
-        f'model = hsra_cli.create_model("{called}", pretrained=True)   # these weights, eval mode',
-        "cube = model(measurement, mask)   # measurement B×H×W' (field scale), mask H×W -> cube B×C×H×W",
-        "```",
+        *(_use_lines_installed(called) if config.get("tag") else _use_lines_folder(name)),
         "`hsra reconstruct` and `hsra_cli.Reconstructor` follow the network with a few GAP iterations that correct "
         f"the cube to agree with the measurement (`--refine`, default {_default_refine()['refine']}; `--refine 0` gives the "
         "network alone, as `model(...)` above does).",

@@ -95,9 +95,9 @@ def test_pretrained_that_is_no_model_says_what_is_accepted(files, capsys, make, 
     assert f"--pretrained {str(source)!r}" in line and words in line
 
 
-def test_weights_given_a_folder_asks_for_a_safetensors_file(tmp_path):
+def test_weights_given_a_folder_that_is_no_model_says_what_is_expected(tmp_path):
     from hsra_cli.errors import WeightsError
     from hsra_cli.weights import load_model
 
-    with pytest.raises(WeightsError, match="is a folder; expected a .safetensors weights file"):
+    with pytest.raises(WeightsError, match="holds no model: expected a model folder with config.json"):
         load_model("hsra-s", weights=tmp_path)

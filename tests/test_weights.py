@@ -383,3 +383,25 @@ def test_reconstruct_records_the_tagged_name_of_its_weights(models_dir):
     measurement = rng.random((32, 32 + 54), dtype=np.float32)
     result = Reconstructor("s.kaist", refine=0).reconstruct(measurement, mask, normalize="none")
     assert result.record["model"] == "hsra-s.kaist"
+
+
+def test_own_weights_load_as_a_folder_a_file_beside_its_config_or_a_bare_file_for_the_optics_named(tmp_path, capsys):
+    """Weights `hsra train` exported for 31 bands: --weights takes the folder or its file (the config.json beside it
+    builds the network), a bare copy of the file with --bands 31; another architecture's folder is named."""
+    torch.manual_seed(0)
+    model = create_model("hsra-s", bands=31)
+    folder = W.save_model_folder(model, tmp_path / "runs" / "hsra-s", card={"training": {"data": "c31/", "steps": 5}})
+    assert "wavelengths_nm" not in json.loads((folder / "config.json").read_text())["physics"]  # none invented
+    assert "bands: 31 (wavelengths not recorded)" in (folder / "README.md").read_text()
+    assert "--weights path/to/this/folder" in (folder / "README.md").read_text()
+    bare = tmp_path / "bare.safetensors"
+    bare.write_bytes((folder / "model.safetensors").read_bytes())
+    for weights, physics in ((folder, None), (folder / "model.safetensors", None), (bare, {"bands": 31})):
+        loaded, config = W.load_pretrained("hsra-s", weights=weights, physics=physics)
+        assert loaded.bands == 31
+        mine, theirs = run_both(model, loaded)
+        assert torch.equal(mine, theirs)
+    with pytest.raises(WeightsError, match="fusion.weight"):  # a bare file without its optics: the shapes say
+        W.load_pretrained("hsra-s", weights=bare)
+    with pytest.raises(WeightsError, match="holds hsra-s weights, not hsra-dum-2stg; pass --model hsra-s"):
+        W.load_pretrained("hsra-dum-2stg", weights=folder)

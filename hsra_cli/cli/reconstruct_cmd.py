@@ -51,7 +51,7 @@ def reconstruct(
         "for (28 bands, step 2 along the width), else gap-tv; or a registered model or alias: gap-tv, s, dum2, "
         "m, l, dum3 … (see hsra models).",
     ),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Another .safetensors weights file for the network."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Other weights for the network named by --model: a model folder (as hsra train exports it) or a .safetensors file (with --bands/--step/--axis when not the default optics)."),
     name: str = typer.Option(
         "{stem}", "--name",
         help="Output name template: {stem} (input name), {parent} (its folder), {model}; e.g. '{stem}_{model}' lets "

@@ -710,7 +710,7 @@ class _Run:
         """One line for the card: which cubes, how many, and the synthetic share."""
         parts = []
         if self.config.data:
-            parts.append(f"{', '.join(self.config.data)} ({len(self.train_scenes)} scenes)")
+            parts.append(f"{', '.join(self.config.data)} ({len(self.train_scenes)} scene{'' if len(self.train_scenes) == 1 else 's'})")
         if self.synthetic:
             parts.append(f"{len(self.synthetic)} synthetic {self.config.synthetic_size}² scenes (hsra_cli.synth)")
         if self.config.synthetic_stream:

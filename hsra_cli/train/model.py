@@ -53,7 +53,9 @@ def load_pretrained(source: str, model_name: str | None, physics: dict) -> tuple
             raise UsageError("--pretrained with a bare .safetensors file needs --model NAME (the architecture)")
         if not path.is_file():
             raise UsageError(f"--pretrained {source!r} does not exist")
-        model, card = load_model(get_entry(model_name).name, weights=path, device="cpu")
+        optics = {"bands": physics.get("bands"), "dispersion_step": physics.get("step"),
+                  "dispersion_axis": physics.get("axis")}  # what a bare file is for: this training's optics
+        model, card = load_model(get_entry(model_name).name, weights=path, device="cpu", physics=optics)
     else:
         model, card = load_model(source, device="cpu")
     name = getattr(model, "hsra_name", None) or get_entry(model_name or source).name
