@@ -808,7 +808,14 @@ def test_a_config_file_or_a_runs_record_replays_the_run_and_flags_override_it(fi
     capsys.readouterr()
     toml.write_text('modle = "x"\n')
     assert main(["train", "--config", str(toml), "-o", str(files / "bad")]) == 2
-    assert "unknown option(s) modle" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown option(s) modle" in err and "patch-size" in err and "synthetic-stream" in err  # every name
+    assert err.count("\n") == 1 and "resume" not in err
+    toml.write_text("resume = true\n")  # a session's choice: ignored, with a note
+    from hsra_cli.train.config import load_config_file
+
+    assert load_config_file(toml) == {}
+    assert "resume is not taken from a file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("model, words", [

@@ -296,8 +296,8 @@ def load_config_file(path) -> dict:
     table = {key.replace("-", "_"): value for key, value in table.items()}
     known = {f.name for f in fields(TrainConfig)}
     # what one session does with the run is said on its command line, not replayed
-    for session_only in ("resume", "overwrite"):
-        table.pop(session_only, None)
+    session_only = ("resume", "overwrite")
+    ignored = [name for name in session_only if table.pop(name, None) and path.suffix.lower() == ".toml"]
     if isinstance(table.get("max_time"), str):
         table["max_time"] = parse_duration(table["max_time"])
     if isinstance(table.get("mask_offset"), str):
@@ -309,10 +309,15 @@ def load_config_file(path) -> dict:
     unknown = sorted(set(table) - known)
     if unknown:
         raise UsageError(
-            f"--config {str(path)!r}: unknown option(s) {', '.join(unknown)}; expected names of hsra train's options "
-            "(e.g. model, data, mask, steps, lr)"
+            f"--config {str(path)!r}: unknown option(s) {', '.join(unknown)}; expected names of hsra train's options: "
+            + ", ".join(sorted(name.replace("_", "-") for name in known if name not in session_only))
         )
-    return {name: check_option_type(name, value, f"in {path}") for name, value in table.items()}
+    checked = {name: check_option_type(name, value, f"in {path}") for name, value in table.items()}
+    for name in ignored:  # a run.json records them: no note for it
+        import sys
+
+        print(f"note: --config {path}: {name} is not taken from a file; pass --{name} to this session", file=sys.stderr)
+    return checked
 
 
 def _option_types() -> dict:
