@@ -314,6 +314,27 @@ def _check_weights_path(weights) -> Path:
     return path
 
 
+def _fitting_bands(name: str, config: dict, model, tensors: dict) -> int | None:
+    """The band count a bare weights file was trained for, when building ``name`` for it makes every shape fit:
+    the sizes the file holds where the model built for ``config`` has its band count; None when none fits."""
+    bands = (config.get("physics") or {}).get("bands") or getattr(model, "bands", None)
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    candidates = set()
+    for key, shape in expected.items():
+        given = tuple(tensors[key].shape) if key in tensors else None
+        if given is not None and len(given) == len(shape) and given != shape:
+            candidates.update(g for g, e in zip(given, shape) if e == bands and g != e)
+    for candidate in sorted(candidates):
+        trial = {**config, "physics": {**(config.get("physics") or {}), "bands": int(candidate)}}
+        trial["physics"].pop("wavelengths_nm", None)
+        try:
+            _check_state(_build(name, trial), tensors, Path("."))
+        except (WeightsError, UsageError, ValueError, TypeError):
+            continue
+        return int(candidate)
+    return None
+
+
 def _weights_folder(weights) -> Path | None:
     """The model folder ``weights`` names (a folder with config.json) or lies in (a .safetensors file beside a
     config.json, as ``hsra train`` exports them); None for a bare file. A folder that is no model is refused."""
@@ -407,7 +428,16 @@ def load_model(name_or_folder, weights: Path | None = None, device="cpu", physic
 
     model = _build(name, config)
     tensors = _load_tensors(weights_path)
-    _check_state(model, tensors, weights_path)
+    try:
+        _check_state(model, tensors, weights_path)
+    except WeightsError as exc:
+        if bare_physics is None:
+            raise
+        bands = _fitting_bands(name, config, model, tensors)
+        if bands is None:
+            raise
+        raise WeightsError(f"{exc}; its shapes fit a {bands}-band {name}: give the band count it was trained "
+                           f"for (--bands {bands})") from None
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:  # e.g. a dtype that cannot be copied; the checks above catch keys and shapes

@@ -401,7 +401,14 @@ def test_own_weights_load_as_a_folder_a_file_beside_its_config_or_a_bare_file_fo
         assert loaded.bands == 31
         mine, theirs = run_both(model, loaded)
         assert torch.equal(mine, theirs)
-    with pytest.raises(WeightsError, match="fusion.weight"):  # a bare file without its optics: the shapes say
-        W.load_pretrained("hsra-s", weights=bare)
+    with pytest.raises(WeightsError, match=r"fusion.weight.*fit a 31-band hsra-s: .*\(--bands 31\)"):
+        W.load_pretrained("hsra-s", weights=bare)  # a bare file without its optics: the shapes name the band count
+    other = tmp_path / "other.safetensors"  # another architecture's bare file fits no band count: no hint
+    torch.manual_seed(0)
+    W.save_model_folder(create_model("hsra-dum-2stg"), tmp_path / "d2", card={})
+    other.write_bytes((tmp_path / "d2" / "model.safetensors").read_bytes())
+    with pytest.raises(WeightsError) as info:
+        W.load_pretrained("hsra-s", weights=other)
+    assert "does not fit the hsra-s architecture" in str(info.value) and "--bands" not in str(info.value)
     with pytest.raises(WeightsError, match="holds hsra-s weights, not hsra-dum-2stg; pass --model hsra-s"):
         W.load_pretrained("hsra-dum-2stg", weights=folder)
