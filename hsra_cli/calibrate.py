@@ -551,6 +551,11 @@ def auto_geometry(reconstructor, paths: Sequence[Path], mask_path: Path, *, key:
             # not conclusive about the geometry: search the offset at the network's own (as it was trained for)
             result, source = calibrate_files(paths, mask_path, key=key, mask_key=mask_key, bands=reconstructor.bands,
                                              steps=[trained[0]], axes=[trained[1]], max_captures=MAX_CAPTURES)
+    if not result.confident:
+        raise HsraError(
+            f"--mask-offset auto: calibration is not conclusive ({result.reason}); nothing was reconstructed. Check "
+            f"the mask and the captures, or give the geometry (best guess: {result.flags()}; see hsra calibrate)"
+        )
     if (result.step, result.axis) != (reconstructor.step, reconstructor.axis):
         if reconstructor.choice is not None:
             reconstructor = Reconstructor(reconstructor.requested, bands=reconstructor.bands, step=result.step,

@@ -61,6 +61,23 @@ def test_mask_offset_auto_with_a_network_still_finds_the_offset_at_its_own_step(
     assert offset == (30, 40) and (record["step"], record["axis"]) == (2, "width") and record["confident"]
 
 
+@pytest.mark.parametrize("model", ["gap-tv", "s"])
+def test_mask_offset_auto_stops_when_the_calibration_is_not_conclusive(tmp_path, capsys, model):
+    """A capture whose mask is not the one given (the pattern is not in it): the calibration is not conclusive,
+    so the run stops in one line with the best guess, instead of reconstructing with it (as the README says)."""
+    if model == "s" and not _network_installed():
+        pytest.skip("hsra-s weights are not installed")
+    capture, _ = _capture_in_larger_mask(tmp_path, step=2)
+    write_array(tmp_path / "other.mat", generate_mask(128, 160, "random-binary", seed=99), key="mask")
+    code, out, err = run(["reconstruct", capture, "--mask", tmp_path / "other.mat", "--mask-offset", "auto",
+                          "--model", model, "-o", tmp_path / "out", "--threads", "1"], capsys)
+    line = one_line_error(err)
+    assert code == 1 and out == ""
+    assert "calibration is not conclusive" in line and "nothing was reconstructed" in line
+    assert "best guess: --mask-offset" in line
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 # --- 2. a mask too small for the capture --------------------------------------------------------------------------
 
 
