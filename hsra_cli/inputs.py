@@ -28,11 +28,24 @@ from .errors import HsraError, InputFileError, ShapeError, UsageError
 _SELECTOR = re.compile(r"^(.*):(\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*)$")
 
 
+def check_not_empty(specs, what: str = "an input") -> None:
+    """Refuse an empty spec (``hsra evaluate "$UNSET"``): a path parser would read it as the current folder.
+
+    Raises :class:`UsageError` worded as the CLI refuses an empty path option."""
+    if isinstance(specs, (str, bytes)) or hasattr(specs, "__fspath__"):
+        specs = [specs]
+    for spec in specs:
+        if str(spec) == "":
+            raise UsageError(f"{what} is empty; expected a path (is a shell variable unset?)")
+
+
 def parse_source(text: str) -> tuple[Path, list[int] | None]:
     """``"path"`` or ``"path:SELECTOR"`` -> (path, scene indices or None for all).
 
-    An existing path is taken whole even if it ends in something that looks like a selector.
+    An existing path is taken whole even if it ends in something that looks like a selector. An empty text is
+    refused (:func:`check_not_empty`), never taken as the current folder.
     """
+    check_not_empty(text)
     path = Path(text)
     if path.exists():
         return path, None
@@ -69,10 +82,13 @@ def collect(specs, suffixes: tuple[str, ...] | None = None, exclude=()) -> tuple
     wrote), whether a folder or pattern lists them or they are named (a shell's ``sim/*.mat`` names them too).
 
     Returns ``(sources, problems, excluded)``: ``problems`` holds ``(spec, error)`` for each spec that names
-    nothing; ``excluded`` the files left out because of ``exclude``.
+    nothing; ``excluded`` the files left out because of ``exclude``. An empty spec (an unset shell variable) is
+    refused before anything is looked at (:class:`UsageError`), never read as the current folder.
     """
     from .io import SUPPORTED_SUFFIXES
 
+    specs = [str(spec) for spec in specs]
+    check_not_empty(specs)
     suffixes = suffixes or SUPPORTED_SUFFIXES
     kinds = "/".join(suffixes)
     excluded_ids = {_identity(Path(p)) for p in exclude}
@@ -294,3 +310,22 @@ def unmatched_message(prediction: Scene, truths: list[Scene]) -> str:
         f"no truth is named like {prediction.name!r} (truths: {listed or 'none'}); name them alike "
         "(scene01.mat ↔ scene01_gt.mat, or scene01_<method>.mat ↔ scene01.mat) or pass --pair-by-position"
     )
+
+
+def score_pair(pred: np.ndarray, truth: np.ndarray, prediction, truth_scene, convention: str = "field") -> dict:
+    """The metrics of ``pred`` against ``truth`` (read cubes of the scenes ``prediction`` and ``truth_scene``), with
+    the problems of a pair said as ``hsra evaluate`` says them: a :class:`ShapeError` naming both inputs, a
+    ``ValueRangeError`` for an all-zero truth (its metrics would be NaN or meaningless: a wrong file or key)."""
+    from .errors import ValueRangeError
+    from .metrics import evaluate_cube
+
+    try:
+        metrics = evaluate_cube(pred, truth, convention=convention)
+    except ShapeError as exc:
+        raise ShapeError(f"{prediction} vs {truth_scene}: {exc}") from None
+    if not np.any(truth):
+        raise ValueRangeError(
+            f"truth {truth_scene} is all zero: nothing to score against; expected a cube of reflectances "
+            "(the right file and --truth-key?)"
+        )
+    return metrics

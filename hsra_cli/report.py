@@ -48,6 +48,8 @@ class ReportItem:
     image_size: tuple[int, int] = (0, 0)  # (H, W) of the cube
     metrics: dict | None = None
     notes: list[str] = field(default_factory=list)
+    #: why the item has no metrics although truths were given (no truth paired with it, or the pair failed)
+    truth_problem: str | None = None
 
     @property
     def residual(self) -> float:
@@ -124,12 +126,50 @@ def _data_uri(image_or_figure, width: int, photo: bool) -> str:
     return f"data:{mime};base64,{base64.b64encode(out.getvalue()).decode('ascii')}"
 
 
-def _find_truth(truth_dir: Path, name: str) -> Path | None:
-    from .io import SUPPORTED_SUFFIXES
+@dataclass
+class Truths:
+    """The truths of a report, as ``hsra evaluate --truth`` takes them (:func:`hsra_cli.inputs.collect`), paired
+    with the records by name (:func:`hsra_cli.inputs.pair_scenes`)."""
 
-    matches = [p for p in sorted(truth_dir.iterdir()) if p.is_file() and p.stem == name
-               and p.suffix.lower() in SUPPORTED_SUFFIXES]
-    return matches[0] if matches else None
+    specs: list[str]
+    #: record stem -> its truth scene
+    paired: dict = field(default_factory=dict)
+    #: record stem -> why it has none (the message hsra evaluate gives)
+    unpaired: dict[str, str] = field(default_factory=dict)
+    #: problems of specs that name no truth (a missing path, a bad selector), as ``--truth SPEC: why``
+    problems: list[str] = field(default_factory=list)
+    #: every truth file named (never overwritten by the report)
+    files: list[Path] = field(default_factory=list)
+    #: any truth cube found at all
+    found: bool = False
+
+
+def pair_truths(records: list[Path], specs, truth_key: str | None = None, by_position: bool = False) -> Truths:
+    """Collect the truths ``specs`` name and pair them with ``records`` (their stems are the reconstructions'
+    names). Raises :class:`UsageError` only for what makes pairing impossible (an empty spec, two truths of one
+    name); a spec that names nothing is one of ``problems``, a record without a truth one of ``unpaired``."""
+    from .errors import HsraError
+    from .inputs import Scene, collect, pair_scenes, scenes_of, unmatched_message
+
+    truths = Truths([str(spec) for spec in specs])
+    sources, problems, _ = collect(truths.specs)
+    truths.problems += [f"--truth {spec}: {error}" for spec, error in problems]
+    truths.files = [source.path for source in sources]
+    scenes = []
+    for source in sources:
+        try:
+            with key_option("--truth-key"):
+                scenes.extend(scenes_of(source, truth_key))
+        except HsraError as exc:
+            truths.problems.append(f"--truth {source.spec}: {exc}")
+    truths.found = bool(scenes)
+    predictions = [Scene(path) for path in records]
+    pairs, unmatched = pair_scenes(predictions, scenes, by_position=by_position) if scenes else ([], predictions)
+    truths.paired = {prediction.name: truth for prediction, truth in pairs}
+    truths.unpaired = {prediction.name: (unmatched_message(prediction, scenes) if scenes else
+                                         "no truth: --truth named no readable truth cube")
+                       for prediction in unmatched}
+    return truths
 
 
 def _output_path(record: dict, kind: str, record_path: Path) -> Path | None:
@@ -160,9 +200,9 @@ def report_path(out_dir, output=None) -> Path:
 _READ_KINDS = ("cube", "rgb", "bands", "residual")
 
 
-def report_inputs(records: list[Path], truth_dir: Path | None = None) -> list[Path]:
-    """Every file the report of ``records`` reads: the records, the cubes and previews they name, and the truths
-    paired with them (what :func:`build_item` opens)."""
+def report_inputs(records: list[Path], truth_files=()) -> list[Path]:
+    """Every file the report of ``records`` reads: the records, the cubes and previews they name, and the truth
+    files (what :func:`build_item` opens)."""
     inputs: list[Path] = []
     for record_path in records:
         inputs.append(record_path)
@@ -171,18 +211,20 @@ def report_inputs(records: list[Path], truth_dir: Path | None = None) -> list[Pa
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
         inputs += [path for kind in _READ_KINDS if (path := _output_path(record, kind, record_path)) is not None]
-        if truth_dir is not None:
-            truth = _find_truth(truth_dir, record_path.stem)
-            if truth is not None:
-                inputs.append(truth)
-    return inputs
+    return inputs + [Path(path) for path in truth_files]
 
 
-def build_item(record_path: Path, report_dir: Path, truth_dir: Path | None = None, truth_key: str | None = None,
-               points: int = DEFAULT_POINTS) -> ReportItem:
-    """Read one record and what it points to, and render what the page shows of it."""
-    from .io import read_cube, unit_range
-    from .metrics import evaluate_cube
+def build_item(record_path: Path, report_dir: Path, truth=None, truth_key: str | None = None,
+               points: int = DEFAULT_POINTS, no_truth: str | None = None, read_truth=None) -> ReportItem:
+    """Read one record and what it points to, and render what the page shows of it.
+
+    ``truth``: the :class:`~hsra_cli.inputs.Scene` paired with it (metrics as ``hsra evaluate`` scores them);
+    ``no_truth``: why there is none when truths were given. A truth that cannot be scored (unreadable, another
+    shape, all zero) leaves the item without metrics, the reason in ``truth_problem`` and in the page's notes.
+    ``read_truth(scene, bands)``: how truths are read (default: a :class:`~hsra_cli.inputs.SceneReader`)."""
+    from .errors import HsraError
+    from .inputs import Scene, SceneReader, score_pair
+    from .io import read_cube
     from .render import band_grid, false_color, spectra_plot
 
     record = json.loads(record_path.read_text())
@@ -206,25 +248,29 @@ def build_item(record_path: Path, report_dir: Path, truth_dir: Path | None = Non
             item.images[kind] = _data_uri(band_grid(cube, wavelengths, title=item.name), THUMBNAIL_WIDTH[kind], True)
         elif kind == "residual":
             item.notes.append("no trust map (reconstructed without previews or by an older hsra)")
-    truth = None
-    if truth_dir is not None:
-        truth_path = _find_truth(truth_dir, item.name)
-        if truth_path is None:
-            item.notes.append(f"no truth named {item.name}.* in {truth_dir}")
-        elif cube is not None:
-            with key_option("--truth-key"):
-                truth, truth_loaded = read_cube(truth_path, key=truth_key, bands=cube.shape[2])
-            truth, _ = unit_range(truth, truth_loaded)
-            if truth.shape != cube.shape:
-                item.notes.append(f"truth {truth_path.name} is {truth.shape}, the cube {cube.shape}: not compared")
-                truth = None
-            else:
-                item.metrics = evaluate_cube(cube, truth)
-                item.metrics["truth"] = str(truth_path)
+    truth_cube = None
+    if truth is None and no_truth:
+        item.truth_problem = no_truth
+    elif truth is not None and cube is not None:
+        if read_truth is None:
+            def read_truth(scene, bands):
+                return SceneReader(truth_key, bands, key_flag="--truth-key").read(scene)
+        try:
+            candidate = read_truth(truth, cube.shape[2])[0]
+            item.metrics = score_pair(cube, candidate, Scene(cube_path), truth)
+        except HsraError as exc:
+            item.truth_problem = str(exc)
+        except MemoryError:
+            item.truth_problem = f"out of memory scoring {cube_path} against {truth}"
+        else:
+            item.metrics["truth"] = str(truth)
+            truth_cube = candidate
+    if item.truth_problem:
+        item.notes.append(f"not compared with a truth: {item.truth_problem}")
     if cube is not None and points > 0:
         item.points = spectral_points(cube, points)
         # Labelled as render labels its points, row then column (the one coordinate order of hsra).
-        figure = spectra_plot(cube, item.points, wavelengths, truth=truth, radius=1)
+        figure = spectra_plot(cube, item.points, wavelengths, truth=truth_cube, radius=1)
         item.images["spectra"] = _data_uri(figure, THUMBNAIL_WIDTH["spectra"], False)
     return item
 
@@ -360,7 +406,7 @@ def _figure_html(item: ReportItem, kind: str, caption: str, overlay: str = "") -
             f'<figcaption>{html.escape(caption)}</figcaption></figure>')
 
 
-def render_html(items: list[ReportItem], out_dir: Path, unfinished: list[str], truth_dir: Path | None) -> str:
+def render_html(items: list[ReportItem], out_dir: Path, unfinished: list[str], truth_specs=None) -> str:
     """The page for ``items`` (already in their initial order: worst residual first)."""
     has_truth = any(item.metrics for item in items)
     columns = [("rank", "#"), ("name", "name"), ("model", "model"), ("residual", "residual"),
@@ -406,7 +452,9 @@ def render_html(items: list[ReportItem], out_dir: Path, unfinished: list[str], t
     if unfinished:
         names = ", ".join(html.escape(n) for n in unfinished)
         unfinished_html = f'<p class="warn">Unfinished (a cube without its record, not shown): {names}</p>'
-    truth_html = f" Truths from {html.escape(str(truth_dir))}." if truth_dir else ""
+    if truth_specs and not isinstance(truth_specs, (list, tuple)):
+        truth_specs = [truth_specs]
+    truth_html = f" Truths from {html.escape(', '.join(map(str, truth_specs)))}." if truth_specs else ""
     generated = time.strftime("%Y-%m-%d %H:%M:%S")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -422,43 +470,89 @@ def render_html(items: list[ReportItem], out_dir: Path, unfinished: list[str], t
     )
 
 
-def write_report(out_dir, output=None, *, truth_dir=None, truth_key: str | None = None,
-                 points: int = DEFAULT_POINTS, overwrite: bool = False, progress=None) -> tuple[Path, list[ReportItem]]:
+#: Suffixes of the report's file (an -o that names a file).
+REPORT_SUFFIXES = (".html", ".htm")
+
+
+def check_report_suffix(path: Path, label: str = "-o") -> None:
+    """Refuse a report file whose suffix is not :data:`REPORT_SUFFIXES` (HTML written into ``rep.txt``)."""
+    suffix = Path(path).suffix
+    if suffix.lower() not in REPORT_SUFFIXES:  # worded as hsra_cli.cli._common.check_output_suffix words it
+        said = f"ends in {suffix!r}" if suffix else "has no suffix"
+        raise UsageError(f"{label} {str(path)!r} {said}, but the HTML report is written there; expected a name "
+                         f"ending in {' or '.join(REPORT_SUFFIXES)}, or a folder (end it with /)")
+
+
+def write_report(out_dir, output=None, *, truth=None, truth_dir=None, truth_key: str | None = None,
+                 pair_by_position: bool = False, points: int = DEFAULT_POINTS, overwrite: bool = False,
+                 progress=None, warn=None) -> tuple[Path, list[ReportItem]]:
     """Write the report of the reconstructions in ``out_dir`` (where: :func:`report_path`).
 
+    ``truth``: truth cubes in the input syntax of every command (a file, folder, pattern or ``stack.npz:0-4``,
+    or a list of them; ``truth_dir`` is its old name), paired with the reconstructions by name as
+    ``hsra evaluate --truth`` pairs them (``pair_by_position``: in order). Each truth problem (none paired, one
+    that cannot be scored, a spec that names nothing) is one ``warn(message)`` call naming the item, and the item
+    is shown without metrics, the reason in its notes; when no truth pairs with any item, one call says so.
+
     Raises:
-        InputFileError: ``out_dir`` (or ``truth_dir``) is missing or holds no reconstruction record.
-        UsageError: the report would replace a file it reads (a record, cube, preview or truth), whatever
-            ``overwrite`` says.
+        InputFileError: ``out_dir`` is missing or holds no reconstruction record.
+        UsageError: ``out_dir`` is empty text, the report's file name is not .html/.htm, or the report would
+            replace a file it reads (a record, cube, preview or truth), whatever ``overwrite`` says.
         OutputExistsError: the report exists and ``overwrite`` is False.
         HsraError: the report cannot be written there.
     """
     from .batch import FILE_HINT, check_not_inputs
+    from .inputs import check_not_empty
     from .io import atomic_output, check_writable
 
+    check_not_empty(out_dir, "OUT_DIR")
+    if truth is not None and truth_dir is not None:
+        raise UsageError("truth_dir is the old name of truth; give only truth")
+    truth = truth if truth is not None else truth_dir
+    specs = [] if truth is None else [truth] if isinstance(truth, (str, os.PathLike)) else list(truth)
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise InputFileError(f"{out_dir} is not a folder; expected the output folder of hsra reconstruct")
-    if truth_dir is not None and not Path(truth_dir).is_dir():
-        raise InputFileError(f"--truth {truth_dir} is not a folder; expected a folder of truth cubes named like the inputs")
     if points < 0:
         raise UsageError(f"--points must be ≥ 0, got {points}")
     output = report_path(out_dir, output)
     records, unfinished = find_records(out_dir)
-    check_not_inputs([output], report_inputs(records, Path(truth_dir) if truth_dir else None), FILE_HINT)
+    truths = pair_truths(records, specs, truth_key, pair_by_position) if specs else None
+    check_not_inputs([output], report_inputs(records, truths.files if truths else ()), FILE_HINT)
+    check_report_suffix(output)
     check_writable(output, overwrite)
     if not records:
         raise InputFileError(
             f"{out_dir} holds no reconstruction record (<stem>.json written by hsra reconstruct); nothing to report"
         )
+    warn = warn or (lambda message: None)
+    nothing_paired = truths is not None and not truths.paired
+    if truths is not None:
+        for problem in truths.problems:
+            warn(problem)
+        if nothing_paired and truths.found:
+            first = next(iter(truths.unpaired.values()))
+            warn(f"--truth pairs with none of the {len(records)} item(s), so the report has no metrics: {first}")
+    readers: dict = {}
+
+    def read_truth(scene, bands):
+        from .inputs import SceneReader
+
+        reader = readers.setdefault(bands, SceneReader(truth_key, bands, key_flag="--truth-key"))
+        return reader.read(scene)
+
     items = []
     for index, path in enumerate(records):
         if progress:
             progress(path, index, len(records))
-        items.append(build_item(path, output.parent.resolve(), Path(truth_dir) if truth_dir else None, truth_key,
-                                points))
+        item = build_item(path, output.parent.resolve(), truths.paired.get(path.stem) if truths else None,
+                          truth_key, points, no_truth=truths.unpaired.get(path.stem) if truths else None,
+                          read_truth=read_truth)
+        if item.truth_problem and not nothing_paired:
+            warn(f"{item.name}: {item.truth_problem}")
+        items.append(item)
     items.sort(key=lambda item: (-item.residual if item.residual == item.residual else float("inf"), item.name))
-    page = render_html(items, out_dir, unfinished, Path(truth_dir) if truth_dir else None)
+    page = render_html(items, out_dir, unfinished, [str(spec) for spec in specs])
     with atomic_output(output, overwrite) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return output, items

@@ -238,6 +238,30 @@ def read_model_config(folder: Path) -> dict:
     return config
 
 
+def folder_problem(folder, config: dict | None = None) -> tuple[str, str] | None:
+    """Why a model folder cannot be loaded, as ``(state, message)`` with state ``"incomplete"`` (no
+    model.safetensors) or ``"damaged"`` (config.json unreadable or not ours, weights unreadable or not matching the
+    SHA-256 config.json records); None when it can. The rule :func:`load_model` applies, and ``hsra models`` shows."""
+    folder = Path(folder)
+    if config is None:
+        try:
+            config = read_model_config(folder)
+        except WeightsError as exc:
+            return "damaged", str(exc)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        return "incomplete", f"{folder} holds no {WEIGHTS_NAME}; the model folder is incomplete"
+    try:
+        actual = sha256_of(weights)
+    except OSError as exc:
+        return "damaged", f"{weights} is not readable ({exc.strerror or exc})"
+    recorded = config.get("sha256")
+    if recorded != actual:
+        return "damaged", (f"{weights} does not match the SHA-256 recorded in its config.json (recorded "
+                           f"{str(recorded)[:12]}…, file {actual[:12]}…): the file is corrupt or was replaced")
+    return None
+
+
 def _build(name: str, config: dict | None):
     from .registry import create_model
 
@@ -407,15 +431,9 @@ def load_model(name_or_folder, weights: Path | None = None, device="cpu", physic
         name = get_entry(config["name"]).name
         if weights_path is None:
             weights_path = folder / WEIGHTS_NAME
-            if not weights_path.is_file():
-                raise WeightsError(f"{folder} holds no {WEIGHTS_NAME}; the model folder is incomplete")
-            recorded = config.get("sha256")
-            actual = sha256_of(weights_path)
-            if recorded != actual:
-                raise WeightsError(
-                    f"{weights_path} does not match the SHA-256 recorded in its config.json "
-                    f"(recorded {str(recorded)[:12]}…, file {actual[:12]}…): the file is corrupt or was replaced"
-                )
+            problem = folder_problem(folder, config)
+            if problem is not None:
+                raise WeightsError(problem[1])
     else:
         entry = get_entry(str(name_or_folder))
         name = entry.name

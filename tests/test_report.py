@@ -47,7 +47,7 @@ def _sections(page: str) -> list[str]:
 
 
 def test_the_page_is_self_contained_sorted_worst_first_and_pairs_truths_by_name(batch, tmp_path):
-    path, items = write_report(batch["out"], tmp_path / "r.html", truth_dir=batch["truths"])
+    path, items = write_report(batch["out"], tmp_path / "r.html", truth=batch["truths"])
     page = path.read_text()
     assert _sections(page) == [item.name for item in items]
     assert _sections(page)[0] == "beta"  # the corrupted capture explains its measurement worst
@@ -215,3 +215,125 @@ def test_links_point_beside_the_page_in_a_copied_folder_and_are_url_encoded(tmp_
     for href in hrefs:
         assert "#" not in href and "?" not in href and "out/" not in href
         assert (copy / urllib.parse.unquote(href)).is_file()  # resolved the way a browser does, beside the page
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# bad inputs: an empty path, truths that cannot be scored, an output that is no HTML file
+
+
+def test_an_empty_folder_or_input_is_refused_not_read_as_the_current_folder(batch, tmp_path, monkeypatch, capsys):
+    from test_cli_pipeline import one_line_error, run
+
+    from hsra_cli.errors import UsageError
+    from hsra_cli.inputs import collect, parse_source
+
+    monkeypatch.chdir(batch["out"])  # a folder of records and cubes: what "" would have been read as
+    for args in (["report", ""], ["evaluate", "", "--truth", batch["truths"]], ["render", "", "-o", tmp_path / "r"]):
+        code, out, err = run(args, capsys)
+        assert code == 2 and out == "", args
+        assert "is empty; expected a path (is a shell variable unset?)" in one_line_error(err)
+    assert not (batch["out"] / "report.html").exists() and not (tmp_path / "r").exists()
+    with pytest.raises(UsageError, match="is empty"):
+        collect([str(batch["out"] / "alpha.mat"), ""])
+    with pytest.raises(UsageError, match="is empty"):
+        parse_source("")
+    with pytest.raises(UsageError, match="is empty"):
+        write_report("", tmp_path / "x.html")
+
+
+@pytest.fixture(scope="module")
+def bad_truths(batch, tmp_path_factory):
+    """Truth folders: alpha good, beta of another size, gamma all zero; and one whose beta holds a NaN."""
+    from hsra_cli.io import read_cube
+
+    root = tmp_path_factory.mktemp("truths")
+    good = {name: read_cube(batch["truths"] / f"{name}.mat")[0] for name in ("alpha", "beta", "gamma")}
+    bad, nan = root / "bad", root / "nan"
+    bad.mkdir()
+    nan.mkdir()
+    np.save(bad / "alpha.npy", good["alpha"])
+    np.save(bad / "beta.npy", good["beta"][:16, :16])
+    np.save(bad / "gamma.npy", np.zeros_like(good["gamma"]))
+    for name, cube in good.items():
+        cube = cube.copy()
+        if name == "beta":
+            cube[3, 3, 3] = np.nan
+        np.save(nan / f"{name}.npy", cube)
+    return {"bad": bad, "nan": nan}
+
+
+def _warnings(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning:")]
+
+
+def test_each_truth_problem_is_a_warning_naming_its_item_and_the_report_is_still_written(batch, bad_truths, tmp_path,
+                                                                                         capsys):
+    from test_cli_pipeline import run
+
+    target = tmp_path / "bad.html"
+    code, out, err = run(["report", batch["out"], "--truth", bad_truths["bad"], "-o", target, "-q"], capsys)
+    assert code == 1 and out.strip() == str(target) and "Traceback" not in err  # as a batch with a failed item
+    warnings = _warnings(err)
+    assert len(warnings) == 2, err
+    beta, gamma = sorted(warnings)
+    # the messages hsra evaluate gives for the same pairs
+    assert beta.startswith("warning: beta:") and "does not match truth shape" in beta
+    assert gamma.startswith("warning: gamma:") and "is all zero" in gamma
+    page = target.read_text()
+    assert _sections(page) == ["beta", "alpha", "gamma"] or set(_sections(page)) == {"alpha", "beta", "gamma"}
+    assert "nan°" not in page and "ERGAS nan" not in page
+    assert page.count("not compared with a truth") == 2 and "PSNR dB" in page
+
+    # A NaN in one truth leaves the others scored: it fails alone.
+    target = tmp_path / "nan.html"
+    code, out, err = run(["report", batch["out"], "--truth", bad_truths["nan"], "-o", target, "-q"], capsys)
+    assert code == 1 and target.is_file()
+    assert [w.split(":")[1].strip() for w in _warnings(err)] == ["beta"] and "NaN" in err
+    _, items = write_report(batch["out"], tmp_path / "api.html", truth=bad_truths["nan"])
+    assert {item.name for item in items if item.metrics} == {"alpha", "gamma"}
+
+
+def test_truths_that_pair_with_no_item_are_one_warning(batch, tmp_path, capsys):
+    from test_cli_pipeline import run
+
+    other = tmp_path / "other"
+    other.mkdir()
+    write_cube(other / "zeta.mat", procedural_scene(24, 40, rng=np.random.default_rng(1)))
+    target = tmp_path / "r.html"
+    code, out, err = run(["report", batch["out"], "--truth", other, "-o", target, "-q"], capsys)
+    assert code == 1 and target.is_file()
+    warnings = _warnings(err)
+    assert len(warnings) == 1 and "pairs with none of the 3 item(s)" in warnings[0] and "zeta" in warnings[0]
+
+
+def test_truth_takes_the_input_syntax_of_evaluate(batch, tmp_path, capsys):
+    """Files, quoted patterns, repeated --truth and stack selectors, as hsra evaluate --truth takes them."""
+    from test_cli_pipeline import run
+
+    from hsra_cli.io import read_cube
+
+    target = tmp_path / "r.html"
+    code, out, err = run(["report", batch["out"], "--truth", batch["truths"] / "alpha.mat",
+                          "--truth", str(batch["truths"] / "[bg]*.mat"), "-o", target, "-q"], capsys)
+    assert code == 0 and _warnings(err) == [], err
+    assert target.read_text().count("vs truth (field)") == 3
+    cubes = [read_cube(batch["truths"] / f"{name}.mat")[0] for name in ("alpha", "beta", "gamma")]
+    np.savez(tmp_path / "stack.npz", truth=np.stack(cubes))
+    _, items = write_report(batch["out"], tmp_path / "s.html", truth=f"{tmp_path / 'stack.npz'}:0-2",
+                            pair_by_position=True)
+    by_name = {item.name: item.metrics for item in items}
+    _, reference = write_report(batch["out"], tmp_path / "f.html", truth=batch["truths"])
+    assert all(by_name[item.name]["psnr"] == pytest.approx(item.metrics["psnr"]) for item in reference)
+
+
+def test_the_report_file_must_be_html(batch, tmp_path, capsys):
+    from test_cli_pipeline import one_line_error, run
+
+    for name in ("rep.txt", "report"):
+        code, out, err = run(["report", batch["out"], "-o", tmp_path / name, "-q", "--points", "0"], capsys)
+        assert code == 2 and out == ""
+        line = one_line_error(err)
+        assert name in line and ".html" in line
+        assert not (tmp_path / name).exists()
+    code, out, err = run(["report", batch["out"], "-o", tmp_path / "rep.HTM", "-q", "--points", "0"], capsys)
+    assert code == 0 and (tmp_path / "rep.HTM").is_file()

@@ -35,10 +35,37 @@ def _fmt(value, spec: str, missing: str = "—") -> str:
     return missing if value is None else format(value, spec)
 
 
-def _list(as_json: bool, quiet: bool) -> None:
+def _checked_rows() -> list[dict]:
+    """:func:`describe_models`, with each installed folder checked (:func:`hsra_cli.weights.folder_problem`): one that cannot be
+    loaded is not installed weights (``weights_installed`` false, ``weights_problem`` says why)."""
     from hsra_cli.nets.catalog import describe_models
 
+    from hsra_cli.weights import folder_problem
+
     rows = describe_models()
+    checked: dict[str, tuple[str, str] | None] = {}
+    for row in rows:
+        row["weights_state"] = "yes" if row["weights_installed"] else ("no" if row["needs_weights"] else "n/a")
+        row["weights_problem"] = None
+        folder = row["weights_folder"]
+        if row["weights_installed"] and folder:
+            if folder not in checked:
+                checked[folder] = folder_problem(folder)
+            if checked[folder] is not None:
+                row["weights_state"], row["weights_problem"] = checked[folder]
+                row["weights_installed"] = False
+    return rows
+
+
+def _list(as_json: bool, quiet: bool) -> None:
+    from rich.markup import escape
+
+    from hsra_cli.cli._common import warn
+
+    rows = _checked_rows()
+    if not quiet:
+        for message in dict.fromkeys(row["weights_problem"] for row in rows if row["weights_problem"]):
+            warn(escape(message))
     if as_json:
         stdout.print(json.dumps(rows, indent=1), markup=False, highlight=False)
         return
@@ -56,7 +83,7 @@ def _list(as_json: bool, quiet: bool) -> None:
         # file names have no spaces to wrap at: fold them rather than cut them off with an ellipsis
         table.add_column(column, justify=justify, no_wrap=no_wrap, overflow="ellipsis" if no_wrap else "fold")
     for row in rows:
-        weights = "yes" if row["weights_installed"] else ("no" if row["needs_weights"] else "n/a")
+        weights = row["weights_state"]
         # as `hsra reconstruct` gives it by default (refined) when measured, and the network alone
         default = (row["psnr_default_db"], row["ssim_default"]) if row["psnr_default_db"] is not None else (
             row["psnr_db"], row["ssim"])
@@ -169,6 +196,15 @@ def info_command(
         text = card.read_text() if card.is_file() else render_card(config)
         stdout.print(text, markup=False, highlight=False)
         info(f"(from {folder})")
+        from hsra_cli.weights import folder_problem
+
+        problem = folder_problem(folder)
+        if problem is not None:
+            from rich.markup import escape
+
+            from hsra_cli.cli._common import warn
+
+            warn(f"weights {problem[0]}: {escape(problem[1])}")
         return
     if split_tag(name)[1] is not None and entry.needs_weights:
         raise WeightsError(missing_weights_message(name))  # a tag names installed weights: none here, as reconstruct says

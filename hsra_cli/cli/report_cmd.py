@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import info, stdout
+from hsra_cli.cli._common import console, info, stdout, warn
 
 
 @app.command(
@@ -18,17 +17,27 @@ from hsra_cli.cli._common import info, stdout
 
   hsra report out/ --truth cubes/ -o out/report_vs_truth.html   [dim]# metrics, truths paired by name[/dim]
 
+  hsra report out/ --truth kaist.npz:0-4       [dim]# scene 3 of the stack ↔ out/kaist_3.json[/dim]
+
   hsra report out/ --points 6 --overwrite
 """,
 )
 def report(
-    out_dir: Path = typer.Argument(..., help="Output folder of hsra reconstruct (its <stem>.json records)."),
+    out_dir: str = typer.Argument(..., metavar="OUT_DIR", show_default=False,
+                                  help="Output folder of hsra reconstruct (its <stem>.json records)."),
     output: Optional[str] = typer.Option(
         None, "-o", "--out", metavar="<path>", show_default=False,
-        help="HTML file to write; a folder (one that exists, or a path ending in /) gets report.html inside it "
-        "(default: OUT_DIR/report.html). Never a file the report reads.",
+        help="HTML file to write (.html or .htm); a folder (one that exists, or a path ending in /) gets report.html "
+        "inside it (default: OUT_DIR/report.html). Never a file the report reads.",
     ),
-    truth: Optional[Path] = typer.Option(None, "--truth", help="Folder of truth cubes named like the inputs: adds PSNR, SSIM, SAM, ERGAS."),
+    truth: Optional[List[str]] = typer.Option(
+        None, "--truth", metavar="TRUTH", show_default=False,
+        help="Ground truth as hsra evaluate takes it: files, folders, quoted patterns, stack.npz:SCENES; repeatable. "
+        "Paired with the reconstructions by name; adds PSNR, SSIM, SAM, ERGAS.",
+    ),
+    pair_by_position: bool = typer.Option(
+        False, "--pair-by-position", help="Pair truths in the order of the records (by name) instead of by name."
+    ),
     truth_key: Optional[str] = typer.Option(None, "--truth-key", help="Variable holding the truth cube (default: the usual names)."),
     points: int = typer.Option(4, "--points", help="Spectra per item, at automatically chosen distinct points (0: none)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report (never a file it reads)."),
@@ -38,7 +47,9 @@ def report(
 
     Per item: false colour, band grid, trust map, spectra, the record's key facts and, with --truth, the metrics;
     sortable by residual (worst first by default). Self-contained: opens from disk with no server or network.
-    Prints the report's path on stdout.
+    Prints the report's path on stdout. A truth problem (none paired with an item, a truth that cannot be scored)
+    is a warning naming the item, which is shown without metrics; the report is still written, and the exit code
+    is 1, as a batch with a failed item ends.
     """
     from rich.markup import escape
 
@@ -48,8 +59,20 @@ def report(
         if total > 1:  # one record: no progress chatter, so that a failure stays the one error line
             info(f"[{index + 1}/{total}] {escape(path.stem)}", quiet)
 
-    path, items = write_report(out_dir, output, truth_dir=truth, truth_key=truth_key, points=points,
-                               overwrite=overwrite, progress=progress)
+    problems: list[str] = []
+
+    def on_warning(message):
+        problems.append(message)
+        warn(escape(message))  # shown with --quiet too: each is why the exit code is 1
+
+    path, items = write_report(out_dir, output, truth=truth or None, truth_key=truth_key,
+                               pair_by_position=pair_by_position, points=points, overwrite=overwrite,
+                               progress=progress, warn=on_warning)
     info(f"{len(items)} item(s); worst residual {items[0].residual:.4f} ({items[0].name})", quiet)
     stdout.print(str(path))
+    if problems:
+        scored = sum(1 for item in items if item.metrics)
+        console.print(f"[red]{scored} of {len(items)} item(s) compared with a truth; {len(problems)} truth "
+                      f"problem(s)[/red]")
+        return 1
     return 0

@@ -1,0 +1,52 @@
+"""`hsra models`: a model folder that cannot be loaded is not listed as installed weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from hsra_cli import weights as W
+
+
+def _shipped():
+    for folder in sorted(W.PACKAGE_MODELS.iterdir()):
+        if folder.name.startswith("hsra-s.") and (folder / W.WEIGHTS_NAME).is_file():
+            return folder
+    pytest.skip("no shipped hsra-s weights")
+
+
+def test_incomplete_damaged_and_corrupt_folders_are_not_installed_weights(tmp_path, monkeypatch, capsys):
+    from test_cli_pipeline import run
+
+    shipped = _shipped()
+    models = tmp_path / "models"
+    for tag in ("nosafe", "broken", "corrupt", "fine"):
+        shutil.copytree(shipped, models / f"hsra-s.{tag}")
+    (models / "hsra-s.nosafe" / W.WEIGHTS_NAME).unlink()  # config.json + README.md, no weights
+    (models / "hsra-s.broken" / W.CONFIG_NAME).write_text("{not json")
+    with open(models / "hsra-s.corrupt" / W.WEIGHTS_NAME, "ab") as stream:
+        stream.write(b"x")
+    monkeypatch.setenv("HSRA_MODELS_DIR", str(models))
+
+    code, out, err = run(["models", "--json", "-q"], capsys)
+    assert code == 0 and err == ""
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert rows["hsra-s.fine"]["weights_installed"] is True and rows["hsra-s.fine"]["weights_problem"] is None
+    for tag, state, words in (("nosafe", "incomplete", "holds no model.safetensors"),
+                              ("broken", "damaged", "not readable JSON"),
+                              ("corrupt", "damaged", "SHA-256")):
+        row = rows[f"hsra-s.{tag}"]
+        assert row["weights_installed"] is False and row["weights_state"] == state, row
+        assert words in row["weights_problem"] and f"hsra-s.{tag}" in row["weights_problem"]
+
+    code, out, err = run(["models"], capsys)
+    assert code == 0
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("hsra-s.")}
+    assert " incomplete " in lines["hsra-s.nosafe"] and " damaged " in lines["hsra-s.broken"]
+    assert " damaged " in lines["hsra-s.corrupt"] and " yes " in lines["hsra-s.fine"]
+    assert sum(line.startswith("warning:") for line in err.splitlines()) == 3
+
+    code, out, err = run(["models", "info", "hsra-s.nosafe"], capsys)
+    assert code == 0 and "weights incomplete" in err
