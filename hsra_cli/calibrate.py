@@ -587,12 +587,13 @@ def calibration_inputs(specs, mask_path: Path) -> tuple[list[Path], list[Path]]:
 
 def check_calibration_output(path: Path, inputs: Sequence[Path], mask_path: Path, overwrite: bool = False) -> None:
     """Refuse, before any work, a JSON output that would replace a capture or the mask of the same call (whatever
-    ``overwrite`` says, :class:`UsageError`), or an existing file without ``overwrite``, or a path that cannot be
-    written (:func:`hsra_cli.io.check_writable`)."""
+    ``overwrite`` says, :class:`UsageError`), a name not ending in .json, an existing file without ``overwrite``, or
+    a path that cannot be written (:func:`hsra_cli.io.check_writable`)."""
     from .batch import FILE_HINT, check_not_inputs
-    from .io import check_writable
+    from .io import check_output_suffix, check_writable
 
     check_not_inputs([path], [*inputs, mask_path], FILE_HINT)
+    check_output_suffix(path, (".json",), "the calibration's JSON", label="-o")
     check_writable(path, overwrite)
 
 

@@ -317,8 +317,10 @@ def score_pair(pred: np.ndarray, truth: np.ndarray, prediction, truth_scene, con
     the problems of a pair said as ``hsra evaluate`` says them: a :class:`ShapeError` naming both inputs, a
     ``ValueRangeError`` for an all-zero truth (its metrics would be NaN or meaningless: a wrong file or key)."""
     from .errors import ValueRangeError
-    from .metrics import evaluate_cube
+    from .metrics import check_prediction, check_truth, evaluate_cube
 
+    check_prediction(pred, f"the prediction {prediction}")
+    check_truth(truth, f"the truth {truth_scene}")
     try:
         metrics = evaluate_cube(pred, truth, convention=convention)
     except ShapeError as exc:

@@ -913,6 +913,22 @@ def mask_full_scale(low: float, peak: float, negative: int, integer_dtype, what:
 # writing
 
 
+def check_output_suffix(path, allowed_suffixes, what: str, label: str = "", alternative: str = "") -> None:
+    """Refuse an output file whose suffix says another format than the one written there (``--json`` output to
+    ``metrics.csv``, HTML to ``rep.txt``): a :class:`UsageError` naming the file and the suffixes expected.
+    ``allowed_suffixes``: the suffixes of the format written (``(".json",)``), compared without regard to case;
+    ``what``: that format, as the message names it (``"JSON"``); ``label``: the option that named the file
+    (``"-o"``), said before it; ``alternative``: what else is accepted (``"a folder (end it with /)"``)."""
+    allowed = tuple(suffix.lower() for suffix in allowed_suffixes)
+    suffix = Path(path).suffix
+    if suffix.lower() not in allowed:
+        said = f"ends in {suffix!r}" if suffix else "has no suffix"
+        raise UsageError(
+            f"{label + ' ' if label else ''}{str(path)!r} {said}, but {what} is written there; expected a name ending "
+            f"in {' or '.join(allowed)}{', or ' + alternative if alternative else ''}"
+        )
+
+
 def check_writable(path, overwrite=False) -> None:
     """Raise unless ``path`` may be written: :class:`OutputExistsError` when it exists and ``overwrite`` is
     False, :class:`UsageError` when it is a folder, :class:`HsraError` when its folder cannot be created or

@@ -34,7 +34,15 @@ Definitions (the field's; docs/metrics.md states them for users):
   the mean of the tile PSNRs. Because it averages log-errors of small regions, LPSNR(8) ≥ LPSNR(16) ≥ PSNR
   in practice when errors vary across the image.
 
-SAM and ERGAS return NaN when nothing is left after skipping (an all-zero truth).
+SAM and ERGAS return NaN when nothing is left after skipping (an all-zero prediction or truth for SAM, an
+all-zero truth for ERGAS); :data:`UNDEFINED_WHEN` says when, and :func:`defined_counts` how many scenes a mean
+of :func:`mean_over_scenes` is over.
+
+:func:`evaluate_cube` (what ``hsra evaluate`` and ``hsra report`` use) also refuses a prediction that is clearly
+not on the [0, 1] scale (more than :data:`OFF_SCALE_FRACTION` of its values outside
+[−:data:`PREDICTION_OVERSHOOT`, 1 + :data:`PREDICTION_OVERSHOOT`]: a cube still in 0–255 units), as it refuses
+such a truth; smaller overshoots, normal for a network's output, are clipped. The single metrics (``psnr``,
+``ssim``, …, which training logs call on every validation) only clip.
 """
 
 from __future__ import annotations
@@ -73,8 +81,20 @@ SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K = (0.01, 0.03)
 
+#: Why a metric can be undefined (NaN) for a scene; the metrics not listed are always defined.
+UNDEFINED_WHEN: dict[str, str] = {
+    "sam": "no pixel where both spectra are non-zero, e.g. an all-zero prediction",
+    "ergas": "no band whose truth mean is non-zero",
+}
+
 # A truth this far outside [0, 1] is float noise from an earlier division, not a cube in other units.
 _TRUTH_RANGE_TOLERANCE = 1e-4
+
+#: How far beyond [0, 1] a prediction's values may go and still be clipped (a network's overshoot, 1.05) ...
+PREDICTION_OVERSHOOT = 0.5
+#: ... unless more than this fraction of them lie beyond it: then the cube is not on the [0, 1] scale (a float
+#: cube in 0–255 units) and :func:`evaluate_cube` refuses it; a few hot pixels are still clipped.
+OFF_SCALE_FRACTION = 0.01
 
 
 def _to_numpy(cube, what: str) -> np.ndarray:
@@ -96,6 +116,49 @@ def _to_numpy(cube, what: str) -> np.ndarray:
     return array.astype(np.float64, copy=False)
 
 
+def _check_finite(array: np.ndarray, name: str) -> None:
+    if not np.isfinite(array).all():
+        raise ValueRangeError(f"{name} holds NaN or Inf values; expected finite values in [0, 1]")
+
+
+def check_truth(truth, name: str = "the truth") -> None:
+    """Raise :class:`ValueRangeError` unless ``truth`` holds finite floats in [0, 1] (up to float noise).
+
+    ``name`` starts the message (``"the truth scene01.mat"``), so a caller can say which file it was.
+    """
+    truth = _to_numpy(truth, "truth")
+    _check_finite(truth, name)
+    if truth.size == 0:
+        return
+    low, high = float(truth.min()), float(truth.max())
+    if low < -_TRUTH_RANGE_TOLERANCE or high > 1.0 + _TRUTH_RANGE_TOLERANCE:
+        raise ValueRangeError(
+            f"{name} has values in [{low:.4g}, {high:.4g}]; expected [0, 1] "
+            "(an 8-bit cube must be divided by 255, a 16-bit one by 65535)"
+        )
+
+
+def check_prediction(pred, name: str = "the prediction") -> None:
+    """Raise :class:`ValueRangeError` unless ``pred`` holds finite floats on the [0, 1] scale.
+
+    Overshoot up to :data:`PREDICTION_OVERSHOOT` beyond [0, 1] is allowed (the metrics clip it), and so is more
+    in at most :data:`OFF_SCALE_FRACTION` of the values (hot pixels); beyond that the cube is in other units (a
+    float cube in 0–255) and its scores would mean nothing. ``name`` starts the message.
+    """
+    pred = _to_numpy(pred, "prediction")
+    _check_finite(pred, name)
+    if pred.size == 0:
+        return
+    outside = np.count_nonzero((pred < -PREDICTION_OVERSHOOT) | (pred > 1.0 + PREDICTION_OVERSHOOT))
+    if outside > OFF_SCALE_FRACTION * pred.size:
+        low, high = float(pred.min()), float(pred.max())
+        raise ValueRangeError(
+            f"{name} has values in [{low:.4g}, {high:.4g}] ({100.0 * outside / pred.size:.3g} % of them outside "
+            f"[{-PREDICTION_OVERSHOOT:g}, {1.0 + PREDICTION_OVERSHOOT:g}]); expected [0, 1] (small overshoot is "
+            "clipped; a cube in 0–255 units must be divided by 255, one in 0–65535 by 65535)"
+        )
+
+
 def _prepare(pred, truth, convention: str) -> tuple[np.ndarray, np.ndarray, float]:
     """Check and convert a (prediction, truth) pair; return both on the convention's scale and its peak.
 
@@ -115,15 +178,8 @@ def _prepare(pred, truth, convention: str) -> tuple[np.ndarray, np.ndarray, floa
         raise ShapeError(f"expected cubes laid out H × W × C (3-D), got shape {tuple(pred.shape)}")
     if pred.size == 0:
         raise ShapeError(f"the cubes are empty (shape {tuple(pred.shape)})")
-    for array, what in ((pred, "prediction"), (truth, "truth")):
-        if not np.isfinite(array).all():
-            raise ValueRangeError(f"the {what} holds NaN or Inf values; expected finite values in [0, 1]")
-    low, high = float(truth.min()), float(truth.max())
-    if low < -_TRUTH_RANGE_TOLERANCE or high > 1.0 + _TRUTH_RANGE_TOLERANCE:
-        raise ValueRangeError(
-            f"the truth has values in [{low:.4g}, {high:.4g}]; expected [0, 1] "
-            "(an 8-bit cube must be divided by 255, a 16-bit one by 65535)"
-        )
+    _check_finite(pred, "the prediction")
+    check_truth(truth)
     pred = np.clip(pred, 0.0, 1.0)
     truth = np.clip(truth, 0.0, 1.0)
     if convention == "field":
@@ -299,8 +355,10 @@ def evaluate_cube(pred, truth, convention: Convention = "field") -> dict[str, fl
 
     Raises:
         ShapeError: the shapes differ (the message names both) or the cube is too small.
-        ValueRangeError: integer data, NaN/Inf, or a truth outside [0, 1].
+        ValueRangeError: integer data, NaN/Inf, a truth outside [0, 1], or a prediction not on the [0, 1]
+            scale (:func:`check_prediction`; small overshoot is clipped).
     """
+    check_prediction(pred)
     pred, truth, peak = _prepare(pred, truth, convention)  # once, shared by every metric
     return {
         "psnr": _psnr(pred, truth, peak),
@@ -327,3 +385,10 @@ def mean_over_scenes(results: Iterable[Mapping[str, float]]) -> dict[str, float]
         finite = values[~np.isnan(values)]
         means[key] = float(finite.mean()) if finite.size else math.nan
     return means
+
+
+def defined_counts(results: Iterable[Mapping[str, float]]) -> dict[str, int]:
+    """For each metric, how many of the per-scene results define it (are not NaN): the number of scenes its
+    :func:`mean_over_scenes` is over. Fewer than the scenes means the mean left some out (:data:`UNDEFINED_WHEN`)."""
+    results = list(results)
+    return {key: sum(1 for scene in results if not math.isnan(float(scene[key]))) for key in METRIC_KEYS}

@@ -92,6 +92,33 @@ def _as_wavelengths(wavelengths_nm, bands: int) -> np.ndarray:
     return wavelengths
 
 
+def band_centres(bands: int, given=None, stored=None, where: str = "the cube") -> np.ndarray:
+    """The band centres (nm) to render a cube of ``bands`` bands with: ``given`` (``--wavelengths``), else
+    ``stored`` in its file, else the field's list, which only a cube of the field's 28 bands can take for granted.
+
+    Any other band count without wavelengths is refused (:class:`ShapeError`): spreading a list over another
+    band count would invent wavelengths and, from them, the colours.
+    """
+    from .bands import CASSI28_WAVELENGTHS_NM
+
+    if given is not None or stored is not None:
+        wavelengths = given if given is not None else stored
+        if len(wavelengths) != bands:
+            what = "--wavelengths gives" if given is not None else f"{where} stores"
+            raise (UsageError if given is not None else ShapeError)(
+                f"{what} {len(wavelengths)} wavelengths but {where} has {bands} bands; expected one per band"
+            )
+        return _as_wavelengths(wavelengths, bands)
+    if bands != len(CASSI28_WAVELENGTHS_NM):
+        raise ShapeError(
+            f"{where} has {bands} bands and stores no wavelengths; only {len(CASSI28_WAVELENGTHS_NM)} bands have a "
+            f"default list ({CASSI28_WAVELENGTHS_NM[0]:g}–{CASSI28_WAVELENGTHS_NM[-1]:g} nm): pass --wavelengths, "
+            f"one centre (nm) per band, shortest first, as a comma list (--wavelengths 400,410,420,…) or a text file "
+            "of numbers"
+        )
+    return default_wavelengths(bands)
+
+
 def _same_shape(a: np.ndarray, b: np.ndarray, what_a: str, what_b: str) -> None:
     if a.shape != b.shape:
         raise ShapeError(f"{what_a} has shape {a.shape} but {what_b} has shape {b.shape}; expected the same H×W×C")

@@ -476,11 +476,9 @@ REPORT_SUFFIXES = (".html", ".htm")
 
 def check_report_suffix(path: Path, label: str = "-o") -> None:
     """Refuse a report file whose suffix is not :data:`REPORT_SUFFIXES` (HTML written into ``rep.txt``)."""
-    suffix = Path(path).suffix
-    if suffix.lower() not in REPORT_SUFFIXES:  # worded as hsra_cli.cli._common.check_output_suffix words it
-        said = f"ends in {suffix!r}" if suffix else "has no suffix"
-        raise UsageError(f"{label} {str(path)!r} {said}, but the HTML report is written there; expected a name "
-                         f"ending in {' or '.join(REPORT_SUFFIXES)}, or a folder (end it with /)")
+    from .io import check_output_suffix
+
+    check_output_suffix(path, REPORT_SUFFIXES, "the HTML report", label=label, alternative="a folder (end it with /)")
 
 
 def write_report(out_dir, output=None, *, truth=None, truth_dir=None, truth_key: str | None = None,

@@ -185,6 +185,19 @@ def test_cli_never_writes_its_json_over_a_capture_or_the_mask(tmp_path, capsys, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cap.mat", "mask.mat"]
 
 
+@pytest.mark.parametrize("target", ["calib.txt", "calib"])
+def test_cli_writes_its_json_only_into_a_json_file(tmp_path, capsys, target):
+    """The landscapes are JSON: a name that says otherwise (calib.txt, no suffix) is refused before any work."""
+    from test_cli_pipeline import one_line_error, run
+
+    capture, mask = _capture_files(tmp_path)
+    code, out, err = run(["calibrate", capture, "--mask", mask, "--bands", "8", "-o", tmp_path / target], capsys)
+    line = one_line_error(err)
+    assert code == 2 and out == ""
+    assert target in line and "expected a name ending in .json" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cap.mat", "mask.mat"]
+
+
 def test_cli_skips_the_mask_file_in_a_folder_or_pattern_of_captures(tmp_path, capsys):
     from test_cli_pipeline import one_line_error, run
 

@@ -64,7 +64,7 @@ def test_json_holds_every_scene_with_all_metrics_and_their_mean(two_scenes, caps
     assert report["convention"] == "float"
     assert [scene["name"] for scene in report["scenes"]] == ["scene1", "scene2"]
     for scene, (pred_path, truth_path, _) in zip(report["scenes"], two_scenes):
-        assert set(scene) == {"name", "pred", "truth", *metrics.METRIC_KEYS}
+        assert set(scene) == {"name", "method", "pred", "truth", *metrics.METRIC_KEYS}
         assert scene["pred"] == str(pred_path) and scene["truth"] == str(truth_path)
         expected = metrics.evaluate_cube(np.load(pred_path), np.load(truth_path), convention="float")
         for key in metrics.METRIC_KEYS:
@@ -72,6 +72,10 @@ def test_json_holds_every_scene_with_all_metrics_and_their_mean(two_scenes, caps
     assert tuple(report["mean"]) == metrics.METRIC_KEYS
     for key in metrics.METRIC_KEYS:
         assert report["mean"][key] == pytest.approx(np.mean([s[key] for s in report["scenes"]]))
+    # one method (the folder's): "mean" as ever, and the same mean under mean_by_method
+    assert report["mean_by_method"] == {report["scenes"][0]["method"]: report["mean"]}
+    assert report["scenes"][0]["method"] == two_scenes[0][0].parent.name
+    assert report["failed"] == []
     assert "float convention" in captured.err
 
 
@@ -91,6 +95,7 @@ def test_output_file_gets_the_report_and_is_never_overwritten_silently(two_scene
     assert captured.out == ""
     assert json.loads(target.read_text())["convention"] == "field"
 
+    target = tmp_path / "metrics.csv"
     target.write_text("keep me")
     assert main(evaluate_args(two_scenes, "--csv", "-o", str(target))) == 2
     assert_one_line_error(capsys.readouterr().err)
@@ -361,3 +366,189 @@ def test_methods_in_one_folder_get_their_own_means(tmp_path, capsys):
     assert sorted(s["name"] for s in report["scenes"]) == ["a_net", "a_solver", "b_net", "b_solver"]
     assert "mean" not in report and set(report["mean_by_method"]) == {"net", "solver"}
     assert report["mean_by_method"]["net"]["psnr"] > report["mean_by_method"]["solver"]["psnr"] + 5
+
+
+# --- QA defects: runs told apart, a stable layout, honest means, scales, markup, one line per input ----------
+
+
+def _noisy(truth: np.ndarray, noise: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(truth + noise * rng.standard_normal(truth.shape), 0, 1).astype(np.float32)
+
+
+def _truth_folder(tmp_path, names=("s1", "s2")) -> dict:
+    (tmp_path / "truth").mkdir()
+    truths = {}
+    for seed, name in enumerate(names):
+        truths[name] = np.random.default_rng(seed + 40).random(SHAPE).astype(np.float32)
+        np.save(tmp_path / "truth" / f"{name}.npy", truths[name])
+    return truths
+
+
+def test_two_runs_of_one_model_are_told_apart_by_folder_with_a_mean_each(tmp_path, capsys):
+    truths = _truth_folder(tmp_path)
+    for folder, noise in (("rec_a", 0.01), ("rec_b", 0.1)):
+        (tmp_path / folder).mkdir()
+        for name, truth in truths.items():
+            np.save(tmp_path / folder / f"{name}.npy", _noisy(truth, noise, 1))
+            (tmp_path / folder / f"{name}.json").write_text(json.dumps({"model": "hsra-s.any"}))
+    args = ["evaluate", str(tmp_path / "rec_a"), str(tmp_path / "rec_b"), "--truth", str(tmp_path / "truth")]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    names = [s["name"] for s in report["scenes"]]
+    assert len(set(names)) == 4 and "s1 (hsra-s.any, rec_a)" in names and "s1 (hsra-s.any, rec_b)" in names
+    assert "mean" not in report and set(report["mean_by_method"]) == {"hsra-s.any, rec_a", "hsra-s.any, rec_b"}
+    for method in report["mean_by_method"]:
+        own = [s["psnr"] for s in report["scenes"] if s["method"] == method]
+        assert len(own) == 2 and report["mean_by_method"][method]["psnr"] == pytest.approx(np.mean(own))
+    assert report["mean_by_method"]["hsra-s.any, rec_a"]["psnr"] > report["mean_by_method"]["hsra-s.any, rec_b"]["psnr"] + 5
+    assert main([*args, "--csv"]) == 0
+    labels = [row[0] for row in csv.reader(io.StringIO(capsys.readouterr().out))][1:]
+    assert labels[-2:] == ["mean (hsra-s.any, rec_a)", "mean (hsra-s.any, rec_b)"] and len(set(labels)) == 6
+
+
+def test_one_run_written_as_mat_and_h5_in_one_folder_is_told_apart_by_file_type(tmp_path, capsys):
+    from hsra_cli import io as hsra_io
+
+    truths = _truth_folder(tmp_path, ("s1",))
+    (tmp_path / "rec").mkdir()
+    hsra_io.write_cube(tmp_path / "rec" / "s1.mat", _noisy(truths["s1"], 0.05, 2))
+    hsra_io.write_cube(tmp_path / "rec" / "s1.h5", _noisy(truths["s1"], 0.05, 2))
+    assert main(["evaluate", str(tmp_path / "rec"), "--truth", str(tmp_path / "truth"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(s["name"] for s in report["scenes"]) == ["s1 (rec, .h5)", "s1 (rec, .mat)"]
+    assert sorted(report["mean_by_method"]) == ["rec, .h5", "rec, .mat"]
+
+
+def test_several_methods_of_one_scene_each_get_a_mean_row_and_json_entry(tmp_path, capsys):
+    """README's `hsra evaluate hsra-s/ gap-tv/ --truth truth/` with one scene per folder gave no mean at all."""
+    truths = _truth_folder(tmp_path, ("s1",))
+    for folder, noise in (("hsra-s", 0.01), ("gap-tv", 0.1)):
+        (tmp_path / folder).mkdir()
+        np.save(tmp_path / folder / "s1.npy", _noisy(truths["s1"], noise, 3))
+    args = ["evaluate", str(tmp_path / "hsra-s"), str(tmp_path / "gap-tv"), "--truth", str(tmp_path / "truth")]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["mean_by_method"]) == ["hsra-s", "gap-tv"] and "mean" not in report
+    assert report["mean_by_method"]["gap-tv"]["psnr"] == pytest.approx(report["scenes"][1]["psnr"])
+    assert report["mean_scene_counts"]["hsra-s"] == {key: 1 for key in metrics.METRIC_KEYS}
+    assert main([*args, "--csv"]) == 0
+    labels = [row[0] for row in csv.reader(io.StringIO(capsys.readouterr().out))][1:]
+    assert labels == ["s1 (hsra-s)", "s1 (gap-tv)", "mean (hsra-s)", "mean (gap-tv)"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "mean (hsra-s)" in out and "mean (gap-tv)" in out
+
+
+def test_files_of_the_current_folder_against_one_truth_never_get_an_empty_method(tmp_path, capsys, monkeypatch):
+    truths = _truth_folder(tmp_path, ("t",))
+    monkeypatch.chdir(tmp_path)
+    np.save("a.npy", _noisy(truths["t"], 0.01, 4))
+    np.save("b.npy", _noisy(truths["t"], 0.1, 5))
+    assert main(["evaluate", "a.npy", "b.npy", "--truth", "truth/t.npy", "--pair-by-position", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "" not in report["mean_by_method"] and list(report["mean_by_method"]) == ["a", "b"]
+    assert main(["evaluate", "a.npy", "b.npy", "--truth", "truth/t.npy", "--pair-by-position", "--csv"]) == 0
+    labels = [row[0] for row in csv.reader(io.StringIO(capsys.readouterr().out))][1:]
+    assert labels == ["a", "b", "mean (a)", "mean (b)"]
+
+
+def test_a_name_ending_after_the_truth_name_is_a_method_of_its_own(tmp_path, capsys):
+    """p/scene01 and p/scene01_mst against truth scene01 are two methods, not one mean (p) over both."""
+    truths = _truth_folder(tmp_path, ("scene01",))
+    (tmp_path / "p").mkdir()
+    np.save(tmp_path / "p" / "scene01.npy", _noisy(truths["scene01"], 0.01, 6))
+    np.save(tmp_path / "p" / "scene01_mst.npy", _noisy(truths["scene01"], 0.1, 7))
+    assert main(["evaluate", str(tmp_path / "p"), "--truth", str(tmp_path / "truth"), "--csv"]) == 0
+    labels = [row[0] for row in csv.reader(io.StringIO(capsys.readouterr().out))][1:]
+    assert labels == ["scene01", "scene01_mst", "mean (p)", "mean (mst)"]
+
+
+def test_a_mean_over_fewer_scenes_than_its_method_has_is_said_and_counted(tmp_path, capsys):
+    truths = _truth_folder(tmp_path)
+    (tmp_path / "rec").mkdir()
+    np.save(tmp_path / "rec" / "s1.npy", _noisy(truths["s1"], 0.05, 8))
+    np.save(tmp_path / "rec" / "s2.npy", np.zeros(SHAPE, np.float32))  # SAM undefined: no spectrum has a direction
+    assert main(["evaluate", str(tmp_path / "rec"), "--truth", str(tmp_path / "truth"), "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["scenes"][1]["sam"] is None
+    assert report["mean"]["sam"] == pytest.approx(report["scenes"][0]["sam"])
+    assert report["mean_scene_counts"]["rec"]["sam"] == 1 and report["mean_scene_counts"]["rec"]["psnr"] == 2
+    assert "SAM is undefined for 1 of 2 scene(s)" in captured.err and "its mean is over 1" in captured.err
+    assert "ERGAS is undefined" not in captured.err
+
+
+def test_a_float_prediction_in_0_255_is_refused_like_such_a_truth(tmp_path, capsys):
+    _, truth_path, _ = make_pair(tmp_path, "scene", 9)
+    np.save(tmp_path / "scene.npy", np.load(truth_path) * 255)
+    assert main(["evaluate", str(tmp_path / "scene.npy"), "--truth", str(truth_path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert_one_line_error(captured.err)
+    assert f"the prediction {tmp_path / 'scene.npy'} has values in" in captured.err and "expected [0, 1]" in captured.err
+    np.save(tmp_path / "scene.npy", np.load(truth_path) * 1.05)  # a network's overshoot: clipped, scored
+    assert main(["evaluate", str(tmp_path / "scene.npy"), "--truth", str(truth_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["scenes"][0]["psnr"] > 20
+
+
+def test_a_truth_out_of_range_is_named_by_its_own_file(tmp_path, capsys):
+    pred_path, truth_path, _ = make_pair(tmp_path, "scene", 10)
+    np.save(truth_path, np.load(truth_path) * 255)
+    other = tmp_path / "other.npy"
+    other.write_bytes(pred_path.read_bytes())
+    assert main(["evaluate", str(pred_path), str(other), "--truth", str(truth_path), "--pair-by-position"]) == 1
+    err = capsys.readouterr().err
+    assert f"failed {pred_path}: the truth {truth_path} has values in" in err
+    assert err.count("the truth") == 2
+
+
+def test_markup_in_a_file_name_is_shown_as_it_is(tmp_path, capsys):
+    pred_path, truth_path, _ = make_pair(tmp_path, "scene", 11)
+    odd = tmp_path / "[bold]b.npy"
+    pred_path.rename(odd)
+    assert main(["evaluate", str(odd), "--truth", str(truth_path)]) == 0
+    assert "[bold]b" in capsys.readouterr().out
+
+
+def test_json_is_printed_even_when_every_input_fails(tmp_path, capsys):
+    _, truth_path, _ = make_pair(tmp_path, "scene", 12)
+    assert main(["evaluate", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--truth", str(truth_path),
+                 "--json"]) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["scenes"] == [] and report["mean_by_method"] == {} and "mean" not in report
+    assert [f["input"] for f in report["failed"]] == [str(tmp_path / "x.npy"), str(tmp_path / "y.npy")]
+    assert "0 scored, 2 failed" in captured.err
+
+
+def test_one_file_failing_as_prediction_and_truth_is_one_line(tmp_path, capsys):
+    import scipy.io
+
+    cube = np.random.default_rng(13).random(SHAPE).astype(np.float32)
+    scipy.io.savemat(tmp_path / "two.mat", {"a": cube, "b": cube})
+    assert main(["evaluate", str(tmp_path / "two.mat"), "--truth", str(tmp_path / "two.mat")]) == 1
+    err = capsys.readouterr().err
+    assert_one_line_error(err)
+    assert "--key and --truth-key" in err
+
+
+@pytest.mark.parametrize("flag, name", [("--json", "out.csv"), ("--csv", "out.json"), ("--json", "out.txt")])
+def test_an_output_file_suffix_contradicting_the_format_is_refused(two_scenes, tmp_path, capsys, flag, name):
+    target = tmp_path / name
+    assert main(evaluate_args(two_scenes, flag, "--output-file", str(target))) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err)
+    assert name in err and flag[2:] + "" in err.lower()
+    assert not target.exists()
+
+
+def test_check_output_suffix_accepts_its_suffixes_in_any_case_and_refuses_others():
+    from hsra_cli.io import check_output_suffix
+    from hsra_cli.errors import UsageError
+
+    check_output_suffix(Path("a/metrics.JSON"), (".json",), "JSON")
+    with pytest.raises(UsageError, match=r"'metrics' has no suffix.*\.json"):
+        check_output_suffix(Path("metrics"), (".json",), "JSON")
+    with pytest.raises(UsageError, match=r"ends in '\.csv', but JSON"):
+        check_output_suffix("metrics.csv", (".json",), "JSON")

@@ -290,6 +290,46 @@ def test_mean_over_scenes_averages_each_metric_and_skips_nan():
     assert mean["psnr"] == 2.0 and mean["sam"] == 1.0
 
 
+def test_defined_counts_say_how_many_scenes_each_mean_is_over():
+    scenes = [dict.fromkeys(metrics.METRIC_KEYS, 1.0), dict.fromkeys(metrics.METRIC_KEYS, 3.0)]
+    scenes[1]["sam"] = math.nan
+    counts = metrics.defined_counts(scenes)
+    assert tuple(counts) == metrics.METRIC_KEYS
+    assert counts["sam"] == 1 and counts["psnr"] == 2
+    assert set(metrics.UNDEFINED_WHEN) <= set(metrics.METRIC_KEYS)
+
+
+def test_an_all_zero_prediction_leaves_sam_undefined_and_counted_out():
+    truth = np.random.default_rng(0).random((16, 16, 4))
+    result = metrics.evaluate_cube(np.zeros_like(truth), truth)
+    assert math.isnan(result["sam"]) and not math.isnan(result["ergas"])
+    assert metrics.defined_counts([result, metrics.evaluate_cube(truth, truth)])["sam"] == 1
+
+
+def test_evaluate_cube_refuses_a_prediction_off_the_unit_scale_but_clips_overshoot():
+    truth = np.random.default_rng(1).random((16, 16, 4))
+    with pytest.raises(ValueRangeError, match=r"the prediction has values in .*expected \[0, 1\].*255"):
+        metrics.evaluate_cube(truth * 255, truth)
+    with pytest.raises(ValueRangeError, match=r"^the prediction x\.npy has values"):
+        metrics.check_prediction(truth * 255, "the prediction x.npy")
+    with pytest.raises(ValueRangeError, match=r"100 % of them outside \[-0\.5, 1\.5\]"):
+        metrics.evaluate_cube(truth - 3, truth)
+    # a network's overshoot, and a few hot pixels, are clipped as documented
+    assert metrics.evaluate_cube(truth * 1.05, truth)["psnr"] > 20
+    hot = truth.copy()
+    hot[0, 0, :] = 40.0  # 4 of 1024 values
+    assert metrics.evaluate_cube(hot, truth)["psnr"] > 30
+    # the single metrics, which training logs call, only clip
+    assert metrics.psnr(truth * 255, truth) < 10
+
+
+def test_check_truth_names_what_it_checks():
+    truth = np.random.default_rng(2).random((16, 16, 4))
+    metrics.check_truth(truth)
+    with pytest.raises(ValueRangeError, match=r"^the truth gt\.mat has values in \[.*\]; expected \[0, 1\]"):
+        metrics.check_truth(truth * 255, "the truth gt.mat")
+
+
 # --- real data: a published peer's reconstructions of KAIST scenes 01-05 --------------------------------
 
 

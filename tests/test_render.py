@@ -510,9 +510,10 @@ def test_cli_rejects_a_bad_point_with_one_line_and_exit_code_2(cube_files, tmp_p
 
 def test_cli_checks_truth_count_and_wavelengths(cube_files, tmp_path, capsys):
     code, _, stderr = run_cli(capsys, cube_files["mst"], cube_files["gaptv"], "-o", tmp_path / "x",
-                              "--truth", cube_files["truth"], "--truth", cube_files["truth"],
-                              "--truth", cube_files["truth"])
-    assert code == 2 and "--truth" in stderr
+                              "--truth", cube_files["truth"], "--truth", cube_files["mst"],
+                              "--truth", cube_files["gaptv"], "--pair-by-position")
+    assert code == 2 and "--pair-by-position got 2 prediction(s) and 3 truth(s)" in stderr
+    assert not (tmp_path / "x").exists()
     wavelengths = tmp_path / "wl.txt"
     wavelengths.write_text("\n".join(str(w) for w in WAVELENGTHS[:27]))
     code, _, stderr = run_cli(capsys, cube_files["mst"], "-o", tmp_path / "y", "--wavelengths", wavelengths, "-q")
@@ -680,3 +681,157 @@ def test_cli_a_cube_whose_files_cannot_be_written_fails_alone(tmp_path, capsys, 
     names = sorted(p.name for p in (tmp_path / "r").iterdir())
     assert not [n for n in names if n.startswith("b_")]  # b's false-colour PNG, written first, is gone again
     assert any(n.startswith("a_") for n in names) and any(n.startswith("c_") for n in names)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# `hsra render`: the inputs of every command (--truth paired by name, stack scenes), wavelengths, formats
+
+
+def _error_map_pairs(monkeypatch):
+    """Spy on the error maps drawn: a list that fills with (cube, truth) as each is drawn."""
+    drawn = []
+    original = render.error_map
+
+    def spy(cube, truth, *args, **kwargs):
+        drawn.append((np.asarray(cube).copy(), np.asarray(truth).copy()))
+        return original(cube, truth, *args, **kwargs)
+
+    monkeypatch.setattr(render, "error_map", spy)
+    return drawn
+
+
+@pytest.fixture()
+def two_scenes(tmp_path):
+    """Truths a_0, a_1 of two different scenes (as files in truth/ and as a stack), reconstructions in rec/."""
+    truths = [random_cube(16, 12, seed=10 + i) for i in range(2)]
+    (tmp_path / "truth").mkdir()
+    (tmp_path / "rec").mkdir()
+    for i, truth in enumerate(truths):
+        np.save(tmp_path / "truth" / f"a_{i}.npy", truth)
+        np.save(tmp_path / "rec" / f"a_{i}.npy", np.clip(truth + 0.01, 0, 1).astype(np.float32))
+    np.savez(tmp_path / "stack.npz", truth=np.stack(truths))
+    return tmp_path, truths
+
+
+def test_cli_truth_takes_the_inputs_of_evaluate_and_pairs_by_name(two_scenes, capsys, monkeypatch):
+    tmp_path, truths = two_scenes
+    rec = [tmp_path / "rec" / "a_0.npy", tmp_path / "rec" / "a_1.npy"]
+    drawn = _error_map_pairs(monkeypatch)
+
+    def own_truths():  # each cube's error map was drawn against its own scene's truth
+        assert len(drawn) == 2
+        for cube, truth in drawn:
+            assert np.array_equal(truth, truths[int(np.argmin([np.abs(cube - t).mean() for t in truths]))])
+        drawn.clear()
+
+    # Given in the other order, the truths still pair by name (they used to pair by position, crossed).
+    code, _, stderr = run_cli(capsys, *rec, "--truth", tmp_path / "truth" / "a_1.npy",
+                              "--truth", tmp_path / "truth" / "a_0.npy", "-o", tmp_path / "o1", "-q")
+    assert code == 0, stderr
+    own_truths()
+    for spec in (tmp_path / "truth", str(tmp_path / "truth" / "*.npy")):  # a folder, a quoted pattern
+        code, _, stderr = run_cli(capsys, *rec, "--truth", spec, "-o", tmp_path / f"o{len(str(spec))}", "-q")
+        assert code == 0, stderr
+        own_truths()
+    # A stack's scenes: in the order given with --pair-by-position, as in hsra evaluate.
+    code, _, stderr = run_cli(capsys, *rec, "--truth", f"{tmp_path / 'stack.npz'}:0-1", "--pair-by-position",
+                              "-o", tmp_path / "o3", "-q")
+    assert code == 0, stderr
+    own_truths()
+    # One truth of one of the scenes: the other cube is not drawn against it, it fails naming itself.
+    code, stdout, stderr = run_cli(capsys, *rec, "--truth", tmp_path / "truth" / "a_1.npy", "-o", tmp_path / "o4")
+    assert code == 1
+    assert "a_0" in stderr and "no truth is named like 'a_0'" in stderr
+    assert sorted(p.name for p in (tmp_path / "o4").iterdir()) == ["a_1_bands.png", "a_1_error.png", "a_1_rgb.png"]
+    assert len(drawn) == 1 and np.array_equal(drawn[0][1], truths[1])
+    drawn.clear()
+    # One cube without a truth of its name: one line naming it, nothing written.
+    code, stdout, stderr = run_cli(capsys, rec[0], "--truth", tmp_path / "truth" / "a_1.npy",
+                                   "--truth", f"{tmp_path / 'stack.npz'}:1", "-o", tmp_path / "o5")
+    assert code == 2 and stdout == "" and len(stderr.strip().splitlines()) == 1
+    assert "no truth is named like 'a_0'" in stderr and "--pair-by-position" in stderr
+    assert not (tmp_path / "o5").exists()
+    code, stdout, stderr = run_cli(capsys, rec[0], "--truth", f"{tmp_path / 'stack.npz'}:1", "-o", tmp_path / "o6")
+    assert code == 0, stderr  # one cube file and one truth file pair whatever their names
+    # A truth spec that names nothing is one line before anything is drawn.
+    code, stdout, stderr = run_cli(capsys, *rec, "--truth", str(tmp_path / "none" / "*.npy"), "-o", tmp_path / "o7")
+    assert code == 1 and "matches no" in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o7").exists()
+
+
+def test_cli_one_truth_serves_several_methods_of_one_scene(cube_files, tmp_path, capsys, monkeypatch):
+    drawn = _error_map_pairs(monkeypatch)
+    truth = np.load(cube_files["truth"])
+    code, _, stderr = run_cli(capsys, cube_files["mst"], cube_files["gaptv"], "--truth", cube_files["truth"],
+                              "-o", tmp_path / "o", "-q")
+    assert code == 0, stderr
+    assert len(drawn) == 2 and all(np.array_equal(t, truth) for _, t in drawn)
+
+
+def test_cli_renders_scenes_of_a_stack_named_stem_n(tmp_path, capsys):
+    stack = np.stack([random_cube(16, 12, seed=20 + i) for i in range(3)])
+    np.savez(tmp_path / "stack.npz", truth=(stack * 255).astype(np.uint8), wavelengths_nm=WAVELENGTHS)
+    code, stdout, stderr = run_cli(capsys, f"{tmp_path / 'stack.npz'}:1", "-o", tmp_path / "one", "-q")
+    assert code == 0, stderr
+    assert stdout.splitlines() == [str(tmp_path / "one" / name) for name in ("stack_1_rgb.png", "stack_1_bands.png")]
+    expected = render.false_color((stack[1] * 255).astype(np.uint8) / 255.0, WAVELENGTHS)
+    assert np.array_equal(iio.imread(tmp_path / "one" / "stack_1_rgb.png"), expected)
+    code, stdout, stderr = run_cli(capsys, tmp_path / "stack.npz", "-o", tmp_path / "all", "-q")  # all its scenes
+    assert code == 0, stderr
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == sorted(
+        f"stack_{i}_{kind}.png" for i in range(3) for kind in ("rgb", "bands"))
+    code, _, stderr = run_cli(capsys, f"{tmp_path / 'stack.npz'}:5", "-o", tmp_path / "beyond")
+    assert code == 2 and "holds 3 scenes" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_cli_stack_scenes_pair_with_the_truths_they_came_from(two_scenes, capsys, monkeypatch):
+    tmp_path, truths = two_scenes
+    drawn = _error_map_pairs(monkeypatch)
+    for i in range(2):  # stack_N, as simulate and reconstruct name a stack's scenes
+        np.save(tmp_path / f"stack_{i}.npy", np.clip(truths[i] + 0.01, 0, 1))
+    code, _, stderr = run_cli(capsys, tmp_path / "stack_1.npy", tmp_path / "stack_0.npy",
+                              "--truth", tmp_path / "stack.npz", "-o", tmp_path / "o", "-q")
+    assert code == 0, stderr
+    assert len(drawn) == 2 and all(np.abs(cube - truth).max() <= 0.0101 for cube, truth in drawn)
+
+
+def test_cli_refuses_a_band_count_without_wavelengths(tmp_path, capsys):
+    from test_cli_pipeline import one_line_error
+
+    np.save(tmp_path / "x31.npy", random_cube(20, 24, bands=31))
+    code, stdout, stderr = run_cli(capsys, tmp_path / "x31.npy", "--bands", "31", "-o", tmp_path / "r")
+    line = one_line_error(stderr)
+    assert code == 1 and stdout == ""
+    assert "31 bands" in line and "--wavelengths" in line and "comma list" in line
+    assert not (tmp_path / "r").exists()
+    listing = tmp_path / "wl.txt"
+    listing.write_text("\n".join(str(400 + 10 * i) for i in range(31)))
+    code, _, stderr = run_cli(capsys, tmp_path / "x31.npy", "--bands", "31", "--wavelengths", listing,
+                              "-o", tmp_path / "r", "-q")
+    assert code == 0, stderr
+    expected = render.false_color(np.load(tmp_path / "x31.npy"), 400.0 + 10 * np.arange(31))
+    assert np.array_equal(iio.imread(tmp_path / "r" / "x31_rgb.png"), expected)
+
+
+def test_cli_names_a_set_written_in_another_figure_format(cube_files, tmp_path, capsys):
+    from test_cli_pipeline import one_line_error
+
+    out = tmp_path / "cmp"
+    code, _, stderr = run_cli(capsys, cube_files["mst"], "--truth", cube_files["truth"], "--figure-format", "svg",
+                              "-o", out, "-q")
+    assert code == 0, stderr
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, stdout, stderr = run_cli(capsys, cube_files["mst"], "-o", out)
+    line = one_line_error(stderr)
+    assert code == 2 and stdout == ""
+    assert "--figure-format svg" in line and "interrupted" not in line and "--overwrite" in line
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    code, _, stderr = run_cli(capsys, cube_files["mst"], "-o", out, "--overwrite", "-q")
+    assert code == 0, stderr
+    assert {"mst_bands.png", "mst_bands.svg"} <= {p.name for p in out.iterdir()}
+    # A set left incomplete by an interrupted run is still said to be one.
+    code, _, stderr = run_cli(capsys, cube_files["gaptv"], "-o", out, "-q")
+    assert code == 0, stderr
+    (out / "gaptv_bands.png").unlink()
+    code, _, stderr = run_cli(capsys, cube_files["gaptv"], "-o", out)
+    assert code == 2 and "interrupted" in one_line_error(stderr)

@@ -173,3 +173,4 @@ def complete_network(incomplete: str) -> list[str]:
     from hsra_cli.registry import model_names
 
     return [name for name in model_names(networks_only=True, tags=False) if name.startswith(incomplete)]
+

@@ -23,6 +23,12 @@ class ConventionChoice(str, Enum):
 
 # Integer cubes are read unscaled by hsra_cli.io; these are the full-scale values that map them to [0, 1].
 
+#: The suffixes an --output-file of each format may have (the format is told from them without --json/--csv).
+_OUTPUT_SUFFIXES = {"json": (".json",), "csv": (".csv",)}
+
+#: Column headers of the metrics (table, notes).
+_HEADERS = {"psnr": "PSNR", "ssim": "SSIM", "sam": "SAM", "ergas": "ERGAS", "lpsnr8": "LPSNR8", "lpsnr16": "LPSNR16"}
+
 _CONVENTION_TEXT = {
     "field": "field convention: prediction clipped to [0,1], both cubes quantised to uint8, peak 255",
     "float": "float convention: prediction clipped to [0,1], floats, peak 1",
@@ -82,48 +88,49 @@ def evaluate(
     mean PSNR of non-overlapping p×p tiles (hsra's definition). A pair that fails does not stop the others
     (exit code 1 at the end).
     """
-    import numpy as np
     from rich.markup import escape
 
     from hsra_cli.cli._common import alias, console
-    from hsra_cli.errors import HsraError, InputFileError, ShapeError, UsageError, ValueRangeError, key_option
-    from hsra_cli.inputs import SceneReader, collect, pair_scenes, scenes_of, unmatched_message
+    from hsra_cli.errors import HsraError, InputFileError, UsageError, key_option
+    from hsra_cli.inputs import SceneReader, collect, pair_scenes, scenes_of, score_pair, unmatched_message
 
     output = alias(output, old_output, "--output-file", "-o/--output")
     if as_json and as_csv:
         raise UsageError("--json and --csv are exclusive; choose one")
     output_kind = "json" if as_json else "csv" if as_csv else None
     if output is not None:
-        suffix_kind = {".json": "json", ".csv": "csv"}.get(output.suffix.lower())
         if output_kind is None:
-            if suffix_kind is None:
+            output_kind = next((kind for kind, suffixes in _OUTPUT_SUFFIXES.items()
+                                if output.suffix.lower() in suffixes), None)
+            if output_kind is None:
                 raise UsageError(
                     f"cannot tell the format of {str(output)!r} from its suffix; use .json/.csv or pass --json/--csv"
                 )
-            output_kind = suffix_kind
 
     from hsra_cli import io as hsra_io
     from hsra_cli.batch import check_not_inputs
-    from hsra_cli.metrics import evaluate_cube
+    from hsra_cli.metrics import check_prediction
 
     failed: list[tuple[str, HsraError]] = []
 
     def expand(specs, scene_key, key_flag):
         sources, problems, _ = collect(specs)
-        failed.extend(problems)
+        for spec, exc in problems:
+            _add_failure(failed, spec, exc)
         scenes = []
         for source in sources:
             try:
                 with key_option(key_flag):
                     scenes.extend(scenes_of(source, scene_key))
             except HsraError as exc:
-                failed.append((str(source.path), exc))
+                _add_failure(failed, str(source.path), exc)
         return sources, scenes
 
     pred_sources, pred_scenes = expand(predictions, key, "--key")
     truth_sources, truth_scenes = expand(truths, truth_key, "--truth-key")
     if output is not None:
         check_not_inputs([output], [s.path for s in pred_sources + truth_sources], "give --output-file another name")
+        hsra_io.check_output_suffix(output, _OUTPUT_SUFFIXES[output_kind], f"the {output_kind.upper()} of --{output_kind}")
         hsra_io.check_writable(output, overwrite=overwrite)  # fail before any work
     # With no usable truth at all, the truths' own errors say it all.
     pairs, unmatched = pair_scenes(pred_scenes, truth_scenes, by_position=pair_by_position) if truth_scenes else ([], [])
@@ -132,28 +139,27 @@ def evaluate(
     single = len(pairs) + len(failed) == 1
 
     pred_reader, truth_reader = SceneReader(key, bands), SceneReader(truth_key, bands, key_flag="--truth-key")
-    scenes = []
+    scored = []  # (row, prediction, truth)
     for prediction, truth in pairs:
         try:
             pred = _read_scaled(pred_reader, prediction, quiet)
+            check_prediction(pred, f"the prediction {prediction}")  # before the truth is read: fail early
             true = _read_scaled(truth_reader, truth, quiet)
-            try:
-                metrics = evaluate_cube(pred, true, convention=convention.value)
-            except ShapeError as exc:
-                raise ShapeError(f"{prediction} vs {truth}: {exc}") from None
-            if not np.any(true):  # the metrics would be NaN or meaningless: a wrong file or key, not a score
-                raise ValueRangeError(
-                    f"truth {truth} is all zero: nothing to score against; expected a cube of reflectances "
-                    "(the right file and --truth-key?)"
-                )
+            metrics = score_pair(pred, true, prediction, truth, convention=convention.value)
         except HsraError as exc:
             failed.append((str(prediction), exc))
             continue
         except MemoryError:
             failed.append((str(prediction), InputFileError(f"out of memory scoring {prediction} against {truth}")))
             continue
-        scenes.append({"name": prediction.name, "pred": str(prediction), "truth": str(truth), **metrics})
-    _name_methods_apart(scenes)
+        scored.append(({"name": prediction.name, "method": "", "pred": str(prediction), "truth": str(truth),
+                        **metrics}, prediction, truth))
+    _name_methods_apart(scored)
+    scenes = [row for row, _, _ in scored]
+    means = _means(scenes)
+    if not scenes and output_kind == "json" and output is None:
+        # a parser reading stdout still gets a document: no scenes, and what failed
+        _write_stdout(_format_json(scenes, means, convention.value, failed))
     if single and failed:
         raise failed[0][1]
     for spec, error in failed:
@@ -161,83 +167,190 @@ def evaluate(
     if not scenes:
         console.print(f"[red]0 scored, {len(failed)} failed[/red]")
         return 1
-    means = _means(scenes)
+    _note_undefined_means(means, quiet)
 
     if output_kind is None:
         _print_table(scenes, means, convention.value)
     else:
         text = _format_json(scenes, means, convention.value, failed) if output_kind == "json" else _format_csv(scenes, means)
         if output is None:
-            import sys
-
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            _write_stdout(text)
             info(f"{len(scenes)} scene(s) scored; {_CONVENTION_TEXT[convention.value]}", quiet)
         else:
             from hsra_cli.batch import clean_stale_temporaries
 
-            clean_stale_temporaries(output.parent, lambda text: info(f"note: {text}", quiet))
+            clean_stale_temporaries(output.parent, lambda text: info(f"note: {escape(text)}", quiet))
             with hsra_io.atomic_output(output, overwrite=overwrite) as temporary:
                 temporary.write_text(text, encoding="utf-8")
-            info(f"wrote {output} ({len(scenes)} scene(s); {_CONVENTION_TEXT[convention.value]})", quiet)
+            info(f"wrote {escape(str(output))} ({len(scenes)} scene(s); {_CONVENTION_TEXT[convention.value]})", quiet)
     if failed:
         console.print(f"[red]{len(scenes)} scored, {len(failed)} failed[/red]")
         return 1
     return 0
 
 
-def _method_of(prediction_path: str) -> str:
-    """The method that made a prediction: the model in the JSON record beside it, else its folder's name."""
+def _write_stdout(text: str) -> None:
+    import sys
+
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _add_failure(failed: list, spec: str, error) -> None:
+    """Record that ``spec`` failed. A file that fails both as prediction and as truth (``two.mat --truth two.mat``,
+    a file holding several arrays) is one input: its failures become one, naming both flags or both problems."""
+    from hsra_cli.errors import InputFileError, KeyChoiceError, UsageError
+
+    for index, (other_spec, other) in enumerate(failed):
+        if other_spec != spec:
+            continue
+        if str(other) == str(error):
+            return
+        if (isinstance(other, KeyChoiceError) and isinstance(error, KeyChoiceError)
+                and other.template == error.template):
+            failed[index] = (spec, KeyChoiceError(other.template, f"{other.option} and {error.option}"))
+        else:
+            kind = UsageError if other.exit_code == UsageError.exit_code else InputFileError
+            failed[index] = (spec, kind(f"{other}; and as truth: {error}"))
+        return
+    failed.append((spec, error))
+
+
+def _name_ending(prediction, truth) -> str:
+    """What follows the truth's name in the prediction's (``scene01_mst`` ↔ ``scene01``: ``mst``), the way
+    :func:`hsra_cli.inputs.pair_scenes` pairs them; "" when the names are alike or unrelated (by position)."""
+    from hsra_cli.inputs import _NAME_SEPARATORS, _truth_name, _truth_stem
+
+    names = [_truth_name(truth)] + ([f"{_truth_stem(truth)}_{truth.index}"] if truth.index is not None else [])
+    if prediction.name in names:
+        return ""
+    for name in sorted(names, key=len, reverse=True):
+        rest = prediction.name[len(name):]
+        if prediction.name.startswith(name) and len(rest) > 1 and rest[0] in _NAME_SEPARATORS:
+            return rest[1:]
+    return ""
+
+
+def _method_of(prediction, truth) -> tuple[str, bool]:
+    """The method that made a prediction, and whether it is named (rather than its folder's name): the model in
+    the JSON record beside it, else its name's ending after the truth's name (``scene01_mst``: ``mst``), else
+    its folder's name (of the absolute path: files of the current folder too have one)."""
     import json
 
-    path = Path(str(prediction_path))
-    if not path.exists():  # a scene of a stack, "stack.npz:3"
-        path = Path(str(prediction_path).rpartition(":")[0])
-    record = path.with_suffix(".json")
+    from hsra_cli.inputs import absolute
+
     try:
-        model = json.loads(record.read_text(encoding="utf-8")).get("model")
+        model = json.loads(prediction.path.with_suffix(".json").read_text(encoding="utf-8")).get("model")
         if isinstance(model, str) and model:
-            return model
+            return model, True
     except (OSError, ValueError, AttributeError):
         pass
-    return path.parent.name
+    ending = _name_ending(prediction, truth)
+    if ending:
+        return ending, True
+    return absolute(prediction.path).parent.name, False
 
 
-def _name_methods_apart(scenes: list[dict]) -> None:
-    """Rows scored against the same truth were made by several methods: each gets its ``method`` (so the means
-    are taken per method), and same-named ones (from different folders) get it in their name too,
-    ``colorchecker (hsra-s.any)``; ``scene_hsra-s`` and ``scene_gap-tv`` of one folder keep theirs."""
-    names = [scene["name"] for scene in scenes]
-    truths = [scene["truth"] for scene in scenes]
-    for scene in scenes:
-        if truths.count(scene["truth"]) > 1:
-            scene["method"] = _method_of(scene["pred"])
-            if names.count(scene["name"]) > 1:
-                scene["name"] = f"{scene['name']} ({scene['method']})"
+def _distinct_tails(folders: list[Path]) -> dict[Path, str]:
+    """The shortest trailing parts that tell the folders apart: ``x/out`` and ``y/out``, ``rec_a`` and ``rec_b``."""
+    for count in range(1, max(len(folder.parts) for folder in folders) + 1):
+        tails = {folder: "/".join(folder.parts[-count:]) for folder in folders}
+        if len(set(tails.values())) == len(folders):
+            return tails
+    return {folder: str(folder) for folder in folders}
 
 
-def _means(scenes: list[dict]) -> list[tuple[str | None, dict]]:
-    """The means the outputs show, as ``(method, values)``: one over every scene (method None), or, when the rows
-    compare methods, each method's own mean over its scenes (a mean across methods means nothing). The table,
-    the JSON and the CSV all show these."""
-    from hsra_cli.metrics import mean_over_scenes
+def _name_methods_apart(scored: list) -> None:
+    """Give each row (of ``(row, prediction, truth)``) its ``method``, the run that made it, whose scenes the
+    means average; same-named rows get it in their name too, ``scene07 (hsra-s.any)``.
 
-    methods = [scene["method"] for scene in scenes if "method" in scene]
-    if not methods:
-        return [(None, mean_over_scenes(scenes))]
-    groups = [(method, [s for s in scenes if s.get("method") == method]) for method in dict.fromkeys(methods)]
-    return [(method, mean_over_scenes(own)) for method, own in groups if len(own) > 1]
+    A run is a method (:func:`_method_of`); but one run never scores a truth twice, so a method with two rows
+    of one truth is several runs (``rec_a/`` and ``rec_b/`` of one model, one run written as .mat and .h5):
+    they are told apart by their folder (``hsra-s.any, rec_a``), else their file type (``hsra-s.any, .h5``),
+    else each file is a run of its own (``a.npy`` and ``b.npy`` against one truth)."""
+    from hsra_cli.inputs import absolute
+
+    entries = []
+    for row, prediction, truth in scored:
+        method, named = _method_of(prediction, truth)
+        entries.append({"row": row, "label": method, "named": named, "truth": str(truth),
+                        "folder": absolute(prediction.path).parent, "suffix": prediction.path.suffix.lower(),
+                        "file": str(prediction)})
+
+    def split(group: list, level: int) -> None:
+        truths = [entry["truth"] for entry in group]
+        if len(set(truths)) == len(truths) or level > 2:
+            return
+        attribute = ("folder", "suffix", "file")[level]
+        values = list(dict.fromkeys(entry[attribute] for entry in group))
+        if len(values) == 1:
+            split(group, level + 1)
+            return
+        tails = _distinct_tails(values) if attribute == "folder" else {}
+        for value in values:
+            own = [entry for entry in group if entry[attribute] == value]
+            for entry in own:
+                if attribute == "folder":
+                    entry["label"] = f"{entry['label']}, {tails[value]}" if entry["named"] else tails[value]
+                elif attribute == "suffix":
+                    entry["label"] = f"{entry['label']}, {value}"
+                else:
+                    name = entry["row"]["name"]
+                    entry["label"] = f"{entry['label']}, {name}" if entry["named"] else name
+            split(own, level + 1)
+
+    for label in list(dict.fromkeys(entry["label"] for entry in entries)):
+        split([entry for entry in entries if entry["label"] == label], 0)
+    names = [entry["row"]["name"] for entry in entries]
+    for entry in entries:
+        entry["row"]["method"] = entry["label"]
+        if names.count(entry["row"]["name"]) > 1:
+            entry["row"]["name"] = f"{entry['row']['name']} ({entry['label']})"
+    names = [entry["row"]["name"] for entry in entries]
+    for entry in entries:  # still alike (one method's files of one name, paired by position): their paths
+        if names.count(entry["row"]["name"]) > 1:
+            entry["row"]["name"] = entry["file"]
 
 
-def _mean_label(method: str | None) -> str:
-    return "mean" if method is None else f"mean ({method})"
+def _means(scenes: list[dict]) -> list[tuple[str, dict, dict]]:
+    """The means the outputs show, as ``(method, values, counts)``: each method's own mean over its scenes (a
+    mean across methods means nothing), ``counts`` saying how many scenes each metric's mean is over (fewer
+    than the method's scenes where the metric is undefined for some). The table, the JSON and the CSV all
+    show these, one per method, even for a method with one scene."""
+    from hsra_cli.metrics import defined_counts, mean_over_scenes
+
+    groups = [[s for s in scenes if s["method"] == method] for method in dict.fromkeys(s["method"] for s in scenes)]
+    return [(own[0]["method"], mean_over_scenes(own), defined_counts(own)) for own in groups]
+
+
+def _mean_label(method: str, means: list) -> str:
+    """``mean`` for the one method (or one without a name), ``mean (METHOD)`` when several are compared."""
+    return "mean" if len(means) == 1 or not method else f"mean ({method})"
+
+
+def _note_undefined_means(means: list, quiet: bool) -> None:
+    """Say on stderr when a mean is over fewer scenes than its method's (a metric undefined for some)."""
+    from rich.markup import escape
+
+    from hsra_cli.metrics import UNDEFINED_WHEN
+
+    for method, _, counts in means:
+        scenes = counts["psnr"]  # PSNR is defined for every scene
+        where = f" of {escape(method)}" if len(means) > 1 else ""
+        for key, count in counts.items():
+            if count < scenes:
+                over = f"its mean is over {count}" if count else "it has no mean"
+                info(f"note: {_HEADERS[key]} is undefined for {scenes - count} of {scenes} scene(s){where} "
+                     f"({UNDEFINED_WHEN.get(key, 'nothing to measure')}): {over}", quiet)
 
 
 def _read_scaled(reader, scene, quiet: bool):
     """Read a scene as H×W×C float32 with stored integers brought to [0, 1]."""
     cube, _, note = reader.read(scene)
     if note:
-        info(note, quiet)
+        from rich.markup import escape
+
+        info(escape(note), quiet)
     return cube
 
 
@@ -253,6 +366,9 @@ def _json_number(value: float):
 
 
 def _format_json(scenes: list[dict], means: list, convention: str, failed=()) -> str:
+    """The JSON report; its keys are always there: ``mean_by_method`` (one entry per method) and
+    ``mean_scene_counts`` (how many scenes each of those means is over, metric by metric), ``failed`` (maybe
+    empty), and ``mean`` too when there is one method (as before methods were told apart)."""
     import json
 
     payload = {
@@ -261,14 +377,12 @@ def _format_json(scenes: list[dict], means: list, convention: str, failed=()) ->
             {k: (_json_number(v) if isinstance(v, float) else v) for k, v in scene.items()} for scene in scenes
         ],
     }
-    for method, values in means:  # "mean", or one "mean_by_method" entry per method compared
-        numbers = {k: _json_number(v) for k, v in values.items()}
-        if method is None:
-            payload["mean"] = numbers
-        else:
-            payload.setdefault("mean_by_method", {})[method] = numbers
-    if failed:
-        payload["failed"] = [{"input": spec, "error": str(error)} for spec, error in failed]
+    by_method = {method: {k: _json_number(v) for k, v in values.items()} for method, values, _ in means}
+    if len(means) == 1:
+        payload["mean"] = next(iter(by_method.values()))
+    payload["mean_by_method"] = by_method
+    payload["mean_scene_counts"] = {method: dict(counts) for method, _, counts in means}
+    payload["failed"] = [{"input": spec, "error": str(error)} for spec, error in failed]
     return json.dumps(payload, indent=2) + "\n"
 
 
@@ -281,19 +395,18 @@ def _format_csv(scenes: list[dict], means: list) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["name", *columns])
     for row_name, values in [*((scene["name"], scene) for scene in scenes),
-                             *((_mean_label(method), values) for method, values in means)]:
+                             *((_mean_label(method, means), values) for method, values, _ in means)]:
         writer.writerow([row_name, *("" if values[k] != values[k] else f"{values[k]:.6f}" for k in columns)])
     return buffer.getvalue()
 
 
 def _print_table(scenes: list[dict], means: list, convention: str) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from hsra_cli.cli._common import stdout
     from hsra_cli.metrics import METRIC_UNITS
 
-    headers = {"psnr": "PSNR", "ssim": "SSIM", "sam": "SAM", "ergas": "ERGAS", "lpsnr8": "LPSNR8",
-               "lpsnr16": "LPSNR16"}
     digits = {"psnr": 2, "ssim": 4, "sam": 2, "ergas": 2, "lpsnr8": 2, "lpsnr16": 2}
     table = Table(
         title=f"Metrics ({convention} convention)",
@@ -302,15 +415,15 @@ def _print_table(scenes: list[dict], means: list, convention: str) -> None:
     table.add_column("scene")
     for column in _metric_columns():
         unit = {"dB": " (dB)", "degrees": " (°)"}.get(METRIC_UNITS[column], "")
-        table.add_column(headers[column] + unit, justify="right")
+        table.add_column(_HEADERS[column] + unit, justify="right")
 
     def cells(values: dict) -> list[str]:
         return ["–" if values[k] != values[k] else f"{values[k]:.{digits[k]}f}" for k in _metric_columns()]
 
-    for scene in scenes:
-        table.add_row(scene["name"], *cells(scene))
+    for scene in scenes:  # names are the user's: escaped, so "[bold]b.npy" shows as it is
+        table.add_row(escape(scene["name"]), *cells(scene))
     if means:
         table.add_section()
-    for method, values in means:
-        table.add_row(_mean_label(method), *cells(values), style="bold")
+    for method, values, _ in means:
+        table.add_row(escape(_mean_label(method, means)), *cells(values), style="bold")
     stdout.print(table)

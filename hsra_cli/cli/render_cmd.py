@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import SKIP_EXISTING_HELP, info, parse_point, require_files
+from hsra_cli.cli._common import SKIP_EXISTING_HELP, info, parse_point
 
 #: The comparison figure is <scene>_comparison.<format>; the scene is the cubes' shared name, else the truth's.
 COMPARISON_SUFFIX = "comparison"
@@ -40,22 +40,22 @@ def _record_model(path: Path) -> Optional[str]:
     return str(model) if isinstance(model, str) and model else None
 
 
-def _labels(cubes: list[Path], given: list[str]) -> list[str]:
-    """One label per cube: --label as given, else the record's model, else the folder's name when two cubes
-    share a file name, else the file's stem."""
+def _labels(cubes: list, given: list[str]) -> list[str]:
+    """One label per cube (a :class:`~hsra_cli.inputs.Scene`): --label as given, else the record's model (a whole
+    file's), else the folder's name when two cubes share a name, else the cube's name (``stem``, ``stem_3``)."""
     from ..errors import UsageError
 
     if given and len(given) != len(cubes):
         raise UsageError(f"got {len(given)} --label for {len(cubes)} cubes; expected one per cube")
     if given:
         return list(given)
-    stems = [path.stem for path in cubes]
+    stems = [scene.stem for scene in cubes]
     labels = []
-    for path in cubes:
-        model = _record_model(path)
+    for scene in cubes:
+        model = _record_model(scene.path) if scene.index is None else None
         if model is None:
-            shared = stems.count(path.stem) > 1
-            model = (path.resolve().parent.name or path.stem) if shared else path.stem
+            shared = stems.count(scene.stem) > 1
+            model = (scene.path.resolve().parent.name or scene.stem) if shared else scene.stem
         labels.append(model)
     return labels
 
@@ -64,11 +64,76 @@ def _file_part(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._]+", "-", label).strip("-.") or "cube"
 
 
-def _scene_name(stems: list[str], truths: list[Optional[Path]]) -> str:
+def _scene_name(stems: list[str], truths: list) -> str:
     if len(set(stems)) == 1:
         return stems[0]
-    named = {path.stem for path in truths if path is not None}
+    named = {scene.stem for scene in truths if scene is not None}
     return named.pop() if len(named) == 1 else "scene"
+
+
+def _scenes(specs, key: Optional[str], key_flag: str):
+    """The scenes that input specs name (files, folders, patterns, ``stack.npz:0-2``: :mod:`hsra_cli.inputs`,
+    as ``hsra evaluate`` reads them), and ``(spec, error)`` for each spec or file that names none."""
+    from ..errors import HsraError, key_option
+    from ..inputs import absolute, collect, scenes_of
+
+    sources, problems, _ = collect(specs)
+    scenes, seen = [], set()
+    for source in sources:
+        try:
+            with key_option(key_flag):
+                found = scenes_of(source, key)
+        except HsraError as exc:
+            problems.append((source.spec, exc))
+            continue
+        for scene in found:  # stack.npz:0-2 and stack.npz:2 name scene 2 once
+            if (absolute(scene.path), scene.index) not in seen:
+                seen.add((absolute(scene.path), scene.index))
+                scenes.append(scene)
+    return scenes, problems
+
+
+def _pair_truths(cubes: list, truths: list, by_position: bool):
+    """Each cube's truth (None without --truth), and ``(cube, error)`` for each cube with none.
+
+    Paired as ``hsra evaluate`` pairs (:func:`hsra_cli.inputs.pair_scenes`): by name, or in the order given with
+    ``by_position``. One truth serves every cube when no cube is named after a scene (several methods'
+    reconstructions of one scene, ``mst.npy gaptv.npy --truth scene01.mat``); a cube named after another scene
+    than the one truth's is refused, never drawn against it."""
+    from ..errors import UsageError
+    from ..inputs import pair_scenes, unmatched_message
+
+    if not truths:
+        return {}, []
+    pairs, unmatched = pair_scenes(cubes, truths, by_position=by_position)
+    if len(truths) == 1 and not pairs:
+        pairs, unmatched = [(cube, truths[0]) for cube in cubes], []
+    return dict(pairs), [(cube, UsageError(unmatched_message(cube, truths))) for cube in unmatched]
+
+
+def _plan(files: list[Path], figure_format: str, *, skip_existing: bool, overwrite: bool) -> str:
+    """:func:`hsra_cli.batch.plan_set` for one cube's files; a set that reads as incomplete only because an earlier
+    run wrote its figures in another --figure-format is said to be so (not taken for an interrupted run)."""
+    from ..batch import plan_set
+    from ..errors import OutputExistsError
+    from ..render import written_by_hsra
+
+    try:
+        return plan_set(files, skip_existing=skip_existing, overwrite=overwrite)
+    except OutputExistsError:
+        present = [path for path in files if path.exists()]
+        missing = [path for path in files if not path.exists()]
+        others = [fmt.value for fmt in FigureFormat if fmt.value != figure_format]
+        elsewhere = [(path, path.with_suffix(f".{fmt}")) for path in missing for fmt in others
+                     if path.with_suffix(f".{fmt}").exists()]
+        if not (present and elsewhere and all(written_by_hsra(path) for path in present)):
+            raise
+        path, other = elsewhere[0]
+        raise OutputExistsError(
+            f"{present[0]} exists, from a run with --figure-format {other.suffix[1:]} ({other.name} is there, "
+            f"{path.name} is not); pass --overwrite to replace it and add the {figure_format} figures, or write to "
+            "another folder (-o)"
+        ) from None
 
 
 def _parse_wavelengths(text: str):
@@ -112,13 +177,11 @@ def _parse_exposure(text: str):
     return value
 
 
-def _load(path: Path, key: Optional[str], bands: Optional[int], notes: list):
-    """(cube H×W×C float32, wavelengths stored in the file or None); integer data scaled to [0, 1], which is
-    noted in ``notes`` (said once the cube is accepted, so that a refusal stays one line)."""
-    from ..io import read_cube, unit_range
-
-    cube, loaded = read_cube(path, key=key, bands=bands)
-    cube, note = unit_range(cube, loaded)
+def _load(reader, scene, notes: list):
+    """(cube H×W×C float32, wavelengths stored in its file or None) of a scene read by ``reader``
+    (:class:`~hsra_cli.inputs.SceneReader`); integer data scaled to [0, 1], which is noted in ``notes`` (said once
+    the cube is accepted, so that a refusal stays one line)."""
+    cube, loaded, note = reader.read(scene)
     if note:
         notes.append(note)
     metadata = loaded.metadata or {}
@@ -138,6 +201,8 @@ def _old_output_dir(ctx: typer.Context, value: Optional[Path]):
         "[bold]Examples[/bold]\n\n"
         "  hsra render recon.npy -o previews/\n\n"
         "  hsra render out/ -o previews/   [dim]# every cube of a folder[/dim]\n\n"
+        "  hsra render kaist_truth.npz:0-2 -o previews/   [dim]# scenes of a stack: kaist_truth_0_rgb.png …[/dim]\n\n"
+        "  hsra render out/ --truth truth/ -o figs/   [dim]# error maps, truths paired by name[/dim]\n\n"
         "  hsra render recon.h5 --key cube --pixel 80,120 --pixel 200,40 -o previews/\n\n"
         "  hsra render mst.npy gaptv.npy --truth scene01.mat --side-by-side -o figs/\n\n"
         "  hsra render hsra-s/scene01.mat gap-tv/scene01.mat --truth truth/scene01.mat --side-by-side "
@@ -150,7 +215,8 @@ def _old_output_dir(ctx: typer.Context, value: Optional[Path]):
 def render(
     cube_specs: List[str] = typer.Argument(
         ..., metavar="CUBES...", show_default=False,
-        help="Cube files (H×W×C or C×H×W; .npy .npz .mat .h5 .tif), folders or quoted patterns.",
+        help="Cubes (H×W×C or C×H×W; .npy .npz .mat .h5 .tif): files, folders, quoted patterns, N×H×W×C stacks, "
+        "stack.npz:SCENES (a scene's files are named stack_N).",
     ),
     out: Path = typer.Option(
         ..., "-o", "--out", show_default=False, help="Folder for the PNGs (created if missing)."
@@ -163,8 +229,14 @@ def render(
     ),
     point: List[str] = typer.Option([], "--point", hidden=True),  # the old spelling: x,y (column, row)
     radius: int = typer.Option(0, "--radius", min=0, help="Average each spectrum over a (2r+1)² square."),
-    truth: List[Path] = typer.Option(
-        [], "--truth", help="Ground-truth cube: one per cube, or one for all (same scene)."
+    truth: List[str] = typer.Option(
+        [], "--truth", metavar="TRUTH",
+        help="Ground truth, the same syntax as the cubes; repeatable. Paired with the cubes by name as in hsra "
+        "evaluate (scene01 ↔ scene01, scene01_gt; scene01_<method> ↔ scene01); one truth serves cubes not named "
+        "after a scene (several methods' cubes of one scene).",
+    ),
+    pair_by_position: bool = typer.Option(
+        False, "--pair-by-position", help="Pair with --truth in the order given (or one truth for all) instead of by name."
     ),
     side_by_side: bool = typer.Option(
         False, "--side-by-side",
@@ -186,7 +258,8 @@ def render(
     wavelengths: Optional[str] = typer.Option(
         None,
         "--wavelengths",
-        help="Band centres (nm): comma list or text file (default: stored in the cube, else 28 bands).",
+        help="Band centres (nm): comma list or text file (default: stored in the cube, else the field's list for "
+        "28 bands; other band counts need it).",
     ),
     exposure: str = typer.Option(
         "auto", "--exposure", help="'auto' (99.5th percentile of luminance at 0.95) or a gain (1: white at full scale)."
@@ -221,7 +294,8 @@ def render(
     and <stem>_bands.png (one panel per band, one shared scale). Same-named cubes from different folders are
     told apart by their labels: <stem>_<label>_rgb.png.
 
-    --pixel adds <stem>_spectra.png (the pixels marked on the image); --truth adds <stem>_error.png;
+    --pixel adds <stem>_spectra.png (the pixels marked on the image); --truth adds <stem>_error.png (truths are
+    paired with the cubes by name, as hsra evaluate pairs them);
     --side-by-side adds <scene>_comparison.png. --figure-format pdf|svg writes those figures as vectors.
 
     The written paths go to stdout, one per line. Every output path is checked before anything is written;
@@ -230,32 +304,32 @@ def render(
     """
     from rich.markup import escape
 
-    from ..batch import BatchResult, check_not_inputs, clean_stale_temporaries, plan_set
-    from ..errors import INTERRUPTS, HsraError, ShapeError, UsageError
-    from ..inputs import collect
+    from ..batch import BatchResult, check_not_inputs, clean_stale_temporaries
+    from ..errors import INTERRUPTS, HsraError, KeyChoiceError, ShapeError, UsageError
+    from ..inputs import SceneReader
     from ..io import output_folder
     from ._common import alias, console, parse_offset, print_summary, value_of
 
     output_dir = alias(out, old_output_dir, "--out", "--output-dir")
-    sources, problems, _ = collect(cube_specs)
-    problems += [(s.spec, UsageError(f"{s.spec!r}: render reads whole cube files; drop the scene selector"))
-                 for s in sources if s.scenes is not None]
-    cubes = [source.path for source in sources if source.scenes is None]
+    if pair_by_position and not truth:
+        raise UsageError("--pair-by-position pairs cubes with --truth; give --truth or drop it")
+    cubes, problems = _scenes(cube_specs, key, "--key")
+    truth_scenes, truth_problems = _scenes(truth, truth_key, "--truth-key")
+    if truth_problems:  # a truth that names nothing: the call is wrong, before any cube is drawn
+        error = truth_problems[0][1]
+        raise (error if isinstance(error, KeyChoiceError) else type(error)(f"--truth: {error}")) from None
+    truth_of, unmatched = _pair_truths(cubes, truth_scenes, pair_by_position)
+    problems += [(str(cube), error) for cube, error in unmatched]
+    cubes = [cube for cube in cubes if cube not in {scene for scene, _ in unmatched}]
     single = len(cubes) + len(problems) == 1  # one cube: no progress chatter; a failure is the one error line
     if problems and (side_by_side or single):
         raise problems[0][1]  # a comparison needs every cube; a single cube's error is the one line
-
-    if len(truth) not in (0, 1, len(cubes)):
-        raise UsageError(
-            f"got {len(truth)} --truth files for {len(cubes)} cubes; expected one per cube, or one for all"
-        )
     # Spectra plots take (x, y) = (column, row); --pixel is row,col like every coordinate option of hsra.
     pixel_points = [tuple(reversed(parse_offset(text, "--pixel"))) for text in pixel]
     old_points = [parse_point(text) for text in point]
     points = pixel_points + old_points
     exposure_value = _parse_exposure(exposure)
     wavelength_list = _parse_wavelengths(wavelengths) if wavelengths is not None else None
-    require_files(list(truth), "truth cube")
 
     from .. import render as previews
 
@@ -272,7 +346,7 @@ def render(
     fmt = figure_format.value
 
     labels = _labels(list(cubes), list(label))
-    stems = [path.stem for path in cubes]
+    stems = [scene.stem for scene in cubes]
     # Same-named cubes (e.g. one scene reconstructed by several methods into their own folders) are named
     # <stem>_<label>; their labels must then tell them apart.
     names = [f"{stem}_{_file_part(text)}" if stems.count(stem) > 1 else stem for stem, text in zip(stems, labels)]
@@ -282,7 +356,7 @@ def render(
             f"several cubes would be written as {repeated[0]!r}; their previews would collide "
             "(give each a different --label, rename, or render separately)"
         )
-    truths = (list(truth) * len(cubes) if len(truth) == 1 else list(truth)) if truth else [None] * len(cubes)
+    truths = [truth_of.get(cube) for cube in cubes]
     comparison = output_dir / f"{_scene_name(stems, truths)}_{COMPARISON_SUFFIX}.{fmt}"
 
     sets: list[list[Path]] = []  # each cube's files, in the order they are written
@@ -294,26 +368,26 @@ def render(
             files.append(output_dir / f"{name}_error.{fmt}")
         sets.append(files)
     planned = [path for files in sets for path in files] + ([comparison] if side_by_side else [])
-    check_not_inputs(planned, [*cubes, *truth], "write to another folder (-o)")
+    check_not_inputs(planned, [scene.path for scene in [*cubes, *truth_scenes]], "write to another folder (-o)")
     # Every set is checked before anything is written: "skip" (complete, --skip-existing), "write" or "replace".
-    plans = {name: plan_set(files, skip_existing=skip_existing, overwrite=overwrite)
+    plans = {name: _plan(files, fmt, skip_existing=skip_existing, overwrite=overwrite)
              for name, files in zip(names, sets)}
     if side_by_side:  # the comparison is a set of its own
-        plans[comparison] = plan_set([comparison], skip_existing=skip_existing, overwrite=overwrite)
+        plans[comparison] = _plan([comparison], fmt, skip_existing=skip_existing, overwrite=overwrite)
     last_file = {name: files[-1] for name, files in zip(names, sets)}
     with output_folder(output_dir):  # created here; removed again if nothing was written into it
         clean_stale_temporaries(output_dir, lambda text: info(f"note: {escape(text)}", quiet))
 
-        def load(path: Path, truth_path: Optional[Path]):
-            """Read one cube (and its truth) and check them before any of its files is written."""
+        def load(path, truth_path):
+            """Read one cube (and its truth), both scenes, and check them before any of its files is written."""
             if not single:
                 info(f"rendering {escape(str(path))}", quiet)
             notes: list[str] = []
-            cube, file_wavelengths = _load(path, key, bands, notes)
+            cube, file_wavelengths = _load(cube_reader, path, notes)
             true_cube = None
             if truth_path is not None:
                 if truth_path not in loaded_truths:
-                    loaded_truths[truth_path] = _load(truth_path, truth_key, bands, notes)[0]
+                    loaded_truths[truth_path] = _load(truth_reader, truth_path, notes)[0]
                 true_cube = loaded_truths[truth_path]
                 if true_cube.shape != cube.shape:
                     raise ShapeError(
@@ -324,17 +398,13 @@ def render(
             previews.check_points(old_points, cube.shape[0], cube.shape[1], what="--point")
             if patch is not None:
                 previews.check_points([patch[:2]], cube.shape[0], cube.shape[1], what="--grey-patch")
-            if wavelength_list is not None and len(wavelength_list) != cube.shape[2]:
-                raise UsageError(
-                    f"--wavelengths gives {len(wavelength_list)} wavelengths but {str(path)!r} has {cube.shape[2]} bands;"
-                    " expected one per band"
-                )
-            wavelengths_nm = wavelength_list if wavelength_list is not None else file_wavelengths
+            wavelengths_nm = previews.band_centres(cube.shape[2], wavelength_list, file_wavelengths, repr(str(path)))
             for note in notes:  # the cube is accepted: now its notes
                 info(escape(note), quiet)
             return cube, wavelengths_nm, true_cube
 
-        loaded_truths: dict[Path, object] = {}
+        loaded_truths: dict = {}
+        cube_reader, truth_reader = SceneReader(key, bands), SceneReader(truth_key, bands, key_flag="--truth-key")
         jobs = list(zip(cubes, names, truths))
         skipped = [name for name in names if plans[name] == "skip"]
         if side_by_side and plans[comparison] == "skip" and len(skipped) == len(names):
