@@ -286,7 +286,7 @@ def reconstruct_files(
     write under way is finished, and the result comes back with ``interrupted`` and ``left`` set.
     ``calibration``: how the geometry was found (``--mask-offset auto``), kept in every record.
     """
-    from .bands import default_wavelengths
+    from .bands import DEFAULT_BANDS, default_wavelengths
     from .io import atomic_output, output_folder, read_mask, read_measurement, unit_range, write_cube
     from .provenance import add_provenance
     from .render import prepare as prepare_previews, write_previews
@@ -325,12 +325,19 @@ def reconstruct_files(
         return result
 
     mask, mask_loaded = read_mask(mask_path, mask_key)
-    wavelengths = np.asarray(
-        wavelengths_nm if wavelengths_nm is not None else (reconstructor.wavelengths_nm or default_wavelengths(reconstructor.bands)),
-        dtype=np.float64,
-    )
+    # The cube and record keep only wavelengths that are known (given, the weights' card, the field's 28); for other
+    # band counts the previews alone assume an even spread (default_wavelengths), and a note says so.
+    known = wavelengths_nm if wavelengths_nm is not None else (
+        reconstructor.wavelengths_nm or (default_wavelengths(reconstructor.bands)
+                                         if reconstructor.bands == DEFAULT_BANDS else None))
+    wavelengths = np.asarray(known if known is not None else default_wavelengths(reconstructor.bands), dtype=np.float64)
     if wavelengths.shape != (reconstructor.bands,):
         raise UsageError(f"{wavelengths.size} wavelengths given for {reconstructor.bands} bands")
+    stored = None if known is None else wavelengths
+    if stored is None and on_note is not None:
+        on_note(f"no wavelengths are known for {reconstructor.bands} bands: the cubes store none (render them "
+                f"with --wavelengths); the previews assume {reconstructor.bands} bands spread evenly over "
+                f"{wavelengths[0]:g}–{wavelengths[-1]:g} nm")
     with output_folder(out_dir):  # created here; removed again if nothing was written into it
         clean_stale_temporaries(out_dir, on_note)
         env = environment()
@@ -344,7 +351,7 @@ def reconstruct_files(
             # whose writing fails is removed whole.
             written: list[Path] = []
             try:
-                written.append(write_cube(paths["cube"], cube, wavelengths_nm=wavelengths, metadata=meta, overwrite=replace))
+                written.append(write_cube(paths["cube"], cube, wavelengths_nm=stored, metadata=meta, overwrite=replace))
                 if previews:
                     written += write_previews(cube, wavelengths, out_dir, paths["cube"].stem, overwrite=replace)
                     trust = record.get("residual_map") or {}
@@ -406,7 +413,7 @@ def reconstruct_files(
                                           **({"scaled_by": mask_loaded.metadata["mask_scaled_by"]}
                                              if mask_loaded.metadata.get("mask_scaled_by") else {})},
                             "outputs": {k: str(v) for k, v in paths.items()},
-                            "wavelengths_nm": wavelengths.tolist(),
+                            "wavelengths_nm": None if stored is None else stored.tolist(),
                             "arguments": arguments or {},
                             "environment": env,
                         }

@@ -161,7 +161,15 @@ def test_a_3d_shifted_mask_gives_its_band_count(tmp_path, capsys):
     code, _, err = run(["reconstruct", *common, "-o", tmp_path / "rec"], capsys)
     assert code == 0, err
     assert "note: 31 bands, as the 3-D mask's layout shows" in err and "chose gap-tv" in err
-    assert read_cube(tmp_path / "rec" / "meas.mat")[0].shape == (32, 32, bands)
+    rec_cube, rec_loaded = read_cube(tmp_path / "rec" / "meas.mat")
+    assert rec_cube.shape == (32, 32, bands)
+    # no wavelengths are known for 31 bands: none are invented into the cube or its record, a note says so,
+    # and render asks for them
+    assert "wavelengths_nm" not in rec_loaded.metadata
+    assert json.loads((tmp_path / "rec" / "meas.json").read_text())["wavelengths_nm"] is None
+    assert "no wavelengths are known for 31 bands" in err
+    code, _, err = run(["render", tmp_path / "rec" / "meas.mat", "-o", tmp_path / "figs"], capsys)
+    assert code == 1 and "--wavelengths" in one_line_error(err)
     # a network for 28 bands is refused in one line, without the note; --bands still decides
     code, _, err = run(["reconstruct", *common, "-o", tmp_path / "net", "--model", "s"], capsys)
     assert code == 2 and "bands=31" in one_line_error(err) and not (tmp_path / "net").exists()

@@ -83,7 +83,7 @@ def reconstruct(
 ):
     """Reconstruct hyperspectral cubes from CASSI measurements.
 
-    Writes <name>.<format> (H×W×C under key cube, with wavelengths_nm), previews, and, last, <name>.json (arguments,
+    Writes <name>.<format> (H×W×C under key cube, with wavelengths_nm when known), previews, and, last, <name>.json (arguments,
     versions, device, timings, residual ‖A x̂ − y‖/‖y‖), which marks the set complete. Prints the cube paths on
     stdout. Integer measurements are scaled to [0, 1]. A failed input does not stop the others: the summary ends the
     run, exit code 1 if any failed. Ctrl-C or SIGTERM stops after the writes in progress (exit 130 / 143).
@@ -212,7 +212,9 @@ def reconstruct(
                 paths, mask, out, reconstructor, fmt=fmt.value, key=key, mask_key=mask_key,
                 normalize=normalize.value, mask_offset=offset, previews=previews, skip_existing=skip_existing,
                 overwrite=overwrite, arguments=arguments, name=name, on_begin=on_begin, on_start=on_start,
-                on_result=on_result, on_done=on_done, on_note=lambda text: bar.line(f"note: {escape(text)}"),
+                on_result=on_result, on_done=on_done,
+                on_note=(lambda text: notes.append(f"note: {text}")) if single  # said with the others, once done
+                else (lambda text: bar.line(f"note: {escape(text)}")),
                 progress=bar.step, calibration=calibration,
             )
         result.done, result.skipped, result.outputs = batch.done, batch.skipped, batch.outputs
