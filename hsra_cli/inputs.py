@@ -255,7 +255,8 @@ def _truth_name(truth: Scene) -> str:
     return stem if truth.index is None else f"{stem}:{truth.index}"
 
 
-def pair_scenes(predictions: list[Scene], truths: list[Scene], by_position: bool = False):
+def pair_scenes(predictions: list[Scene], truths: list[Scene], by_position: bool = False,
+                noun: str = "prediction"):
     """Pair each prediction with its truth. Returns ``(pairs, unmatched)``.
 
     By name: a truth pairs with the prediction of the same name, its name read without a truth ending
@@ -263,7 +264,8 @@ def pair_scenes(predictions: list[Scene], truths: list[Scene], by_position: bool
     (``scene01_hsra-s`` ↔ ``scene01``; the longest such name wins). Scene 3 of a stack also answers to the
     name its outputs get, ``stack_3`` (``stack.npz:3`` ↔ ``stack_3.mat``). One prediction file and one truth file pair
     scene by scene whatever their names. ``by_position``: in the order given, or one truth for all.
-    ``unmatched`` lists the predictions with no truth; raises :class:`UsageError` when positions cannot pair.
+    ``unmatched`` lists the predictions with no truth; raises :class:`UsageError` when positions cannot pair
+    (``noun``: what the command calls its predictions, ``cube`` for render, ``item`` for report).
     """
     if by_position or (len({p.path for p in predictions}) == 1 and len({t.path for t in truths}) == 1
                        and len(predictions) == len(truths)):
@@ -271,8 +273,8 @@ def pair_scenes(predictions: list[Scene], truths: list[Scene], by_position: bool
             return [(p, truths[0]) for p in predictions], []
         if len(truths) != len(predictions):
             raise UsageError(
-                f"--pair-by-position got {len(predictions)} prediction(s) and {len(truths)} truth(s); "
-                "expected as many truths as predictions, in the same order, or one truth for all"
+                f"--pair-by-position got {len(predictions)} {noun}(s) and {len(truths)} truth(s); "
+                f"expected as many truths as {noun}s, in the same order, or one truth for all"
             )
         return list(zip(predictions, truths)), []
     by_name: dict[str, Scene] = {}

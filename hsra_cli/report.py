@@ -164,7 +164,7 @@ def pair_truths(records: list[Path], specs, truth_key: str | None = None, by_pos
             truths.problems.append(f"--truth {source.spec}: {exc}")
     truths.found = bool(scenes)
     predictions = [Scene(path) for path in records]
-    pairs, unmatched = pair_scenes(predictions, scenes, by_position=by_position) if scenes else ([], predictions)
+    pairs, unmatched = pair_scenes(predictions, scenes, by_position=by_position, noun="item") if scenes else ([], predictions)
     truths.paired = {prediction.name: truth for prediction, truth in pairs}
     truths.unpaired = {prediction.name: (unmatched_message(prediction, scenes) if scenes else
                                          "no truth: --truth named no readable truth cube")

@@ -512,7 +512,7 @@ def test_cli_checks_truth_count_and_wavelengths(cube_files, tmp_path, capsys):
     code, _, stderr = run_cli(capsys, cube_files["mst"], cube_files["gaptv"], "-o", tmp_path / "x",
                               "--truth", cube_files["truth"], "--truth", cube_files["mst"],
                               "--truth", cube_files["gaptv"], "--pair-by-position")
-    assert code == 2 and "--pair-by-position got 2 prediction(s) and 3 truth(s)" in stderr
+    assert code == 2 and "--pair-by-position got 2 cube(s) and 3 truth(s)" in stderr
     assert not (tmp_path / "x").exists()
     wavelengths = tmp_path / "wl.txt"
     wavelengths.write_text("\n".join(str(w) for w in WAVELENGTHS[:27]))

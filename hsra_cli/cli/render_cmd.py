@@ -105,7 +105,7 @@ def _pair_truths(cubes: list, truths: list, by_position: bool):
 
     if not truths:
         return {}, []
-    pairs, unmatched = pair_scenes(cubes, truths, by_position=by_position)
+    pairs, unmatched = pair_scenes(cubes, truths, by_position=by_position, noun="cube")
     if len(truths) == 1 and not pairs:
         pairs, unmatched = [(cube, truths[0]) for cube in cubes], []
     return dict(pairs), [(cube, UsageError(unmatched_message(cube, truths))) for cube in unmatched]
