@@ -225,6 +225,7 @@ def build_item(record_path: Path, report_dir: Path, truth=None, truth_key: str |
     from .errors import HsraError
     from .inputs import Scene, SceneReader, score_pair
     from .io import read_cube
+    from .bands import DEFAULT_BANDS, default_wavelengths
     from .render import band_grid, false_color, spectra_plot
 
     record = json.loads(record_path.read_text())
@@ -235,6 +236,10 @@ def build_item(record_path: Path, report_dir: Path, truth=None, truth_key: str |
         cube, loaded = read_cube(cube_path)
         wavelengths = (loaded.metadata or {}).get("wavelengths_nm") or record.get("wavelengths_nm")
         item.image_size = cube.shape[:2]
+        if wavelengths is None and cube.shape[-1] != DEFAULT_BANDS:
+            spread = default_wavelengths(cube.shape[-1])
+            item.notes.append(f"no wavelengths recorded for {cube.shape[-1]} bands: the images and spectra assume an "
+                              f"even spread over {spread[0]:g}–{spread[-1]:g} nm")
     else:
         item.notes.append("cube file not found")
     for kind, photo in (("rgb", True), ("bands", True), ("residual", False)):

@@ -170,6 +170,9 @@ def test_a_3d_shifted_mask_gives_its_band_count(tmp_path, capsys):
     assert "no wavelengths are known for 31 bands" in err
     code, _, err = run(["render", tmp_path / "rec" / "meas.mat", "-o", tmp_path / "figs"], capsys)
     assert code == 1 and "--wavelengths" in one_line_error(err)
+    code, _, err = run(["report", tmp_path / "rec"], capsys)  # its images say what they assume
+    assert code == 0, err
+    assert "no wavelengths recorded for 31 bands" in (tmp_path / "rec" / "report.html").read_text()
     # a network for 28 bands is refused in one line, without the note; --bands still decides
     code, _, err = run(["reconstruct", *common, "-o", tmp_path / "net", "--model", "s"], capsys)
     assert code == 2 and "bands=31" in one_line_error(err) and not (tmp_path / "net").exists()
