@@ -338,3 +338,17 @@ def test_the_console_script_prints_no_traceback(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("hsra: error: ") and "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_names_that_look_like_emoji_codes_or_markup_are_printed_as_they_are(scene, tmp_path, capsys):
+    """stdout lists the paths written, which scripts read: ':smile:' and '[bold]' in a name stay as they are."""
+    named = tmp_path / "scene_:smile:[bold]x.mat"
+    named.write_bytes(scene.read_bytes())
+    code, out, err = run(["simulate", named, "-o", tmp_path / "sim", "--no-previews"], capsys)
+    assert code == 0, err
+    written = [Path(line) for line in out.splitlines()]
+    assert tmp_path / "sim" / "scene_:smile:[bold]x.mat" in written and all(path.exists() for path in written)
+    code, out, err = run(["reconstruct", tmp_path / "sim", "--mask", tmp_path / "sim" / "mask.mat", "--model",
+                          "gap-tv", "-o", tmp_path / "rec", "--no-previews", "--threads", "1"], capsys)
+    assert code == 0, err
+    assert Path(out.strip()).name == "scene_:smile:[bold]x.mat" and Path(out.strip()).exists()

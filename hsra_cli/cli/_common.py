@@ -9,9 +9,9 @@ from pathlib import Path
 from rich.console import Console
 
 #: Messages and progress go to stderr; data (tables, JSON, CSV) to stdout.
-console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)  # names are shown as they are
 # Piped or redirected tables keep every column instead of folding to 80 characters.
-stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+stdout = Console(highlight=False, soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 160)
 
 
 def info(message: str, quiet: bool = False) -> None:

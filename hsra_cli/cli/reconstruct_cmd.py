@@ -116,7 +116,7 @@ def reconstruct(
     for source in sources:
         if source.scenes is not None:
             problems.append((source.spec, UsageError(
-                f"{source.spec!r}: a scene selector picks cubes from a stack (evaluate, simulate, train); "
+                f"{source.spec!r}: a scene selector picks cubes from a stack (evaluate, simulate, render, train); "
                 "reconstruct reads one measurement per file")))
     paths = shard([absolute(source.path) for source in sources if source.scenes is None], num_parts, part_id)
     if part_id:
