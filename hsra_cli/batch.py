@@ -325,8 +325,9 @@ def reconstruct_files(
         return result
 
     mask, mask_loaded = read_mask(mask_path, mask_key)
-    # The cube and record keep only wavelengths that are known (given, the weights' card, the field's 28); for other
-    # band counts the previews alone assume an even spread (default_wavelengths), and a note says so.
+    # The cube and record keep only wavelengths that are known (given, the weights' card, the field's 28, else those
+    # the capture's file records, as hsra simulate writes them); for other band counts the previews alone assume an
+    # even spread (default_wavelengths), and a note says so once.
     known = wavelengths_nm if wavelengths_nm is not None else (
         reconstructor.wavelengths_nm or (default_wavelengths(reconstructor.bands)
                                          if reconstructor.bands == DEFAULT_BANDS else None))
@@ -334,15 +335,28 @@ def reconstruct_files(
     if wavelengths.shape != (reconstructor.bands,):
         raise UsageError(f"{wavelengths.size} wavelengths given for {reconstructor.bands} bands")
     stored = None if known is None else wavelengths
-    if stored is None and on_note is not None:
-        on_note(f"no wavelengths are known for {reconstructor.bands} bands: the cubes store none (render them "
-                f"with --wavelengths); the previews assume {reconstructor.bands} bands spread evenly over "
-                f"{wavelengths[0]:g}–{wavelengths[-1]:g} nm")
+    unknown_said = []
+
+    def wavelengths_of(loaded):
+        """(wavelengths the cube and record keep or None, those its previews use) for one capture."""
+        if stored is not None:
+            return stored, stored
+        own = (loaded.metadata or {}).get("wavelengths_nm")
+        if own is not None and len(own) == reconstructor.bands:
+            own = np.asarray(own, dtype=np.float64)
+            return own, own
+        if not unknown_said and on_note is not None:
+            unknown_said.append(True)
+            on_note(f"no wavelengths are known for {reconstructor.bands} bands: the cubes store none (render them "
+                    f"with --wavelengths); the previews assume {reconstructor.bands} bands spread evenly over "
+                    f"{wavelengths[0]:g}–{wavelengths[-1]:g} nm")
+        return None, wavelengths
     with output_folder(out_dir):  # created here; removed again if nothing was written into it
         clean_stale_temporaries(out_dir, on_note)
         env = environment()
 
-        def write_outputs(cube: np.ndarray, record: dict, paths: dict[str, Path], replace: bool, residual_map) -> dict:
+        def write_outputs(cube: np.ndarray, record: dict, paths: dict[str, Path], replace: bool, residual_map,
+                          kept, shown) -> dict:
             start = time.perf_counter()
             meta = {k: record[k] for k in ("model", "physics", "normalization")}
             if replace:  # the old record goes first: until the new one lands, the set reads as incomplete
@@ -351,9 +365,9 @@ def reconstruct_files(
             # whose writing fails is removed whole.
             written: list[Path] = []
             try:
-                written.append(write_cube(paths["cube"], cube, wavelengths_nm=stored, metadata=meta, overwrite=replace))
+                written.append(write_cube(paths["cube"], cube, wavelengths_nm=kept, metadata=meta, overwrite=replace))
                 if previews:
-                    written += write_previews(cube, wavelengths, out_dir, paths["cube"].stem, overwrite=replace)
+                    written += write_previews(cube, shown, out_dir, paths["cube"].stem, overwrite=replace)
                     trust = record.get("residual_map") or {}
                     of = trust.get("cube")
                     written.append(write_residual_map(paths["residual"], residual_map, trust.get("residual", record["residual"]),
@@ -400,6 +414,7 @@ def reconstruct_files(
                         continue
                     record = recon.record
                     record["seconds"]["read"] = read_seconds
+                    kept, shown = wavelengths_of(loaded)
                     integer = loaded.metadata.get("integer_dtype")
                     record.update(
                         {
@@ -413,7 +428,7 @@ def reconstruct_files(
                                           **({"scaled_by": mask_loaded.metadata["mask_scaled_by"]}
                                              if mask_loaded.metadata.get("mask_scaled_by") else {})},
                             "outputs": {k: str(v) for k, v in paths.items()},
-                            "wavelengths_nm": None if stored is None else stored.tolist(),
+                            "wavelengths_nm": None if kept is None else kept.tolist(),
                             "arguments": arguments or {},
                             "environment": env,
                         }
@@ -427,7 +442,7 @@ def reconstruct_files(
                     # bounded and an interruption finds at most one write under way.
                     _collect(pending, result, on_done, block=True)
                     pending.append((path, paths, writer.submit(write_outputs, recon.cube, record, paths, replace,
-                                                                 recon.residual_map)))
+                                                                 recon.residual_map, kept, shown)))
                     handled += 1
                 _collect(pending, result, on_done, block=True)
             except INTERRUPTS as exc:  # Ctrl-C, or SIGINT/SIGTERM as hsra_cli.errors.Interrupted

@@ -179,6 +179,21 @@ def mask_file_bands(path, key: str | None = None, step: int | None = None, axis:
     return shifted_mask_bands(mask, step or DEFAULT_STEP, axis or DEFAULT_AXIS)
 
 
+def capture_file_bands(path, key: str | None = None) -> int | None:
+    """The band count a capture's file records (``bands`` in the metadata ``hsra simulate`` writes beside the
+    measurement); None when it records none or cannot be read (reading it properly is the run's job). This is how
+    ``hsra reconstruct`` takes ``--bands`` from simulated captures when it is not given."""
+    from .errors import HsraError
+    from .io import read_measurement
+
+    try:
+        _, loaded = read_measurement(path, key)
+    except (HsraError, OSError, MemoryError):
+        return None
+    recorded = (loaded.metadata or {}).get("bands")
+    return int(recorded) if isinstance(recorded, (int, float)) and int(recorded) == recorded and recorded >= 1 else None
+
+
 def choose_model(bands: int | None = None, step: int | None = None, axis: str | None = None) -> tuple[str, str]:
     """What ``--model auto`` runs for a capture of this geometry: ``(registered name, reason)``.
 

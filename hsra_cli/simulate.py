@@ -435,7 +435,7 @@ def simulate_files(
         try:
             for scene, meas_path, png_path, replace in planned:
                 try:
-                    cube, _, _ = reader.read(scene)
+                    cube, loaded, _ = reader.read(scene)
                     if on_warning and (cube.max() > 1.5 or cube.min() < -0.01):
                         on_warning(f"{scene}: values span {cube.min():.3g}..{cube.max():.3g}; CASSI cubes are usually in [0, 1]")
                     if mask is None:  # generated for the first cube; every later one must have its size
@@ -466,6 +466,8 @@ def simulate_files(
                     "source": str(scene),
                     "scale": MEASUREMENT_SCALE,
                 }
+                if (loaded.metadata or {}).get("wavelengths_nm") is not None:  # the cube's bands, for reconstruct
+                    meta["wavelengths_nm"] = [float(w) for w in loaded.metadata["wavelengths_nm"]]
                 written = []
                 if replace and png_path is not None:  # the set reads as incomplete until its last file is new
                     png_path.unlink(missing_ok=True)

@@ -352,3 +352,21 @@ def test_names_that_look_like_emoji_codes_or_markup_are_printed_as_they_are(scen
                           "gap-tv", "-o", tmp_path / "rec", "--no-previews", "--threads", "1"], capsys)
     assert code == 0, err
     assert Path(out.strip()).name == "scene_:smile:[bold]x.mat" and Path(out.strip()).exists()
+
+
+def test_a_simulated_31_band_capture_carries_its_band_count_and_wavelengths_to_the_cube(tmp_path, capsys):
+    """simulate keeps the cube's wavelengths in the measurement's metadata; reconstruct takes the band count and
+    the wavelengths from there (no --bands needed), so render needs no --wavelengths either."""
+    wavelengths = np.arange(400.0, 710.0, 10.0)
+    write_cube(tmp_path / "c31.mat", smooth_cube(bands=31), wavelengths_nm=wavelengths)
+    assert run(["simulate", tmp_path / "c31.mat", "-o", tmp_path / "sim", "--no-previews"], capsys)[0] == 0
+    assert read_measurement(tmp_path / "sim" / "c31.mat")[1].metadata["wavelengths_nm"] == wavelengths.tolist()
+    code, _, err = run(["reconstruct", tmp_path / "sim", "--mask", tmp_path / "sim" / "mask.mat", "-o",
+                        tmp_path / "rec", "--threads", "1"], capsys)
+    assert code == 0, err
+    assert "31 bands, as c31.mat records" in err and "no wavelengths are known" not in err
+    cube, loaded = read_cube(tmp_path / "rec" / "c31.mat")
+    assert cube.shape[-1] == 31 and np.allclose(loaded.metadata["wavelengths_nm"], wavelengths)
+    assert json.loads((tmp_path / "rec" / "c31.json").read_text())["wavelengths_nm"] == wavelengths.tolist()
+    code, _, err = run(["render", tmp_path / "rec" / "c31.mat", "-o", tmp_path / "figs"], capsys)
+    assert code == 0, err

@@ -143,6 +143,13 @@ def reconstruct(
             if shown is not None and shown != DEFAULT_BANDS:
                 bands = shown
                 notes.append(f"note: {bands} bands, as the 3-D mask's layout shows (--bands overrides)")
+            else:  # a capture hsra simulate wrote records its band count
+                from hsra_cli.reconstruct import capture_file_bands
+
+                recorded = capture_file_bands(paths[0], key)
+                if recorded is not None and recorded != DEFAULT_BANDS:
+                    bands = recorded
+                    notes.append(f"note: {bands} bands, as {paths[0].name} records (--bands overrides)")
         reconstructor = Reconstructor(
             model, weights=weights, device=device, bands=bands, step=step, axis=value_of(axis), tile_size=tile,
             tile_overlap=tile_overlap, memory_cap_gb=memory_cap, amp=amp, refine=refine,
