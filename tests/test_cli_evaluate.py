@@ -82,8 +82,9 @@ def test_json_holds_every_scene_with_all_metrics_and_their_mean(two_scenes, caps
 def test_csv_has_a_header_one_row_per_scene_and_a_mean_row(two_scenes, capsys):
     assert main(evaluate_args(two_scenes, "--csv")) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert rows[0] == ["name", "psnr", "ssim", "sam", "ergas", "lpsnr8", "lpsnr16"]
+    assert rows[0] == ["name", "psnr", "ssim", "sam", "ergas", "lpsnr8", "lpsnr16", "method"]
     assert [row[0] for row in rows[1:]] == ["scene1", "scene2", "mean"]
+    assert len({row[-1] for row in rows[1:]}) == 1  # one method, on every row and the mean
     assert float(rows[1][1]) == pytest.approx(two_scenes[0][2]["psnr"], abs=1e-5)
     assert float(rows[3][1]) == pytest.approx((two_scenes[0][2]["psnr"] + two_scenes[1][2]["psnr"]) / 2, abs=1e-5)
 
@@ -232,7 +233,7 @@ def test_mst_style_stacks_in_one_file_are_scored_scene_by_scene(tmp_path, capsys
     assert main(["evaluate", str(tmp_path / "Test_result.mat"), "--key", "pred", "--truth",
                  str(tmp_path / "Test_result.mat"), "--truth-key", "truth", "--json"]) == 0
     scenes = json.loads(capsys.readouterr().out)["scenes"]
-    assert [s["name"] for s in scenes] == ["Test_result:0", "Test_result:1", "Test_result:2"]
+    assert [s["name"] for s in scenes] == ["Test_result_0", "Test_result_1", "Test_result_2"]  # as outputs are named
     for index, scene in enumerate(scenes):
         assert scene["psnr"] == pytest.approx(metrics.evaluate_cube(pred[index], truth[index])["psnr"])
 
@@ -461,7 +462,7 @@ def test_a_name_ending_after_the_truth_name_is_a_method_of_its_own(tmp_path, cap
     np.save(tmp_path / "p" / "scene01_mst.npy", _noisy(truths["scene01"], 0.1, 7))
     assert main(["evaluate", str(tmp_path / "p"), "--truth", str(tmp_path / "truth"), "--csv"]) == 0
     labels = [row[0] for row in csv.reader(io.StringIO(capsys.readouterr().out))][1:]
-    assert labels == ["scene01", "scene01_mst", "mean (p)", "mean (mst)"]
+    assert labels == ["scene01 (p)", "scene01_mst", "mean (p)", "mean (mst)"]  # scene01_mst already says mst
 
 
 def test_a_mean_over_fewer_scenes_than_its_method_has_is_said_and_counted(tmp_path, capsys):
@@ -552,3 +553,95 @@ def test_check_output_suffix_accepts_its_suffixes_in_any_case_and_refuses_others
         check_output_suffix(Path("metrics"), (".json",), "JSON")
     with pytest.raises(UsageError, match=r"ends in '\.csv', but JSON"):
         check_output_suffix("metrics.csv", (".json",), "JSON")
+
+
+# --- QA defects: every row of several methods labelled, stack scenes named as their outputs, --truth errors ----
+
+
+def _two_methods(tmp_path) -> dict:
+    """truth/s1, truth/s2; gap/ scored s1 and s2 (record: gap-tv), net/ only s1 (record: hsra-s.any)."""
+    truths = _truth_folder(tmp_path)
+    for folder, model, names in (("gap", "gap-tv", ("s1", "s2")), ("net", "hsra-s.any", ("s1",))):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            np.save(tmp_path / folder / f"{name}.npy", _noisy(truths[name], 0.05, 9))
+            (tmp_path / folder / f"{name}.json").write_text(json.dumps({"model": model}))
+    return truths
+
+
+def test_with_several_methods_every_row_is_labelled_and_the_csv_has_a_method_column(tmp_path, capsys):
+    """s2, scored by one method only, used to be a plain `s2` row: its method was lost from the CSV."""
+    _two_methods(tmp_path)
+    args = ["evaluate", str(tmp_path / "gap" / "s1.npy"), str(tmp_path / "gap" / "s2.npy"),
+            str(tmp_path / "net" / "s1.npy"), "--truth", str(tmp_path / "truth")]
+    assert main([*args, "--csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0][0] == "name" and rows[0][-1] == "method"
+    assert [(row[0], row[-1]) for row in rows[1:]] == [
+        ("s1 (gap-tv)", "gap-tv"), ("s2 (gap-tv)", "gap-tv"), ("s1 (hsra-s.any)", "hsra-s.any"),
+        ("mean (gap-tv)", "gap-tv"), ("mean (hsra-s.any)", "hsra-s.any")]
+    # no scene in common at all: still one method per row
+    assert main(["evaluate", str(tmp_path / "net" / "s1.npy"), str(tmp_path / "gap" / "s2.npy"),
+                 "--truth", str(tmp_path / "truth"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in report["scenes"]] == ["s1 (hsra-s.any)", "s2 (gap-tv)"]
+    assert main(["evaluate", str(tmp_path / "net" / "s1.npy"), str(tmp_path / "gap" / "s2.npy"),
+                 "--truth", str(tmp_path / "truth")]) == 0
+    out = capsys.readouterr().out
+    assert "s1 (hsra-s.any)" in out and "s2 (gap-tv)" in out
+
+
+def test_stack_scenes_are_named_as_their_outputs_and_still_pair(tmp_path, capsys):
+    """Scene 0 of kstack.npz is kstack_0 in evaluate's rows, as render/simulate/reconstruct name its outputs."""
+    np.savez(tmp_path / "kstack.npz", cube=np.random.default_rng(14).random((2, *SHAPE)).astype(np.float32))
+    stack = f"{tmp_path / 'kstack.npz'}:0-1"
+    assert main(["evaluate", stack, "--truth", stack, "--csv"]) == 0
+    labels = [row[0] for row in csv.reader(io.StringIO(capsys.readouterr().out))][1:]
+    assert labels == ["kstack_0", "kstack_1", "mean"]
+    assert main(["evaluate", stack, "--truth", stack, "--json"]) == 0
+    scenes = json.loads(capsys.readouterr().out)["scenes"]
+    assert [(s["name"], s["pred"], s["truth"]) for s in scenes] == [
+        ("kstack_0", f"{tmp_path / 'kstack.npz'}:0", f"{tmp_path / 'kstack.npz'}:0"),
+        ("kstack_1", f"{tmp_path / 'kstack.npz'}:1", f"{tmp_path / 'kstack.npz'}:1")]
+    assert all(s["psnr"] == 100 for s in scenes)  # each scene against itself
+
+
+@pytest.mark.parametrize("bad", ["nothere.npy", "empty/", "'*.nomatch.npy'", "stack.npy:7"])
+def test_a_truth_that_names_nothing_is_a_usage_error_naming_truth_before_any_scoring(tmp_path, capsys, bad):
+    truths = _truth_folder(tmp_path)
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "empty").mkdir()
+    for name, truth in truths.items():
+        np.save(tmp_path / "rec" / f"{name}.npy", _noisy(truth, 0.05, 15))
+    np.save(tmp_path / "stack.npy", np.stack(list(truths.values())))
+    target = tmp_path / "metrics.csv"
+    bad = str(tmp_path / bad.strip("'"))
+    assert main(["evaluate", str(tmp_path / "rec"), "--truth", str(tmp_path / "truth"), "--truth", bad,
+                 "--output-file", str(target)]) == 2
+    captured = capsys.readouterr()
+    assert_one_line_error(captured.err)
+    assert captured.err.startswith("hsra: error: --truth: ") and bad.rstrip("/").split("/")[-1] in captured.err
+    assert captured.out == "" and not target.exists()
+
+
+def test_a_missing_prediction_among_several_still_fails_alone(tmp_path, capsys):
+    truths = _truth_folder(tmp_path)
+    (tmp_path / "rec").mkdir()
+    np.save(tmp_path / "rec" / "s1.npy", _noisy(truths["s1"], 0.05, 16))
+    assert main(["evaluate", str(tmp_path / "rec" / "s1.npy"), str(tmp_path / "rec" / "s2.npy"),
+                 "--truth", str(tmp_path / "truth"), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in report["scenes"]] == ["s1"] and len(report["failed"]) == 1
+
+
+def test_csv_on_stdout_is_its_header_even_when_every_input_fails(tmp_path, capsys):
+    _, truth_path, _ = make_pair(tmp_path, "scene", 17)
+    assert main(["evaluate", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--truth", str(truth_path),
+                 "--csv"]) == 1
+    captured = capsys.readouterr()
+    rows = list(csv.reader(io.StringIO(captured.out)))
+    assert rows == [["name", *metrics.METRIC_KEYS, "method"]]
+    assert "0 scored, 2 failed" in captured.err
+    target = tmp_path / "m.csv"  # a file is never written with nothing scored
+    assert main(["evaluate", str(tmp_path / "x.npy"), "--truth", str(truth_path), "--output-file", str(target)]) == 1
+    assert not target.exists()

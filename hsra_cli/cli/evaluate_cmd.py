@@ -113,8 +113,14 @@ def evaluate(
 
     failed: list[tuple[str, HsraError]] = []
 
-    def expand(specs, scene_key, key_flag):
+    def expand(specs, scene_key, key_flag, option=None):
+        """The sources and scenes of ``specs``. A spec of ``option`` (--truth) that names nothing (a missing
+        file, an empty folder, a pattern matching nothing, a selector that does not fit its file, an unsupported
+        suffix) is a usage error naming the option, before anything is scored; one of the predictions fails
+        alone. A file that cannot be read fails alone either way."""
         sources, problems, _ = collect(specs)
+        if option and problems:
+            raise UsageError(f"{option}: {problems[0][1]}") from None
         for spec, exc in problems:
             _add_failure(failed, spec, exc)
         scenes = []
@@ -122,12 +128,16 @@ def evaluate(
             try:
                 with key_option(key_flag):
                     scenes.extend(scenes_of(source, scene_key))
+            except UsageError as exc:
+                if option:
+                    raise UsageError(f"{option}: {exc}") from None
+                _add_failure(failed, str(source.path), exc)
             except HsraError as exc:
                 _add_failure(failed, str(source.path), exc)
         return sources, scenes
 
     pred_sources, pred_scenes = expand(predictions, key, "--key")
-    truth_sources, truth_scenes = expand(truths, truth_key, "--truth-key")
+    truth_sources, truth_scenes = expand(truths, truth_key, "--truth-key", option="--truth")
     if output is not None:
         check_not_inputs([output], [s.path for s in pred_sources + truth_sources], "give --output-file another name")
         hsra_io.check_output_suffix(output, _OUTPUT_SUFFIXES[output_kind], f"the {output_kind.upper()} of --{output_kind}")
@@ -152,7 +162,7 @@ def evaluate(
         except MemoryError:
             failed.append((str(prediction), InputFileError(f"out of memory scoring {prediction} against {truth}")))
             continue
-        scored.append(({"name": prediction.name, "method": "", "pred": str(prediction), "truth": str(truth),
+        scored.append(({"name": prediction.stem, "method": "", "pred": str(prediction), "truth": str(truth),
                         **metrics}, prediction, truth))
     _name_methods_apart(scored)
     scenes = [row for row, _, _ in scored]
@@ -160,6 +170,8 @@ def evaluate(
     if not scenes and output_kind == "json" and output is None:
         # a parser reading stdout still gets a document: no scenes, and what failed
         _write_stdout(_format_json(scenes, means, convention.value, failed))
+    if not scenes and output_kind == "csv" and output is None:
+        _write_stdout(_format_csv(scenes, means))  # the header: a parser sees an empty table
     if single and failed:
         raise failed[0][1]
     for spec, error in failed:
@@ -262,7 +274,8 @@ def _distinct_tails(folders: list[Path]) -> dict[Path, str]:
 
 def _name_methods_apart(scored: list) -> None:
     """Give each row (of ``(row, prediction, truth)``) its ``method``, the run that made it, whose scenes the
-    means average; same-named rows get it in their name too, ``scene07 (hsra-s.any)``.
+    means average. With several methods every row gets it in its name too, ``scene07 (hsra-s.any)``, unless its
+    name already says it (``scene07_mst`` of method ``mst``); with one, only same-named rows do.
 
     A run is a method (:func:`_method_of`); but one run never scores a truth twice, so a method with two rows
     of one truth is several runs (``rec_a/`` and ``rec_b/`` of one model, one run written as .mat and .h5):
@@ -275,7 +288,7 @@ def _name_methods_apart(scored: list) -> None:
         method, named = _method_of(prediction, truth)
         entries.append({"row": row, "label": method, "named": named, "truth": str(truth),
                         "folder": absolute(prediction.path).parent, "suffix": prediction.path.suffix.lower(),
-                        "file": str(prediction)})
+                        "file": str(prediction), "ending": _name_ending(prediction, truth)})
 
     def split(group: list, level: int) -> None:
         truths = [entry["truth"] for entry in group]
@@ -302,9 +315,11 @@ def _name_methods_apart(scored: list) -> None:
     for label in list(dict.fromkeys(entry["label"] for entry in entries)):
         split([entry for entry in entries if entry["label"] == label], 0)
     names = [entry["row"]["name"] for entry in entries]
+    several = len({entry["label"] for entry in entries}) > 1
     for entry in entries:
         entry["row"]["method"] = entry["label"]
-        if names.count(entry["row"]["name"]) > 1:
+        said = entry["label"] in (entry["row"]["name"], entry["ending"])  # scene07_mst (mst), a.npy (a)
+        if names.count(entry["row"]["name"]) > 1 or (several and not said):
             entry["row"]["name"] = f"{entry['row']['name']} ({entry['label']})"
     names = [entry["row"]["name"] for entry in entries]
     for entry in entries:  # still alike (one method's files of one name, paired by position): their paths
@@ -393,10 +408,10 @@ def _format_csv(scenes: list[dict], means: list) -> str:
     columns = _metric_columns()
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["name", *columns])
-    for row_name, values in [*((scene["name"], scene) for scene in scenes),
-                             *((_mean_label(method, means), values) for method, values, _ in means)]:
-        writer.writerow([row_name, *("" if values[k] != values[k] else f"{values[k]:.6f}" for k in columns)])
+    writer.writerow(["name", *columns, "method"])  # method last: the metrics keep their columns
+    for row_name, values, method in [*((scene["name"], scene, scene["method"]) for scene in scenes),
+                                     *((_mean_label(method, means), values, method) for method, values, _ in means)]:
+        writer.writerow([row_name, *("" if values[k] != values[k] else f"{values[k]:.6f}" for k in columns), method])
     return buffer.getvalue()
 
 
