@@ -688,13 +688,14 @@ def error_statistics(pred, truth) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _psnr_title(pred: np.ndarray, truth: np.ndarray) -> str | None:
-    """``"PSNR 34.52 dB (float)"`` from hsra_cli.metrics, or None while that module is not available."""
+    """``"PSNR 34.52 dB (field convention)"`` from hsra_cli.metrics (its default, the field's convention, as the
+    comparison panels, ``hsra evaluate`` and ``hsra report`` give it), or None while that module is not available."""
     try:
         from .metrics import psnr
     except ImportError:
         return None
-    value = psnr(pred, truth, convention="float")
-    return f"PSNR {float(value):.2f} dB (float convention)"
+    value = psnr(pred, truth)
+    return f"PSNR {float(value):.2f} dB (field convention)"
 
 
 #: The error map's colour scale ends at this percentile of the per-pixel RMSE, so a few outliers (edges,
@@ -707,8 +708,8 @@ def error_map(pred, truth, wavelengths_nm=None, clip_percentile: float = ERROR_C
 
     Left: the per-pixel RMSE over bands (``H × W``) with a colour bar running from 0 to the ``clip_percentile``
     percentile of the map (larger errors saturate; the bar's arrow says so); right: the per-band RMSE against
-    wavelength. The title gives the overall RMSE and PSNR (float convention). ``pred`` and ``truth`` are
-    ``H × W × C``; see :func:`error_statistics` for the numbers.
+    wavelength. The title gives the overall RMSE and PSNR (field convention, as everywhere in hsra). ``pred`` and
+    ``truth`` are ``H × W × C``; see :func:`error_statistics` for the numbers.
     """
     rmse_map, band_rmse = error_statistics(pred, truth)
     wavelengths = _as_wavelengths(wavelengths_nm, band_rmse.size)

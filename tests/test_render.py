@@ -278,6 +278,16 @@ def test_error_map_shows_the_map_the_band_curve_and_the_psnr():
     assert "PSNR" in title and "dB" in title
 
 
+def test_error_map_psnr_is_the_field_convention_of_evaluate_and_the_comparison_panels():
+    from hsra_cli.metrics import psnr
+
+    truth = random_cube(8, 8)
+    pred = np.clip(truth + 0.03, 0, 1)
+    title = render.error_map(pred, truth).get_suptitle()
+    assert f"PSNR {psnr(pred, truth):.2f} dB (field convention)" in title
+    assert f"{psnr(pred, truth, convention='float'):.2f}" not in title
+
+
 def test_error_map_colour_bar_is_clipped_at_a_percentile():
     truth = random_cube(20, 20)
     prediction = np.clip(truth + 0.01, 0, 1)
@@ -407,7 +417,7 @@ def test_cli_writes_previews_and_prints_their_paths(cube_files, tmp_path, capsys
 def test_cli_side_by_side_writes_one_comparison(cube_files, tmp_path, capsys):
     out = tmp_path / "figs"
     code, stdout, stderr = run_cli(capsys, cube_files["mst"], cube_files["gaptv"], "--truth", cube_files["truth"],
-                                   "--side-by-side", "-o", out, "-q")
+                                   "--pair-by-position", "--side-by-side", "-o", out, "-q")
     assert code == 0, stderr
     # Named after the scene: the truth's name when the cubes' names differ.
     assert stdout.splitlines()[-1] == str(out / "truth_comparison.png")
@@ -763,9 +773,43 @@ def test_cli_one_truth_serves_several_methods_of_one_scene(cube_files, tmp_path,
     drawn = _error_map_pairs(monkeypatch)
     truth = np.load(cube_files["truth"])
     code, _, stderr = run_cli(capsys, cube_files["mst"], cube_files["gaptv"], "--truth", cube_files["truth"],
-                              "-o", tmp_path / "o", "-q")
+                              "--pair-by-position", "-o", tmp_path / "o", "-q")
     assert code == 0, stderr
     assert len(drawn) == 2 and all(np.array_equal(t, truth) for _, t in drawn)
+    drawn.clear()
+    # Without --pair-by-position, paired as hsra evaluate pairs: names that are not the truth's are refused.
+    code, stdout, stderr = run_cli(capsys, cube_files["mst"], cube_files["gaptv"], "--truth", cube_files["truth"],
+                                   "--side-by-side", "-o", tmp_path / "p")
+    assert code == 2 and stdout == "" and len(stderr.strip().splitlines()) == 1
+    assert "no truth is named like 'mst'" in stderr and "--pair-by-position" in stderr
+    assert not (tmp_path / "p").exists() and drawn == []
+
+
+def test_cli_one_truth_is_not_drawn_against_cubes_named_after_other_scenes(tmp_path, capsys, monkeypatch):
+    # As hsra evaluate refuses them: scene01 and scene02 are not scene03, whatever the count of truths.
+    from hsra_cli.cli import main
+
+    drawn = _error_map_pairs(monkeypatch)
+    for name in ("scene01", "scene02", "scene03"):
+        np.save(tmp_path / f"{name}.npy", random_cube(16, 12, seed=len(name) + int(name[-1])))
+    cubes = [tmp_path / "scene01.npy", tmp_path / "scene02.npy"]
+    code, _, stderr = run_cli(capsys, *cubes, "--truth", tmp_path / "scene03.npy", "-o", tmp_path / "x")
+    assert code == 1 and drawn == []
+    assert "no truth is named like 'scene01'" in stderr and "no truth is named like 'scene02'" in stderr
+    assert not any(p.name.endswith("_error.png") for p in (tmp_path / "x").glob("*"))
+    assert main(["evaluate", *map(str, cubes), "--truth", str(tmp_path / "scene03.npy")]) != 0
+    capsys.readouterr()
+    # The README's example still pairs by name.
+    for method in ("hsra-s", "gap-tv"):
+        (tmp_path / method).mkdir()
+        np.save(tmp_path / method / "scene07.npy", random_cube(16, 12, seed=7))
+    (tmp_path / "truth").mkdir()
+    np.save(tmp_path / "truth" / "scene07.npy", random_cube(16, 12, seed=7))
+    code, _, stderr = run_cli(capsys, tmp_path / "hsra-s" / "scene07.npy", tmp_path / "gap-tv" / "scene07.npy",
+                              "--truth", tmp_path / "truth" / "scene07.npy", "--side-by-side", "-o", tmp_path / "f",
+                              "-q")
+    assert code == 0, stderr
+    assert (tmp_path / "f" / "scene07_comparison.png").exists() and len(drawn) == 2
 
 
 def test_cli_renders_scenes_of_a_stack_named_stem_n(tmp_path, capsys):
@@ -835,3 +879,93 @@ def test_cli_names_a_set_written_in_another_figure_format(cube_files, tmp_path, 
     (out / "gaptv_bands.png").unlink()
     code, _, stderr = run_cli(capsys, cube_files["gaptv"], "-o", out)
     assert code == 2 and "interrupted" in one_line_error(stderr)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# `hsra render`: one comparison per scene, off-scale cubes, bad --wavelengths
+
+
+@pytest.fixture()
+def mixed_scenes(tmp_path):
+    """Two methods' cubes of two scenes in mix/ (scene01_gap-tv …) and truths of five scenes in kt/."""
+    (tmp_path / "mix").mkdir()
+    (tmp_path / "kt").mkdir()
+    truths = {f"scene0{i}": random_cube(16, 12, seed=40 + i) for i in range(1, 6)}
+    for name, truth in truths.items():
+        np.save(tmp_path / "kt" / f"{name}.npy", truth)
+    for scene in ("scene01", "scene02"):
+        np.save(tmp_path / "mix" / f"{scene}_gap-tv.npy", truths[scene] * 0.9)
+        np.save(tmp_path / "mix" / f"{scene}_hsra-s.npy", np.clip(truths[scene] + 0.02, 0, 1))
+    return tmp_path, truths
+
+
+def _all_comparisons(monkeypatch):
+    """Spy on side_by_side: a list of (labels, truth, title) for each comparison drawn."""
+    drawn = []
+    original = render.side_by_side
+
+    def spy(cubes, labels, *args, truth=None, title=None, **kwargs):
+        drawn.append((list(labels), None if truth is None else np.asarray(truth).copy(), title, list(cubes)))
+        return original(cubes, labels, *args, truth=truth, title=title, **kwargs)
+
+    monkeypatch.setattr(render, "side_by_side", spy)
+    return drawn
+
+
+def test_cli_side_by_side_writes_one_comparison_per_scene_against_its_own_truth(mixed_scenes, capsys, monkeypatch):
+    from hsra_cli.metrics import psnr
+
+    tmp_path, truths = mixed_scenes
+    drawn = _all_comparisons(monkeypatch)
+    out = tmp_path / "rM"
+    code, stdout, stderr = run_cli(capsys, tmp_path / "mix", "--truth", tmp_path / "kt", "--side-by-side", "-o", out,
+                                   "-q")
+    assert code == 0, stderr
+    assert {"scene01_comparison.png", "scene02_comparison.png"} <= {p.name for p in out.iterdir()}
+    assert not (out / "scene_comparison.png").exists()
+    assert sorted(title for _, _, title, _ in drawn) == ["scene01", "scene02"]
+    for labels, truth, title, cubes in drawn:
+        assert np.array_equal(truth, truths[title]) and all(label.startswith(title) for label in labels)
+        assert len(cubes) == 2 and all(psnr(cube, truth) > 18 for cube in cubes)  # another scene: ~8 dB
+    # Without truths the cubes group by their scene's name.
+    drawn.clear()
+    code, stdout, stderr = run_cli(capsys, tmp_path / "mix", "--side-by-side", "-o", tmp_path / "nt", "-q")
+    assert code == 0, stderr
+    assert sorted(title for _, _, title, _ in drawn) == ["scene01", "scene02"]
+    assert all(truth is None and len(labels) == 2 for labels, truth, _, _ in drawn)
+    # Different scenes that cannot be told apart without truths: one line, nothing written.
+    code, stdout, stderr = run_cli(capsys, tmp_path / "kt" / "scene01.npy", tmp_path / "kt" / "scene02.npy",
+                                   "--side-by-side", "-o", tmp_path / "bad")
+    assert code == 2 and stdout == "" and len(stderr.strip().splitlines()) == 1 and "one scene" in stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cli_refuses_an_off_scale_cube_against_a_truth_and_warns_without(tmp_path, capsys):
+    truth = random_cube(16, 12, seed=3)
+    np.save(tmp_path / "t.npy", truth)
+    np.save(tmp_path / "offscale.npy", truth * 255)
+    code, stdout, stderr = run_cli(capsys, tmp_path / "offscale.npy", "--truth", tmp_path / "t.npy",
+                                   "-o", tmp_path / "x")
+    assert code == 1 and stdout == "" and len(stderr.strip().splitlines()) == 1
+    assert "expected [0, 1]" in stderr and "255" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "x").exists()
+    code, stdout, stderr = run_cli(capsys, tmp_path / "offscale.npy", "-o", tmp_path / "y")
+    assert code == 0, stderr
+    assert "warning:" in stderr and "values span" in stderr and "expected [0, 1]" in stderr
+
+
+@pytest.mark.parametrize("value", ["0.4,0.41,0.42,0.43", "1000,1100,1200,1300"])
+def test_cli_wavelengths_outside_the_visible_range_are_a_usage_error(tmp_path, capsys, value):
+    np.save(tmp_path / "c.npy", random_cube(8, 8, bands=4))
+    code, stdout, stderr = run_cli(capsys, tmp_path / "c.npy", "--wavelengths", value, "-o", tmp_path / "x")
+    assert code == 2 and stdout == "" and len(stderr.strip().splitlines()) == 1 and "--wavelengths" in stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_wavelengths_file_that_does_not_exist_is_named_so(tmp_path, capsys):
+    np.save(tmp_path / "c.npy", random_cube(8, 8, bands=4))
+    code, _, stderr = run_cli(capsys, tmp_path / "c.npy", "--wavelengths", tmp_path / "nofile.txt",
+                              "-o", tmp_path / "x")
+    assert code == 2 and "does not exist" in stderr and len(stderr.strip().splitlines()) == 1
+    code, _, stderr = run_cli(capsys, tmp_path / "c.npy", "--wavelengths", "450,abc", "-o", tmp_path / "x")
+    assert code == 2 and "comma list" in stderr and "does not exist" not in stderr

@@ -14,7 +14,8 @@ import typer
 from hsra_cli.cli import app
 from hsra_cli.cli._common import SKIP_EXISTING_HELP, info, parse_point
 
-#: The comparison figure is <scene>_comparison.<format>; the scene is the cubes' shared name, else the truth's.
+#: A comparison figure is <scene>_comparison.<format>, one per scene: the cubes paired with one truth (named as the
+#: cubes' shared name, else the truth's), or without --truth the cubes of one name (``scene07``, ``scene07_<method>``).
 COMPARISON_SUFFIX = "comparison"
 
 
@@ -64,11 +65,60 @@ def _file_part(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._]+", "-", label).strip("-.") or "cube"
 
 
-def _scene_name(stems: list[str], truths: list) -> str:
+_SEPARATORS = "_-."
+
+
+def _shared_prefix(stem: str, stems: list[str]) -> Optional[str]:
+    """The longest name that ``stem`` starts with (up to a ``_ - .``, or whole) and another cube's name equals or
+    starts with the same way: the scene of ``scene07_hsra-s`` beside ``scene07_gap-tv`` (``scene07``)."""
+    others = list(stems)
+    others.remove(stem)
+    cuts = [len(stem)] + [i for i in range(len(stem) - 1, 0, -1) if stem[i] in _SEPARATORS]
+    for cut in sorted(set(cuts), reverse=True):
+        prefix = stem[:cut]
+        if any(other == prefix or (other.startswith(prefix) and other[cut:cut + 1] in tuple(_SEPARATORS))
+               for other in others):
+            return prefix
+    return None
+
+
+def _comparison_groups(cubes: list, truths: list) -> list[tuple[str, list[int]]]:
+    """The comparison figures of --side-by-side: ``(scene, indices of its cubes)``, one per scene.
+
+    With --truth, the cubes paired with one truth (named after the cubes' shared name, else the truth's name
+    read as :func:`hsra_cli.inputs.pair_scenes` reads it); without, the cubes of one name or of one scene prefix
+    (``scene01_gap-tv``, ``scene01_hsra-s``). Cubes whose names tell no scene apart (``mst``, ``gaptv``) are one
+    figure, ``scene``; names that differ only in their numbers (``scene01``, ``scene02``: different scenes) or
+    that group only in part are refused (:class:`UsageError`): a figure must not put two scenes side by side."""
+    from ..errors import UsageError
+    from ..inputs import _truth_name
+
+    stems = [scene.stem for scene in cubes]
+    groups: dict = {}
+    if any(truth is not None for truth in truths):
+        for index, truth in enumerate(truths):
+            groups.setdefault(truth, []).append(index)
+        named = []
+        for truth, indices in groups.items():
+            own = {stems[i] for i in indices}
+            named.append((own.pop() if len(own) == 1 else _truth_name(truth), indices))
+        return named
     if len(set(stems)) == 1:
-        return stems[0]
-    named = {scene.stem for scene in truths if scene is not None}
-    return named.pop() if len(named) == 1 else "scene"
+        return [(stems[0], list(range(len(cubes))))]
+    keys = [_shared_prefix(stem, stems) for stem in stems]
+    if all(key is not None for key in keys):
+        for index, key in enumerate(keys):
+            groups.setdefault(key, []).append(index)
+        return list(groups.items())
+    numbered = len({re.sub(r"\d+", "#", stem) for stem in stems}) == 1
+    if any(key is not None for key in keys) or numbered:
+        listed = ", ".join(sorted(set(stems))[:4]) + (" …" if len(set(stems)) > 4 else "")
+        raise UsageError(
+            f"--side-by-side compares the cubes of one scene, but cubes {listed} do not name one scene; give "
+            "--truth to group them by the truth each pairs with, name them <scene>_<method>, or render each scene "
+            "separately"
+        )
+    return [("scene", list(range(len(cubes))))]
 
 
 def _scenes(specs, key: Optional[str], key_flag: str):
@@ -96,18 +146,16 @@ def _scenes(specs, key: Optional[str], key_flag: str):
 def _pair_truths(cubes: list, truths: list, by_position: bool):
     """Each cube's truth (None without --truth), and ``(cube, error)`` for each cube with none.
 
-    Paired as ``hsra evaluate`` pairs (:func:`hsra_cli.inputs.pair_scenes`): by name, or in the order given with
-    ``by_position``. One truth serves every cube when no cube is named after a scene (several methods'
-    reconstructions of one scene, ``mst.npy gaptv.npy --truth scene01.mat``); a cube named after another scene
-    than the one truth's is refused, never drawn against it."""
+    Paired exactly as ``hsra evaluate`` pairs (:func:`hsra_cli.inputs.pair_scenes`): by name, or in the order
+    given with ``by_position``, where one truth serves every cube (several methods' reconstructions of one scene,
+    ``mst.npy gaptv.npy --truth scene01.mat --pair-by-position``). A cube no truth is named like is refused, as
+    evaluate refuses it, never drawn against another scene's truth."""
     from ..errors import UsageError
     from ..inputs import pair_scenes, unmatched_message
 
     if not truths:
         return {}, []
     pairs, unmatched = pair_scenes(cubes, truths, by_position=by_position, noun="cube")
-    if len(truths) == 1 and not pairs:
-        pairs, unmatched = [(cube, truths[0]) for cube in cubes], []
     return dict(pairs), [(cube, UsageError(unmatched_message(cube, truths))) for cube in unmatched]
 
 
@@ -153,6 +201,12 @@ def _parse_wavelengths(text: str):
     try:
         values = np.asarray([float(part) for part in parts], dtype=np.float64)
     except ValueError:
+        if source is text and "," not in text:  # read as a path, not as a comma list
+            what = "is a folder, not a file" if candidate.is_dir() else "does not exist"
+            raise UsageError(
+                f"--wavelengths file {text!r} {what}; expected a text file of numbers (nm) or a comma list "
+                "(--wavelengths 450,460,470,…)"
+            ) from None
         raise UsageError(
             f"--wavelengths {text!r} is neither a comma list of numbers (nm) nor a file of numbers"
         ) from None
@@ -160,6 +214,14 @@ def _parse_wavelengths(text: str):
         raise UsageError(f"--wavelengths {text!r} holds no numbers; expected one wavelength (nm) per band")
     if not (np.isfinite(values).all() and np.all(np.diff(values) > 0)):
         raise UsageError(f"--wavelengths {text!r} must be finite and strictly increasing (shortest first)")
+    from ..errors import ValueRangeError
+    from ..render import _xyz_weights
+
+    try:  # bands the eye cannot see cannot be rendered: a wrong value of the option, as the ones above
+        _xyz_weights(values)
+    except ValueRangeError as exc:
+        hint = " (in µm? give nm: --wavelengths 450,460,…)" if values.max() < 10 else ""
+        raise UsageError(f"--wavelengths: {exc}{hint}") from None
     return values
 
 
@@ -204,7 +266,8 @@ def _old_output_dir(ctx: typer.Context, value: Optional[Path]):
         "  hsra render kaist_truth.npz:0-2 -o previews/   [dim]# scenes of a stack: kaist_truth_0_rgb.png …[/dim]\n\n"
         "  hsra render out/ --truth truth/ -o figs/   [dim]# error maps, truths paired by name[/dim]\n\n"
         "  hsra render recon.h5 --key cube --pixel 80,120 --pixel 200,40 -o previews/\n\n"
-        "  hsra render mst.npy gaptv.npy --truth scene01.mat --side-by-side -o figs/\n\n"
+        "  hsra render mst.npy gaptv.npy --truth scene01.mat --pair-by-position --side-by-side -o figs/   "
+        "[dim]# one truth for cubes not named after it[/dim]\n\n"
         "  hsra render hsra-s/scene01.mat gap-tv/scene01.mat --truth truth/scene01.mat --side-by-side "
         "--figure-format pdf -o figs/   [dim]# labels from the JSON records[/dim]\n\n"
         "  hsra render capture.mat --illuminant A --pixel 80,120 --dpi 300 -o figs/\n\n"
@@ -232,16 +295,17 @@ def render(
     truth: List[str] = typer.Option(
         [], "--truth", metavar="TRUTH",
         help="Ground truth, the same syntax as the cubes; repeatable. Paired with the cubes by name as in hsra "
-        "evaluate (scene01 ↔ scene01, scene01_gt; scene01_<method> ↔ scene01); one truth serves cubes not named "
-        "after a scene (several methods' cubes of one scene).",
+        "evaluate (scene01 ↔ scene01, scene01_gt; scene01_<method> ↔ scene01); one truth for cubes named "
+        "otherwise (several methods' cubes of one scene) with --pair-by-position.",
     ),
     pair_by_position: bool = typer.Option(
         False, "--pair-by-position", help="Pair with --truth in the order given (or one truth for all) instead of by name."
     ),
     side_by_side: bool = typer.Option(
         False, "--side-by-side",
-        help="Also write <scene>_comparison.png: the cubes (and truth) in false colour, labelled, with PSNR "
-        "when --truth is given. The scene is the cubes' shared file name, else the truth's.",
+        help="Also write <scene>_comparison.png, one per scene: its cubes (and truth) in false colour, labelled, "
+        "with PSNR when --truth is given. A scene's cubes are those paired with one truth (named as the cubes' shared "
+        "file name, else the truth), or without --truth those of one name (scene07, scene07_<method>).",
     ),
     label: List[str] = typer.Option(
         [], "--label",
@@ -296,7 +360,7 @@ def render(
 
     --pixel adds <stem>_spectra.png (the pixels marked on the image); --truth adds <stem>_error.png (truths are
     paired with the cubes by name, as hsra evaluate pairs them);
-    --side-by-side adds <scene>_comparison.png. --figure-format pdf|svg writes those figures as vectors.
+    --side-by-side adds <scene>_comparison.png for each scene. --figure-format pdf|svg writes those figures as vectors.
 
     The written paths go to stdout, one per line. Every output path is checked before anything is written;
     existing files are only replaced with --overwrite. A cube that fails does not stop the others (exit code 1);
@@ -305,8 +369,9 @@ def render(
     from rich.markup import escape
 
     from ..batch import BatchResult, check_not_inputs, clean_stale_temporaries
-    from ..errors import INTERRUPTS, HsraError, KeyChoiceError, ShapeError, UsageError
+    from ..errors import INTERRUPTS, HsraError, KeyChoiceError, ShapeError, UsageError, ValueRangeError
     from ..inputs import SceneReader
+    from ..metrics import check_prediction
     from ..io import output_folder
     from ._common import alias, console, parse_offset, print_summary, value_of
 
@@ -334,6 +399,11 @@ def render(
     from .. import render as previews
 
     previews.illuminant_white(illuminant, previews.default_wavelengths(28))  # an unknown name fails up front
+    if wavelength_list is not None:
+        try:  # a light that gives nothing in the given bands: a wrong --wavelengths or --illuminant, up front
+            previews.illuminant_white(illuminant, wavelength_list)
+        except ValueRangeError as exc:
+            raise UsageError(f"--wavelengths with --illuminant {illuminant}: {exc}") from None
     patch = None
     if grey_patch is not None:
         parts = grey_patch.split(",")
@@ -357,7 +427,14 @@ def render(
             "(give each a different --label, rename, or render separately)"
         )
     truths = [truth_of.get(cube) for cube in cubes]
-    comparison = output_dir / f"{_scene_name(stems, truths)}_{COMPARISON_SUFFIX}.{fmt}"
+    # One comparison per scene: {path: indices of its cubes}.
+    comparisons = {output_dir / f"{scene}_{COMPARISON_SUFFIX}.{fmt}": indices
+                   for scene, indices in (_comparison_groups(cubes, truths) if side_by_side else [])}
+    if side_by_side and len(comparisons) != len(_comparison_groups(cubes, truths)):
+        raise UsageError(
+            "several scenes' comparisons would be written under one name (truths of the same name); render each "
+            "scene separately"
+        )
 
     sets: list[list[Path]] = []  # each cube's files, in the order they are written
     for name, truth_path in zip(names, truths):
@@ -367,12 +444,12 @@ def render(
         if truth_path is not None:
             files.append(output_dir / f"{name}_error.{fmt}")
         sets.append(files)
-    planned = [path for files in sets for path in files] + ([comparison] if side_by_side else [])
+    planned = [path for files in sets for path in files] + list(comparisons)
     check_not_inputs(planned, [scene.path for scene in [*cubes, *truth_scenes]], "write to another folder (-o)")
     # Every set is checked before anything is written: "skip" (complete, --skip-existing), "write" or "replace".
     plans = {name: _plan(files, fmt, skip_existing=skip_existing, overwrite=overwrite)
              for name, files in zip(names, sets)}
-    if side_by_side:  # the comparison is a set of its own
+    for comparison in comparisons:  # each comparison is a set of its own
         plans[comparison] = _plan([comparison], fmt, skip_existing=skip_existing, overwrite=overwrite)
     last_file = {name: files[-1] for name, files in zip(names, sets)}
     with output_folder(output_dir):  # created here; removed again if nothing was written into it
@@ -385,7 +462,8 @@ def render(
             notes: list[str] = []
             cube, file_wavelengths = _load(cube_reader, path, notes)
             true_cube = None
-            if truth_path is not None:
+            if truth_path is not None:  # scored against it: off-scale values are refused, as hsra evaluate does
+                check_prediction(cube, f"cube {path}")
                 if truth_path not in loaded_truths:
                     loaded_truths[truth_path] = _load(truth_reader, truth_path, notes)[0]
                 true_cube = loaded_truths[truth_path]
@@ -399,6 +477,12 @@ def render(
             if patch is not None:
                 previews.check_points([patch[:2]], cube.shape[0], cube.shape[1], what="--grey-patch")
             wavelengths_nm = previews.band_centres(cube.shape[2], wavelength_list, file_wavelengths, repr(str(path)))
+            if true_cube is None:
+                try:
+                    check_prediction(cube, f"cube {path}")
+                except ValueRangeError:  # drawn anyway, but not silently
+                    notes.append(f"warning: {path}: values span {float(cube.min()):.3g}..{float(cube.max()):.3g}; "
+                                 "expected [0, 1] (a cube in 0–255 units must be divided by 255)")
             for note in notes:  # the cube is accepted: now its notes
                 info(escape(note), quiet)
             return cube, wavelengths_nm, true_cube
@@ -407,19 +491,22 @@ def render(
         cube_reader, truth_reader = SceneReader(key, bands), SceneReader(truth_key, bands, key_flag="--truth-key")
         jobs = list(zip(cubes, names, truths))
         skipped = [name for name in names if plans[name] == "skip"]
-        if side_by_side and plans[comparison] == "skip" and len(skipped) == len(names):
+        if side_by_side and all(plans[c] == "skip" for c in comparisons) and len(skipped) == len(names):
             jobs = []  # nothing to draw: no cube is read
         elif not side_by_side:
             jobs = [job for job in jobs if plans[job[1]] != "skip"]  # a skipped cube is not even read
         if side_by_side:
             # The comparison needs every cube anyway: load and check them all before writing anything.
             items = [(stem, *load(path, truth_path)) for path, stem, truth_path in jobs]
-            for stem, cube, _, _ in items[1:]:
-                if cube.shape != items[0][1].shape:
-                    raise ShapeError(
-                        f"--side-by-side compares one scene: cube {stem!r} has shape {cube.shape} but "
-                        f"{items[0][0]!r} has {items[0][1].shape}"
-                    )
+            shapes = {stem: cube.shape for stem, cube, _, _ in items}
+            for indices in (comparisons.values() if items else []):
+                first = names[indices[0]]
+                for index in indices[1:]:
+                    if shapes[names[index]] != shapes[first]:
+                        raise ShapeError(
+                            f"--side-by-side compares one scene: cube {names[index]!r} has shape "
+                            f"{shapes[names[index]]} but {first!r} has {shapes[first]}"
+                        )
         else:
             items = (((stem, path), lambda path=path, truth_path=truth_path: load(path, truth_path))
                      for path, stem, truth_path in jobs)
@@ -430,7 +517,7 @@ def render(
         for spec, error in problems:
             console.print(f"[red]failed[/red] {escape(spec)}: {escape(str(error))}")
         written: list[Path] = []
-        kept: list = []
+        kept: dict = {}  # name: (cube, wavelengths, truth), for the comparisons
         try:
             for item in items:
                 if side_by_side:
@@ -447,7 +534,7 @@ def render(
                         console.print(f"[red]failed[/red] {escape(str(path))}: {escape(message)}")
                         continue
                 if plans[stem] == "skip":  # --side-by-side reads every cube; a complete set is not redrawn
-                    kept.append((cube, wavelengths_nm, true_cube))
+                    kept[stem] = (cube, wavelengths_nm, true_cube)
                     continue
                 replace = plans[stem] == "replace"
                 if replace:  # the set reads as incomplete until its last file is new again
@@ -478,14 +565,17 @@ def render(
                 written += own
                 result.done.append(stem)
                 if side_by_side:
-                    kept.append((cube, wavelengths_nm, true_cube))
+                    kept[stem] = (cube, wavelengths_nm, true_cube)
         except INTERRUPTS as exc:  # Ctrl-C or SIGTERM: what is written stays, the rest is left
             result.interrupted = getattr(exc, "signum", 2)
             result.left = [name for name in names if name not in result.done and name not in skipped]
             side_by_side = False
-        if side_by_side and plans[comparison] != "skip":
-            reference = next((true_cube for _, _, true_cube in kept if true_cube is not None), None)
-            figure = previews.side_by_side([cube for cube, _, _ in kept], labels, kept[0][1], truth=reference,
+        for comparison, indices in (comparisons.items() if side_by_side else []):
+            if plans[comparison] == "skip":
+                continue
+            group = [kept[names[index]] for index in indices]  # every cube of one scene, and that scene's truth
+            figure = previews.side_by_side([cube for cube, _, _ in group], [labels[index] for index in indices],
+                                           group[0][1], truth=group[0][2],
                                            title=comparison.stem[: -len(COMPARISON_SUFFIX) - 1], **colour)
             written.append(previews.save_figure(comparison, figure, plans[comparison] == "replace", dpi))
 
