@@ -138,6 +138,9 @@ class Truths:
     unpaired: dict[str, str] = field(default_factory=dict)
     #: problems of specs that name no truth (a missing path, a bad selector), as ``--truth SPEC: why``
     problems: list[str] = field(default_factory=list)
+    #: the same problems as ``(spec, error)``; :func:`write_report` refuses the call on the first
+    #: (:func:`check_truth_specs`)
+    errors: list = field(default_factory=list)
     #: every truth file named (never overwritten by the report)
     files: list[Path] = field(default_factory=list)
     #: any truth cube found at all
@@ -154,6 +157,9 @@ def pair_truths(records: list[Path], specs, truth_key: str | None = None, by_pos
     truths = Truths([str(spec) for spec in specs])
     sources, problems, _ = collect(truths.specs)
     truths.problems += [f"--truth {spec}: {error}" for spec, error in problems]
+    # A spec that names nothing (a missing path, an empty folder, a bad selector) is how the tool was called.
+    truths.errors += [(spec, error if isinstance(error, UsageError) else UsageError(str(error)))
+                      for spec, error in problems]
     truths.files = [source.path for source in sources]
     scenes = []
     for source in sources:
@@ -162,6 +168,7 @@ def pair_truths(records: list[Path], specs, truth_key: str | None = None, by_pos
                 scenes.extend(scenes_of(source, truth_key))
         except HsraError as exc:
             truths.problems.append(f"--truth {source.spec}: {exc}")
+            truths.errors.append((source.spec, exc))
     truths.found = bool(scenes)
     predictions = [Scene(path) for path in records]
     pairs, unmatched = pair_scenes(predictions, scenes, by_position=by_position, noun="item") if scenes else ([], predictions)
@@ -170,6 +177,18 @@ def pair_truths(records: list[Path], specs, truth_key: str | None = None, by_pos
                                          "no truth: --truth named no readable truth cube")
                        for prediction in unmatched}
     return truths
+
+
+def check_truth_specs(truths: Truths) -> None:
+    """Refuse truths of which a spec names nothing, as ``hsra render`` and ``hsra evaluate`` refuse them: one
+    ``--truth: why`` error. A spec that names no file or scene (a missing path, an empty folder, a pattern that
+    matches nothing, a selector out of range or backwards) is a :class:`UsageError` (exit 2); a named file that
+    holds no readable truth cube keeps its own (data) error class, exit 1."""
+    if not truths.errors:
+        return
+    _, error = truths.errors[0]
+    message = f"--truth: {error}"
+    raise UsageError(message) if isinstance(error, UsageError) else InputFileError(message)
 
 
 def _output_path(record: dict, kind: str, record_path: Path) -> Path | None:
@@ -304,11 +323,12 @@ _SCRIPT = """
 (function(){
   var table=document.getElementById('summary');
   var list=document.getElementById('items');
-  function value(el,key){var v=el.getAttribute('data-'+key);var n=parseFloat(v);return isNaN(n)?(v||''):n;}
+  function value(el,key){var v=el.getAttribute('data-'+key);if(v===null||v===''){return null;}
+    var n=parseFloat(v);return isNaN(n)?v:n;}
   function sortBy(key,descending){
     var rows=Array.prototype.slice.call(table.tBodies[0].rows);
-    var order=rows.map(function(r){return r.getAttribute('data-name');});
     rows.sort(function(a,b){var x=value(a,key),y=value(b,key);
+      if(x===null||y===null){return x===y?0:(x===null?1:-1);}  /* a missing value (–) sorts last either way */
       if(typeof x==='number'&&typeof y==='number'){return descending?y-x:x-y;}
       x=String(x);y=String(y);return descending?y.localeCompare(x):x.localeCompare(y);});
     rows.forEach(function(r){table.tBodies[0].appendChild(r);});
@@ -330,9 +350,29 @@ _SCRIPT = """
 """
 
 
+#: What the page shows for a missing or undefined value (as ``hsra evaluate`` prints it): never ``nan``.
+MISSING = "–"
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, (float, np.floating)) and value != value)
+
+
 def _fmt(value, digits: int = 4) -> str:
-    if isinstance(value, float):
+    if _missing(value):
+        return MISSING
+    if isinstance(value, (float, np.floating)):
         return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _data_value(value) -> str:
+    """A value as a ``data-*`` attribute the page's sort reads: empty when missing or undefined (sorted last),
+    infinities as JavaScript spells them."""
+    if _missing(value):
+        return ""
+    if isinstance(value, (float, np.floating)) and abs(value) == float("inf"):
+        return "Infinity" if value > 0 else "-Infinity"
     return html.escape(str(value))
 
 
@@ -371,7 +411,7 @@ def _facts(item: ReportItem) -> list[tuple[str, str]]:
         of = trust.get("cube")
         label = "trust map p50 / p90 / p99" + (f" ({of})" if of and of != "the reconstruction" else "")
         facts.append((label, " / ".join(_fmt(trust.get(k, float("nan"))) for k in ("p50", "p90", "p99"))))
-    facts.append(("time", f"{seconds.get('reconstruct', float('nan')):.2f} s on {r.get('device', '?')}"))
+    facts.append(("time", f"{_fmt(seconds.get('reconstruct'), 2)} s on {r.get('device', '?')}"))
     size = item.image_size
     if size[0]:
         facts.append(("cube", f"{size[0]}×{size[1]}×{(r.get('physics') or {}).get('bands', '?')}"))
@@ -381,8 +421,11 @@ def _facts(item: ReportItem) -> list[tuple[str, str]]:
         facts.append(("input", source))
     if item.metrics:
         m = item.metrics
-        facts.append(("vs truth (field)", f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f}, SAM {m['sam']:.2f}°, "
-                                          f"ERGAS {m['ergas']:.2f}"))
+        # An undefined metric (SAM of an all-zero prediction) is shown as missing, without its unit.
+        shown = {key: _fmt(m.get(key), digits) for key, digits in (("psnr", 2), ("ssim", 3), ("sam", 2), ("ergas", 2))}
+        facts.append(("vs truth (field)", f"PSNR {shown['psnr']}{' dB' if shown['psnr'] != MISSING else ''}, "
+                                          f"SSIM {shown['ssim']}, SAM {shown['sam']}{'°' if shown['sam'] != MISSING else ''}, "
+                                          f"ERGAS {shown['ergas']}"))
     return facts
 
 
@@ -432,7 +475,7 @@ def render_html(items: list[ReportItem], out_dir: Path, unfinished: list[str], t
             "psnr": (item.metrics or {}).get("psnr", float("nan")),
             "ssim": (item.metrics or {}).get("ssim", float("nan")),
         }
-        data = " ".join(f'data-{key}="{html.escape(str(values[key]))}"' for key, _ in columns)
+        data = " ".join(f'data-{key}="{_data_value(values[key])}"' for key, _ in columns)
         cells = "".join(
             f'<td class="{"name" if key in ("name", "model") else ""}">'
             + (f'<a href="#item-{rank}">{html.escape(item.name)}</a>' if key == "name" else _fmt(values[key], 3 if key in ("psnr", "ssim", "seconds") else 4))
@@ -443,7 +486,7 @@ def render_html(items: list[ReportItem], out_dir: Path, unfinished: list[str], t
         record_json = html.escape(json.dumps(r, indent=1, default=str))
         sections.append(
             f'<section class="item" id="item-{rank}" data-name="{html.escape(item.name)}" '
-            f'data-residual="{item.residual}">'
+            f'data-residual="{_data_value(item.residual)}">'
             f'<h2><span class="rank">#{rank}</span> {html.escape(item.name)}</h2>{notes}'
             f'<div class="row">'
             f'{_figure_html(item, "rgb", "false colour (CIE 1931, equal-energy white); numbers: spectra points", _markers(item))}'
@@ -493,14 +536,17 @@ def write_report(out_dir, output=None, *, truth=None, truth_dir=None, truth_key:
 
     ``truth``: truth cubes in the input syntax of every command (a file, folder, pattern or ``stack.npz:0-4``,
     or a list of them; ``truth_dir`` is its old name), paired with the reconstructions by name as
-    ``hsra evaluate --truth`` pairs them (``pair_by_position``: in order). Each truth problem (none paired, one
-    that cannot be scored, a spec that names nothing) is one ``warn(message)`` call naming the item, and the item
-    is shown without metrics, the reason in its notes; when no truth pairs with any item, one call says so.
+    ``hsra evaluate --truth`` pairs them (``pair_by_position``: in order). A spec that names nothing is refused
+    before anything is read or written (:func:`check_truth_specs`). Each truth problem of an item (none paired,
+    one that cannot be scored) is one ``warn(message)`` call naming the item, and the item is shown without
+    metrics, the reason in its notes; when no truth pairs with any item, one call says so.
 
     Raises:
-        InputFileError: ``out_dir`` is missing or holds no reconstruction record.
-        UsageError: ``out_dir`` is empty text, the report's file name is not .html/.htm, or the report would
-            replace a file it reads (a record, cube, preview or truth), whatever ``overwrite`` says.
+        InputFileError: ``out_dir`` is missing or holds no reconstruction record; a truth file holds no
+            readable truth cube (``--truth: why``).
+        UsageError: ``out_dir`` is empty text, a truth spec names nothing (``--truth: why``), the report's file
+            name is not .html/.htm, or the report would replace a file it reads (a record, cube, preview or
+            truth), whatever ``overwrite`` says.
         OutputExistsError: the report exists and ``overwrite`` is False.
         HsraError: the report cannot be written there.
     """
@@ -513,7 +559,9 @@ def write_report(out_dir, output=None, *, truth=None, truth_dir=None, truth_key:
         raise UsageError("truth_dir is the old name of truth; give only truth")
     truth = truth if truth is not None else truth_dir
     specs = [] if truth is None else [truth] if isinstance(truth, (str, os.PathLike)) else list(truth)
-    out_dir = Path(out_dir)
+    given, out_dir = os.fspath(out_dir), Path(out_dir)
+    if not out_dir.exists():  # worded as every command words a missing input; exit 1 as theirs
+        raise InputFileError(f"input {given!r} does not exist; expected the output folder of hsra reconstruct")
     if not out_dir.is_dir():
         raise InputFileError(f"{out_dir} is not a folder; expected the output folder of hsra reconstruct")
     if points < 0:
@@ -521,6 +569,8 @@ def write_report(out_dir, output=None, *, truth=None, truth_dir=None, truth_key:
     output = report_path(out_dir, output)
     records, unfinished = find_records(out_dir)
     truths = pair_truths(records, specs, truth_key, pair_by_position) if specs else None
+    if truths is not None:
+        check_truth_specs(truths)  # before anything is read or written
     check_not_inputs([output], report_inputs(records, truths.files if truths else ()), FILE_HINT)
     check_report_suffix(output)
     check_writable(output, overwrite)
@@ -531,8 +581,6 @@ def write_report(out_dir, output=None, *, truth=None, truth_dir=None, truth_key:
     warn = warn or (lambda message: None)
     nothing_paired = truths is not None and not truths.paired
     if truths is not None:
-        for problem in truths.problems:
-            warn(problem)
         if nothing_paired and truths.found:
             first = next(iter(truths.unpaired.values()))
             warn(f"--truth pairs with none of the {len(records)} item(s), so the report has no metrics: {first}")

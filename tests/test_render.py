@@ -933,11 +933,12 @@ def test_cli_side_by_side_writes_one_comparison_per_scene_against_its_own_truth(
     assert code == 0, stderr
     assert sorted(title for _, _, title, _ in drawn) == ["scene01", "scene02"]
     assert all(truth is None and len(labels) == 2 for labels, truth, _, _ in drawn)
-    # Different scenes that cannot be told apart without truths: one line, nothing written.
+    # Cubes whose names group no further, without truths: the one figure asked for (no PSNR is claimed).
+    drawn.clear()
     code, stdout, stderr = run_cli(capsys, tmp_path / "kt" / "scene01.npy", tmp_path / "kt" / "scene02.npy",
-                                   "--side-by-side", "-o", tmp_path / "bad")
-    assert code == 2 and stdout == "" and len(stderr.strip().splitlines()) == 1 and "one scene" in stderr
-    assert not (tmp_path / "bad").exists()
+                                   "--side-by-side", "-o", tmp_path / "one", "-q")
+    assert code == 0, stderr
+    assert [title for _, _, title, _ in drawn] == ["scene"] and drawn[0][1] is None
 
 
 def test_cli_refuses_an_off_scale_cube_against_a_truth_and_warns_without(tmp_path, capsys):
@@ -969,3 +970,13 @@ def test_cli_wavelengths_file_that_does_not_exist_is_named_so(tmp_path, capsys):
     assert code == 2 and "does not exist" in stderr and len(stderr.strip().splitlines()) == 1
     code, _, stderr = run_cli(capsys, tmp_path / "c.npy", "--wavelengths", "450,abc", "-o", tmp_path / "x")
     assert code == 2 and "comma list" in stderr and "does not exist" not in stderr
+
+
+def test_cli_side_by_side_without_truth_compares_cubes_whose_names_tell_no_scene(cube_files, tmp_path, capsys):
+    """Two checkpoints of one scene (epoch10, epoch20) side by side, no truth: the one figure asked for."""
+    for name in ("epoch10", "epoch20"):
+        (tmp_path / f"{name}.npy").write_bytes(cube_files["mst"].read_bytes())
+    code, _, stderr = run_cli(capsys, tmp_path / "epoch10.npy", tmp_path / "epoch20.npy", "--side-by-side",
+                              "-o", tmp_path / "cmp", "-q")
+    assert code == 0, stderr
+    assert (tmp_path / "cmp" / "scene_comparison.png").is_file()

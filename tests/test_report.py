@@ -337,3 +337,86 @@ def test_the_report_file_must_be_html(batch, tmp_path, capsys):
         assert not (tmp_path / name).exists()
     code, out, err = run(["report", batch["out"], "-o", tmp_path / "rep.HTM", "-q", "--points", "0"], capsys)
     assert code == 0 and (tmp_path / "rep.HTM").is_file()
+
+
+def test_missing_metrics_show_a_dash_never_nan(batch, tmp_path, capsys):
+    """Items without a truth (only alpha's given) show – in the table and an empty sort value, never nan; an
+    undefined metric (SAM of an all-zero prediction) is – in the facts too."""
+    from hsra_cli.report import ReportItem, _facts
+
+    from test_cli_pipeline import run
+
+    target = tmp_path / "one.html"
+    code, out, err = run(["report", batch["out"], "--truth", batch["truths"] / "alpha.mat", "-o", target, "-q",
+                          "--points", "0"], capsys)
+    assert code == 1 and target.is_file()  # beta and gamma have no truth: warnings, as before
+    page = target.read_text()
+    shown = re.sub(r"<pre>.*?</pre>", "", re.sub(r'data:image/[^"]+', "", page), flags=re.S)  # not the records
+    assert not re.search(r"\bnan\b", shown, re.I)
+    rows = dict(re.findall(r'<tr data-id="\d+"[^>]*? data-name="([^"]+)"[^>]*? data-psnr="([^"]*)"', page))
+    assert rows["beta"] == rows["gamma"] == "" and float(rows["alpha"]) > 10
+    assert page.count("<td class=\"\">–</td>") == 4  # PSNR and SSIM of beta and gamma
+    item = ReportItem("zero", Path("zero.json"), {"model": "gap-tv", "residual": float("nan")},
+                      metrics={"psnr": 3.0, "ssim": 0.1, "sam": float("nan"), "ergas": float("nan")})
+    facts = dict(_facts(item))
+    assert facts["vs truth (field)"] == "PSNR 3.00 dB, SSIM 0.100, SAM –, ERGAS –"
+    assert "nan" not in " ".join(facts.values())
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (make browser installs it)")
+def test_items_without_a_metric_sort_last_in_both_directions(batch, tmp_path):
+    path, items = write_report(batch["out"], tmp_path / "one.html", truth=batch["truths"] / "alpha.mat", points=0)
+    with Chromium() as browser:
+        page = browser.open(path)
+        order = "Array.from(document.querySelectorAll('section.item')).map(s => s.dataset.name)"
+        page.evaluate("document.querySelector('th[data-key=psnr]').click()")  # descending first
+        first = page.evaluate(order)
+        page.evaluate("document.querySelector('th[data-key=psnr]').click()")  # ascending
+        second = page.evaluate(order)
+        assert first[0] == "alpha" and second[0] == "alpha", (first, second)
+        assert page.errors() == []
+
+
+@pytest.mark.parametrize("spec", ["nothere/", "stack.npz:7", "stack.npz:3-1"])
+def test_a_truth_spec_that_names_nothing_is_a_usage_error_and_nothing_is_written(batch, tmp_path, capsys, spec):
+    from test_cli_pipeline import one_line_error, run
+
+    from hsra_cli.errors import UsageError
+    from hsra_cli.io import read_cube
+
+    cubes = [read_cube(batch["truths"] / f"{name}.mat")[0] for name in ("alpha", "beta", "gamma")]
+    np.savez(tmp_path / "stack.npz", truth=np.stack(cubes))
+    spec = str(tmp_path / spec)
+    target = tmp_path / "r.html"
+    code, out, err = run(["report", batch["out"], "--truth", spec, "-o", target], capsys)
+    assert code == 2 and out == ""
+    line = one_line_error(err)  # no progress lines, no warnings: refused before any work
+    assert line.startswith("hsra: error: --truth: ") and spec in line
+    assert not target.exists()
+    with pytest.raises(UsageError, match="^--truth: "):
+        write_report(batch["out"], target, truth=spec)
+    assert not target.exists()
+
+
+def test_a_missing_out_dir_is_said_not_to_exist(tmp_path, capsys):
+    from test_cli_pipeline import one_line_error, run
+
+    code, out, err = run(["report", tmp_path / "nothere", "-o", tmp_path / "x.html"], capsys)
+    line = one_line_error(err)
+    assert code == 1 and out == ""  # as hsra evaluate and render end on a missing input
+    assert "does not exist" in line and "nothere" in line and "not a folder" not in line
+    (tmp_path / "file").write_text("x")
+    code, out, err = run(["report", tmp_path / "file", "-o", tmp_path / "x.html"], capsys)
+    assert code == 1 and "is not a folder" in one_line_error(err)
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_pair_by_position_help_says_what_is_paired_with_what():
+    import typer
+
+    from hsra_cli.cli import app
+
+    command = typer.main.get_command(app).commands["report"]
+    text = next(p.help for p in command.params if p.name == "pair_by_position")
+    assert "order of the records (by name) instead of by name" not in text
+    assert "items in the order given" in text and "sorted by name" in text

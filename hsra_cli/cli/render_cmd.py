@@ -87,10 +87,8 @@ def _comparison_groups(cubes: list, truths: list) -> list[tuple[str, list[int]]]
 
     With --truth, the cubes paired with one truth (named after the cubes' shared name, else the truth's name
     read as :func:`hsra_cli.inputs.pair_scenes` reads it); without, the cubes of one name or of one scene prefix
-    (``scene01_gap-tv``, ``scene01_hsra-s``). Cubes whose names tell no scene apart (``mst``, ``gaptv``) are one
-    figure, ``scene``; names that differ only in their numbers (``scene01``, ``scene02``: different scenes) or
-    that group only in part are refused (:class:`UsageError`): a figure must not put two scenes side by side."""
-    from ..errors import UsageError
+    (``scene01_gap-tv``, ``scene01_hsra-s``). Cubes whose names group no further (``mst`` and ``gaptv``, or
+    ``epoch10`` and ``epoch20`` of one scene) are the one figure the user asked for, ``scene``."""
     from ..inputs import _truth_name
 
     stems = [scene.stem for scene in cubes]
@@ -110,14 +108,6 @@ def _comparison_groups(cubes: list, truths: list) -> list[tuple[str, list[int]]]
         for index, key in enumerate(keys):
             groups.setdefault(key, []).append(index)
         return list(groups.items())
-    numbered = len({re.sub(r"\d+", "#", stem) for stem in stems}) == 1
-    if any(key is not None for key in keys) or numbered:
-        listed = ", ".join(sorted(set(stems))[:4]) + (" …" if len(set(stems)) > 4 else "")
-        raise UsageError(
-            f"--side-by-side compares the cubes of one scene, but cubes {listed} do not name one scene; give "
-            "--truth to group them by the truth each pairs with, name them <scene>_<method>, or render each scene "
-            "separately"
-        )
     return [("scene", list(range(len(cubes))))]
 
 

@@ -36,7 +36,7 @@ def report(
         "Paired with the reconstructions by name; adds PSNR, SSIM, SAM, ERGAS.",
     ),
     pair_by_position: bool = typer.Option(
-        False, "--pair-by-position", help="Pair truths in the order of the records (by name) instead of by name."
+        False, "--pair-by-position", help="Pair truths with the items in the order given (items sorted by name) instead of by name."
     ),
     truth_key: Optional[str] = typer.Option(None, "--truth-key", help="Variable holding the truth cube (default: the usual names)."),
     points: int = typer.Option(4, "--points", help="Spectra per item, at automatically chosen distinct points (0: none)."),
@@ -49,7 +49,8 @@ def report(
     sortable by residual (worst first by default). Self-contained: opens from disk with no server or network.
     Prints the report's path on stdout. A truth problem (none paired with an item, a truth that cannot be scored)
     is a warning naming the item, which is shown without metrics; the report is still written, and the exit code
-    is 1, as a batch with a failed item ends.
+    is 1, as a batch with a failed item ends. A --truth that names nothing (a missing path, a bad selector) is an
+    error before anything is written, as in hsra evaluate and render. A missing metric is shown as –.
     """
     from rich.markup import escape
 
