@@ -275,7 +275,8 @@ def _distinct_tails(folders: list[Path]) -> dict[Path, str]:
 def _name_methods_apart(scored: list) -> None:
     """Give each row (of ``(row, prediction, truth)``) its ``method``, the run that made it, whose scenes the
     means average. With several methods every row gets it in its name too, ``scene07 (hsra-s.any)``, unless its
-    name already says it (``scene07_mst`` of method ``mst``); with one, only same-named rows do.
+    name already says it (``scene07_mst`` of method ``mst``, ``scene07_hsra-s`` of ``hsra-s.any``, as
+    ``--name '{stem}_{model}'`` names them); with one, only same-named rows do.
 
     A run is a method (:func:`_method_of`); but one run never scores a truth twice, so a method with two rows
     of one truth is several runs (``rec_a/`` and ``rec_b/`` of one model, one run written as .mat and .h5):
@@ -318,7 +319,9 @@ def _name_methods_apart(scored: list) -> None:
     several = len({entry["label"] for entry in entries}) > 1
     for entry in entries:
         entry["row"]["method"] = entry["label"]
-        said = entry["label"] in (entry["row"]["name"], entry["ending"])  # scene07_mst (mst), a.npy (a)
+        ending = entry["ending"]
+        said = entry["label"] in (entry["row"]["name"], ending) or bool(  # scene07_mst (mst), a.npy (a), and
+            ending and entry["label"].lower().startswith(ending.lower() + "."))  # scene07_hsra-s (hsra-s.any)
         if names.count(entry["row"]["name"]) > 1 or (several and not said):
             entry["row"]["name"] = f"{entry['row']['name']} ({entry['label']})"
     names = [entry["row"]["name"] for entry in entries]
