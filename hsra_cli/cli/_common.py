@@ -174,3 +174,44 @@ def complete_network(incomplete: str) -> list[str]:
 
     return [name for name in model_names(networks_only=True, tags=False) if name.startswith(incomplete)]
 
+
+def parse_wavelengths(text: str):
+    """``--wavelengths`` (render, reconstruct): a comma list of numbers (nm), or a text file of numbers (commas or
+    whitespace), strictly increasing, at least one of them where the eye sees colour (the previews need it)."""
+    import numpy as np
+
+    from hsra_cli.errors import UsageError
+
+    source = text
+    candidate = Path(text)
+    if candidate.is_file():
+        try:
+            source = candidate.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read --wavelengths file {text!r}: {exc}") from None
+    parts = source.replace(",", " ").split()
+    try:
+        values = np.asarray([float(part) for part in parts], dtype=np.float64)
+    except ValueError:
+        if source is text and "," not in text:  # read as a path, not as a comma list
+            what = "is a folder, not a file" if candidate.is_dir() else "does not exist"
+            raise UsageError(
+                f"--wavelengths file {text!r} {what}; expected a text file of numbers (nm) or a comma list "
+                "(--wavelengths 450,460,470,…)"
+            ) from None
+        raise UsageError(
+            f"--wavelengths {text!r} is neither a comma list of numbers (nm) nor a file of numbers"
+        ) from None
+    if values.size == 0:
+        raise UsageError(f"--wavelengths {text!r} holds no numbers; expected one wavelength (nm) per band")
+    if not (np.isfinite(values).all() and np.all(np.diff(values) > 0)):
+        raise UsageError(f"--wavelengths {text!r} must be finite and strictly increasing (shortest first)")
+    from hsra_cli.errors import ValueRangeError
+    from hsra_cli.render import _xyz_weights
+
+    try:  # bands the eye cannot see cannot be rendered: a wrong value of the option, as the ones above
+        _xyz_weights(values)
+    except ValueRangeError as exc:
+        hint = " (in µm? give nm: --wavelengths 450,460,…)" if values.max() < 10 else ""
+        raise UsageError(f"--wavelengths: {exc}{hint}") from None
+    return values

@@ -10,7 +10,7 @@ import typer
 from hsra_cli.cli import app
 from hsra_cli.cli._common import (
     SKIP_EXISTING_HELP, THREADS_HELP, AxisChoice, FormatChoice, NormalizeChoice, complete_model, console, fraction, info, parse_offset,
-    positive, set_threads, stdout,
+    parse_wavelengths, positive, set_threads, stdout,
 )
 
 
@@ -64,6 +64,11 @@ def reconstruct(
     normalize: NormalizeChoice = typer.Option(NormalizeChoice.AUTO, "--normalize", help="auto, none (field-scale sum) or max (real captures: max → 0.8)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda (or cuda:N)."),
     bands: Optional[int] = typer.Option(None, "--bands", min=1, help="Band count (default: what a 3-D shifted mask shows, else 28; networks use their card's; with auto, another count selects gap-tv)."),
+    wavelengths: Optional[str] = typer.Option(
+        None, "--wavelengths",
+        help="Band centres (nm) the cubes store and the previews use: comma list or text file (default: the weights' "
+        "card, the field's list for 28 bands, else what the capture records; without --bands, the count sets it).",
+    ),
     step: Optional[int] = typer.Option(None, "--step", min=1, help="Dispersion step in pixels (gap-tv; networks use their card's; with auto, another step selects gap-tv)."),
     axis: Optional[AxisChoice] = typer.Option(None, "--axis", help="Dispersion axis (gap-tv; networks use their card's; with auto, another axis selects gap-tv)."),
     tile_size: str = typer.Option("auto", "--tile-size", help="auto (whole image when it fits --memory-cap), 0 (never tile) or pixels."),
@@ -112,6 +117,7 @@ def reconstruct(
         raise UsageError(f"--mask-offset {mask_offset!r} is not of the form row,column (two integer pixel offsets); "
                          "expected ROW,COL or auto") from None
     tile = _parse_tile(tile_size)
+    wavelength_list = parse_wavelengths(wavelengths) if wavelengths is not None else None
     sources, problems, excluded = collect(inputs, exclude=[mask])
     for source in sources:
         if source.scenes is not None:
@@ -135,6 +141,12 @@ def reconstruct(
         console.print(f"[red]failed[/red] {escape(spec)}: {escape(str(error))}")
     if paths:
         notes = []  # said once the run is under way (one input: once it succeeded), so that a refusal stays one line
+        if bands is None and wavelength_list is not None:  # one centre per band: the count is the band count
+            from hsra_cli.bands import DEFAULT_BANDS
+
+            if len(wavelength_list) != DEFAULT_BANDS:
+                bands = len(wavelength_list)
+                notes.append(f"note: {bands} bands, one per --wavelengths value (--bands overrides)")
         if bands is None:  # a 3-D shifted mask holds its band count
             from hsra_cli.bands import DEFAULT_BANDS
             from hsra_cli.reconstruct import mask_file_bands
@@ -155,6 +167,11 @@ def reconstruct(
             tile_overlap=tile_overlap, memory_cap_gb=memory_cap, amp=amp, refine=refine,
             self_ensemble=self_ensemble, adapt=adapt,
         )
+        if wavelength_list is not None and len(wavelength_list) != reconstructor.bands:
+            raise UsageError(
+                f"--wavelengths gives {len(wavelength_list)} wavelengths but {reconstructor.entry.name} reconstructs "
+                f"{reconstructor.bands} bands; expected one per band"
+            )
         calibration = None
         if auto_offset:
             from hsra_cli.calibrate import auto_geometry
@@ -174,7 +191,8 @@ def reconstruct(
         arguments = {
             "inputs": inputs, "mask": str(mask), "out": str(out), "model": model, "weights": str(weights) if weights else None,
             "name": name, "format": fmt.value, "key": key, "mask_key": mask_key, "mask_offset": "auto" if auto_offset else offset,
-            "normalize": normalize.value, "device": device, "tile_size": tile, "tile_overlap": tile_overlap,
+            "normalize": normalize.value, "wavelengths": None if wavelength_list is None else wavelength_list.tolist(),
+            "device": device, "tile_size": tile, "tile_overlap": tile_overlap,
             "memory_cap_gb": memory_cap, "amp": amp, "refine": reconstructor.refine,
             "self_ensemble": self_ensemble, "adapt": adapt, "num_parts": num_parts,
             "part_id": part_id,
@@ -217,7 +235,7 @@ def reconstruct(
 
             batch = reconstruct_files(
                 paths, mask, out, reconstructor, fmt=fmt.value, key=key, mask_key=mask_key,
-                normalize=normalize.value, mask_offset=offset, previews=previews, skip_existing=skip_existing,
+                normalize=normalize.value, mask_offset=offset, wavelengths_nm=wavelength_list, previews=previews, skip_existing=skip_existing,
                 overwrite=overwrite, arguments=arguments, name=name, on_begin=on_begin, on_start=on_start,
                 on_result=on_result, on_done=on_done,
                 on_note=(lambda text: notes.append(f"note: {text}")) if single  # said with the others, once done

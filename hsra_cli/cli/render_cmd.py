@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import SKIP_EXISTING_HELP, info, parse_point
+from hsra_cli.cli._common import SKIP_EXISTING_HELP, info, parse_point, parse_wavelengths
 
 #: A comparison figure is <scene>_comparison.<format>, one per scene: the cubes paired with one truth (named as the
 #: cubes' shared name, else the truth's), or without --truth the cubes of one name (``scene07``, ``scene07_<method>``).
@@ -172,47 +172,6 @@ def _plan(files: list[Path], figure_format: str, *, skip_existing: bool, overwri
             f"{path.name} is not); pass --overwrite to replace it and add the {figure_format} figures, or write to "
             "another folder (-o)"
         ) from None
-
-
-def _parse_wavelengths(text: str):
-    """``--wavelengths``: a comma list of numbers, or a text file of numbers (commas or whitespace)."""
-    import numpy as np
-
-    from ..errors import UsageError
-
-    source = text
-    candidate = Path(text)
-    if candidate.is_file():
-        try:
-            source = candidate.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read --wavelengths file {text!r}: {exc}") from None
-    parts = source.replace(",", " ").split()
-    try:
-        values = np.asarray([float(part) for part in parts], dtype=np.float64)
-    except ValueError:
-        if source is text and "," not in text:  # read as a path, not as a comma list
-            what = "is a folder, not a file" if candidate.is_dir() else "does not exist"
-            raise UsageError(
-                f"--wavelengths file {text!r} {what}; expected a text file of numbers (nm) or a comma list "
-                "(--wavelengths 450,460,470,…)"
-            ) from None
-        raise UsageError(
-            f"--wavelengths {text!r} is neither a comma list of numbers (nm) nor a file of numbers"
-        ) from None
-    if values.size == 0:
-        raise UsageError(f"--wavelengths {text!r} holds no numbers; expected one wavelength (nm) per band")
-    if not (np.isfinite(values).all() and np.all(np.diff(values) > 0)):
-        raise UsageError(f"--wavelengths {text!r} must be finite and strictly increasing (shortest first)")
-    from ..errors import ValueRangeError
-    from ..render import _xyz_weights
-
-    try:  # bands the eye cannot see cannot be rendered: a wrong value of the option, as the ones above
-        _xyz_weights(values)
-    except ValueRangeError as exc:
-        hint = " (in µm? give nm: --wavelengths 450,460,…)" if values.max() < 10 else ""
-        raise UsageError(f"--wavelengths: {exc}{hint}") from None
-    return values
 
 
 def _parse_exposure(text: str):
@@ -384,7 +343,7 @@ def render(
     old_points = [parse_point(text) for text in point]
     points = pixel_points + old_points
     exposure_value = _parse_exposure(exposure)
-    wavelength_list = _parse_wavelengths(wavelengths) if wavelengths is not None else None
+    wavelength_list = parse_wavelengths(wavelengths) if wavelengths is not None else None
 
     from .. import render as previews
 
