@@ -15,7 +15,9 @@ Two conventions decide what the formulas see (the field's papers and its trainin
 
 The same preparation feeds every metric, so SAM and ERGAS (which do not depend on the scale) also see the
 quantised values under ``"field"``. Truth values must already lie in [0, 1]; a truth outside that range is
-an error (usually a cube still in 0–255 or 0–65535 units), not something to clip silently.
+an error (usually a cube still in 0–255 or 0–65535 units), not something to clip silently; so is a prediction off
+the [0, 1] scale (:func:`check_prediction`: more than a little overshoot in more than a few values), in every
+metric.
 
 Definitions (the field's; docs/metrics.md states them for users):
 
@@ -38,11 +40,11 @@ SAM and ERGAS return NaN when nothing is left after skipping (an all-zero predic
 all-zero truth for ERGAS); :data:`UNDEFINED_WHEN` says when, and :func:`defined_counts` how many scenes a mean
 of :func:`mean_over_scenes` is over.
 
-:func:`evaluate_cube` (what ``hsra evaluate`` and ``hsra report`` use) also refuses a prediction that is clearly
-not on the [0, 1] scale (more than :data:`OFF_SCALE_FRACTION` of its values outside
-[−:data:`PREDICTION_OVERSHOOT`, 1 + :data:`PREDICTION_OVERSHOOT`]: a cube still in 0–255 units), as it refuses
-such a truth; smaller overshoots, normal for a network's output, are clipped. The single metrics (``psnr``,
-``ssim``, …, which training logs call on every validation) only clip.
+Every metric (:func:`evaluate_cube`, what ``hsra evaluate`` and ``hsra report`` use, and the single ones,
+``psnr``, ``ssim``, …) refuses a prediction that is clearly not on the [0, 1] scale (more than
+:data:`OFF_SCALE_FRACTION` of its values outside [−:data:`PREDICTION_OVERSHOOT`, 1 + :data:`PREDICTION_OVERSHOOT`]:
+a cube still in 0–255 units), as it refuses such a truth; smaller overshoots, normal for a network's output, are
+clipped. Training validation clips its predictions first, so a network early in training is still scored.
 """
 
 from __future__ import annotations
@@ -178,7 +180,7 @@ def _prepare(pred, truth, convention: str) -> tuple[np.ndarray, np.ndarray, floa
         raise ShapeError(f"expected cubes laid out H × W × C (3-D), got shape {tuple(pred.shape)}")
     if pred.size == 0:
         raise ShapeError(f"the cubes are empty (shape {tuple(pred.shape)})")
-    _check_finite(pred, "the prediction")
+    check_prediction(pred)
     check_truth(truth)
     pred = np.clip(pred, 0.0, 1.0)
     truth = np.clip(truth, 0.0, 1.0)
@@ -205,7 +207,8 @@ def psnr(pred, truth, convention: Convention = "field") -> float:
     """Mean over bands of the per-band PSNR, in dB.
 
     Args:
-        pred, truth: cubes H × W × C, values in [0, 1] (the prediction is clipped to [0, 1]).
+        pred, truth: cubes H × W × C, values in [0, 1] (a prediction's small overshoot is clipped; one off that
+            scale is refused: :func:`check_prediction`).
         convention: ``"field"`` (uint8 levels, peak 255) or ``"float"`` (floats, peak 1).
 
     A band with zero error counts as 100 dB (:data:`PSNR_CAP_DB`) instead of infinity.
@@ -358,7 +361,6 @@ def evaluate_cube(pred, truth, convention: Convention = "field") -> dict[str, fl
         ValueRangeError: integer data, NaN/Inf, a truth outside [0, 1], or a prediction not on the [0, 1]
             scale (:func:`check_prediction`; small overshoot is clipped).
     """
-    check_prediction(pred)
     pred, truth, peak = _prepare(pred, truth, convention)  # once, shared by every metric
     return {
         "psnr": _psnr(pred, truth, peak),

@@ -83,8 +83,8 @@ def test_psnr_field_quantises_so_sub_level_errors_vanish():
 
 def test_psnr_clips_the_prediction_to_unit_range():
     truth = np.ones((8, 8, 2))
-    assert metrics.psnr(truth + 5.0, truth, "float") == 100.0
-    assert metrics.psnr(truth + 5.0, truth, "field") == 100.0
+    assert metrics.psnr(truth + 0.4, truth, "float") == 100.0  # an overshoot to 1.4, as a network's
+    assert metrics.psnr(truth + 0.4, truth, "field") == 100.0
 
 
 # --- SSIM -----------------------------------------------------------------------------------------------
@@ -319,8 +319,13 @@ def test_evaluate_cube_refuses_a_prediction_off_the_unit_scale_but_clips_oversho
     hot = truth.copy()
     hot[0, 0, :] = 40.0  # 4 of 1024 values
     assert metrics.evaluate_cube(hot, truth)["psnr"] > 30
-    # the single metrics, which training logs call, only clip
-    assert metrics.psnr(truth * 255, truth) < 10
+    # every single metric refuses it too (it used to clip it to a meaningless 5 dB)
+    for metric in (metrics.psnr, metrics.ssim, metrics.sam, metrics.ergas, metrics.ssim_per_band):
+        with pytest.raises(ValueRangeError, match="the prediction has values in"):
+            metric(truth * 255, truth)
+    with pytest.raises(ValueRangeError, match="the prediction has values in"):
+        metrics.lpsnr(truth * 255, truth, 8)
+    assert metrics.psnr(truth * 1.05, truth) == metrics.evaluate_cube(truth * 1.05, truth)["psnr"]
 
 
 def test_check_truth_names_what_it_checks():

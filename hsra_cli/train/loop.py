@@ -395,13 +395,15 @@ class _Run:
                 self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
             ):
                 prediction = module(measurement.to(self.device), mask.to(self.device))
-            predicted = prediction[0].float().permute(1, 2, 0).cpu().numpy()
+            # clipped as the metrics clip (a network early in training may overshoot more than they accept)
+            predicted = np.clip(prediction[0].float().permute(1, 2, 0).cpu().numpy(), 0.0, 1.0)
             row = {"name": scene.name}
             for convention in conventions:
                 row[f"psnr_{convention}"] = psnr(predicted, scene.cube, convention=convention)
                 row[f"ssim_{convention}"] = ssim(predicted, scene.cube, convention=convention)
             if "field" in conventions:  # the final validation also scores what `hsra reconstruct` gives by default
-                refined = self._refined(module, prediction.float(), measurement.to(self.device), mask.to(self.device))
+                refined = np.clip(self._refined(module, prediction.float(), measurement.to(self.device),
+                                                mask.to(self.device)), 0.0, 1.0)
                 row["psnr_field_refined"] = psnr(refined, scene.cube, convention="field")
                 row["ssim_field_refined"] = ssim(refined, scene.cube, convention="field")
             scenes.append(row)
