@@ -286,22 +286,27 @@ def _peak_offset(minus: float, centre: float, plus: float) -> float:
 # the calibration
 
 
+def _check_capture(array: np.ndarray) -> None:
+    """Raise unless ``array`` is a capture calibration can use: 2-D, finite, not constant."""
+    if array.ndim != 2:
+        raise ShapeError(f"a capture must be 2-D (H×W'), got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueRangeError("a capture holds NaN or Inf values; expected finite numbers")
+    if float(array.std()) == 0:
+        raise ValueRangeError("a capture is constant; it carries no trace of the mask to calibrate on")
+
+
 def _check_inputs(captures, mask, bands, steps, axes):
     if not captures:
         raise UsageError("calibration needs at least one capture")
     arrays = [np.asarray(c, dtype=np.float32) for c in captures]
     for array in arrays:
-        if array.ndim != 2:
-            raise ShapeError(f"a capture must be 2-D (H×W'), got shape {array.shape}")
+        _check_capture(array)
         if array.shape != arrays[0].shape:
             raise ShapeError(
                 f"captures calibrated together must have one shape; got {arrays[0].shape} and {array.shape} "
                 "(calibrate them separately)"
             )
-        if not np.isfinite(array).all():
-            raise ValueRangeError("a capture holds NaN or Inf values; expected finite numbers")
-        if float(array.std()) == 0:
-            raise ValueRangeError("a capture is constant; it carries no trace of the mask to calibrate on")
     mask = np.asarray(mask, dtype=np.float32)
     if mask.ndim != 2:
         raise UsageError(
@@ -498,20 +503,44 @@ def calibrate_files(
     axes: Sequence[str] | None = None,
     max_step: int = MAX_STEP,
     max_captures: int | None = None,
+    left_out: list | None = None,
 ) -> tuple[Calibration, dict]:
     """Read captures (at most ``max_captures``) and the mask, and calibrate them jointly.
 
-    Returns the calibration and where it came from (files, keys) for records.
+    Returns the calibration and where it came from (files, keys) for records. With a list as ``left_out`` (a batch
+    whose bad inputs fail alone), a capture that cannot be read or used, or whose shape is not the one most of the
+    read captures share, is left out and appended to it as ``(path, HsraError)``; up to ``max_captures`` usable ones
+    are read. Without it, the first such capture fails the calibration.
     """
     from .io import read_mask, read_measurement
 
-    chosen = list(paths)[: max_captures] if max_captures else list(paths)
-    captures = []
-    keys = []
-    for path in chosen:
-        measurement, loaded = read_measurement(path, key)
-        captures.append(measurement)
-        keys.append(loaded.key)
+    read: list[tuple[Path, np.ndarray, str]] = []
+    for path in paths:
+        if max_captures and len(read) == max_captures:
+            break
+        try:
+            measurement, loaded = read_measurement(path, key)
+            _check_capture(np.asarray(measurement))
+        except HsraError as exc:
+            if left_out is None:
+                raise
+            left_out.append((path, exc))
+            continue
+        read.append((path, measurement, loaded.key))
+    if left_out is not None and read:
+        shapes = [measurement.shape for _, measurement, _ in read]
+        common = max(dict.fromkeys(shapes), key=shapes.count)  # the most common; on a tie, the first read
+        for path, measurement, _ in read:
+            if measurement.shape != common:
+                left_out.append((path, ShapeError(
+                    f"its shape {measurement.shape} is not that of the captures calibrated with it {common}; "
+                    "--mask-offset auto gives one geometry to captures of one shape (calibrate it separately)")))
+        read = [item for item in read if item[1].shape == common]
+    if not read and left_out:
+        raise left_out[0][1]
+    chosen = [path for path, _, _ in read]
+    captures = [measurement for _, measurement, _ in read]
+    keys = [loaded_key for _, _, loaded_key in read]
     mask, mask_loaded = read_mask(mask_path, mask_key)
     try:
         result = calibrate(captures, mask, bands=bands, steps=steps, axes=axes, max_step=max_step)
@@ -523,7 +552,8 @@ def calibrate_files(
 
 
 def auto_geometry(reconstructor, paths: Sequence[Path], mask_path: Path, *, key: str | None = None,
-                  mask_key: str | None = None, step_given: bool = False, axis_given: bool = False):
+                  mask_key: str | None = None, step_given: bool = False, axis_given: bool = False,
+                  left_out: list | None = None):
     """``hsra reconstruct --mask-offset auto``: calibrate the inputs jointly (at most :data:`MAX_CAPTURES`), then
     return ``(reconstructor, offset, record)``. The step and axis are estimated too, unless they were given. A
     network named with ``--model`` keeps the step and axis it was trained for: captures that clearly show another
@@ -531,6 +561,7 @@ def auto_geometry(reconstructor, paths: Sequence[Path], mask_path: Path, *, key:
     is not conclusive, only the offset is searched at the network's geometry. A solver, and ``--model auto``, take
     the found step and axis (a new reconstructor is made when they differ; for ``auto`` it chooses again, so a
     geometry the network was not trained for gets GAP-TV). An inconclusive calibration is an error, not a guess.
+    ``left_out``: as :func:`calibrate_files` (a batch's bad inputs fail alone rather than stop the calibration).
     """
     from .reconstruct import Reconstructor
 
@@ -538,7 +569,8 @@ def auto_geometry(reconstructor, paths: Sequence[Path], mask_path: Path, *, key:
     steps = [reconstructor.step] if step_given else None
     axes = [reconstructor.axis] if axis_given else None
     result, source = calibrate_files(paths, mask_path, key=key, mask_key=mask_key, bands=reconstructor.bands,
-                                     steps=steps, axes=axes, max_captures=MAX_CAPTURES)
+                                     steps=steps, axes=axes, max_captures=MAX_CAPTURES, left_out=left_out)
+    paths = [Path(p) for p in source["capture_files"]]  # those calibrated
     if fixed:
         trained = (reconstructor.step, reconstructor.axis)
         if result.confident and (result.step, result.axis) != trained:

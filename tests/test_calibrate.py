@@ -68,6 +68,22 @@ def test_a_capture_without_the_mask_pattern_is_not_trusted():
     assert not result.confident and result.reason
 
 
+def test_cli_prints_no_flags_for_an_inconclusive_calibration(tmp_path, capsys):
+    """A mask that is not the capture's: no flags on stdout (a script's `$(hsra calibrate …)` gets nothing to pass
+    on), the best guess in one error line, exit 1; the JSON is still written to look at."""
+    mask = generate_mask(96, 112, "random-grey", seed=7)
+    unrelated, _ = _capture(20, 30, 2, "width", mask=generate_mask(96, 112, "random-grey", seed=99))
+    write_array(tmp_path / "cap.mat", unrelated, key="meas")
+    write_array(tmp_path / "mask.mat", mask, key="mask")
+    code = main(["calibrate", str(tmp_path / "cap.mat"), "--mask", str(tmp_path / "mask.mat"), "--bands", "8",
+                 "-o", str(tmp_path / "c.json"), "-q", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
+    assert captured.err.startswith("hsra: error: calibration is not conclusive") and "best guess --mask-offset" in captured.err
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert json.loads((tmp_path / "c.json").read_text())["confident"] is False
+
+
 def test_bad_inputs_are_clear_errors():
     measurement, mask = _capture(20, 30, 2, "width")
     with pytest.raises(UsageError, match="2-D coded aperture"):
@@ -112,6 +128,28 @@ def test_cli_prints_the_flags_writes_the_landscape_and_reconstruct_auto_records_
     record = json.loads((tmp_path / "out" / "cap.json").read_text())
     assert record["calibration"]["offset"] == [20, 30] and record["mask"]["offset"] == [20, 30]
     assert record["arguments"]["mask_offset"] == "auto"
+
+
+def test_reconstruct_auto_in_a_batch_leaves_bad_inputs_out_of_the_calibration_and_fails_them_alone(tmp_path, capsys):
+    """--mask-offset auto on several inputs: one unreadable capture and one of another shape fail alone (named,
+    counted in the summary, exit 1); the others are calibrated together and reconstructed."""
+    mask = generate_mask(96, 112, "random-grey", seed=7)
+    write_array(tmp_path / "mask.mat", mask, key="mask")
+    for name, seed in (("a", 1), ("b", 2)):
+        write_array(tmp_path / f"{name}.mat", _capture(20, 30, 2, "width", seed=seed, mask=mask)[0], key="meas")
+    write_array(tmp_path / "narrow.mat", _capture(20, 30, 2, "width", seed=3, mask=mask, size=(48, 40))[0], key="meas")
+    (tmp_path / "broken.mat").write_bytes((tmp_path / "a.mat").read_bytes()[:300])
+    code = main(["reconstruct", str(tmp_path / "broken.mat"), str(tmp_path / "a.mat"), str(tmp_path / "narrow.mat"),
+                 str(tmp_path / "b.mat"), "--mask", str(tmp_path / "mask.mat"), "--bands", "8", "--model", "gap-tv",
+                 "--mask-offset", "auto", "-o", str(tmp_path / "out"), "--no-previews", "--threads", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "failed" in err and "broken.mat" in err and "narrow.mat: its shape (48, 54)" in err, err
+    assert "calibrated on 2 capture(s)" in err and "--mask-offset 20,30" in err
+    assert "2 done, 0 skipped, 2 failed" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.json", "a.mat", "b.json", "b.mat"]
+    record = json.loads((tmp_path / "out" / "a.json").read_text())
+    assert record["calibration"]["capture_files"] == [str(tmp_path / "a.mat"), str(tmp_path / "b.mat")]
 
 
 def test_real_captures_are_found_inside_a_larger_random_mask(shared_data):

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import THREADS_HELP, AxisChoice, console, info, set_threads, stdout, value_of, warn
+from hsra_cli.cli._common import THREADS_HELP, AxisChoice, console, info, set_threads, stdout, value_of
 
 
 @app.command(
@@ -41,7 +41,8 @@ def calibrate(
 
     Finds where the capture area lies in the mask (--mask-offset), the dispersion step and axis, and a sub-pixel
     offset (in the JSON), from how the mask's pattern shows in the captures. Prints the flags for hsra reconstruct
-    on stdout; with -o, also writes the score landscapes to a JSON file. Warns when the evidence is weak.
+    on stdout; with -o, also writes the score landscapes to a JSON file. When the evidence is weak it prints no flags,
+    says the best guess in its error line and exits 1 (the JSON is still written, to look at).
     """
     from rich.markup import escape
 
@@ -74,8 +75,13 @@ def calibrate(
         sub = result.subpixel_offset
         info(f"offset {result.offset[0]},{result.offset[1]} (sub-pixel {sub[0]:.2f},{sub[1]:.2f}), step {result.step}, "
              f"{result.axis}: {result.reason}; {where}")
-    if not result.confident:
-        warn(f"calibration is not conclusive: {result.reason}; check the "
-             + (f"landscapes in {out}" if out is not None else "score landscapes (write them with -o FILE.json)"))
+    if not result.confident:  # no flags on stdout: `$(hsra calibrate …)` must not pass a guess on (exit 1)
+        from hsra_cli.errors import HsraError
+
+        raise HsraError(
+            f"calibration is not conclusive ({result.reason}); best guess {result.flags()}, not printed on stdout. "
+            "Check that the mask is this system's, or fix what you know (--step, --axis); "
+            + (f"landscapes in {out}" if out is not None else "write the score landscapes with -o FILE.json")
+        )
     stdout.print(result.flags())
     return 0

@@ -176,10 +176,15 @@ def reconstruct(
         if auto_offset:
             from hsra_cli.calibrate import auto_geometry
 
+            left_out = [] if not single else None  # in a batch, bad inputs fail alone
             reconstructor, offset, calibration = auto_geometry(
                 reconstructor, paths, mask, key=key, mask_key=mask_key,
-                step_given=step is not None, axis_given=axis is not None,
+                step_given=step is not None, axis_given=axis is not None, left_out=left_out,
             )
+            for path, error in left_out or ():
+                result.failed.append((path, str(error), error))
+                console.print(f"[red]failed[/red] {escape(str(path))}: {escape(str(error))}")
+            paths = [path for path in paths if path not in {bad for bad, _ in left_out or ()}]
             info(f"calibrated on {calibration['captures']} capture(s) in {calibration['seconds']:.1f} s: --mask-offset "
                  f"{offset[0]},{offset[1]} --step {calibration['step']} --axis {calibration['axis']}", quiet)
         choice = reconstructor.choice
