@@ -333,11 +333,12 @@ def calibrate(
     """Find the mask offset, dispersion step and axis that best explain ``captures``.
 
     Args:
-        captures: one or more 2-D measurements ``H × W'`` of one system (any scale; jointly calibrated).
+        captures: one or more 2-D measurements ``H × W'`` of one system (any scale; jointly calibrated): a list,
+            or one array.
         mask: the 2-D coded aperture, at least as large as the capture area.
         bands: the band count (not estimated).
-        steps: the dispersion steps to try (default 1 … ``max_step``); one value fixes the step.
-        axes: the dispersion axes to try (default both); one value fixes the axis.
+        steps: the dispersion steps to try (default 1 … ``max_step``); one value (``2`` or ``[2]``) fixes the step.
+        axes: the dispersion axes to try (default both); one value (``"width"`` or ``["width"]``) fixes the axis.
 
     Returns:
         a :class:`Calibration`; ``confident`` is False (with a reason) when the evidence is weak.
@@ -346,7 +347,16 @@ def calibrate(
         ShapeError: no tried geometry fits the capture inside the mask.
     """
     start = time.perf_counter()
-    steps = tuple(range(1, max_step + 1)) if steps is None else tuple(int(s) for s in steps)
+    if isinstance(captures, (np.ndarray, torch.Tensor)) and np.ndim(captures) == 2:
+        captures = [captures]  # one capture
+    if isinstance(steps, (int, np.integer)):
+        steps = [steps]
+    if isinstance(axes, str):
+        axes = [axes]
+    try:
+        steps = tuple(range(1, max_step + 1)) if steps is None else tuple(int(s) for s in steps)
+    except (TypeError, ValueError):
+        raise UsageError(f"steps must be dispersion steps in pixels (an int or a list of them), got {steps!r}") from None
     axes = AXES if axes is None else tuple(axes)
     arrays, mask = _check_inputs(captures, mask, bands, steps, axes)
     shape = arrays[0].shape

@@ -376,21 +376,34 @@ def mean_over_scenes(results: Iterable[Mapping[str, float]]) -> dict[str, float]
     """Average per-scene results (as from :func:`evaluate_cube`) metric by metric.
 
     NaN entries (a scene where SAM or ERGAS had nothing to measure) are left out of that metric's mean;
-    a metric that is NaN in every scene stays NaN.
+    a metric that is NaN in every scene stays NaN. Results may hold only some of :data:`METRIC_KEYS` (``{"psnr":
+    30.1}``): a metric missing from a scene is left out like NaN, and one missing from every scene is not in the
+    means.
     """
     results = list(results)
     if not results:
         raise UsageError("no scenes to average")
     means = {}
-    for key in METRIC_KEYS:
-        values = np.array([float(scene[key]) for scene in results], dtype=np.float64)
+    for key in _present_keys(results):
+        values = np.array([float(scene.get(key, math.nan)) for scene in results], dtype=np.float64)
         finite = values[~np.isnan(values)]
         means[key] = float(finite.mean()) if finite.size else math.nan
     return means
+
+
+def _present_keys(results: list) -> list[str]:
+    """The metrics of :data:`METRIC_KEYS` (in that order) that at least one result holds; a result that is not a
+    mapping is a :class:`UsageError`."""
+    for scene in results:
+        if not isinstance(scene, Mapping):
+            raise UsageError(f"expected per-scene results as mappings of metric to value (as evaluate_cube gives), "
+                             f"got {type(scene).__name__}")
+    return [key for key in METRIC_KEYS if any(key in scene for scene in results)]
 
 
 def defined_counts(results: Iterable[Mapping[str, float]]) -> dict[str, int]:
     """For each metric, how many of the per-scene results define it (are not NaN): the number of scenes its
     :func:`mean_over_scenes` is over. Fewer than the scenes means the mean left some out (:data:`UNDEFINED_WHEN`)."""
     results = list(results)
-    return {key: sum(1 for scene in results if not math.isnan(float(scene[key]))) for key in METRIC_KEYS}
+    return {key: sum(1 for scene in results if not math.isnan(float(scene.get(key, math.nan))))
+            for key in _present_keys(results)}

@@ -84,6 +84,15 @@ def test_cli_prints_no_flags_for_an_inconclusive_calibration(tmp_path, capsys):
     assert json.loads((tmp_path / "c.json").read_text())["confident"] is False
 
 
+def test_the_python_call_takes_one_capture_and_single_settings_as_they_come():
+    measurement, mask = _capture(20, 30, 2, "width")
+    result = calibrate(measurement, mask, bands=BANDS, steps=2, axes="width")  # not lists
+    assert (result.offset, result.step, result.axis) == ((20, 30), 2, "width")
+    assert [(c["axis"], c["step"]) for c in result.candidates] == [("width", 2)]
+    with pytest.raises(UsageError, match="steps must be dispersion steps"):
+        calibrate(measurement, mask, bands=BANDS, steps="two")
+
+
 def test_bad_inputs_are_clear_errors():
     measurement, mask = _capture(20, 30, 2, "width")
     with pytest.raises(UsageError, match="2-D coded aperture"):

@@ -357,3 +357,11 @@ def test_kaist_gapccot_local_psnr_orders_lpsnr8_over_lpsnr16_over_psnr(kaist_pai
     for scene in kaist_pairs:
         assert scene["lpsnr8"] > scene["lpsnr16"] > scene["psnr"]
         assert 0.9 < scene["ssim"] < 1.0 and 0.0 < scene["sam"] < 20.0 and scene["ergas"] > 0.0
+
+
+def test_mean_over_scenes_takes_results_with_some_metrics_only():
+    means = metrics.mean_over_scenes([{"psnr": 30.0}, {"psnr": 32.0, "ssim": 0.9}])
+    assert means == {"psnr": 31.0, "ssim": 0.9}
+    assert metrics.defined_counts([{"psnr": 30.0}, {"psnr": 32.0, "ssim": 0.9}]) == {"psnr": 2, "ssim": 1}
+    with pytest.raises(UsageError, match="mappings of metric to value"):
+        metrics.mean_over_scenes([30.0])
