@@ -172,8 +172,10 @@ def simulate_measurement(
     cube = torch.from_numpy(np.ascontiguousarray(cube_hwc, dtype=np.float32)).permute(2, 0, 1)
     if tuple(cube.shape[-2:]) != op.cube_shape:
         h, w = op.cube_shape
+        larger = h >= cube.shape[-2] and w >= cube.shape[-1] and np.ndim(mask) == 2
         raise ShapeError(
             f"cube is {cube.shape[-2]}×{cube.shape[-1]} but the mask is {h}×{w}; expected the same height and width"
+            + ("; to simulate through a window of a larger mask, give its place (--mask-offset ROW,COL)" if larger else "")
         )
     y = op.A(cube)
     if not torch.isfinite(y).all():  # before the noise: NaN photon counts would never be drawn
@@ -285,6 +287,7 @@ def simulate_files(
     qe=None,
     bit_depth=None,
     gain=None,
+    mask_offset=None,
     preview=True,
     overwrite=False,
     skip_existing=False,
@@ -301,7 +304,9 @@ def simulate_files(
     ``cube_paths``: files, :class:`~hsra_cli.inputs.Source` s (a stack gives each of its selected scenes) or
     :class:`~hsra_cli.inputs.Scene` s; ``failed_inputs``: ``(spec, error)`` of inputs the caller could not
     expand, reported with the others' failures once the call is accepted. The noise options are those of
-    :func:`resolve_noise` (None: not given).
+    :func:`resolve_noise` (None: not given). ``mask_offset`` (row, column): simulate through the window of a larger
+    2-D ``mask_path`` at that place, sized by the first cube; ``mask.mat`` then holds that window, and each
+    measurement records where it lies (``mask_window``), as a real capture of a larger mask would be.
     Writes ``<name>.mat`` (key ``meas`` plus the physics and noise settings; ``name`` is a template of
     :data:`SIMULATE_NAME_FIELDS`), ``mask.mat`` (the 2-D aperture or 3-D mask used, key ``mask``) and, with
     ``preview``, ``<name>_meas.png``. A ``mask.mat`` already there holding the same mask is kept (so a shell loop
@@ -330,6 +335,11 @@ def simulate_files(
     if mask_path is None and mask_kind not in MASK_KINDS:
         raise UsageError(f"unknown --mask-kind {mask_kind!r}; expected one of: {', '.join(MASK_KINDS)}")
     check_name_template(name, SIMULATE_NAME_FIELDS)
+    if mask_offset is not None:
+        if mask_path is None:
+            raise UsageError("--mask-offset places the capture in a --mask file larger than the cube; a generated mask "
+                             "is made at the cube's size (give --mask)")
+        mask_offset = _offset_pair(mask_offset)
     result = BatchResult()
 
     def fail(path, error: HsraError) -> None:  # path: an input's spec, or a Scene ("stack.npy:3")
@@ -365,11 +375,18 @@ def simulate_files(
     mask_target = out_dir / MASK_FILE
     check_writable(mask_target, True)  # its content decides (below) whether it may be replaced
     mask = None
+    larger = None  # with --mask-offset: the mask file, whose window at the offset the first cube sizes
     if mask_path is not None:
         mask, _ = read_mask(mask_path, mask_key)
+        if mask_offset is not None:
+            if np.ndim(mask) != 2:
+                raise UsageError(f"--mask-offset crops a 2-D coded aperture; {mask_path} holds a 3-D shifted mask "
+                                 f"{tuple(np.shape(mask))}, which fixes the capture's size")
+            larger, mask = np.asarray(mask, dtype=np.float32), None
     # A set is complete only beside the mask it was simulated with: mask.mat holding this call's mask (a generated
-    # one is known from mask.mat's size). With another mask there, every set is redone (or the mask refused).
-    kept_mask = _existing_mask(mask_target, mask, mask_kind, seed)
+    # one is known from mask.mat's size, a window from its size and the offset). With another mask there, every
+    # set is redone (or the mask refused).
+    kept_mask = _existing_mask(mask_target, mask, mask_kind, seed, larger, mask_offset)
     if skip_existing and mask is None and kept_mask is not None:
         mask = kept_mask  # the skipped measurements were simulated with it: the others must be too
     todo = []
@@ -422,6 +439,9 @@ def simulate_files(
             if not write:
                 return
             mask_meta = {"mask_kind": "file" if mask_path is not None else mask_kind, "seed": seed}
+            if larger is not None:
+                mask_meta["mask_window"] = {"mask": str(mask_path), "offset": list(mask_offset),
+                                            "mask_shape": list(larger.shape)}
             written = write_array(mask_target, mask_array, key="mask", metadata=mask_meta, overwrite=overwrite)
             result.outputs.append(written)
             if on_written:
@@ -438,7 +458,12 @@ def simulate_files(
                     cube, loaded, _ = reader.read(scene)
                     if on_warning and (cube.max() > 1.5 or cube.min() < -0.01):
                         on_warning(f"{scene}: values span {cube.min():.3g}..{cube.max():.3g}; CASSI cubes are usually in [0, 1]")
-                    if mask is None:  # generated for the first cube; every later one must have its size
+                    if mask is None and larger is not None:  # the window the first cube sizes; the later ones too
+                        from .reconstruct import crop_mask
+
+                        mask = crop_mask(larger, cube.shape[0], cube.shape[1], mask_offset)[0]
+                        settle_mask(mask, write=False)
+                    elif mask is None:  # generated for the first cube; every later one must have its size
                         mask = generate_mask(cube.shape[0], cube.shape[1], mask_kind, seed)
                         settle_mask(mask, write=False)
                     measurement, op = simulate_measurement(
@@ -466,6 +491,9 @@ def simulate_files(
                     "source": str(scene),
                     "scale": MEASUREMENT_SCALE,
                 }
+                if larger is not None:  # where the capture lies in the mask file: what hsra calibrate finds
+                    meta["mask_window"] = {"mask": str(mask_path), "offset": list(mask_offset),
+                                           "mask_shape": list(larger.shape)}
                 if (loaded.metadata or {}).get("wavelengths_nm") is not None:  # the cube's bands, for reconstruct
                     meta["wavelengths_nm"] = [float(w) for w in loaded.metadata["wavelengths_nm"]]
                 written = []
@@ -495,9 +523,24 @@ def simulate_files(
         return result
 
 
-def _existing_mask(mask_target, mask, mask_kind, seed):
+def _offset_pair(offset) -> tuple[int, int]:
+    """A (row, column) pair of non-negative integers, or :class:`UsageError`."""
+    try:
+        row, col = offset
+        if int(row) != row or int(col) != col:
+            raise ValueError
+        row, col = int(row), int(col)
+    except (TypeError, ValueError):
+        raise UsageError(f"mask offset {offset!r} is not a (row, column) pair of integers") from None
+    if row < 0 or col < 0:
+        raise UsageError(f"mask offset {row},{col} is negative; expected the row and column of the window's corner")
+    return row, col
+
+
+def _existing_mask(mask_target, mask, mask_kind, seed, larger=None, offset=None):
     """The mask in ``mask_target`` when it is the one this call uses (``mask``: read from --mask; None: generated
-    with ``mask_kind`` and ``seed``, whose size is then mask.mat's), else None (none there, or another)."""
+    with ``mask_kind`` and ``seed``, whose size is then mask.mat's, or the window at ``offset`` of ``larger``, of
+    mask.mat's size), else None (none there, or another)."""
     from .errors import HsraError
     from .io import read_mask
 
@@ -508,7 +551,12 @@ def _existing_mask(mask_target, mask, mask_kind, seed):
     except HsraError:
         return None
     existing = np.asarray(existing, dtype=np.float32)
-    if mask is None:
+    if mask is None and larger is not None:
+        if existing.ndim != 2:
+            return None
+        (top, left), (h, w) = offset, existing.shape
+        mask = larger[top : top + h, left : left + w]
+    elif mask is None:
         if existing.ndim != 2 or mask_kind not in MASK_KINDS:
             return None
         mask = generate_mask(existing.shape[0], existing.shape[1], mask_kind, seed)

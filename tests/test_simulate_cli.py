@@ -223,3 +223,43 @@ def test_a_shifted_mask_for_another_band_count_says_both_counts_and_suggests_no_
     np.testing.assert_allclose(read_measurement(tmp_path / "s28" / "cube28.mat")[0],
                                read_measurement(tmp_path / "s2d" / "cube28.mat")[0], atol=1e-5)
     assert read_array(tmp_path / "s28" / "mask.mat", "mask").data.shape == phi28.shape
+
+
+# --- a window of a larger mask ---------------------------------------------------------------------------------
+
+
+def test_mask_offset_simulates_through_a_window_of_a_larger_mask(cube, tmp_path, capsys):
+    """--mask-offset: the measurement is that of the window (equal to simulating with the window as the mask),
+    mask.mat holds the window, the measurement records where it lies, and a rerun with --skip-existing recognises
+    the set."""
+    large = generate_mask(40, 48, "random-grey", seed=5)
+    write_array(tmp_path / "big.mat", large, key="mask")
+    write_array(tmp_path / "window.mat", large[7:23, 20:36], key="mask")
+    code, _, err = run(["simulate", cube, "--mask", tmp_path / "big.mat", "--mask-offset", "7,20", "-o",
+                        tmp_path / "sim", "--no-previews"], capsys)
+    assert code == 0, err
+    code, _, err = run(["simulate", cube, "--mask", tmp_path / "window.mat", "-o", tmp_path / "ref", "--no-previews"],
+                       capsys)
+    assert code == 0, err
+    measured, loaded = read_measurement(tmp_path / "sim" / "scene.mat")
+    assert np.array_equal(measured, read_measurement(tmp_path / "ref" / "scene.mat")[0])
+    assert loaded.metadata["mask_window"]["offset"] == [7, 20]
+    assert loaded.metadata["mask_window"]["mask_shape"] == [40, 48]
+    assert np.array_equal(read_array(tmp_path / "sim" / "mask.mat", "mask").data, large[7:23, 20:36])
+    code, _, err = run(["simulate", cube, "--mask", tmp_path / "big.mat", "--mask-offset", "7,20", "-o",
+                        tmp_path / "sim", "--no-previews", "--skip-existing"], capsys)
+    assert code == 0 and "0 done, 1 skipped" in err, err
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--mask-offset", "3,4"], "give --mask"),  # a generated mask has the cube's size
+    (["--mask", "big.mat", "--mask-offset", "30,0"], "outside the 40×48 mask"),
+    (["--mask", "big.mat", "--mask-offset", "3;4"], "row,column"),
+    (["--mask", "big.mat"], "--mask-offset ROW,COL"),  # a larger mask without an offset says how to use it
+])
+def test_mask_offset_mistakes_are_one_line_each_and_write_nothing(cube, tmp_path, capsys, monkeypatch, args, expected):
+    monkeypatch.chdir(tmp_path)
+    write_array(tmp_path / "big.mat", generate_mask(40, 48, "random-grey", seed=5), key="mask")
+    code, out, err = run(["simulate", cube, *args, "-o", tmp_path / "sim"], capsys)
+    assert code in (1, 2) and out == "" and expected in one_line_error(err), err
+    assert not (tmp_path / "sim").exists()

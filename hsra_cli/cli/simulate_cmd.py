@@ -10,7 +10,7 @@ import typer
 
 from hsra_cli.cli import app
 from hsra_cli.cli._common import (
-    SKIP_EXISTING_HELP, THREADS_HELP, AxisChoice, MaskKindChoice, NoiseChoice, console, info, positive, set_threads,
+    SKIP_EXISTING_HELP, THREADS_HELP, AxisChoice, MaskKindChoice, NoiseChoice, console, info, parse_offset, positive, set_threads,
     stdout, value_of, warn,
 )
 
@@ -33,6 +33,8 @@ def finite_positive(value):
 
   hsra simulate kaist_truth.npz:0-3 --mask mask_256.mat -o sim/         [dim]# scenes 0–3 of a stack[/dim]
 
+  hsra simulate kaist_truth.npz:1 --mask mask_660.mat --mask-offset 123,301 -o sim/   [dim]# a window of a larger mask[/dim]
+
   for f in cubes/*.mat; do hsra simulate "$f" --mask m.mat -o sim/; done   [dim]# mask.mat is kept[/dim]
 
   hsra simulate cubes/ --mask mask_256.mat -o sim/ --skip-existing      [dim]# resume an interrupted run[/dim]
@@ -52,6 +54,10 @@ def simulate(
     bands: Optional[int] = typer.Option(None, "--bands", min=1, help="Band count, to tell the layout when it is ambiguous."),
     mask: Optional[Path] = typer.Option(None, "-m", "--mask", help="Coded aperture file (2-D, or a 3-D shifted mask). Default: generated."),
     mask_key: Optional[str] = typer.Option(None, "--mask-key", help="Variable holding the mask."),
+    mask_offset: Optional[str] = typer.Option(
+        None, "--mask-offset", metavar="ROW,COL", help="Simulate through the window at this row, column of a --mask "
+        "larger than the cubes (mask.mat holds the window; each measurement records where it lies).",
+    ),
     mask_kind: MaskKindChoice = typer.Option(MaskKindChoice.RANDOM_BINARY, "--mask-kind", help="Generated mask."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the generated mask and the noise."),
     step: int = typer.Option(2, "--step", min=1, help="Dispersion in pixels per band."),
@@ -101,6 +107,10 @@ def simulate(
     preview = alias(previews, old_preview, "--previews", "--preview")
     preview = True if preview is None else preview
     noise_settings = resolve_noise(value_of(noise), noise_sigma, qe, bit_depth, gain)  # given vs default: None
+    offset = parse_offset(mask_offset)
+    if offset is not None and mask is None:
+        raise UsageError("--mask-offset places the capture in a --mask file larger than the cubes; give --mask (a "
+                         "generated mask is made at the cube's size)")
     if mask is not None:
         require_files([mask], "mask")
     sources, problems, excluded = collect(cubes, exclude=[mask] if mask is not None else ())
@@ -120,7 +130,7 @@ def simulate(
 
     batch = simulate_files(
         scenes, out, key=key, bands=bands, mask_path=mask, mask_key=mask_key, mask_kind=mask_kind.value,
-        seed=seed, step=step, axis=axis.value, **noise_settings, preview=preview, overwrite=overwrite,
+        seed=seed, step=step, axis=axis.value, **noise_settings, mask_offset=offset, preview=preview, overwrite=overwrite,
         skip_existing=skip_existing, name=name,
         on_warning=warn, on_written=lambda p: info(f"wrote {escape(str(p))}", quiet), on_failed=on_failed,
         on_note=lambda text: info(f"note: {escape(text)}", quiet), failed_inputs=problems,
