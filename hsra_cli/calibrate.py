@@ -469,6 +469,9 @@ def calibrate(
     confident = not reasons
     reason = "; ".join(reasons) if reasons else (
         f"mask pattern {info['significance']:.0f} σ above noise" + (f", margin {margin:.2f}" if margin is not None else ""))
+    if len(candidates) == 1 and (height, width) == tuple(mask.shape):  # nothing to choose: the geometry is given
+        confident = True
+        reason = ("the only geometry that fits (a mask of the capture area's size, one step and axis); " + reason)
 
     pad = info["pad"]
     shift_range = np.arange(info["profile"].size) - pad

@@ -51,6 +51,12 @@ def parse_source(text: str) -> tuple[Path, list[int] | None]:
         return path, None
     match = _SELECTOR.match(text)
     if not match:
+        head, colon, selector = text.rpartition(":")
+        if colon and head and Path(head).is_file():  # an existing file with a selector that does not parse
+            raise UsageError(
+                f"scene selector {selector!r} in {text!r} is not one the syntax takes; expected scene numbers from 0: "
+                "N, FIRST-LAST, or a comma list of them (stack.npz:0-3,7)"
+            )
         return path, None
     indices: list[int] = []
     for part in match.group(2).split(","):

@@ -109,6 +109,15 @@ def split_tag(name: str) -> tuple[str, str | None]:
         if not _REGISTRY[canonical].needs_weights:
             raise UsageError(f"{canonical} is a solver without weights, so it has no tags; use {canonical!r}")
         return canonical, tag
+    from pathlib import Path
+
+    if "/" in name or "\\" in name or Path(name).exists():  # a path where a model name goes
+        if Path(name).exists():
+            raise UsageError(
+                f"{name!r} is a path, not a model name; a model folder or weights file is given as weights, with "
+                "its architecture as the model (hsra reconstruct --model hsra-s --weights PATH)"
+            )
+        raise UsageError(f"unknown model {name!r}: no model has that name, and no such file or folder exists")
     choices = ", ".join(sorted(_REGISTRY))
     raise UsageError(
         f"unknown model {name!r}; available: {choices} (aliases: {', '.join(sorted(_ALIASES))}; "

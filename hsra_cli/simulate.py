@@ -389,11 +389,21 @@ def simulate_files(
     kept_mask = _existing_mask(mask_target, mask, mask_kind, seed, larger, mask_offset)
     if skip_existing and mask is None and kept_mask is not None:
         mask = kept_mask  # the skipped measurements were simulated with it: the others must be too
+    wanted = {"dispersion_step": step, "dispersion_axis": axis, **settings}
+    if noise != "none":
+        wanted["seed"] = seed  # the noise draw; a generated mask's seed is checked with mask.mat
     todo = []
     for scene, meas_path, png_path in planned:
         files = [meas_path] + ([png_path] if png_path is not None else [])
         every = all(path.exists() for path in files)
         complete = every and kept_mask is not None and is_simulated_measurement(meas_path)
+        if complete and skip_existing and not overwrite:
+            differ = _settings_differ(meas_path, wanted)
+            if differ:  # not this call's measurement: skipping it would keep other settings without a word
+                raise OutputExistsError(
+                    f"{meas_path} exists, simulated with other settings ({differ}); --skip-existing skips only what "
+                    "this call would write: pass --overwrite to replace it, or write to another folder"
+                )
         # every file there but mask.mat missing (the set lacks it) or holding another mask (only --overwrite helps)
         missing = ([] if mask_target.exists() else [mask_target]) if every and kept_mask is None else None
         plan = plan_set(
@@ -438,6 +448,14 @@ def simulate_files(
                     )
             if not write:
                 return
+            if mask_target.exists() and on_warning:  # replaced (--overwrite): measurements left from the old one
+                ours = {meas for _, meas, _, _ in planned}
+                stale = sorted(p.name for p in out_dir.glob("*.mat")
+                               if p != mask_target and p not in ours and is_simulated_measurement(p))
+                if stale:
+                    on_warning(f"{mask_target} now holds this call's mask; {len(stale)} measurement(s) there were "
+                               f"simulated with the one it replaced ({', '.join(stale[:3])}{', …' if len(stale) > 3 else ''}): "
+                               "simulate them again, or keep them apart from this mask")
             mask_meta = {"mask_kind": "file" if mask_path is not None else mask_kind, "seed": seed}
             if larger is not None:
                 mask_meta["mask_window"] = {"mask": str(mask_path), "offset": list(mask_offset),
@@ -521,6 +539,23 @@ def simulate_files(
             result.interrupted = getattr(exc, "signum", int(signal.SIGINT))
             result.left = [scene.path for scene, _, _, _ in planned[handled:]]
         return result
+
+
+def _settings_differ(path, wanted: dict) -> str:
+    """The settings a measurement ``hsra simulate`` wrote records differently from ``wanted`` (its metadata keys),
+    as ``"noise none, now shot; …"``; empty when they agree."""
+    from .io import read_measurement
+
+    recorded = read_measurement(path)[1].metadata or {}
+    differ = []
+    for key, value in wanted.items():
+        if key in recorded and recorded[key] != value and not (
+            isinstance(value, float) and isinstance(recorded[key], (int, float)) and abs(recorded[key] - value) <= 1e-12
+        ):
+            differ.append((key, f"{key.replace('dispersion_', '')} {recorded[key]}, now {value}"))
+    if any(key == "noise" for key, _ in differ):  # another noise model: its parameters differ as a matter of course
+        differ = [(key, text) for key, text in differ if key not in ("noise_sigma", "qe", "bit_depth", "gain")]
+    return "; ".join(text for _, text in differ)
 
 
 def _offset_pair(offset) -> tuple[int, int]:

@@ -258,6 +258,11 @@ def test_missing_input_and_bad_options(simulated, tmp_path, capsys):
     assert code == 2 and "--mask" in one_line_error(err)
     code, _, err = run(["reconstruct", meas, "--mask", mask, "-o", tmp_path / "rec", "--model", "nope"], capsys)
     assert code == 2 and "unknown model" in one_line_error(err)
+    # a path given as the model (a trained folder) says how paths are given; a path that is not there says so
+    code, _, err = run(["reconstruct", meas, "--mask", mask, "-o", tmp_path / "rec", "--model", tmp_path], capsys)
+    assert code == 2 and "is a path, not a model name" in one_line_error(err) and "--weights PATH" in err
+    code, _, err = run(["reconstruct", meas, "--mask", mask, "-o", tmp_path / "rec", "--model", "runs/x/hsra-s"], capsys)
+    assert code == 2 and "no such file or folder exists" in one_line_error(err)
     code, _, err = run(["reconstruct", meas, "--mask", mask, "-o", tmp_path / "rec", "--format", "xls"], capsys)
     assert code == 2 and "--format" in one_line_error(err)
 

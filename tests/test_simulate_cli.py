@@ -187,6 +187,14 @@ def test_a_single_selector_that_names_no_scene_is_one_error_line(stack, tmp_path
     assert not (tmp_path / "sim").exists()
 
 
+@pytest.mark.parametrize("selector", [":x", ":a-b", ":1-", ":-2"])
+def test_a_selector_that_does_not_parse_is_named_as_such_not_as_a_missing_file(stack, tmp_path, capsys, selector):
+    code, out, err = run(["simulate", f"{stack}{selector}", "-o", tmp_path / "sim"], capsys)
+    line = one_line_error(err)
+    assert code == 2 and out == "" and "scene selector" in line and "does not exist" not in line, line
+    assert not (tmp_path / "sim").exists()
+
+
 def test_inputs_that_all_fail_before_anything_is_written_are_one_error_line_naming_each(stack, tmp_path, capsys):
     code, out, err = run(["simulate", f"{stack}:7", tmp_path / "missing.mat", "-o", tmp_path / "sim"], capsys)
     assert code == 1 and out == ""
@@ -263,3 +271,22 @@ def test_mask_offset_mistakes_are_one_line_each_and_write_nothing(cube, tmp_path
     code, out, err = run(["simulate", cube, *args, "-o", tmp_path / "sim"], capsys)
     assert code in (1, 2) and out == "" and expected in one_line_error(err), err
     assert not (tmp_path / "sim").exists()
+
+
+def test_skip_existing_refuses_a_measurement_simulated_with_other_settings(cube, tmp_path, capsys):
+    assert run(["simulate", cube, "-o", tmp_path / "sim", "-q"], capsys)[0] == 0
+    before = files_in(tmp_path / "sim")
+    code, out, err = run(["simulate", cube, "-o", tmp_path / "sim", "--noise", "shot", "--skip-existing"], capsys)
+    line = one_line_error(err)
+    assert code == 2 and out == "" and "other settings (noise none, now shot)" in line and "--overwrite" in line
+    assert files_in(tmp_path / "sim") == before
+    code, _, err = run(["simulate", cube, "-o", tmp_path / "sim", "--skip-existing"], capsys)  # the same: skipped
+    assert code == 0 and "0 done, 1 skipped" in err
+
+
+def test_replacing_mask_mat_warns_about_measurements_left_from_the_old_mask(cube, tmp_path, capsys):
+    assert run(["simulate", cube, "-o", tmp_path / "sim", "-q"], capsys)[0] == 0
+    other = tmp_path / "other.mat"
+    other.write_bytes(cube.read_bytes())
+    code, _, err = run(["simulate", other, "-o", tmp_path / "sim", "--seed", "5", "--overwrite", "-q"], capsys)
+    assert code == 0 and "warning:" in err and "simulated with the one it replaced (scene.mat)" in err, err
