@@ -98,8 +98,9 @@ def crop_mask(mask: np.ndarray, height: int, width: int, offset: tuple[int, int]
 
     A mask larger than the capture area is refused unless ``offset`` is given."""
     mh, mw = mask.shape
-    if (mh, mw) == (height, width) and not offset:
-        return mask, {"cropped": False}
+    if (mh, mw) == (height, width) and not any(offset or ()):
+        # nothing to crop: the mask is the capture area (an offset of 0,0 says the same)
+        return mask, {"cropped": False} if offset is None else {"cropped": False, "offset": [0, 0]}
     if mh < height or mw < width:
         raise ShapeError(
             f"mask is {mh}×{mw} but the capture needs a {height}×{width} aperture; expected a mask at least that large, "
@@ -118,6 +119,91 @@ def crop_mask(mask: np.ndarray, height: int, width: int, offset: tuple[int, int]
             f"expected 0 ≤ row ≤ {mh - height} and 0 ≤ column ≤ {mw - width}"
         )
     return mask[top : top + height, left : left + width], {"cropped": True, "offset": [top, left], "mask_shape": [mh, mw]}
+
+
+def _offset_part(value) -> int | None:
+    """One coordinate of a mask offset as a Python int (numpy integers, integral floats); None otherwise."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.dtype == torch.bool:
+            return None
+        value = value.item()
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return None
+
+
+def parse_mask_offset(offset) -> tuple[int, int] | None:
+    """``mask_offset`` as :meth:`Reconstructor.reconstruct` takes it -> ``(row, column)`` Python ints, or None.
+
+    Accepted: None, a pair of integers (numpy integers and integral floats too; a tuple, list, array or tensor),
+    or the CLI's ``"row,col"`` string. Anything else, and ``"auto"`` (calibration is a separate step:
+    :func:`hsra_cli.calibrate.calibrate`), is a :class:`UsageError` saying what is expected.
+    """
+    expected = "expected a (row, column) pair of integer pixel offsets, e.g. mask_offset=(120, 300) or '120,300'"
+    if offset is None:
+        return None
+    if isinstance(offset, str):
+        text = offset.strip()
+        if text.lower() == "auto":
+            raise UsageError(
+                "mask_offset='auto' is not done by Reconstructor.reconstruct: find the offset first with "
+                "hsra_cli.calibrate.calibrate([measurement, ...], mask, bands=...) and pass its .offset (its .step "
+                "and .axis go to Reconstructor(step=..., axis=...)), or use the CLI's hsra reconstruct "
+                "--mask-offset auto"
+            )
+        parts = text.split(",")
+        try:
+            pair = tuple(int(part) for part in parts) if len(parts) == 2 else None
+        except ValueError:
+            pair = None
+        if pair is None:
+            raise UsageError(f"mask_offset {offset!r} is not of the form 'row,col'; {expected}")
+        return pair
+    if isinstance(offset, (np.ndarray, torch.Tensor)):
+        values = list(offset.reshape(-1)) if offset.ndim == 1 else None
+    elif isinstance(offset, (tuple, list)):
+        values = list(offset)
+    else:
+        values = None
+    pair = tuple(_offset_part(value) for value in values) if values is not None and len(values) == 2 else None
+    if pair is None or None in pair:
+        shown = (f"{type(offset).__name__} of shape {tuple(offset.shape)}" if isinstance(offset, (np.ndarray, torch.Tensor))
+                 else " ".join(repr(offset).split()))
+        raise UsageError(f"mask_offset {shown} is not a pair of integers; {expected}")
+    return pair
+
+
+def _tile_size_value(tile_size) -> int | str | None:
+    """``tile_size`` as the constructor takes it -> "auto", None or an int ≥ 0 (the geometry's minimum is
+    checked once the model is known); a UsageError saying what is expected otherwise."""
+    if tile_size is None:
+        return None
+    if isinstance(tile_size, str) and tile_size.strip().lower() == "auto":
+        return "auto"
+    value = None
+    if isinstance(tile_size, str):
+        try:
+            value = int(tile_size.strip())
+        except ValueError:
+            value = None
+    elif not isinstance(tile_size, (bool, np.bool_)):
+        value = _offset_part(tile_size)  # ints, numpy integers, integral floats
+    if value is None or value < 0:
+        raise UsageError(f"tile_size must be 'auto' (or None), 0 (never tile) or a whole number of pixels, "
+                         f"got {tile_size!r}")
+    return value
+
+
+def _memory_cap_value(memory_cap_gb) -> float:
+    """``memory_cap_gb`` -> a float > 0; a UsageError saying what is expected otherwise."""
+    ok = not isinstance(memory_cap_gb, (bool, np.bool_)) and isinstance(memory_cap_gb, (int, float, np.integer, np.floating))
+    if not ok or not math.isfinite(memory_cap_gb) or memory_cap_gb <= 0:
+        raise UsageError(f"memory_cap_gb must be a finite number of GB > 0, got {memory_cap_gb!r}")
+    return float(memory_cap_gb)
 
 
 def gaussian_weights(height: int, width: int, sigma_fraction: float = 1 / 8) -> torch.Tensor:
@@ -245,10 +331,13 @@ class Reconstructor:
             ``bands``/``step``/``axis`` when given); default the installed model folder.
         device: ``auto``, ``cpu`` or ``cuda``.
         bands, step, axis: physics. Networks take theirs from their model folder; a value given here must agree.
+            Without ``bands``, a 3-D shifted mask of another band count is followed as ``hsra reconstruct`` does:
+            a solver (and ``auto``, which then chooses GAP-TV) reconstructs the band count its layout shows (noted
+            in ``record["warnings"]``); a named network refuses.
         tile_size: ``None``/"auto" (whole image when it fits ``memory_cap_gb``, else tiles of 256), ``0`` (never
-            tile) or a tile size in pixels.
+            tile) or a tile size in pixels, at least :meth:`min_tile_size` (twice the dispersion spread + 8).
         tile_overlap: overlap of neighbouring tiles as a fraction of the tile (0 ≤ overlap < 1).
-        memory_cap_gb: memory budget for one forward pass; larger captures are tiled.
+        memory_cap_gb: memory budget in GB (> 0) for one forward pass; larger captures are tiled.
         amp: autocast (float16) on CUDA; never used on the CPU.
         refine: refinement iterations (GAP, TV on the correction) started from a network's estimate; ``None`` is :data:`DEFAULT_REFINE` for networks
             and 0 for solvers, 0 switches it off. They make the cube agree with the measurement
@@ -280,6 +369,14 @@ class Reconstructor:
         model_kwargs: dict | None = None,
     ):
         self.requested = model
+        #: the physics asked for (None = not given): a 3-D shifted mask of another band count is followed only
+        #: when ``bands`` was not given (:meth:`_for_mask`)
+        self._asked = {"bands": bands, "step": step, "axis": axis}
+        self._for_bands: dict[int, Reconstructor] = {}  # reconstructors made for masks of another band count
+        tile_size = _tile_size_value(tile_size)
+        memory_cap_gb = _memory_cap_value(memory_cap_gb)
+        if isinstance(tile_overlap, (bool, np.bool_)) or not isinstance(tile_overlap, (int, float, np.integer, np.floating)):
+            raise UsageError(f"tile_overlap must be a fraction in [0, 1), got {tile_overlap!r}")
         #: for ``auto``: what it chose and why ({"requested", "chosen", "reason"}); None when a model was named
         self.choice: dict | None = None
         self.options = {"device": device, "tile_size": tile_size, "tile_overlap": tile_overlap,
@@ -315,9 +412,7 @@ class Reconstructor:
         self.device = resolve_device(device)
         self.weights_info: dict = {}
         if not 0 <= tile_overlap < 1:
-            raise UsageError(f"--tile-overlap must be a fraction in [0, 1), got {tile_overlap}")
-        if tile_size not in (None, "auto") and (int(tile_size) < 0 or 0 < int(tile_size) < 16):
-            raise UsageError(f"--tile-size must be 0 (never tile), auto, or at least 16 pixels, got {tile_size}")
+            raise UsageError(f"tile_overlap must be a fraction in [0, 1), got {tile_overlap!r}")
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
         self.memory_cap_gb = memory_cap_gb
@@ -360,17 +455,44 @@ class Reconstructor:
             self.wavelengths_nm = None
         self.model.eval()
         self.bands, self.step, self.axis = self.model.bands, self.model.step, self.model.axis
+        if isinstance(tile_size, int) and 0 < tile_size < self.min_tile_size():
+            raise UsageError(self._tile_too_small(tile_size))
 
     # ------------------------------------------------------------------------------------------------
     def operator_for(self, measurement: np.ndarray, mask: np.ndarray, mask_offset=None) -> tuple[CassiOperator, dict]:
         """Build (and check) the operator of this capture, cropping a larger 2-D mask at ``mask_offset``.
         ``measurement`` and ``mask`` are taken as :meth:`reconstruct` takes them."""
+        mask_offset = parse_mask_offset(mask_offset)
         measurement, _ = input_values(measurement, "measurement", "measurement")
         mask, mask_note = input_values(mask, "mask", "mask")
-        op, mask_info = self._operator_for(measurement, mask, mask_offset)
+        target, _ = self._for_mask(mask)
+        op, mask_info = target._operator_for(measurement, mask, mask_offset)
         if mask_note:
             mask_info["scaled"] = mask_note
         return op, mask_info
+
+    def _for_mask(self, mask: np.ndarray) -> tuple["Reconstructor", str | None]:
+        """The reconstructor for this mask, and a note when it is not this one.
+
+        As ``hsra reconstruct`` takes ``--bands`` from a 3-D shifted mask: when ``bands`` was not given and the
+        mask's layout (:func:`~hsra_cli.physics.shifted_mask_bands`) shows another band count, a solver (and
+        ``auto``, which then chooses GAP-TV) reconstructs that many bands; a named network, whose band count is
+        its card's, refuses. Passing ``bands`` decides."""
+        if mask.ndim != 3 or self._asked["bands"] is not None:
+            return self, None
+        shown = shifted_mask_bands(mask, self.step, self.axis)
+        if shown is None or shown == self.bands:
+            return self, None
+        if self.entry.needs_weights and self.choice is None:
+            raise UsageError(
+                f"the 3-D mask is a shifted mask for {shown} bands (bands={shown}), but {self.name} reconstructs "
+                f"{self.bands} bands (its card); use model='gap-tv' or model='auto', or weights trained for "
+                f"{shown} bands"
+            )
+        if shown not in self._for_bands:
+            self._for_bands[shown] = Reconstructor(self.requested, bands=shown, step=self._asked["step"],
+                                                   axis=self._asked["axis"], **self.options)
+        return self._for_bands[shown], f"{shown} bands, as the 3-D mask's layout shows (bands= overrides)"
 
     def _operator_for(self, measurement: np.ndarray, mask: np.ndarray, mask_offset=None) -> tuple[CassiOperator, dict]:
         """:meth:`operator_for` for arrays already through :func:`~hsra_cli.physics.input_values`."""
@@ -407,6 +529,16 @@ class Reconstructor:
     def smallest_tile(self) -> int:
         """The smallest tile whose trusted middle survives the dispersion margins (see :meth:`_run_tiled`)."""
         return 2 * self.step * (self.bands - 1) + 64
+
+    def min_tile_size(self) -> int:
+        """The least ``tile_size`` this geometry takes: tiles that overlap by twice the dispersion spread
+        (step·(bands−1)) along the dispersion axis and still advance by 8 px (see :meth:`_run_tiled`); at least 16."""
+        return max(16, 2 * self.step * (self.bands - 1) + 8)
+
+    def _tile_too_small(self, tile: int) -> str:
+        spread = self.step * (self.bands - 1)
+        return (f"--tile-size (tile_size) {tile} is too small for the dispersion spread of {spread} px "
+                f"({self.bands} bands at step {self.step}); use 0 (never tile), auto, or at least {self.min_tile_size()}")
 
     def plan_tiles(self, height: int, width: int) -> int:
         """Tile size for a ``height × width`` cube (0 = whole image)."""
@@ -462,10 +594,7 @@ class Reconstructor:
         if disp_tile < disp_size:
             max_stride = disp_tile - 2 * spread
             if max_stride < 8:
-                raise UsageError(
-                    f"--tile-size {tile} is too small for the dispersion spread of {spread} px "
-                    f"({self.bands} bands at step {self.step}); use at least {2 * spread + 64}"
-                )
+                raise UsageError(self._tile_too_small(tile))
         row_stride = max_stride if self.axis == "height" else None
         col_stride = max_stride if self.axis == "width" else None
         rows = tile_starts(height, th, self.tile_overlap, row_stride)
@@ -505,7 +634,7 @@ class Reconstructor:
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
         height, width = op.cube_shape
-        tile = max(64, (tile or min(height, width)) // 2)
+        tile = max(64, self.min_tile_size(), (tile or min(height, width)) // 2)  # still more than the spread
         fallback = f"CUDA ran out of memory; retried in {tile}-pixel tiles (set --tile-size to choose)"
         try:
             return self._run_tiled(y, op, tile, progress), tile, fallback
@@ -525,7 +654,8 @@ class Reconstructor:
         progress=None,
     ) -> Reconstruction:
         """Reconstruct one capture. ``measurement`` is ``H×W'`` (width axis), ``mask`` a 2-D aperture (cropped at
-        ``mask_offset`` when larger) or a 3-D shifted mask. Returns the cube ``H×W×C`` (float32) and a record
+        ``mask_offset`` when larger: a (row, column) pair of integers or the CLI's ``"row,col"``,
+        :func:`parse_mask_offset`; finding it is :func:`hsra_cli.calibrate.calibrate`'s job) or a 3-D shifted mask. Returns the cube ``H×W×C`` (float32) and a record
         (``record["warnings"]``: one-line notes about the data, e.g. negative values taken as noise).
         ``progress(done, total)`` is called after each tile, or each iteration of an iterative solver.
 
@@ -534,10 +664,20 @@ class Reconstructor:
         empty arrays are refused (:class:`ShapeError`), as are NaN/Inf, a mask with negative values or a float mask
         above 1 (:class:`ValueRangeError`); integer measurements, and integer masks beyond 0/1, are scaled by their
         type's full scale (noted in ``record["warnings"]``)."""
+        mask_offset = parse_mask_offset(mask_offset)
         measurement, measurement_note = input_values(measurement, "measurement", "measurement")
         mask, mask_note = input_values(mask, "mask", "mask")
         value_warnings = measurement_warnings(measurement)
         value_warnings += [note for note in (measurement_note, mask_note) if note]
+        target, bands_note = self._for_mask(mask)
+        if bands_note:
+            value_warnings.append(bands_note)
+        return target._reconstruct(measurement, mask, mask_note, value_warnings, normalize=normalize,
+                                   mask_offset=mask_offset, key=key, progress=progress)
+
+    def _reconstruct(self, measurement: np.ndarray, mask: np.ndarray, mask_note: str | None, value_warnings: list,
+                     *, normalize: str, mask_offset: tuple[int, int] | None, key: str, progress) -> Reconstruction:
+        """:meth:`reconstruct` for arrays already checked, with the reconstructor that fits the mask."""
         op, mask_info = self._operator_for(measurement, mask, mask_offset)
         if mask_note:
             mask_info["scaled"] = mask_note
