@@ -223,6 +223,12 @@ class CassiOperator(torch.nn.Module):
 
     Cubes are ``B × C × H × W`` (or ``C × H × W``), measurements ``B × H × W'`` (or ``H × W'``) for the width
     axis and ``B × H' × W`` for the height axis. Values are used as given: the operator does not normalise.
+    An unbatched input gives an unbatched result.
+
+    Batches: an operator made from one mask (:attr:`batch` 1) serves inputs of any batch size. One made from a
+    batch of ``N`` masks pairs mask ``i`` with sample ``i``: its inputs need a batch dimension of ``N`` (or 1,
+    which is then taken through all ``N`` masks and gives ``N`` results). Any other batch size, and an unbatched
+    input, is a :class:`ShapeError` (an unbatched input would need ``N`` results, not one).
 
     :meth:`A`, :meth:`A_adjoint`, :meth:`A_A_adjoint` and :meth:`shift_back` take torch tensors or numpy arrays
     and answer in kind: a tensor gives a tensor (on the input's device, autograd kept), a numpy array a numpy
@@ -344,14 +350,21 @@ class CassiOperator(torch.nn.Module):
         }
 
     def check_cube(self, cube: torch.Tensor) -> None:
+        """ShapeError unless ``cube`` fits the mask: its bands and size, and its batch against the masks'."""
         expected = (self.bands, *self.cube_shape)
         if cube.dim() not in (3, 4) or tuple(cube.shape[-3:]) != expected:
             raise ShapeError(
                 f"cube of shape {tuple(cube.shape)} does not fit the mask: expected "
                 f"{'×'.join(map(str, expected))} (bands × height × width), optionally with a batch dimension"
             )
+        self._check_batch(cube, 3, "cube")
 
     def check_measurement(self, measurement: torch.Tensor) -> None:
+        """ShapeError unless ``measurement`` fits the mask: its size, and its batch against the masks'."""
+        self._check_measurement_size(measurement)
+        self._check_batch(measurement, 2, "measurement")
+
+    def _check_measurement_size(self, measurement: torch.Tensor) -> None:
         expected = self.measurement_shape
         if measurement.dim() not in (2, 3) or tuple(measurement.shape[-2:]) != expected:
             h, w = self.cube_shape
@@ -359,6 +372,22 @@ class CassiOperator(torch.nn.Module):
                 f"measurement of shape {tuple(measurement.shape)} does not fit the mask: a {h}×{w} mask with "
                 f"{self.bands} bands at step {self.step} along the {self.axis} needs a "
                 f"{expected[0]}×{expected[1]} measurement"
+            )
+
+    def _check_batch(self, t: torch.Tensor, unbatched_dim: int, what: str) -> None:
+        """An input's batch against the masks' (see the class docstring): equal, or either one 1."""
+        masks = self.band_mask.shape[0]
+        if masks == 1:
+            return
+        if t.dim() == unbatched_dim:
+            raise ShapeError(
+                f"{what} of shape {tuple(t.shape)} has no batch dimension, but the operator holds a batch of "
+                f"{masks} masks (one per sample): pass a batch of {masks} {what}s"
+            )
+        if t.shape[0] not in (1, masks):
+            raise ShapeError(
+                f"batch of {t.shape[0]} {what}s does not fit the operator's batch of {masks} masks (one per "
+                f"sample): expected a batch of {masks} (or 1)"
             )
 
     # ----------------------------------------------------------------------------------------------
@@ -386,6 +415,13 @@ class CassiOperator(torch.nn.Module):
         width = r.shape[-1] - self.step * (self.bands - 1)
         target = None
         if out is not None:
+            batch = max(r.shape[0], self.band_mask.shape[0])
+            expected = (self.bands, *self.cube_shape) if unbatched else (batch, self.bands, *self.cube_shape)
+            if tuple(out.shape) != expected:
+                raise ShapeError(
+                    f"out of shape {tuple(out.shape)} does not fit the adjoint's result: expected "
+                    f"{'×'.join(map(str, expected))}"
+                )
             target = self._to_internal(out[None] if unbatched else out)
         x = torch.mul(shift_back(r, self.bands, self.step, width), self._masks_for(r), out=target)
         x = self._to_internal(x)
@@ -394,12 +430,15 @@ class CassiOperator(torch.nn.Module):
     @_arrays_in_arrays_out("measurement")
     def A_A_adjoint(self, measurement: torch.Tensor) -> torch.Tensor:
         """``A Aᵀ r``; for CASSI this is diagonal: ``Φs ⊙ r`` (Φs without the zero replacement)."""
-        return self.phi_s(replace_zeros=False).to(measurement) * measurement
+        self.check_measurement(measurement)
+        phi_s = self.phi_s(replace_zeros=False).to(measurement)
+        return phi_s[0] * measurement if measurement.dim() == 2 else phi_s * measurement
 
     @_arrays_in_arrays_out("measurement")
     def shift_back(self, measurement: torch.Tensor) -> torch.Tensor:
-        """Un-shear a measurement into ``B×C×H×W`` without applying the mask (the field's ``shift_back``)."""
-        self.check_measurement(measurement)
+        """Un-shear a measurement into ``B×C×H×W`` without applying the mask (the field's ``shift_back``); the
+        masks are not used, so any batch size goes."""
+        self._check_measurement_size(measurement)
         unbatched = measurement.dim() == 2
         r = self._to_internal(measurement[None] if unbatched else measurement)
         width = r.shape[-1] - self.step * (self.bands - 1)

@@ -174,3 +174,62 @@ def test_a_shifted_mask_for_another_band_count_names_it():
     assert shifted_mask_bands(np.ones((16, 16))) is None and shifted_mask_bands(np.ones((16, 40, 9))) is None
     with pytest.raises(ShapeError, match=r"W' > 54$"):  # no band count to suggest: no guess
         CassiOperator(torch.rand(16, 40, 9), bands=28)
+
+
+def test_A_A_adjoint_refuses_a_wrong_shape_as_A_and_A_adjoint_do():
+    op = CassiOperator(torch.rand(16, 20), bands=4, step=2)
+    for method in (op.A, op.A_adjoint, op.A_A_adjoint):
+        with pytest.raises(ShapeError):
+            method(torch.zeros(3, 3))
+
+
+def test_A_A_adjoint_keeps_an_unbatched_measurement_unbatched():
+    op = CassiOperator(torch.rand(16, 20), bands=4, step=2)
+    r = torch.rand(16, 26)
+    out = op.A_A_adjoint(r)
+    assert out.shape == r.shape
+    torch.testing.assert_close(out, op.A(op.A_adjoint(r)))
+    assert op.A_A_adjoint(r.numpy()).shape == r.shape
+
+
+def test_a_batch_of_masks_needs_a_matching_batch():
+    masks = torch.rand(3, 1, 16, 20)
+    op = CassiOperator(masks, bands=4, step=2)
+    cube, r = torch.rand(3, 4, 16, 20), torch.rand(3, 16, 26)
+    # mask i meets sample i
+    for i in range(3):
+        single = CassiOperator(masks[i, 0], bands=4, step=2)
+        torch.testing.assert_close(op.A(cube)[i], single.A(cube[i]))
+        torch.testing.assert_close(op.A_adjoint(r)[i], single.A_adjoint(r[i]))
+        torch.testing.assert_close(op.A_A_adjoint(r)[i], single.A_A_adjoint(r[i]))
+    # a batch of 1 goes through every mask
+    assert op.A(cube[:1]).shape == (3, 16, 26) and op.A_adjoint(r[:1]).shape == (3, 4, 16, 20)
+    # another batch size, or no batch dimension, is refused clearly
+    for method, value in [(op.A, cube[:2]), (op.A, cube[0]), (op.A_adjoint, r[:2]), (op.A_adjoint, r[0]),
+                          (op.A_A_adjoint, r[:2]), (op.A_A_adjoint, r[0])]:
+        with pytest.raises(ShapeError, match="3 masks"):
+            method(value)
+    # one mask serves any batch, batched or not
+    one = CassiOperator(masks[:1], bands=4, step=2)
+    assert one.A(cube[:2]).shape == (2, 16, 26) and one.A(cube[0]).shape == (16, 26)
+    assert one.A_adjoint(r[:2]).shape == (2, 4, 16, 20) and one.A_A_adjoint(r[:2]).shape == (2, 16, 26)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_adjoint_out_of_the_wrong_shape_is_a_shape_error(batched):
+    op = CassiOperator(torch.rand(16, 20), bands=4, step=2)
+    r = torch.rand(2, 16, 26) if batched else torch.rand(16, 26)
+    good = torch.empty(*r.shape[:-2], 4, 16, 20)
+    assert op.A_adjoint(r, out=good) is not None
+    torch.testing.assert_close(good, op.A_adjoint(r))
+    for wrong in (torch.zeros(5, 5), torch.zeros(1, *good.shape), torch.zeros(*good.shape[:-1], 21)):
+        before = wrong.shape
+        with pytest.raises(ShapeError, match="out of shape"):
+            op.A_adjoint(r, out=wrong)
+        assert wrong.shape == before  # not resized
+    array = np.zeros((5, 5), np.float32)
+    with pytest.raises(ShapeError, match="out of shape"):
+        op.A_adjoint(r.numpy(), out=array)
+    array = np.zeros(good.shape, np.float32)
+    op.A_adjoint(r.numpy(), out=array)
+    np.testing.assert_allclose(array, good.numpy(), rtol=1e-6)
