@@ -829,3 +829,128 @@ def test_a_model_that_cannot_be_trained_is_a_usage_error_before_any_data_is_read
     err = capsys.readouterr().err
     assert code == 2 and words in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# the end of a session: checkpoint first, then validation and export
+@pytest.mark.parametrize("broken", ["validate", "_export"])
+def test_a_failing_final_validation_or_export_keeps_the_checkpoint_and_says_so(files, capsys, monkeypatch, broken):
+    from hsra_cli.train import loop
+
+    original = getattr(loop._Run, broken)
+
+    def fail(self, *args, **kwargs):
+        if broken == "_export" or "field" in (kwargs.get("conventions") or (args[0] if args else ())):
+            raise ValueError("refused an off-scale prediction")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(loop._Run, broken, fail)
+    out = files / "run"
+    assert main(train_args(files, out)) == 1
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "failed" and "off-scale" in record["error"] and record["checkpoint_step"] == 6
+    assert json.loads((out / "checkpoints" / "last.json").read_text())["step"] == 6
+    assert "checkpoint of step 6 is saved" in capsys.readouterr().err
+    monkeypatch.setattr(loop._Run, broken, original)
+    assert main(train_args(files, out, "--resume")) == 0  # nothing to train: validates and exports
+    assert json.loads((out / "run.json").read_text())["status"] == "completed"
+    assert json.loads((out / TINY / "config.json").read_text())["training"]["steps"] == 6
+
+
+def test_resume_alone_takes_the_runs_recorded_options(files, capsys):
+    out = files / "run"
+    assert main(train_args(files, out, "--mask-mode", "random", "--no-mosaic", "--stop-after", "2",
+                           "--max-time", "1h")) == 0
+    capsys.readouterr()
+    assert main(["train", "-o", str(out), "--resume", "--threads", "1"]) == 0, capsys.readouterr().err
+    assert "note:" not in capsys.readouterr().err  # a session's stop is never resumed: no need to say so
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "completed" and record["step"] == 6
+    assert record["config"]["mask_mode"] == "random" and record["config"]["mosaic"] is False
+    assert record["config"]["max_time"] is None
+    capsys.readouterr()
+    # a flag given still overrides, and a changed computation is still refused
+    out2 = files / "run2"
+    assert main(train_args(files, out2, "--stop-after", "2")) == 0
+    capsys.readouterr()
+    assert main(["train", "-o", str(out2), "--resume", "--lr", "1e-3"]) == 2
+    assert "--lr" in capsys.readouterr().err
+
+
+def test_a_fine_tune_resumes_without_its_pretrained_source(files, capsys):
+    import shutil
+
+    first = files / "first"
+    assert main(train_args(files, first, "--steps", "2")) == 0
+    source = files / "source"
+    shutil.copytree(first / TINY, source)
+    tuned = files / "tuned"
+    args = train_args(files, tuned, "--pretrained", str(source), "--stop-after", "2")
+    del args[args.index("--model") : args.index("--model") + 2]
+    assert main(args) == 0
+    shutil.rmtree(source)  # the checkpoint holds every weight
+    capsys.readouterr()
+    resume = list(args)
+    for flag in ("--pretrained", "--stop-after"):
+        del resume[resume.index(flag) : resume.index(flag) + 2]
+    resume.append("--resume")
+    assert main(resume) == 0, capsys.readouterr().err
+    record = json.loads((tuned / "run.json").read_text())
+    assert record["status"] == "completed" and record["config"]["pretrained"] == str(source)
+    card = json.loads((tuned / TINY / "config.json").read_text())["training"]
+    assert card["pretrained"]["source"] == "source" and card["pretrained"]["sha256"]
+
+
+def test_overwrite_removes_what_the_previous_run_wrote_and_nothing_else(files, capsys):
+    out = files / "run"
+    assert main(train_args(files, out, "--steps", "2")) == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "checkpoints" / "keep.txt").write_text("mine")
+    assert main(train_args(files, out, "--overwrite", "--stop-after", "2")) == 0
+    assert not (out / TINY).exists()  # the old export is gone: `hsra models` would list it as this run's
+    assert (out / "notes.txt").read_text() == "mine" and (out / "checkpoints" / "keep.txt").is_file()
+    assert json.loads((out / "run.json").read_text())["status"] == "stopped"
+    capsys.readouterr()
+    # a model folder holding the user's own files keeps them (and stops being a model)
+    assert main(train_args(files, out, "--overwrite", "--steps", "2")) == 0
+    (out / TINY / "extra.txt").write_text("mine")
+    assert main(train_args(files, out, "--overwrite", "--stop-after", "2")) == 0
+    assert sorted(p.name for p in (out / TINY).iterdir()) == ["extra.txt"]
+    # a run.json hsra did not write is never deleted: refused in one line
+    (out / "run.json").write_text('{"mine": 1}')
+    capsys.readouterr()
+    assert main(train_args(files, out, "--overwrite")) == 2
+    err = capsys.readouterr().err
+    assert "is not a training run's record" in err and err.count("\n") == 1
+    assert (out / "run.json").read_text() == '{"mine": 1}'
+
+
+def test_resuming_a_completed_run_says_so_and_rewrites_nothing(files, capsys):
+    out = files / "run"
+    assert main(train_args(files, out, "--steps", "2")) == 0
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    capsys.readouterr()
+    assert main(["train", "-o", str(out), "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (f"{out} is complete at step 2 of 2; nothing to do (to train on, fine-tune its "
+                                    f"weights: --pretrained {out / TINY} -o NEW_OUT)")
+    assert captured.out.strip() == str(out / TINY)
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+
+
+def test_replaying_a_run_json_does_not_repeat_its_sessions_stop(files, capsys):
+    first = files / "first"
+    assert main(train_args(files, first, "--stop-after", "2", "--max-time", "1h")) == 0
+    capsys.readouterr()
+    replay = files / "replay"
+    assert main(["train", "--config", str(first / "run.json"), "-o", str(replay)]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "--stop-after and --max-time of the recorded session not taken" in notes[0]
+    record = json.loads((replay / "run.json").read_text())
+    assert record["status"] == "completed" and record["step"] == 6 and (replay / TINY).is_dir()
+    # given again on the command line, they hold (and the note names only the other)
+    again = files / "again"
+    assert main(["train", "--config", str(first / "run.json"), "-o", str(again), "--stop-after", "2"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "--max-time of" in notes[0] and "--stop-after" not in notes[0]
+    assert json.loads((again / "run.json").read_text())["status"] == "stopped"

@@ -101,3 +101,59 @@ def test_weights_given_a_folder_that_is_no_model_says_what_is_expected(tmp_path)
 
     with pytest.raises(WeightsError, match="holds no model: expected a model folder with config.json"):
         load_model("hsra-s", weights=tmp_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# flags against a config, where OUT may be, loose config spots, value ranges
+def test_a_boolean_a_config_sets_can_be_turned_off_by_a_flag(files, capsys):  # noqa: F811
+    toml = files / "run.toml"
+    toml.write_text(f'model = "{TINY}"\nsynthetic-stream = true\nsynthetic-fraction = 0.5\n')
+    out = files / "run"
+    args = train_args(files, out, "--no-synthetic-stream")
+    args[args.index("--steps") + 1] = "1"
+    assert main([*args[:1], "--config", str(toml), *args[1:]]) == 0, capsys.readouterr().err
+    assert json.loads((out / "run.json").read_text())["config"]["synthetic_stream"] is False
+
+
+def test_out_inside_an_exported_model_folder_is_refused(files, capsys):  # noqa: F811
+    model = files / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"x")
+    for out in (model, model / "sub"):
+        assert main(train_args(files, out)) == 2
+        line = one_line_error(capsys.readouterr().err)
+        assert "model folder" in line and "give a run folder outside it" in line
+    assert sorted(p.name for p in model.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_config_loose_spots_are_closed(tmp_path, capsys):
+    from hsra_cli.train.config import load_config_file
+
+    toml = tmp_path / "run.toml"
+    toml.write_text("patch-size = 32\npatch_size = 64\n")
+    assert main(["train", "--config", str(toml), "-o", str(tmp_path / "out")]) == 2
+    assert "sets patch-size twice" in one_line_error(capsys.readouterr().err)
+    # numbers as the command line takes them; Charbonnier's ε is an option (flag and file)
+    toml.write_text('lr = "1e-4"\nsteps = "30"\ncharbonnier-eps = 1e-2\n')
+    assert load_config_file(toml) == {"lr": 1e-4, "steps": 30, "charbonnier_eps": 1e-2}
+    assert main(["train", "--model", "hsra-s", "--charbonnier-eps", "0", "--data", "x", "--mask", "y",
+                 "-o", str(tmp_path / "out")]) == 2
+    assert "Charbonnier ε must be positive" in one_line_error(capsys.readouterr().err)
+
+
+def test_seed_and_max_time_outside_what_the_docs_allow_are_usage_errors(tmp_path, capsys):
+    from hsra_cli.errors import UsageError
+    from hsra_cli.train.config import parse_duration
+
+    assert main(["train", "--model", "hsra-s", "--seed", "99999999999999999999", "--data", "x", "--mask", "y",
+                 "-o", str(tmp_path / "out")]) == 2
+    assert "--seed must be in [0, 4294967295]" in one_line_error(capsys.readouterr().err)
+    assert [parse_duration(t) for t in ("90s", "8m", "2h", "1h30m", "1h30m15s", "45", "0.5s")] == \
+        [90, 480, 7200, 5400, 5415, 45, 0.5]
+    for text in ("1h1h", "30m1h", "2d", "8M", "1 h", "h", "", "1s30m"):
+        with pytest.raises(UsageError, match="is not a duration"):
+            parse_duration(text)
+    assert main(["train", "--model", "hsra-s", "--max-time", "8M", "--data", "x", "--mask", "y",
+                 "-o", str(tmp_path / "out")]) == 2
+    assert "--max-time '8M' is not a duration" in one_line_error(capsys.readouterr().err)

@@ -29,7 +29,7 @@ DeviceChoice = Enum("DeviceChoice", {value.upper(): value for value in DEVICES},
   hsra train --model hsra-s --data cave/ --mask mask_660.mat --mask-mode random -o runs/real
       [dim]# real-system recipe: random mask crops, gain 1.2, shot noise[/dim]
 
-  hsra train --model hsra-s --data cave/ --mask mask_256.mat -o runs/s --resume     [dim]# continue a run[/dim]
+  hsra train -o runs/s --resume                       [dim]# continue a run with its recorded options[/dim]
 
   hsra train --pretrained hsra-s --data mine/ --mask my_mask.mat -o runs/ft --steps 2000 --lr 1e-4
 
@@ -60,7 +60,8 @@ def train(
     ),
     synthetic_size: int = typer.Option(256, "--synthetic-size", help="Side of the synthetic scenes, pixels."),
     synthetic_stream: bool = typer.Option(
-        False, "--synthetic-stream", help="A fresh synthetic scene for every synthetic crop (instead of --synthetic N)."
+        False, "--synthetic-stream/--no-synthetic-stream",
+        help="A fresh synthetic scene for every synthetic crop (instead of --synthetic N).",
     ),
     val_data: List[str] = typer.Option([], "--val-data", help="Held-out full-size cubes to validate on (repeatable)."),
     val_every: int = typer.Option(1000, "--val-every", help="Validate every N steps (and at the end)."),
@@ -92,6 +93,9 @@ def train(
     step: int = typer.Option(2, "--step", help="Dispersion in pixels per band."),
     axis: AxisChoice = typer.Option("width", "--axis", help="Dispersion axis."),
     loss: LossChoice = typer.Option("rmse", "--loss", help="Training loss (rmse: the field's √MSE)."),
+    charbonnier_eps: float = typer.Option(
+        1e-3, "--charbonnier-eps", metavar="EPS", help="ε of the charbonnier loss, mean of √(error² + ε²)."
+    ),
     lr: float = typer.Option(4e-4, "--lr", help="Peak learning rate for 5 samples per step (Adam, betas 0.9/0.999)."),
     lr_scaling: LrScalingChoice = typer.Option(
         "sqrt", "--lr-scaling", help="How --lr follows batch × processes (sqrt: by √(batch/5))."
@@ -134,6 +138,7 @@ def train(
     from hsra_cli.train import TrainConfig
     from hsra_cli.train import train as run_training
     from hsra_cli.train.config import load_config_file, parse_duration
+    from hsra_cli.train.loop import RUN_RECORD
 
     options = dict(
         out=str(out) if out is not None else None,
@@ -163,6 +168,7 @@ def train(
         step=step,
         axis=value_of(axis),
         loss=value_of(loss),
+        charbonnier_eps=charbonnier_eps,
         lr=lr,
         lr_scaling=value_of(lr_scaling),
         min_lr=min_lr,
@@ -183,13 +189,17 @@ def train(
         threads=threads,
         overwrite=overwrite,
     )
+    given = {
+        name for name in ctx.params
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
+    }
+    notes = True
+    if config_file is None and resume and out is not None and (out / RUN_RECORD).is_file():
+        # `hsra train -o OUT --resume`: the run's own options, as `--config OUT/run.json --resume` would take them
+        config_file, notes = out / RUN_RECORD, False
     if config_file is not None:
         # the file's values, then every flag that was actually given on the command line
-        given = {
-            name for name in ctx.params
-            if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
-        }
-        merged = load_config_file(config_file)
+        merged = load_config_file(config_file, given=given, notes=notes)
         for name, value in options.items():
             if name in given:
                 merged[name] = value

@@ -154,3 +154,21 @@ def load_checkpoint(out_dir: Path) -> dict:
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise CheckpointError(f"checkpoint tensors {str(tensors_path)!r} are unreadable: {exc}") from None
     return _decode(document["state"], tensors)
+
+
+def update_checkpoint_state(out_dir: Path, **values) -> None:
+    """Replace plain (tensor-free) entries of the checkpoint's state in ``last.json``, keeping its tensor file.
+
+    Used for what is learnt after the checkpoint was written at the same step (the validation history): the
+    checkpoint is saved before a validation, so a failing validation cannot lose the steps."""
+    from ..io import atomic_output
+
+    _, state_path = checkpoint_paths(out_dir)
+    document = json.loads(state_path.read_text(encoding="utf-8"))
+    for key, value in values.items():
+        tensors: dict[str, torch.Tensor] = {}
+        document["state"][key] = _encode(value, key, tensors)
+        if tensors:
+            raise TypeError(f"update_checkpoint_state takes plain values, and {key!r} holds tensors")
+    with atomic_output(state_path, overwrite=True) as tmp:
+        Path(tmp).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")

@@ -14,6 +14,8 @@ LR_SCALINGS = ("sqrt", "linear", "none")
 LR_REFERENCE_BATCH = 5
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
+#: The largest --seed: 32 bits, which every generator seeded from it (torch, numpy, the synthetic scenes) takes.
+MAX_SEED = 2**32 - 1
 
 #: Settings that change what a resumed run computes: they must equal the checkpoint's. The others (logging,
 #: checkpoint cadence, validation, threads, where to stop this session) may change between sessions.
@@ -227,7 +229,7 @@ class TrainConfig:
             self.stop_after is None or 1 <= self.stop_after <= self.steps,
             f"--stop-after must be in [1, --steps], got {self.stop_after}",
         )
-        need(self.seed >= 0, f"--seed must be ≥ 0, got {self.seed}")
+        need(0 <= self.seed <= MAX_SEED, f"--seed must be in [0, {MAX_SEED}], got {self.seed}")
         need(not (self.resume and self.overwrite), "--resume and --overwrite contradict each other; pick one")
 
     def to_dict(self) -> dict:
@@ -236,29 +238,41 @@ class TrainConfig:
         return data
 
 
-_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_NUMBER = r"(\d+(?:\.\d+)?)"
+#: hours, minutes, seconds: each at most once, in that order (docs/training.md, --max-time)
+_DURATION = rf"(?:{_NUMBER}h)?(?:{_NUMBER}m)?(?:{_NUMBER}s)?"
 
 
 def parse_duration(text: str, option: str = "--max-time") -> float:
-    """``"90s"``, ``"8m"``, ``"2h"``, ``"1h30m"`` or a bare number of seconds -> seconds (> 0)."""
+    """``"90s"``, ``"8m"``, ``"2h"``, ``"1h30m"``, ``"1h30m15s"`` or a bare number of seconds -> seconds (> 0).
+
+    Units are ``h``, ``m`` and ``s`` (lower case), each at most once and in that order."""
     import re
 
-    raw = str(text).strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", raw):
+    raw = str(text).strip()
+    if re.fullmatch(_NUMBER, raw):
         seconds = float(raw)
     else:
-        parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", raw)
-        if not parts or re.sub(r"\s", "", "".join(f"{n}{u}" for n, u in parts)) != re.sub(r"\s", "", raw):
-            raise UsageError(f"{option} {text!r} is not a duration; expected e.g. 90s, 8m, 2h or 1h30m")
-        seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+        match = re.fullmatch(_DURATION, raw)
+        if not raw or match is None:
+            raise UsageError(
+                f"{option} {text!r} is not a duration; expected e.g. 90s, 8m, 2h, 1h30m or a number of seconds "
+                "(units h, m, s, each once, in that order)"
+            )
+        hours, minutes, secs = (float(group) if group else 0.0 for group in match.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
     if seconds <= 0:
         raise UsageError(f"{option} must be a positive duration, got {text!r}")
     return seconds
 
 
-def load_config_file(path) -> dict:
+def load_config_file(path, given=(), notes: bool = True) -> dict:
     """Training options from a file: a TOML or JSON table of :class:`TrainConfig` fields, or a run's own
-    ``run.json`` (whose ``config`` holds them). Returns ``{field: value}``; unknown keys are refused."""
+    ``run.json`` (whose ``config`` holds them). Returns ``{field: value}``; unknown keys are refused.
+
+    ``given``: the options the command line sets (they override the file): no note is printed for them. A
+    run.json's --stop-after and --max-time were that session's: they are left out, with a note (unless
+    ``notes`` is false: ``-o OUT --resume`` reads OUT/run.json, where leaving them out goes without saying)."""
     import json
     from dataclasses import fields
     from pathlib import Path
@@ -289,11 +303,27 @@ def load_config_file(path) -> dict:
             table = json.loads(text)
     except ValueError as exc:
         raise InputFileError(f"--config {str(path)!r} is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}") from None
-    if isinstance(table, dict) and isinstance(table.get("config"), dict) and "status" in table:
+    record = isinstance(table, dict) and isinstance(table.get("config"), dict) and "status" in table
+    if record:
         table = table["config"]  # a run.json: replay its options
     if not isinstance(table, dict):
         raise InputFileError(f"--config {str(path)!r} must hold a table of options")
-    table = {key.replace("-", "_"): value for key, value in table.items()}
+    normalised: dict = {}
+    for key, value in table.items():
+        name = str(key).replace("-", "_")
+        if name in normalised:  # patch-size and patch_size: which one was meant?
+            raise UsageError(f"--config {str(path)!r} sets {name.replace('_', '-')} twice (as - and _ names); keep one")
+        normalised[name] = value
+    table = normalised
+    if record:
+        # where that session stopped is no part of the run: a replay (or a resume) runs to --steps
+        dropped = [name for name in ("stop_after", "max_time") if table.pop(name, None) is not None and name not in given]
+        if dropped and notes:
+            import sys
+
+            names = " and ".join("--" + name.replace("_", "-") for name in dropped)
+            print(f"note: --config {path}: {names} of the recorded session not taken (they are per session; "
+                  "pass them again to this one)", file=sys.stderr)
     known = {f.name for f in fields(TrainConfig)}
     # what one session does with the run is said on its command line, not replayed
     session_only = ("resume", "overwrite")
@@ -334,8 +364,8 @@ _NOUNS = {int: "integer", float: "number", bool: "boolean", str: "string"}
 def check_option_type(name: str, value, where: str = ""):
     """``value`` for the :class:`TrainConfig` field ``name``, checked against the field's annotation: a one-line
     :class:`UsageError` naming the option and the expected type otherwise. Integers written as floats without a
-    fraction (3.0) become ints, a single string given for a list option becomes a one-item list; booleans must be
-    real booleans (``"false"`` is not one)."""
+    fraction (3.0) become ints, a single string given for a list option becomes a one-item list, numbers may be
+    written as the command line takes them (``"1e-4"``); booleans must be real booleans (``"false"`` is not one)."""
     import types
     import typing
 
@@ -362,8 +392,18 @@ def check_option_type(name: str, value, where: str = ""):
                 return item
             if isinstance(item, float) and item.is_integer():
                 return int(item)
+            if isinstance(item, str):  # what the command line takes for the option ("3")
+                try:
+                    return int(item)
+                except ValueError:
+                    return None
             return None
         if kind is float:
+            if isinstance(item, str):  # what the command line takes for the option ("1e-4")
+                try:
+                    return float(item)
+                except ValueError:
+                    return None
             return float(item) if isinstance(item, (int, float)) else None
         if kind is str:
             return item if isinstance(item, str) else None

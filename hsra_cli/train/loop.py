@@ -24,13 +24,13 @@ import torch
 
 from ..bands import default_wavelengths
 from ..errors import HsraError, OutputExistsError, ShapeError, UsageError
-from .checkpoint import CHECKPOINT_DIR, checkpoint_paths, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_DIR, checkpoint_paths, load_checkpoint, save_checkpoint, update_checkpoint_state
 from .config import LEGACY_DEFAULTS, RESUME_MUST_MATCH, TrainConfig
 from .data import Scene, aperture_from_mask, data_fingerprint, load_mask, load_scenes, synthetic_scenes
 from .distributed import DistContext, all_gather_objects, init_distributed, shutdown, state_dict_digest
 from .ema import WeightEma
 from .model import build_model
-from .report import LOG_NAME, CsvLog, Progress, plot_learning_curve
+from .report import LOG_COLUMNS, LOG_NAME, CsvLog, Progress, plot_learning_curve
 from .runtime import StopRequest, Window, capture_rng, hardware_description, make_loss, resolve_amp, restore_rng
 from .sampler import MeasurementModel, PatchSampler, SyntheticStream, scene_weights
 from .schedule import WarmupCosine
@@ -113,11 +113,16 @@ class _Run:
     # preparation: everything that can fail on the user's input happens here, before any file is written
     def prepare(self) -> None:
         config = self.config
+        self._check_out_is_no_model_folder()
         self.amp_dtype = resolve_amp(config.amp, self.device)
         self.checkpoint = None
+        self.complete = False
         if config.resume:
             self.checkpoint = load_checkpoint(self.out)
             self._check_resume_config(self.checkpoint["config"])
+            if int(self.checkpoint["step"]) >= config.steps and self._recorded_status() == "completed":
+                self.complete = True  # validated and exported already: nothing to load, nothing to rewrite
+                return
         elif self.context.is_main:  # rank 0 alone: it creates OUT, which the others must not then find
             self._check_fresh_out()
 
@@ -185,9 +190,13 @@ class _Run:
         self.load_seconds = time.perf_counter() - started
 
         physics = {"bands": self.bands, "step": config.step, "axis": config.axis}
-        self.model_name, self.model, self.pretrained_info = build_model(
-            config.model, config.pretrained, physics, config.seed
-        )
+        if self.checkpoint is not None and self.checkpoint.get("architecture") is not None:
+            # the checkpoint holds every weight: --pretrained is not read again (its source may be gone)
+            self.model_name, self.model, self.pretrained_info = self._model_from_checkpoint(physics)
+        else:
+            self.model_name, self.model, self.pretrained_info = build_model(
+                config.model, config.pretrained, physics, config.seed
+            )
         self.model.to(self.device)
         if self.checkpoint is not None:
             self._check_resume_data()
@@ -195,6 +204,26 @@ class _Run:
             raise OutputExistsError(
                 f"{str(self.out / self.model_name)!r} exists; pass --overwrite to replace it at the end of the run"
             )
+
+    def _check_out_is_no_model_folder(self) -> None:
+        """A run folder inside an exported model folder would fill it with logs and checkpoints."""
+        from ..weights import CONFIG_NAME, WEIGHTS_NAME
+
+        out = self.out.absolute()
+        for folder in (out, *out.parents):
+            if (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file():
+                where = "is a model folder" if folder == out else f"is inside the model folder {str(folder)!r}"
+                raise UsageError(
+                    f"--out {str(self.out)!r} {where} ({CONFIG_NAME} + {WEIGHTS_NAME}); give a run folder outside "
+                    f"it, e.g. {str(folder.parent / (folder.name + '-run'))!r}"
+                )
+
+    def _recorded_status(self) -> str | None:
+        try:
+            record = json.loads((self.out / RUN_RECORD).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return record.get("status") if isinstance(record, dict) else None
 
     def _stream_workers(self) -> int:
         """Processes that make synthetic scenes ahead: --workers, else none on the CPU (the step would only
@@ -214,7 +243,11 @@ class _Run:
         out = self.out
         if out.exists() and not out.is_dir():
             raise OutputExistsError(f"--out {str(out)!r} is a file; expected a folder for the run")
-        if self.config.overwrite or not out.is_dir():
+        self.previous_outputs: list[Path] = []
+        if not out.is_dir():
+            return
+        if self.config.overwrite:
+            self.previous_outputs = self._previous_run_outputs()
             return
         taken = [name for name in (LOG_NAME, RUN_RECORD, CHECKPOINT_DIR) if (out / name).exists()]
         if taken:
@@ -222,6 +255,78 @@ class _Run:
                 f"{str(out)!r} already holds a training run ({', '.join(taken)}); pass --resume to continue it "
                 "or --overwrite to start over"
             )
+
+    def _previous_run_outputs(self) -> list[Path]:
+        """What the run that --overwrite replaces wrote in OUT: its run.json, log.csv, checkpoints and model
+        folder(s), file by file. Files of the same names that hsra train did not write are refused (one line):
+        --overwrite never deletes what the user put in OUT."""
+        from ..weights import MODEL_FILES
+
+        out = self.out
+        files: list[Path] = []
+        names: set[str] = set()
+
+        def refuse(path: Path, what: str):
+            raise OutputExistsError(
+                f"--overwrite: {str(path)!r} {what}, so it was not written by hsra train; it is left alone, and the "
+                "run is not started over on top of it: move it away or pick another --out"
+            )
+
+        record_path = out / RUN_RECORD
+        if record_path.exists():
+            try:
+                record = json.loads(record_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                record = None
+            if not (isinstance(record, dict) and isinstance(record.get("config"), dict) and "status" in record):
+                refuse(record_path, "is not a training run's record")
+            if isinstance(record.get("model"), str):
+                names.add(record["model"])
+            files.append(record_path)
+        log_path = out / LOG_NAME
+        if log_path.exists():
+            try:
+                with open(log_path, encoding="utf-8") as handle:
+                    header = handle.readline().strip()
+            except (OSError, UnicodeDecodeError):
+                header = None
+            if header is None or header.split(",")[:3] != list(LOG_COLUMNS[:3]):
+                refuse(log_path, "is not a training log")
+            files.append(log_path)
+        tensors_path, state_path = checkpoint_paths(out)
+        if state_path.is_file():
+            try:
+                state = json.loads(state_path.read_text(encoding="utf-8"))
+                if isinstance(state.get("state", {}).get("model_name"), str):
+                    names.add(state["state"]["model_name"])
+            except (OSError, ValueError, AttributeError):
+                pass
+        files += [path for path in (tensors_path, state_path) if path.is_file()]
+        for name in sorted(names):
+            folder = out / name
+            if "/" in name or name in ("", ".", "..") or not (folder / "config.json").is_file():
+                continue
+            try:
+                card = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            # a model folder this run exported (its card names the network and has a training record)
+            if isinstance(card, dict) and card.get("name") == name and isinstance(card.get("training"), dict):
+                files += [folder / file for file in (*MODEL_FILES, CURVE_NAME) if (folder / file).is_file()]
+        return files
+
+    def _remove_previous_run(self) -> None:
+        """Delete what :meth:`_previous_run_outputs` found, and the folders it leaves empty (others stay)."""
+        folders = []
+        for path in getattr(self, "previous_outputs", []):
+            path.unlink(missing_ok=True)
+            if path.parent != self.out and path.parent not in folders:
+                folders.append(path.parent)
+        for folder in folders:
+            try:
+                folder.rmdir()  # only when empty: whatever else the user keeps there stays
+            except OSError:
+                pass
 
     def _check_resume_config(self, saved: dict) -> None:
         saved = dict(saved)
@@ -237,6 +342,10 @@ class _Run:
         # came from its --pretrained folder resumes with or without --model, and so does --model given by an alias.
         if self.config.model is None and not self.config.pretrained:
             self.config.model = saved.get("model")
+        # a fine-tune resumes from its checkpoint, which holds every weight: --pretrained need not be repeated
+        # (nor is it read again); the record keeps the source the run started from
+        if self.config.pretrained is None and saved.get("pretrained") is not None:
+            self.config.pretrained = saved["pretrained"]
         current = self.config.to_dict()
         changed = [
             f"--{name.replace('_', '-')} (checkpoint {saved.get(name)!r}, now {current[name]!r})"
@@ -247,6 +356,21 @@ class _Run:
             raise UsageError(
                 "--resume needs the options of the run it continues; these differ: " + "; ".join(changed)
             )
+
+    def _model_from_checkpoint(self, physics: dict):
+        """The network of a resumed run, built as the checkpoint records it (its weights come with the state)."""
+        from ..registry import create_model, get_entry
+
+        name = self.checkpoint["model_name"]
+        if self.config.model is not None and get_entry(self.config.model).name != name:
+            raise UsageError(f"--resume: the checkpoint trains {name}, not {get_entry(self.config.model).name}")
+        torch.manual_seed(self.config.seed)
+        model = create_model(name, **dict(self.checkpoint["architecture"]), **physics)
+        if self.checkpoint.get("pretrained_info") is not None:
+            for parameter in model.parameters():  # as load_pretrained leaves a fine-tuned network
+                parameter.requires_grad_(True)
+        model.train()
+        return name, model, self.checkpoint.get("pretrained_info")
 
     def _check_resume_data(self) -> None:
         saved = self.checkpoint.get("data_fingerprint")
@@ -333,6 +457,9 @@ class _Run:
         return {
             "config": self.config.to_dict(),
             "model_name": self.model_name,
+            # what a resume builds the network from, without reading --pretrained again
+            "architecture": self.model.config.to_dict(),
+            "pretrained_info": self.pretrained_info,
             "step": self.step,
             "elapsed_s": self.elapsed(),
             "world_size": self.context.world_size,
@@ -351,6 +478,7 @@ class _Run:
         state = self._checkpoint_state()  # a collective: every rank takes part
         if self.context.is_main:
             save_checkpoint(self.out, state, self.step)
+        self.saved_step = self.step
 
     def elapsed(self) -> float:
         return self.elapsed_before + (time.perf_counter() - self.session_start)
@@ -445,8 +573,44 @@ class _Run:
                 raise remote
 
     def execute(self) -> TrainResult:
+        self.saved_step: int | None = None  # the step of the checkpoint this session wrote last
+        self.record_written = False
+        try:
+            return self._execute()
+        except Exception as exc:
+            if self.context.is_main and self.record_written:
+                self._record_failure(exc)
+            raise
+
+    def _record_failure(self, exc: Exception) -> None:
+        """run.json says what went wrong and which checkpoint is left, instead of staying "running"."""
+        kept = self.saved_step
+        if kept is None and self.checkpoint is not None:
+            kept = int(self.checkpoint["step"])
+        try:
+            self._write_record(status="failed", error=f"{type(exc).__name__}: {exc}", checkpoint_step=kept)
+        except Exception:  # the failure itself is what the user must see
+            return
+        if kept is not None:
+            self.say(
+                f"the run failed at step {self.step}; its checkpoint of step {kept} is saved: continue with "
+                f"hsra train -o {self.out} --resume (a run at its last step retries the validation and export)"
+            )
+
+    def _execute(self) -> TrainResult:
         config = self.config
         self._prepare_everywhere()
+        if self.complete:
+            name = self.checkpoint["model_name"]
+            folder = self.out / name
+            self.say(
+                f"{self.out} is complete at step {self.checkpoint['step']} of {config.steps}; nothing to do (to train "
+                f"on, fine-tune its weights: --pretrained {folder} -o NEW_OUT)"
+            )
+            return TrainResult(
+                step=int(self.checkpoint["step"]), completed=True, out_dir=self.out, model_name=name,
+                model_folder=folder if (folder / "config.json").is_file() else None,
+            )
         self.build_optimisation()
         main = self.context.is_main
         stop_at = config.stop_after if config.stop_after is not None else config.steps
@@ -457,9 +621,9 @@ class _Run:
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             if config.overwrite:
-                # starting over: a stale checkpoint of the old run must not be resumable into this one
-                for path in checkpoint_paths(self.out):
-                    path.unlink(missing_ok=True)
+                # starting over: the old run's checkpoint must not be resumable into this one, nor its model
+                # folder left to be listed as this run's
+                self._remove_previous_run()
             log = CsvLog(self.out / LOG_NAME, resume_step=self.step if self.checkpoint is not None else None)
             self._write_record(status="running")
             self._announce(stop_at)
@@ -477,15 +641,19 @@ class _Run:
                     self.ema.update(self.model, self.step)
                 final = self.step == config.steps
                 validate = bool(self.val_scenes) and (self.step % config.val_every == 0 or final)
+                checkpoint = self.step % config.ckpt_every == 0 or self.step == stop_at
                 if self.step % config.log_every == 0 or self.step == stop_at or validate:
-                    self._report(window, validate, final, progress, log)
+                    # a checkpoint due at this step is written before the validation: a validation that fails
+                    # (or a Ctrl-C in it) cannot lose the steps
+                    self._report(window, validate, final, progress, log, checkpoint_first=checkpoint)
                 else:
                     progress.update(self.step, f"{window.rate:.2f} samples/s" if math.isfinite(window.rate) else "")
-                if self.step % config.ckpt_every == 0 or self.step == stop_at:
+                if checkpoint and self.saved_step != self.step:
                     self.save_checkpoint()
                 reason = self._stop_reason(stopper) if self.step < stop_at else None
                 if reason == "SIGINT":
-                    self.save_checkpoint()
+                    if self.saved_step != self.step:
+                        self.save_checkpoint()
                     self._write_record(status="interrupted")
                     progress.close()
                     self.say(f"{reason}: checkpoint saved at step {self.step}; continue with --resume")
@@ -497,11 +665,16 @@ class _Run:
                         f"{'--max-time reached' if reason == 'time' else reason}: stopping at step {self.step} of "
                         f"{config.steps}; validating, checkpointing and exporting (continue with --resume)"
                     )
+                    # the checkpoint first: whatever the validation or the export do, the session's steps are kept
                     if window.steps:
-                        self._report(window, bool(self.val_scenes), True, progress, log)
-                    elif self.val_scenes and self.final_validation is None and main:
-                        self.final_validation = self.validate(conventions=("float", "field"))
-                    self.save_checkpoint()
+                        self._report(window, bool(self.val_scenes), True, progress, log, checkpoint_first=True)
+                    else:
+                        if self.saved_step != self.step:
+                            self.save_checkpoint()
+                        if self.val_scenes and self.final_validation is None and main:
+                            self.final_validation = self.validate(conventions=("float", "field"))
+                    if self.saved_step != self.step:
+                        self.save_checkpoint()
                     break
         finally:
             stopper.restore()
@@ -562,12 +735,20 @@ class _Run:
             reason = reasons[int(code)]
         return reason
 
-    def _report(self, window: Window, validate: bool, final: bool, progress: Progress, log: CsvLog | None) -> None:
-        """End of a logging interval: mean loss over all ranks, throughput, validation (rank 0), log row."""
+    def _report(
+        self, window: Window, validate: bool, final: bool, progress: Progress, log: CsvLog | None,
+        checkpoint_first: bool = False,
+    ) -> None:
+        """End of a logging interval: mean loss over all ranks, throughput, validation (rank 0), log row.
+
+        ``checkpoint_first``: write the checkpoint once the loss is known to be finite, before validating (the
+        validation then joins the checkpoint's history without rewriting its tensors)."""
         mean_loss = self._reduce_mean(window.loss_sum, window.steps)
         if not math.isfinite(mean_loss):
             raise HsraError(f"training diverged at step {self.step} (loss is {mean_loss}); lower --lr or set --clip-grad")
         rate = window.close(self.config.batch_size * self.context.world_size)
+        if checkpoint_first:
+            self.save_checkpoint()
         val = None
         if validate and self.context.is_main:
             # the last validation also measures the field convention, for the card
@@ -578,6 +759,8 @@ class _Run:
                 self.final_validation = summary
             val = summary["float"]
             self.history.setdefault("validation", []).append({"step": self.step, **val})
+            if checkpoint_first:
+                update_checkpoint_state(self.out, history=self.history)
             progress.message(
                 f"step {self.step}: validation PSNR {val['psnr']:.2f} dB, SSIM {val['ssim']:.4f} "
                 f"(float, {len(self.val_scenes)} scene(s))"
@@ -732,7 +915,7 @@ class _Run:
         self.say(f"wrote {folder}")
         return folder
 
-    def _write_record(self, status: str, result: TrainResult | None = None) -> None:
+    def _write_record(self, status: str, result: TrainResult | None = None, **extra) -> None:
         from ..io import atomic_output
 
         record = {
@@ -752,8 +935,10 @@ class _Run:
             record["weight_sha256_per_rank"] = result.weight_digests
             record["model_folder"] = str(result.model_folder) if result.model_folder else None
             record["validation"] = result.validation or None
+        record.update(extra)
         with atomic_output(self.out / RUN_RECORD, overwrite=True) as tmp:
             Path(tmp).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        self.record_written = True
 
 
 def _comparable(value):
