@@ -559,7 +559,9 @@ def calibrate_files(
         result = calibrate(captures, mask, bands=bands, steps=steps, axes=axes, max_step=max_step)
     except HsraError as exc:
         raise type(exc)(f"calibration: {exc}") from None
-    source = {"capture_files": [str(p) for p in chosen], "capture_keys": keys, "mask": str(mask_path),
+    from .inputs import absolute
+
+    source = {"capture_files": [str(absolute(Path(p))) for p in chosen], "capture_keys": keys, "mask": str(mask_path),
               "mask_key": mask_loaded.key}
     return result, source
 

@@ -99,7 +99,7 @@ def reconstruct(
     from hsra_cli.cli._common import print_summary, require_files, value_of
     from hsra_cli.cli._progress import BatchProgress
     from hsra_cli.errors import HsraError, UsageError
-    from hsra_cli.inputs import absolute, collect
+    from hsra_cli.inputs import collect
     from hsra_cli.reconstruct import Reconstructor
 
     require_files([mask], "mask")
@@ -124,7 +124,8 @@ def reconstruct(
             problems.append((source.spec, UsageError(
                 f"{source.spec!r}: a scene selector picks cubes from a stack (evaluate, simulate, render, train); "
                 "reconstruct reads one measurement per file")))
-    paths = shard([absolute(source.path) for source in sources if source.scenes is None], num_parts, part_id)
+    # as given (relative stays relative, as every command names its inputs); records hold absolute paths
+    paths = shard([source.path for source in sources if source.scenes is None], num_parts, part_id)
     if part_id:
         problems = []  # inputs that name nothing are reported once, by part 0
     single = len(paths) + len(problems) == 1  # one input: no progress chatter; a failure is the one error line
