@@ -8,8 +8,10 @@ Public API (imported lazily so the CLI starts fast):
 - :func:`load_pretrained` — a network with its installed weights;
 - :class:`Reconstructor` — measurement + mask -> cube at any size (tiling, normalisation, records); without a
   model it runs ``auto``, as ``hsra reconstruct`` does (the shipped network for its geometry, else GAP-TV);
-- :mod:`hsra_cli.io`, :mod:`hsra_cli.metrics`, :mod:`hsra_cli.render`, :mod:`hsra_cli.simulate` — files,
-  metrics, previews, simulation.
+- :mod:`hsra_cli.io`, :mod:`hsra_cli.metrics`, :mod:`hsra_cli.render`, :mod:`hsra_cli.simulate`,
+  :mod:`hsra_cli.calibrate` — files, metrics, previews, simulation, geometry from captures.
+
+``help(hsra_cli.Reconstructor)`` (and each name above) has the details.
 """
 
 __version__ = "0.1.0"
@@ -34,3 +36,8 @@ def __getattr__(name: str):
         globals()[name] = value
         return value
     raise AttributeError(f"module 'hsra_cli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazy public names too, so ``dir(hsra_cli)`` and a REPL's completion show them."""
+    return sorted({*globals(), *_LAZY})

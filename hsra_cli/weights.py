@@ -49,6 +49,11 @@ def models_search_path() -> list[Path]:
     return folders
 
 
+def missing_search_folders() -> list[Path]:
+    """The ``$HSRA_MODELS_DIR`` entries that are not folders (a typo, an unmounted disk): searched in vain."""
+    return [folder for folder in models_search_path()[:-1] if not folder.is_dir()]
+
+
 def model_folders() -> list[Path]:
     """Every model folder on :func:`models_search_path`, in search order: each sub-folder holding a
     ``config.json``, whatever its name (a folder may be named after the architecture, ``hsra-s``, or after
@@ -134,9 +139,11 @@ def missing_weights_message(name: str) -> str:
     folder = f"{canonical}.{tag}" if tag else canonical
     others = sorted(tagged_folders(canonical))
     installed = f" (installed tags: {', '.join(f'{canonical}.{t}' for t in others)})" if others else ""
+    missing = missing_search_folders()
+    absent = (f" ($HSRA_MODELS_DIR names {', '.join(map(str, missing))}, which is not a folder)" if missing else "")
     return (
-        f"no weights installed for {folder}{installed}: train them with `hsra train --model {canonical} ...`, or "
-        f"put a model folder ({', '.join(MODEL_FILES)}) under $HSRA_MODELS_DIR/{folder}, or pass --weights "
+        f"no weights installed for {folder}{installed}{absent}: train them with `hsra train --model {canonical} ...`, "
+        f"or put a model folder ({', '.join(MODEL_FILES)}) under $HSRA_MODELS_DIR/{folder}, or pass --weights "
         "FILE.safetensors"
     )
 

@@ -198,3 +198,30 @@ def test_gap_tv_alone_stays_bounded_where_the_mask_passes_almost_no_light():
     assert float(exact.abs().max()) > 5
     assert float(damped.abs().max()) < 1.5
     assert abs(_psnr(cube[..., 12:], damped[..., 12:]) - _psnr(cube[..., 12:], exact[..., 12:])) < 0.3
+
+
+def test_the_compiled_tv_falls_back_to_no_cache_where_none_can_be_written(monkeypatch):
+    """A read-only install under a read-only home: numba finds nowhere to cache and raises when a function is
+    decorated; the TV loop is then compiled without a cache instead of failing every GAP-TV run."""
+    pytest.importorskip("numba")
+    import hsra_cli.solvers._tv_numba as tv
+
+    calls = []
+
+    def fake_njit(**options):
+        calls.append(options)
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'x.py'")
+        return lambda function: function
+
+    monkeypatch.setattr(tv, "njit", fake_njit)
+    compiled = tv._cached_njit(parallel=True)(lambda x: x + 1)
+    assert compiled(1) == 2
+    assert calls == [{"cache": True, "parallel": True}, {"cache": False, "parallel": True}]
+
+    def other_error(**options):
+        raise RuntimeError("some other numba failure")
+
+    monkeypatch.setattr(tv, "njit", other_error)
+    with pytest.raises(RuntimeError, match="other numba failure"):
+        tv._cached_njit()(lambda x: x)

@@ -114,7 +114,7 @@ def test_create_model_pretrained_gives_exactly_the_cli_network_alone(tmp_path, m
     fresh = hsra_cli.create_model("hsra-s")
     assert fresh.training
     with torch.no_grad():
-        random_psnr = psnr(fresh.eval()(measurement, mask).permute(1, 2, 0).numpy(), truth)
+        random_psnr = psnr(np.clip(fresh.eval()(measurement, mask).permute(1, 2, 0).numpy(), 0, 1), truth)  # off scale: clipped
     assert psnr(cube, truth) > 20 and psnr(cube, truth) > random_psnr + 5
 
 
@@ -150,3 +150,22 @@ def test_shell_completion_is_installed_and_completes_commands_and_choices():
                                                                      "hsra-dum-2stg.kaist"]
     assert complete("hsra reconstruct x.mat --model ")[0] == "auto"
     assert "gap-tv" not in complete("hsra train --model ") and "dum2" in complete("hsra train --model ")
+
+
+def test_a_models_dir_that_is_not_a_folder_is_said_where_weights_are_looked_for(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HSRA_MODELS_DIR", str(tmp_path / "typo"))
+    assert main(["models", "--json"]) == 0
+    err = capsys.readouterr().err
+    assert f"$HSRA_MODELS_DIR names {tmp_path / 'typo'}, which is not a folder" in err
+    with pytest.raises(WeightsError, match="which is not a folder"):
+        W.load_pretrained("hsra-s.mylab")
+
+
+def test_the_lazy_public_names_are_listed_by_dir():
+    assert {"Reconstructor", "CassiOperator", "create_model", "list_models", "load_pretrained"} <= set(dir(hsra_cli))
+
+
+def test_hsra_alone_prints_the_help_and_no_empty_error_line(capsys):
+    code = main([])
+    captured = capsys.readouterr()
+    assert code == 2 and "Usage: hsra" in captured.out + captured.err and "error" not in captured.err

@@ -136,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as exc:  # a command that does not end with a summary of its own
         code = _error(f"interrupted by {exc.signal_name}", exc.exit_code)
     except typer.TyperException as exc:  # usage errors from option parsing (exit code 2)
+        if not exc.format_message().strip():  # `hsra` or `hsra models …` alone: the help was printed, nothing more
+            code = exc.exit_code
+            if argv is None:
+                sys.exit(code)
+            return code
         ctx = getattr(exc, "ctx", None)
         path = getattr(ctx, "command_path", "hsra") or "hsra"
         hint = f" (see '{path} --help')" if exc.exit_code == 2 else ""

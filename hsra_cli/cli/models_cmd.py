@@ -62,8 +62,12 @@ def _list(as_json: bool, quiet: bool) -> None:
 
     from hsra_cli.cli._common import warn
 
+    from hsra_cli.weights import missing_search_folders
+
     rows = _checked_rows()
     if not quiet:
+        for folder in missing_search_folders():
+            warn(escape(f"$HSRA_MODELS_DIR names {folder}, which is not a folder: no weights are searched there"))
         for message in dict.fromkeys(row["weights_problem"] for row in rows if row["weights_problem"]):
             warn(escape(message))
     if as_json:

@@ -6,13 +6,29 @@ the image row by row and writes the duals back, keeping two rows of the divergen
 separate threads. Same arithmetic as the torch loop (Jacobi update, Neumann boundaries), to float rounding.
 
 Imported only when used (numba compiles on first use and caches the machine code next to this file, or in
-numba's user cache when that folder is not writable).
+numba's user cache when that folder is not writable; with neither writable, a read-only install under a read-only
+home, it compiles on every run instead of failing).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+
+
+def _cached_njit(**options):
+    """``njit(cache=True, **options)``, or without the cache where numba finds no writable place for it (it
+    raises when the function is decorated): the compiled code is then rebuilt once per process (≈5 s)."""
+
+    def decorate(function):
+        try:
+            return njit(cache=True, **options)(function)
+        except RuntimeError as exc:
+            if "cannot cache" not in str(exc):
+                raise
+            return njit(cache=False, **options)(function)
+
+    return decorate
 
 
 @njit(inline="always", fastmath=True, boundscheck=False)
@@ -33,7 +49,7 @@ def _divergence(qh, qw, i, j, height, width):  # pragma: no cover - compiled
     return dv
 
 
-@njit(parallel=True, cache=True, fastmath=True, boundscheck=False)
+@_cached_njit(parallel=True, fastmath=True, boundscheck=False)
 def chambolle_dual(image, ph, pw, weight, iterations, tau):  # pragma: no cover - compiled
     """Update the dual variables ``ph``, ``pw`` (n × H × W, float32, in place) of min ½‖u − f‖² + weight·TV(u)
     for each of the n slices of ``image``, by ``iterations`` steps of Chambolle's projection."""
@@ -62,7 +78,7 @@ def chambolle_dual(image, ph, pw, weight, iterations, tau):  # pragma: no cover 
                 cur, nxt = nxt, cur
 
 
-@njit(parallel=True, cache=True, fastmath=True, boundscheck=False)
+@_cached_njit(parallel=True, fastmath=True, boundscheck=False)
 def subtract_divergence(image, ph, pw, weight, out):  # pragma: no cover - compiled
     """``out = image − weight · div(p)`` (``out`` may be ``image``)."""
     n, height, width = image.shape
