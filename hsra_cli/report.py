@@ -8,6 +8,11 @@ no server and no network, and can be mailed or archived. Thumbnails link to the 
 
 Items are found by their JSON records (``<stem>.json`` with ``model`` and ``outputs``): ``hsra reconstruct`` writes
 the record last, so a cube without one is an unfinished output and is listed as such, not shown.
+
+A folder that holds no record itself but whose immediate subfolders do (``make demo``'s ``out/demo/<model>/``, one
+folder per method) is reported as one page of every subfolder's items, each labelled by its subfolder
+(``colorchecker (gap-tv)``), truths paired within each subfolder as if it were reported alone. A folder with
+records of its own reports only those; its subfolders with records are named in one note (:func:`find_sources`).
 """
 
 from __future__ import annotations
@@ -50,6 +55,14 @@ class ReportItem:
     notes: list[str] = field(default_factory=list)
     #: why the item has no metrics although truths were given (no truth paired with it, or the pair failed)
     truth_problem: str | None = None
+    #: the subfolder of OUT_DIR it comes from (its method), when OUT_DIR holds its reconstructions in subfolders
+    folder: str | None = None
+
+    @property
+    def label(self) -> str:
+        """What the page and the warnings call it: its name, and its subfolder when there is one
+        (``colorchecker (gap-tv)``), so that one scene of two methods is two items told apart."""
+        return f"{self.name} ({self.folder})" if self.folder else self.name
 
     @property
     def residual(self) -> float:
@@ -70,6 +83,53 @@ def find_records(out_dir: Path) -> tuple[list[Path], list[str]]:
         and not p.name.startswith(".")
     )
     return records, unfinished
+
+
+@dataclass
+class Sources:
+    """The records a report shows (:func:`find_sources`)."""
+
+    records: list[Path]
+    #: record -> the subfolder of OUT_DIR it lies in (only when the items come from subfolders)
+    folder_of: dict[Path, str] = field(default_factory=dict)
+    #: cubes without a record (``stem``, or ``folder/stem``)
+    unfinished: list[str] = field(default_factory=list)
+    #: subfolders with records of their own that are not shown (OUT_DIR has records itself)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def folders(self) -> list[str]:
+        return list(dict.fromkeys(self.folder_of.values()))
+
+
+def _subfolders_with_records(out_dir: Path) -> list[tuple[Path, list[Path], list[str]]]:
+    """``(subfolder, records, unfinished)`` of each immediate, not hidden subfolder of ``out_dir`` that holds a
+    record (sorted by name; one level only)."""
+    found = []
+    for sub in sorted(p for p in out_dir.iterdir() if not p.name.startswith(".") and p.is_dir()):
+        try:
+            records, unfinished = find_records(sub)
+        except OSError:  # an unreadable subfolder is no folder of reconstructions
+            continue
+        if records:
+            found.append((sub, records, unfinished))
+    return found
+
+
+def find_sources(out_dir: Path) -> Sources:
+    """What the report of ``out_dir`` shows: its own records when it has any (subfolders with records are then
+    only named, in ``skipped``); else the records of its immediate subfolders (one level, not deeper), each
+    labelled by its subfolder: one folder per method, as ``make demo`` writes ``out/demo/<model>/``."""
+    records, unfinished = find_records(out_dir)
+    subfolders = _subfolders_with_records(out_dir)
+    if records or not subfolders:
+        return Sources(records, unfinished=unfinished, skipped=[sub.name for sub, _, _ in subfolders])
+    sources = Sources([], unfinished=list(unfinished))
+    for sub, sub_records, sub_unfinished in subfolders:
+        sources.records += sub_records
+        sources.folder_of.update({record: sub.name for record in sub_records})
+        sources.unfinished += [f"{sub.name}/{stem}" for stem in sub_unfinished]
+    return sources
 
 
 def spectral_points(cube: np.ndarray, count: int = DEFAULT_POINTS, grid: int = 24) -> list[tuple[int, int]]:
@@ -132,10 +192,10 @@ class Truths:
     with the records by name (:func:`hsra_cli.inputs.pair_scenes`)."""
 
     specs: list[str]
-    #: record stem -> its truth scene
+    #: record (path) -> its truth scene
     paired: dict = field(default_factory=dict)
-    #: record stem -> why it has none (the message hsra evaluate gives)
-    unpaired: dict[str, str] = field(default_factory=dict)
+    #: record (path) -> why it has none (the message hsra evaluate gives)
+    unpaired: dict = field(default_factory=dict)
     #: problems of specs that name no truth (a missing path, a bad selector), as ``--truth SPEC: why``
     problems: list[str] = field(default_factory=list)
     #: the same problems as ``(spec, error)``; :func:`write_report` refuses the call on the first
@@ -149,8 +209,10 @@ class Truths:
 
 def pair_truths(records: list[Path], specs, truth_key: str | None = None, by_position: bool = False) -> Truths:
     """Collect the truths ``specs`` name and pair them with ``records`` (their stems are the reconstructions'
-    names). Raises :class:`UsageError` only for what makes pairing impossible (an empty spec, two truths of one
-    name); a spec that names nothing is one of ``problems``, a record without a truth one of ``unpaired``."""
+    names), the records of each folder on their own (two methods' ``colorchecker`` both pair with the one truth
+    ``colorchecker``; ``by_position``: each folder's records in order). Raises :class:`UsageError` only for what
+    makes pairing impossible (an empty spec, two truths of one name); a spec that names nothing is one of
+    ``problems``, a record without a truth one of ``unpaired``."""
     from .errors import HsraError
     from .inputs import Scene, collect, pair_scenes, scenes_of, unmatched_message
 
@@ -170,12 +232,18 @@ def pair_truths(records: list[Path], specs, truth_key: str | None = None, by_pos
             truths.problems.append(f"--truth {source.spec}: {exc}")
             truths.errors.append((source.spec, exc))
     truths.found = bool(scenes)
-    predictions = [Scene(path) for path in records]
-    pairs, unmatched = pair_scenes(predictions, scenes, by_position=by_position, noun="item") if scenes else ([], predictions)
-    truths.paired = {prediction.name: truth for prediction, truth in pairs}
-    truths.unpaired = {prediction.name: (unmatched_message(prediction, scenes) if scenes else
-                                         "no truth: --truth named no readable truth cube")
-                       for prediction in unmatched}
+    folders = list(dict.fromkeys(path.parent for path in records))
+    for folder in folders:
+        predictions = [Scene(path) for path in records if path.parent == folder]
+        try:
+            pairs, unmatched = (pair_scenes(predictions, scenes, by_position=by_position, noun="item") if scenes
+                                else ([], predictions))
+        except UsageError as exc:
+            raise UsageError(f"{folder.name}: {exc}" if len(folders) > 1 else str(exc)) from None
+        truths.paired.update({prediction.path: truth for prediction, truth in pairs})
+        truths.unpaired.update({prediction.path: (unmatched_message(prediction, scenes) if scenes else
+                                                  "no truth: --truth named no readable truth cube")
+                                for prediction in unmatched})
     return truths
 
 
@@ -234,13 +302,15 @@ def report_inputs(records: list[Path], truth_files=()) -> list[Path]:
 
 
 def build_item(record_path: Path, report_dir: Path, truth=None, truth_key: str | None = None,
-               points: int = DEFAULT_POINTS, no_truth: str | None = None, read_truth=None) -> ReportItem:
+               points: int = DEFAULT_POINTS, no_truth: str | None = None, read_truth=None,
+               folder: str | None = None) -> ReportItem:
     """Read one record and what it points to, and render what the page shows of it.
 
     ``truth``: the :class:`~hsra_cli.inputs.Scene` paired with it (metrics as ``hsra evaluate`` scores them);
     ``no_truth``: why there is none when truths were given. A truth that cannot be scored (unreadable, another
     shape, all zero) leaves the item without metrics, the reason in ``truth_problem`` and in the page's notes.
-    ``read_truth(scene, bands)``: how truths are read (default: a :class:`~hsra_cli.inputs.SceneReader`)."""
+    ``read_truth(scene, bands)``: how truths are read (default: a :class:`~hsra_cli.inputs.SceneReader`).
+    ``folder``: the subfolder (method) it is labelled by (:attr:`ReportItem.label`)."""
     from .errors import HsraError
     from .inputs import Scene, SceneReader, score_pair
     from .io import read_cube
@@ -248,7 +318,7 @@ def build_item(record_path: Path, report_dir: Path, truth=None, truth_key: str |
     from .render import band_grid, false_color, spectra_plot
 
     record = json.loads(record_path.read_text())
-    item = ReportItem(name=record_path.stem, record_path=record_path, record=record)
+    item = ReportItem(name=record_path.stem, record_path=record_path, record=record, folder=folder)
     cube_path = _output_path(record, "cube", record_path)
     cube = wavelengths = None
     if cube_path is not None:
@@ -269,7 +339,7 @@ def build_item(record_path: Path, report_dir: Path, truth=None, truth_key: str |
         elif cube is not None and kind == "rgb":
             item.images[kind] = _data_uri(false_color(cube, wavelengths), THUMBNAIL_WIDTH[kind], True)
         elif cube is not None and kind == "bands":
-            item.images[kind] = _data_uri(band_grid(cube, wavelengths, title=item.name), THUMBNAIL_WIDTH[kind], True)
+            item.images[kind] = _data_uri(band_grid(cube, wavelengths, title=item.label), THUMBNAIL_WIDTH[kind], True)
         elif kind == "residual":
             item.notes.append("no trust map (reconstructed without previews or by an older hsra)")
     truth_cube = None
@@ -446,7 +516,7 @@ def _figure_html(item: ReportItem, kind: str, caption: str, overlay: str = "") -
     uri = item.images.get(kind)
     if not uri:
         return ""
-    image = f'<img src="{uri}" alt="{html.escape(item.name)} {kind}" class="{kind}">'
+    image = f'<img src="{uri}" alt="{html.escape(item.label)} {kind}" class="{kind}">'
     if kind in item.links:
         href = urllib.parse.quote(Path(item.links[kind]).as_posix())  # '#', '?', '%' in names are not URL syntax
         image = f'<a href="{html.escape(href)}">{image}</a>'
@@ -454,22 +524,28 @@ def _figure_html(item: ReportItem, kind: str, caption: str, overlay: str = "") -
             f'<figcaption>{html.escape(caption)}</figcaption></figure>')
 
 
-def render_html(items: list[ReportItem], out_dir: Path, unfinished: list[str], truth_specs=None) -> str:
-    """The page for ``items`` (already in their initial order: worst residual first)."""
+def render_html(items: list[ReportItem], out_dir: Path, unfinished: list[str], truth_specs=None,
+                page_notes=()) -> str:
+    """The page for ``items`` (already in their initial order: worst residual first). Items from subfolders
+    (:attr:`ReportItem.folder`) are shown by their label and get a ``folder`` column; ``page_notes``: lines about the
+    whole page (subfolders not shown)."""
     has_truth = any(item.metrics for item in items)
-    columns = [("rank", "#"), ("name", "name"), ("model", "model"), ("residual", "residual"),
-               ("p99", "trust p99"), ("seconds", "seconds")]
+    folders = sorted({item.folder for item in items if item.folder})
+    text_keys = ("rank", "name", "folder", "model")
+    columns = [("rank", "#"), ("name", "name"), *((("folder", "folder"),) if folders else ()), ("model", "model"),
+               ("residual", "residual"), ("p99", "trust p99"), ("seconds", "seconds")]
     if has_truth:
         columns += [("psnr", "PSNR dB"), ("ssim", "SSIM")]
     head = "".join(
-        f'<th data-key="{key}" data-first="{"asc" if key in ("rank", "name", "model") else "desc"}" '
-        f'class="{"name" if key in ("name", "model") else ""}'
+        f'<th data-key="{key}" data-first="{"asc" if key in text_keys else "desc"}" '
+        f'class="{"name" if key in text_keys[1:] else ""}'
         f'{" sorted-desc" if key == "residual" else ""}">{html.escape(label)}</th>' for key, label in columns)
     rows, sections = [], []
     for rank, item in enumerate(items, 1):
         r = item.record
         values = {
-            "rank": rank, "name": item.name, "model": r.get("model", "?"), "residual": item.residual,
+            "rank": rank, "name": item.label, "folder": item.folder or "", "model": r.get("model", "?"),
+            "residual": item.residual,
             "p99": (r.get("residual_map") or {}).get("p99", float("nan")),
             "seconds": (r.get("seconds") or {}).get("reconstruct", float("nan")),
             "psnr": (item.metrics or {}).get("psnr", float("nan")),
@@ -477,17 +553,17 @@ def render_html(items: list[ReportItem], out_dir: Path, unfinished: list[str], t
         }
         data = " ".join(f'data-{key}="{_data_value(values[key])}"' for key, _ in columns)
         cells = "".join(
-            f'<td class="{"name" if key in ("name", "model") else ""}">'
-            + (f'<a href="#item-{rank}">{html.escape(item.name)}</a>' if key == "name" else _fmt(values[key], 3 if key in ("psnr", "ssim", "seconds") else 4))
+            f'<td class="{"name" if key in text_keys[1:] else ""}">'
+            + (f'<a href="#item-{rank}">{html.escape(item.label)}</a>' if key == "name" else _fmt(values[key], 3 if key in ("psnr", "ssim", "seconds") else 4))
             + "</td>" for key, _ in columns)
         rows.append(f'<tr data-id="{rank}" {data}>{cells}</tr>')
         facts = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in _facts(item))
         notes = "".join(f'<p class="warn">{html.escape(n)}</p>' for n in item.notes)
         record_json = html.escape(json.dumps(r, indent=1, default=str))
         sections.append(
-            f'<section class="item" id="item-{rank}" data-name="{html.escape(item.name)}" '
+            f'<section class="item" id="item-{rank}" data-name="{html.escape(item.label)}" '
             f'data-residual="{_data_value(item.residual)}">'
-            f'<h2><span class="rank">#{rank}</span> {html.escape(item.name)}</h2>{notes}'
+            f'<h2><span class="rank">#{rank}</span> {html.escape(item.label)}</h2>{notes}'
             f'<div class="row">'
             f'{_figure_html(item, "rgb", "false colour (CIE 1931, equal-energy white); numbers: spectra points", _markers(item))}'
             f'{_figure_html(item, "residual", "trust map: |Ax̂−y| in scene coordinates (bright = the cube does not explain its measurement)")}'
@@ -503,6 +579,9 @@ def render_html(items: list[ReportItem], out_dir: Path, unfinished: list[str], t
     if truth_specs and not isinstance(truth_specs, (list, tuple)):
         truth_specs = [truth_specs]
     truth_html = f" Truths from {html.escape(', '.join(map(str, truth_specs)))}." if truth_specs else ""
+    folders_html = (f" From {len(folders)} subfolder(s), one per method: {html.escape(', '.join(folders))}."
+                    if folders else "")
+    notes_html = "".join(f'<p class="warn">{html.escape(note)}</p>' for note in page_notes)
     generated = time.strftime("%Y-%m-%d %H:%M:%S")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -511,7 +590,7 @@ def render_html(items: list[ReportItem], out_dir: Path, unfinished: list[str], t
         f'<body data-items="{len(items)}">'
         f"<h1>hsra report: {html.escape(str(out_dir))}</h1>"
         f'<p class="meta">{len(items)} reconstruction(s), worst residual first; click a column to sort.'
-        f"{truth_html} Written by hsra {__version__} on {generated}.</p>{unfinished_html}"
+        f"{folders_html}{truth_html} Written by hsra {__version__} on {generated}.</p>{notes_html}{unfinished_html}"
         f'<table class="summary" id="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
         f'<div id="items">{"".join(sections)}</div>'
         f"<script>{_SCRIPT}</script></body></html>\n"
@@ -531,8 +610,13 @@ def check_report_suffix(path: Path, label: str = "-o") -> None:
 
 def write_report(out_dir, output=None, *, truth=None, truth_dir=None, truth_key: str | None = None,
                  pair_by_position: bool = False, points: int = DEFAULT_POINTS, overwrite: bool = False,
-                 progress=None, warn=None) -> tuple[Path, list[ReportItem]]:
+                 progress=None, warn=None, note=None) -> tuple[Path, list[ReportItem]]:
     """Write the report of the reconstructions in ``out_dir`` (where: :func:`report_path`).
+
+    ``out_dir`` without records of its own but with immediate subfolders that have some (one per method, as
+    ``make demo`` writes them): every subfolder's items on one page, each labelled by its subfolder, truths paired
+    within each subfolder (:func:`find_sources`). ``out_dir`` with records of its own: only those; its subfolders
+    with records are named in one ``note(message)`` call and one line of the page (not a truth problem).
 
     ``truth``: truth cubes in the input syntax of every command (a file, folder, pattern or ``stack.npz:0-4``,
     or a list of them; ``truth_dir`` is its old name), paired with the reconstructions by name as
@@ -542,7 +626,8 @@ def write_report(out_dir, output=None, *, truth=None, truth_dir=None, truth_key:
     metrics, the reason in its notes; when no truth pairs with any item, one call says so.
 
     Raises:
-        InputFileError: ``out_dir`` is missing or holds no reconstruction record; a truth file holds no
+        InputFileError: ``out_dir`` is missing or neither it nor its subfolders hold a reconstruction record; a
+            truth file holds no
             readable truth cube (``--truth: why``).
         UsageError: ``out_dir`` is empty text, a truth spec names nothing (``--truth: why``), the report's file
             name is not .html/.htm, or the report would replace a file it reads (a record, cube, preview or
@@ -567,7 +652,8 @@ def write_report(out_dir, output=None, *, truth=None, truth_dir=None, truth_key:
     if points < 0:
         raise UsageError(f"--points must be ≥ 0, got {points}")
     output = report_path(out_dir, output)
-    records, unfinished = find_records(out_dir)
+    sources = find_sources(out_dir)
+    records, unfinished = sources.records, sources.unfinished
     truths = pair_truths(records, specs, truth_key, pair_by_position) if specs else None
     if truths is not None:
         check_truth_specs(truths)  # before anything is read or written
@@ -576,8 +662,17 @@ def write_report(out_dir, output=None, *, truth=None, truth_dir=None, truth_key:
     check_writable(output, overwrite)
     if not records:
         raise InputFileError(
-            f"{out_dir} holds no reconstruction record (<stem>.json written by hsra reconstruct); nothing to report"
+            f"{out_dir} holds no reconstruction record (<stem>.json written by hsra reconstruct), nor does any "
+            "subfolder directly inside it; nothing to report"
         )
+    page_notes = []
+    if sources.skipped:
+        page_notes.append(
+            f"Not included: subfolder(s) with reconstructions of their own ({', '.join(sources.skipped)}); this page "
+            f"shows only the {len(records)} item(s) of {out_dir} itself. Report a subfolder on its own, or move "
+            "these items into a subfolder to report all of them on one page.")
+        if note:
+            note(page_notes[-1])
     warn = warn or (lambda message: None)
     nothing_paired = truths is not None and not truths.paired
     if truths is not None:
@@ -596,14 +691,15 @@ def write_report(out_dir, output=None, *, truth=None, truth_dir=None, truth_key:
     for index, path in enumerate(records):
         if progress:
             progress(path, index, len(records))
-        item = build_item(path, output.parent.resolve(), truths.paired.get(path.stem) if truths else None,
-                          truth_key, points, no_truth=truths.unpaired.get(path.stem) if truths else None,
-                          read_truth=read_truth)
+        item = build_item(path, output.parent.resolve(), truths.paired.get(path) if truths else None,
+                          truth_key, points, no_truth=truths.unpaired.get(path) if truths else None,
+                          read_truth=read_truth, folder=sources.folder_of.get(path))
         if item.truth_problem and not nothing_paired:
-            warn(f"{item.name}: {item.truth_problem}")
+            warn(f"{item.label}: {item.truth_problem}")
         items.append(item)
-    items.sort(key=lambda item: (-item.residual if item.residual == item.residual else float("inf"), item.name))
-    page = render_html(items, out_dir, unfinished, [str(spec) for spec in specs])
+    items.sort(key=lambda item: (-item.residual if item.residual == item.residual else float("inf"), item.name,
+                                 item.folder or ""))
+    page = render_html(items, out_dir, unfinished, [str(spec) for spec in specs], page_notes)
     with atomic_output(output, overwrite) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return output, items

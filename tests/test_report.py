@@ -420,3 +420,101 @@ def test_pair_by_position_help_says_what_is_paired_with_what():
     text = next(p.help for p in command.params if p.name == "pair_by_position")
     assert "order of the records (by name) instead of by name" not in text
     assert "items in the order given" in text and "sorted by name" in text
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a folder of method folders (make demo's out/demo/<model>/): one page, items labelled by their subfolder
+
+
+@pytest.fixture(scope="module")
+def methods(batch, tmp_path_factory):
+    """``methods/gap-tv/`` (the batch, its unfinished cube too) and ``methods/gap-tv-3/`` (the same captures, 3
+    iterations: other residuals and metrics), as ``make demo`` writes one folder per method."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("methods")
+    shutil.copytree(batch["out"], root / "gap-tv")
+    captures = batch["out"].parent / "captures"
+    reconstructor = Reconstructor("gap-tv", model_kwargs={"iterations": 3, "accelerate": False})
+    result = reconstruct_files(sorted(captures.iterdir()), batch["out"].parent / "mask.mat", root / "gap-tv-3",
+                               reconstructor, normalize="none")
+    assert len(result.done) == 3
+    return root
+
+
+def test_a_folder_of_method_folders_is_one_page_with_items_labelled_by_method(batch, methods):
+    import urllib.parse
+
+    path, items = write_report(methods, truth=batch["truths"], points=0)
+    assert path == methods / "report.html"
+    labels = [f"{name} ({folder})" for folder in ("gap-tv", "gap-tv-3") for name in ("alpha", "beta", "gamma")]
+    assert sorted(item.label for item in items) == sorted(labels)
+    page = path.read_text()
+    assert _sections(page) == [item.label for item in items]
+    residuals = [item.residual for item in items]
+    assert residuals == sorted(residuals, reverse=True)  # worst first across both methods
+    # Both methods' alpha pair with the one truth alpha, and score differently (3 iterations vs 10).
+    alphas = {item.folder: item.metrics for item in items if item.name == "alpha"}
+    assert set(alphas) == {"gap-tv", "gap-tv-3"} and all(m and m["truth"].endswith("alpha.mat") for m in alphas.values())
+    assert alphas["gap-tv"]["psnr"] != pytest.approx(alphas["gap-tv-3"]["psnr"])
+    assert page.count("vs truth (field)") == 6
+    rows = re.findall(r'<tr data-id="\d+"[^>]*? data-name="([^"]+)" data-folder="([^"]+)"', page)
+    assert sorted(rows) == sorted((label, label.split(" (")[1][:-1]) for label in labels)
+    assert '<th data-key="folder"' in page and "one per method: gap-tv, gap-tv-3" in page
+    assert "gap-tv/delta" in page  # the unfinished cube of a subfolder, by its folder
+    hrefs = re.findall(r'<a href="([^"#][^"]*)"', page)
+    assert hrefs and all((methods / urllib.parse.unquote(href)).is_file() for href in hrefs)
+    assert any(href.startswith("gap-tv-3/") for href in hrefs)
+
+
+def test_cli_reports_method_folders_and_warns_by_label(batch, methods, tmp_path, capsys):
+    from test_cli_pipeline import run
+
+    target = tmp_path / "r.html"
+    code, out, err = run(["report", methods, "--truth", batch["truths"] / "alpha.mat", "-o", target,
+                          "--points", "0"], capsys)
+    assert code == 1 and out.strip() == str(target)  # beta and gamma of each method have no truth
+    assert "[1/6] gap-tv/alpha" in err and "gap-tv-3/gamma" in err
+    assert sorted(w.split(":")[1].strip() for w in _warnings(err)) == [
+        "beta (gap-tv)", "beta (gap-tv-3)", "gamma (gap-tv)", "gamma (gap-tv-3)"]
+    page = target.read_text()
+    assert page.count("vs truth (field)") == 2
+    # --pair-by-position pairs each method's items with the truths in order, as each folder alone.
+    from hsra_cli.io import read_cube
+
+    stack = np.stack([read_cube(batch["truths"] / f"{n}.mat")[0] for n in ("alpha", "beta", "gamma")])
+    np.savez(tmp_path / "stack.npz", truth=stack)
+    _, by_position = write_report(methods, tmp_path / "s.html", truth=f"{tmp_path / 'stack.npz'}:0-2",
+                                  pair_by_position=True, points=0)
+    _, by_name = write_report(methods, tmp_path / "n.html", truth=batch["truths"], points=0)
+    psnr = {item.label: item.metrics["psnr"] for item in by_name}
+    assert len(psnr) == 6 and all(item.metrics["psnr"] == pytest.approx(psnr[item.label]) for item in by_position)
+
+
+def test_a_folder_with_records_of_its_own_shows_only_those_and_names_the_subfolders_left_out(batch, methods,
+                                                                                            tmp_path, capsys):
+    import shutil
+
+    from test_cli_pipeline import run
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(batch["out"], mixed)
+    shutil.copytree(methods / "gap-tv-3", mixed / "old")
+    code, out, err = run(["report", mixed, "--points", "0"], capsys)
+    assert code == 0 and out.strip() == str(mixed / "report.html")
+    assert "Not included" in err and "old" in err and _warnings(err) == []
+    page = (mixed / "report.html").read_text()
+    assert sorted(_sections(page)) == ["alpha", "beta", "gamma"]
+    assert "Not included: subfolder(s) with reconstructions of their own (old)" in page
+    assert 'data-key="folder"' not in page
+
+
+def test_method_folders_are_looked_for_one_level_deep_only(methods, tmp_path, capsys):
+    import shutil
+
+    from test_cli_pipeline import one_line_error, run
+
+    shutil.copytree(methods / "gap-tv-3", tmp_path / "deep" / "a" / "gap-tv-3")
+    code, out, err = run(["report", tmp_path / "deep"], capsys)
+    assert code == 1 and "no reconstruction record" in one_line_error(err)
+    assert not (tmp_path / "deep" / "report.html").exists()

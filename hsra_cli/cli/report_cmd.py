@@ -20,11 +20,14 @@ from hsra_cli.cli._common import console, info, stdout, warn
   hsra report out/ --truth kaist.npz:0-4       [dim]# scene 3 of the stack ↔ out/kaist_3.json[/dim]
 
   hsra report out/ --points 6 --overwrite
+
+  hsra report out/demo/ --truth cube.mat       [dim]# out/demo/<method>/: one page, items labelled by method[/dim]
 """,
 )
 def report(
     out_dir: str = typer.Argument(..., metavar="OUT_DIR", show_default=False,
-                                  help="Output folder of hsra reconstruct (its <stem>.json records)."),
+                                  help="Output folder of hsra reconstruct (its <stem>.json records), or a folder of such "
+                                  "folders, one per method (out/demo/<method>/: one level deep)."),
     output: Optional[str] = typer.Option(
         None, "-o", "--out", metavar="<path>", show_default=False,
         help="HTML file to write (.html or .htm); a folder (one that exists, or a path ending in /) gets report.html "
@@ -33,7 +36,7 @@ def report(
     truth: Optional[List[str]] = typer.Option(
         None, "--truth", metavar="TRUTH", show_default=False,
         help="Ground truth as hsra evaluate takes it: files, folders, quoted patterns, stack.npz:SCENES; repeatable. "
-        "Paired with the reconstructions by name; adds PSNR, SSIM, SAM, ERGAS.",
+        "Paired with the reconstructions by name (each method's folder on its own); adds PSNR, SSIM, SAM, ERGAS.",
     ),
     pair_by_position: bool = typer.Option(
         False, "--pair-by-position", help="Pair truths with the items in the order given (items sorted by name) instead of by name."
@@ -51,14 +54,23 @@ def report(
     is a warning naming the item, which is shown without metrics; the report is still written, and the exit code
     is 1, as a batch with a failed item ends. A --truth that names nothing (a missing path, a bad selector) is an
     error before anything is written, as in hsra evaluate and render. A missing metric is shown as –.
+
+    OUT_DIR without records of its own whose subfolders have some (out/demo/gap-tv/, out/demo/hsra-s.any/): one
+    page of all of them, each item labelled by its subfolder, "colorchecker (gap-tv)". OUT_DIR with records of
+    its own shows only those, and says which subfolders it left out.
     """
     from rich.markup import escape
 
     from hsra_cli.report import write_report
 
+    from pathlib import Path
+
+    top = Path(out_dir)
+
     def progress(path, index, total):
         if total > 1:  # one record: no progress chatter, so that a failure stays the one error line
-            info(f"[{index + 1}/{total}] {escape(path.stem)}", quiet)
+            shown = path.stem if path.parent == top else f"{path.parent.name}/{path.stem}"
+            info(f"[{index + 1}/{total}] {escape(shown)}", quiet)
 
     problems: list[str] = []
 
@@ -68,8 +80,8 @@ def report(
 
     path, items = write_report(out_dir, output, truth=truth or None, truth_key=truth_key,
                                pair_by_position=pair_by_position, points=points, overwrite=overwrite,
-                               progress=progress, warn=on_warning)
-    info(f"{len(items)} item(s); worst residual {items[0].residual:.4f} ({items[0].name})", quiet)
+                               progress=progress, warn=on_warning, note=lambda message: info(escape(message), quiet))
+    info(f"{len(items)} item(s); worst residual {items[0].residual:.4f} ({escape(items[0].label)})", quiet)
     stdout.print(str(path))
     if problems:
         scored = sum(1 for item in items if item.metrics)
