@@ -159,6 +159,14 @@ def test_reconstruct_auto_in_a_batch_leaves_bad_inputs_out_of_the_calibration_an
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.json", "a.mat", "b.json", "b.mat"]
     record = json.loads((tmp_path / "out" / "a.json").read_text())
     assert record["calibration"]["capture_files"] == [str(tmp_path / "a.mat"), str(tmp_path / "b.mat")]
+    # every input bad: the batch's failure lines and summary, as without auto; nothing written
+    (tmp_path / "broken2.mat").write_bytes(b"not a mat file")
+    code = main(["reconstruct", str(tmp_path / "broken.mat"), str(tmp_path / "broken2.mat"), "--mask",
+                 str(tmp_path / "mask.mat"), "--bands", "8", "--model", "gap-tv", "--mask-offset", "auto", "-o",
+                 str(tmp_path / "out2"), "--no-previews", "--threads", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "broken.mat" in err and "broken2.mat" in err and "0 done, 0 skipped, 2 failed" in err, err
+    assert not (tmp_path / "out2").exists()
 
 
 def test_real_captures_are_found_inside_a_larger_random_mask(shared_data):

@@ -379,8 +379,7 @@ def test_a_simulated_31_band_capture_carries_its_band_count_and_wavelengths_to_t
 
 def test_reconstruct_wavelengths_are_stored_set_the_band_count_and_are_checked(tmp_path, capsys):
     """--wavelengths on reconstruct: a capture that records none (here a plain 31-band array) gets them in its cube
-    and record, their count sets the band count when --bands is not given, and a wrong count or value is a usage
-    error before anything is written."""
+    and record; a count other than the band count, or a wrong value, is a usage error before anything is written."""
     cube = smooth_cube(bands=31)
     write_cube(tmp_path / "c31.mat", cube)  # no wavelengths
     assert run(["simulate", tmp_path / "c31.mat", "-o", tmp_path / "sim", "--no-previews"], capsys)[0] == 0
@@ -390,8 +389,11 @@ def test_reconstruct_wavelengths_are_stored_set_the_band_count_and_are_checked(t
     (tmp_path / "wl.txt").write_text("\n".join(f"{w:g}" for w in wavelengths))
     base = ["reconstruct", capture, "--mask", tmp_path / "sim" / "mask.mat", "--threads", "1", "--model", "gap-tv"]
     code, _, err = run([*base, "-o", tmp_path / "rec", "--wavelengths", tmp_path / "wl.txt"], capsys)
+    assert code == 2 and "--wavelengths gives 31 wavelengths but gap-tv reconstructs 28 bands" in err, err
+    assert not (tmp_path / "rec").exists()  # the count never overrides the band count: --bands does
+    code, _, err = run([*base, "--bands", "31", "-o", tmp_path / "rec", "--wavelengths", tmp_path / "wl.txt"], capsys)
     assert code == 0, err
-    assert "31 bands, one per --wavelengths value" in err and "no wavelengths are known" not in err
+    assert "no wavelengths are known" not in err
     out, loaded = read_cube(tmp_path / "rec" / "plain.mat")
     assert out.shape[-1] == 31 and np.allclose(loaded.metadata["wavelengths_nm"], wavelengths)
     record = json.loads((tmp_path / "rec" / "plain.json").read_text())

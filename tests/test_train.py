@@ -383,6 +383,10 @@ def test_resume_refuses_changed_options_and_a_missing_checkpoint(files, capsys):
     assert err.startswith("hsra: error: --resume needs the options") and "--lr" in err and err.count("\n") == 1
     assert main(train_args(files, files / "empty", "--resume")) == 1
     assert "no checkpoint to resume from" in capsys.readouterr().err
+    # `-o OUT --resume` alone where no run is: said so, not "no training data"
+    assert main(["train", "-o", str(files / "none"), "--resume", "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no run to resume" in err and "no training data" not in err and err.count("\n") == 1
 
 
 def test_resume_matches_the_network_by_the_name_it_resolves_to(files, capsys):

@@ -46,7 +46,9 @@ def calibrate(
     """
     from rich.markup import escape
 
-    from hsra_cli.calibrate import calibrate_files, calibration_inputs, check_calibration_output, write_calibration
+    from hsra_cli.calibrate import (
+        MIN_SIGNIFICANCE, calibrate_files, calibration_inputs, check_calibration_output, write_calibration,
+    )
     from hsra_cli.cli._common import require_files
 
     require_files([mask], "mask")
@@ -83,5 +85,10 @@ def calibrate(
             "Check that the mask is this system's, or fix what you know (--step, --axis); "
             + (f"landscapes in {out}" if out is not None else "write the score landscapes with -o FILE.json")
         )
+    if result.significance < MIN_SIGNIFICANCE:  # conclusive only because nothing was left to choose
+        from hsra_cli.cli._common import warn
+
+        warn(f"the mask pattern is barely visible in the captures ({result.significance:.1f} σ < {MIN_SIGNIFICANCE:g}): "
+             "the geometry given is the only one that fits, but is this the captures' mask?")
     stdout.print(result.flags())
     return 0

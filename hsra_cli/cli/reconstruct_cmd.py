@@ -60,14 +60,14 @@ def reconstruct(
     fmt: FormatChoice = typer.Option(FormatChoice.MAT, "--format", help="Cube format."),
     key: Optional[str] = typer.Option(None, "--key", help="Variable holding the measurement (default: meas, meas_real, y, …)."),
     mask_key: Optional[str] = typer.Option(None, "--mask-key", help="Variable holding the mask."),
-    mask_offset: Optional[str] = typer.Option(None, "--mask-offset", metavar="ROW,COL|auto", help="Row, column of the capture area in a larger mask (required when the mask is larger), or auto: find it with hsra calibrate first."),
+    mask_offset: Optional[str] = typer.Option(None, "--mask-offset", metavar="ROW,COL|auto", help="Row, column of the capture area in a larger mask (required when the mask is larger), or auto: calibrate the captures first, as hsra calibrate does, and use what it finds."),
     normalize: NormalizeChoice = typer.Option(NormalizeChoice.AUTO, "--normalize", help="auto, none (field-scale sum) or max (real captures: max → 0.8)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda (or cuda:N)."),
     bands: Optional[int] = typer.Option(None, "--bands", min=1, help="Band count (default: what a 3-D shifted mask shows, else 28; networks use their card's; with auto, another count selects gap-tv)."),
     wavelengths: Optional[str] = typer.Option(
         None, "--wavelengths",
         help="Band centres (nm) the cubes store and the previews use: comma list or text file (default: the weights' "
-        "card, the field's list for 28 bands, else what the capture records; without --bands, the count sets it).",
+        "card, the field's list for 28 bands, else what the capture records); one per band.",
     ),
     step: Optional[int] = typer.Option(None, "--step", min=1, help="Dispersion step in pixels (gap-tv; networks use their card's; with auto, another step selects gap-tv)."),
     axis: Optional[AxisChoice] = typer.Option(None, "--axis", help="Dispersion axis (gap-tv; networks use their card's; with auto, another axis selects gap-tv)."),
@@ -142,12 +142,6 @@ def reconstruct(
         console.print(f"[red]failed[/red] {escape(spec)}: {escape(str(error))}")
     if paths:
         notes = []  # said once the run is under way (one input: once it succeeded), so that a refusal stays one line
-        if bands is None and wavelength_list is not None:  # one centre per band: the count is the band count
-            from hsra_cli.bands import DEFAULT_BANDS
-
-            if len(wavelength_list) != DEFAULT_BANDS:
-                bands = len(wavelength_list)
-                notes.append(f"note: {bands} bands, one per --wavelengths value (--bands overrides)")
         if bands is None:  # a 3-D shifted mask holds its band count
             from hsra_cli.bands import DEFAULT_BANDS
             from hsra_cli.reconstruct import mask_file_bands
@@ -171,17 +165,25 @@ def reconstruct(
         if wavelength_list is not None and len(wavelength_list) != reconstructor.bands:
             raise UsageError(
                 f"--wavelengths gives {len(wavelength_list)} wavelengths but {reconstructor.entry.name} reconstructs "
-                f"{reconstructor.bands} bands; expected one per band"
+                f"{reconstructor.bands} bands; expected one per band (--bands sets the band count of a solver)"
             )
         calibration = None
         if auto_offset:
             from hsra_cli.calibrate import auto_geometry
 
             left_out = [] if not single else None  # in a batch, bad inputs fail alone
-            reconstructor, offset, calibration = auto_geometry(
-                reconstructor, paths, mask, key=key, mask_key=mask_key,
-                step_given=step is not None, axis_given=axis is not None, left_out=left_out,
-            )
+            try:
+                reconstructor, offset, calibration = auto_geometry(
+                    reconstructor, paths, mask, key=key, mask_key=mask_key,
+                    step_given=step is not None, axis_given=axis is not None, left_out=left_out,
+                )
+            except HsraError:
+                if not left_out or len(left_out) < len(paths):
+                    raise
+                for path, error in left_out:  # every input bad: the batch's failures and summary, as without auto
+                    result.failed.append((path, str(error), error))
+                    console.print(f"[red]failed[/red] {escape(str(path))}: {escape(str(error))}")
+                return print_summary(result)
             for path, error in left_out or ():
                 result.failed.append((path, str(error), error))
                 console.print(f"[red]failed[/red] {escape(str(path))}: {escape(str(error))}")

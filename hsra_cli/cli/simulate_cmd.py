@@ -59,7 +59,7 @@ def simulate(
         "larger than the cubes (mask.mat holds the window; each measurement records where it lies).",
     ),
     mask_kind: MaskKindChoice = typer.Option(MaskKindChoice.RANDOM_BINARY, "--mask-kind", help="Generated mask."),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Seed of the generated mask and the noise."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed of the generated mask and the noise (as hsra train's, at most 4294967295)."),
     step: int = typer.Option(2, "--step", min=1, help="Dispersion in pixels per band."),
     axis: AxisChoice = typer.Option(AxisChoice.WIDTH, "--axis", help="Dispersion axis."),
     noise: Optional[NoiseChoice] = typer.Option(

@@ -120,7 +120,7 @@ def train(
     pretrained: Optional[str] = typer.Option(
         None, "--pretrained", help="Start from weights: a model name, a model folder or a .safetensors file."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights, the data stream and the noise."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights, the data stream and the noise, in [0, 4294967295]."),
     device: DeviceChoice = typer.Option("auto", "--device", help="Where to train."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over in a --out that holds a run."),
@@ -197,6 +197,10 @@ def train(
     if config_file is None and resume and out is not None and (out / RUN_RECORD).is_file():
         # `hsra train -o OUT --resume`: the run's own options, as `--config OUT/run.json --resume` would take them
         config_file, notes = out / RUN_RECORD, False
+    elif (config_file is None and resume and out is not None and not (out / "checkpoints").is_dir()
+          and not given & {"data", "synthetic", "synthetic_stream"}):  # `-o OUT --resume` alone, where no run is
+        raise UsageError(f"--resume: {out} holds no run to resume (no {RUN_RECORD}, no checkpoints/); expected the "
+                         "-o folder of an earlier hsra train")
     if config_file is not None:
         # the file's values, then every flag that was actually given on the command line
         merged = load_config_file(config_file, given=given, notes=notes)
