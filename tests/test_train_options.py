@@ -140,6 +140,11 @@ def test_config_loose_spots_are_closed(tmp_path, capsys):
     assert main(["train", "--model", "hsra-s", "--charbonnier-eps", "0", "--data", "x", "--mask", "y",
                  "-o", str(tmp_path / "out")]) == 2
     assert "Charbonnier ε must be positive" in one_line_error(capsys.readouterr().err)
+    # a JSON config with a key twice is refused, as TOML refuses it (json alone would keep the last)
+    doubled = tmp_path / "doubled.json"
+    doubled.write_text('{"steps": 3, "steps": 2}')
+    assert main(["train", "--config", str(doubled), "-o", str(tmp_path / "out")]) == 1
+    assert "'steps' appears more than once" in one_line_error(capsys.readouterr().err)
 
 
 def test_seed_and_max_time_outside_what_the_docs_allow_are_usage_errors(tmp_path, capsys):

@@ -300,7 +300,14 @@ def load_config_file(path, given=(), notes: bool = True) -> dict:
                 import tomli as tomllib
             table = tomllib.loads(text)
         else:
-            table = json.loads(text)
+            def unique(pairs):  # a key twice is refused, as TOML refuses it (json keeps the last silently)
+                keys = [key for key, _ in pairs]
+                twice = sorted({key for key in keys if keys.count(key) > 1})
+                if twice:
+                    raise ValueError(f"the key {twice[0]!r} appears more than once")
+                return dict(pairs)
+
+            table = json.loads(text, object_pairs_hook=unique)
     except ValueError as exc:
         raise InputFileError(f"--config {str(path)!r} is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}") from None
     record = isinstance(table, dict) and isinstance(table.get("config"), dict) and "status" in table
