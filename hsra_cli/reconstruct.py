@@ -110,7 +110,7 @@ def crop_mask(mask: np.ndarray, height: int, width: int, offset: tuple[int, int]
         # A larger mask is only cropped when asked: a silent crop would hide a wrong --bands/--step.
         raise ShapeError(
             f"mask is {mh}×{mw} but the capture needs a {height}×{width} aperture; pass --mask-offset row,column "
-            "to crop a larger mask, or check --bands, --step and --axis"
+            "(Python: mask_offset=(row, column)) to crop a larger mask, or check --bands, --step and --axis"
         )
     top, left = offset
     if top < 0 or left < 0 or top + height > mh or left + width > mw:
