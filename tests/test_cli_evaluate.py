@@ -645,3 +645,14 @@ def test_csv_on_stdout_is_its_header_even_when_every_input_fails(tmp_path, capsy
     target = tmp_path / "m.csv"  # a file is never written with nothing scored
     assert main(["evaluate", str(tmp_path / "x.npy"), "--truth", str(truth_path), "--output-file", str(target)]) == 1
     assert not target.exists()
+
+
+def test_the_scaling_of_an_integer_stack_is_said_once_per_file(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    stack = (rng.random((3, 16, 16, 28)) * 255).astype(np.uint8)
+    np.save(tmp_path / "pred.npy", stack)
+    np.save(tmp_path / "truth.npy", stack)
+    code = main(["evaluate", f"{tmp_path / 'pred.npy'}:0-2", "--truth", str(tmp_path / "truth.npy")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert err.count("pred.npy: uint8 data scaled by 1/255") == 1 and err.count("truth.npy: uint8 data scaled") == 1

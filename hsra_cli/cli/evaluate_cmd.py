@@ -149,12 +149,13 @@ def evaluate(
     single = len(pairs) + len(failed) == 1
 
     pred_reader, truth_reader = SceneReader(key, bands), SceneReader(truth_key, bands, key_flag="--truth-key")
+    said: set = set()  # scaling notes printed: each once
     scored = []  # (row, prediction, truth)
     for prediction, truth in pairs:
         try:
-            pred = _read_scaled(pred_reader, prediction, quiet)
+            pred = _read_scaled(pred_reader, prediction, quiet, said)
             check_prediction(pred, f"the prediction {prediction}")  # before the truth is read: fail early
-            true = _read_scaled(truth_reader, truth, quiet)
+            true = _read_scaled(truth_reader, truth, quiet, said)
             metrics = score_pair(pred, true, prediction, truth, convention=convention.value)
         except HsraError as exc:
             failed.append((str(prediction), exc))
@@ -362,13 +363,17 @@ def _note_undefined_means(means: list, quiet: bool) -> None:
                      f"({UNDEFINED_WHEN.get(key, 'nothing to measure')}): {over}", quiet)
 
 
-def _read_scaled(reader, scene, quiet: bool):
-    """Read a scene as H×W×C float32 with stored integers brought to [0, 1]."""
+def _read_scaled(reader, scene, quiet: bool, said: set | None = None):
+    """Read a scene as H×W×C float32 with stored integers brought to [0, 1]; the scaling is said once per file
+    (``said``: the notes already printed in this run; every scene of a stack, or a truth paired many times,
+    would repeat it)."""
     cube, _, note = reader.read(scene)
-    if note:
+    if note and (said is None or note not in said):
         from rich.markup import escape
 
         info(escape(note), quiet)
+        if said is not None:
+            said.add(note)
     return cube
 
 
