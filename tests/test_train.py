@@ -873,6 +873,14 @@ def test_resume_alone_takes_the_runs_recorded_options(files, capsys):
     assert record["config"]["mask_mode"] == "random" and record["config"]["mosaic"] is False
     assert record["config"]["max_time"] is None
     capsys.readouterr()
+    # checkpoints whose run.json is gone (only checkpoints/ copied over): the checkpoint's options are replayed
+    moved = files / "moved"
+    assert main(train_args(files, moved, "--mask-mode", "random", "--no-mosaic", "--stop-after", "2")) == 0
+    (moved / "run.json").unlink()
+    capsys.readouterr()
+    assert main(["train", "-o", str(moved), "--resume", "--threads", "1"]) == 0, capsys.readouterr().err
+    record = json.loads((moved / "run.json").read_text())
+    assert record["status"] == "completed" and record["step"] == 6 and record["config"]["mosaic"] is False
     # a flag given still overrides, and a changed computation is still refused
     out2 = files / "run2"
     assert main(train_args(files, out2, "--stop-after", "2")) == 0

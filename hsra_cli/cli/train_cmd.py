@@ -201,9 +201,19 @@ def train(
           and not given & {"data", "synthetic", "synthetic_stream"}):  # `-o OUT --resume` alone, where no run is
         raise UsageError(f"--resume: {out} holds no run to resume (no {RUN_RECORD}, no checkpoints/); expected the "
                          "-o folder of an earlier hsra train")
-    if config_file is not None:
+    recorded = None
+    if (config_file is None and resume and out is not None and (out / "checkpoints").is_dir()
+            and not (out / RUN_RECORD).is_file() and not given & {"data", "synthetic", "synthetic_stream"}):
+        # checkpoints without their run.json (deleted, or only checkpoints/ copied from another machine): the
+        # checkpoint records the run's options too
+        from hsra_cli.train.checkpoint import checkpoint_config
+        from hsra_cli.train.config import options_from_table
+
+        recorded = options_from_table(checkpoint_config(out), f"the checkpoint in {out}", given=given,
+                                      notes=False, record=True)
+    if config_file is not None or recorded is not None:
         # the file's values, then every flag that was actually given on the command line
-        merged = load_config_file(config_file, given=given, notes=notes)
+        merged = recorded if recorded is not None else load_config_file(config_file, given=given, notes=notes)
         for name, value in options.items():
             if name in given:
                 merged[name] = value

@@ -156,6 +156,25 @@ def load_checkpoint(out_dir: Path) -> dict:
     return _decode(document["state"], tensors)
 
 
+def checkpoint_config(out_dir: Path) -> dict:
+    """The training options recorded in ``out_dir``'s checkpoint (its ``last.json``), read without the tensors:
+    what ``hsra train -o OUT --resume`` replays where OUT has checkpoints but no run.json."""
+    _, state_path = checkpoint_paths(out_dir)
+    try:
+        document = json.loads(state_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint to resume from: {str(state_path)!r} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint state {str(state_path)!r} is not readable JSON: {exc}") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise CheckpointError(f"{str(state_path)!r} is not an hsra training checkpoint")
+    state = document.get("state")
+    config = state.get("config") if isinstance(state, dict) else None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"checkpoint state {str(state_path)!r} records no training options")
+    return config
+
+
 def update_checkpoint_state(out_dir: Path, **values) -> None:
     """Replace plain (tensor-free) entries of the checkpoint's state in ``last.json``, keeping its tensor file.
 

@@ -274,7 +274,6 @@ def load_config_file(path, given=(), notes: bool = True) -> dict:
     run.json's --stop-after and --max-time were that session's: they are left out, with a note (unless
     ``notes`` is false: ``-o OUT --resume`` reads OUT/run.json, where leaving them out goes without saying)."""
     import json
-    from dataclasses import fields
     from pathlib import Path
 
     from ..errors import InputFileError
@@ -315,11 +314,25 @@ def load_config_file(path, given=(), notes: bool = True) -> dict:
         table = table["config"]  # a run.json: replay its options
     if not isinstance(table, dict):
         raise InputFileError(f"--config {str(path)!r} must hold a table of options")
+    return options_from_table(table, f"--config {path}", given=given, notes=notes, record=record,
+                              session_only_refused=path.suffix.lower() == ".toml")
+
+
+def options_from_table(table: dict, source: str, given=(), notes: bool = True, record: bool = False,
+                       session_only_refused: bool = False) -> dict:
+    """Check and normalise a table of :class:`TrainConfig` fields read from ``source`` (named in messages).
+
+    ``record``: the table is a run's own configuration (run.json, a checkpoint): its session's --stop-after and
+    --max-time are left out. ``session_only_refused``: --resume/--overwrite in the table get a note (a file the
+    user wrote), else they are dropped silently (a record of a session)."""
+    from dataclasses import fields
+
+    table = dict(table)
     normalised: dict = {}
     for key, value in table.items():
         name = str(key).replace("-", "_")
         if name in normalised:  # patch-size and patch_size: which one was meant?
-            raise UsageError(f"--config {str(path)!r} sets {name.replace('_', '-')} twice (as - and _ names); keep one")
+            raise UsageError(f"{source} sets {name.replace('_', '-')} twice (as - and _ names); keep one")
         normalised[name] = value
     table = normalised
     if record:
@@ -329,12 +342,12 @@ def load_config_file(path, given=(), notes: bool = True) -> dict:
             import sys
 
             names = " and ".join("--" + name.replace("_", "-") for name in dropped)
-            print(f"note: --config {path}: {names} of the recorded session not taken (they are per session; "
+            print(f"note: {source}: {names} of the recorded session not taken (they are per session; "
                   "pass them again to this one)", file=sys.stderr)
     known = {f.name for f in fields(TrainConfig)}
     # what one session does with the run is said on its command line, not replayed
     session_only = ("resume", "overwrite")
-    ignored = [name for name in session_only if table.pop(name, None) and path.suffix.lower() == ".toml"]
+    ignored = [name for name in session_only if table.pop(name, None) and session_only_refused]
     if isinstance(table.get("max_time"), str):
         table["max_time"] = parse_duration(table["max_time"])
     if isinstance(table.get("mask_offset"), str):
@@ -342,18 +355,18 @@ def load_config_file(path, given=(), notes: bool = True) -> dict:
         try:
             table["mask_offset"] = (int(row), int(col))
         except ValueError:
-            raise UsageError(f"--config: mask_offset {table['mask_offset']!r} is not ROW,COL") from None
+            raise UsageError(f"{source}: mask_offset {table['mask_offset']!r} is not ROW,COL") from None
     unknown = sorted(set(table) - known)
     if unknown:
         raise UsageError(
-            f"--config {str(path)!r}: unknown option(s) {', '.join(unknown)}; expected names of hsra train's options: "
+            f"{source}: unknown option(s) {', '.join(unknown)}; expected names of hsra train's options: "
             + ", ".join(sorted(name.replace("_", "-") for name in known if name not in session_only))
         )
-    checked = {name: check_option_type(name, value, f"in {path}") for name, value in table.items()}
+    checked = {name: check_option_type(name, value, f"in {source.removeprefix('--config ')}") for name, value in table.items()}
     for name in ignored:  # a run.json records them: no note for it
         import sys
 
-        print(f"note: --config {path}: {name} is not taken from a file; pass --{name} to this session", file=sys.stderr)
+        print(f"note: {source}: {name} is not taken from a file; pass --{name} to this session", file=sys.stderr)
     return checked
 
 
