@@ -157,6 +157,33 @@ def test_schedule_warms_up_linearly_then_decays_by_cosine_to_the_floor():
     assert all(a >= b for a, b in zip(decay, decay[1:]))
 
 
+def test_an_extended_schedule_goes_on_without_a_jump_and_ends_at_the_floor():
+    import torch
+
+    from hsra_cli.train.schedule import WarmupCosine
+
+    schedule = WarmupCosine(total_steps=100, warmup_steps=10, base_lr=4e-4, min_lr=1e-6)
+    before = [schedule(s) for s in range(0, 61)]
+    schedule.extend(300, at_step=60)
+    assert [schedule(s) for s in range(0, 61)] == pytest.approx(before, rel=1e-12)  # the past is unchanged, step 60 included
+    assert schedule(61) < schedule(60) and schedule(61) > before[-1] * 0.999  # slower decay, no jump
+    assert schedule(300) * 4e-4 == pytest.approx(1e-6) and schedule(100) * 4e-4 > 1e-5
+    tail = [schedule(s) for s in range(60, 301)]
+    assert all(a >= b for a, b in zip(tail, tail[1:]))
+    # what the checkpoint keeps of it (LambdaLR's state) brings the extension back
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=4e-4)
+    saved = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule).state_dict()
+    fresh = WarmupCosine(total_steps=100, warmup_steps=10, base_lr=4e-4, min_lr=1e-6)
+    torch.optim.lr_scheduler.LambdaLR(optimizer, fresh).load_state_dict(saved)
+    assert [fresh(s) for s in range(301)] == [schedule(s) for s in range(301)]
+    # during warm-up the cosine just starts later; past the end there is nothing to extend
+    warming = WarmupCosine(total_steps=100, warmup_steps=10, base_lr=1.0, min_lr=0.0)
+    warming.extend(200, at_step=5)
+    assert warming(5) == pytest.approx(0.6) and warming(105) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        WarmupCosine(total_steps=100, warmup_steps=10, base_lr=1.0, min_lr=0.0).extend(200, at_step=100)
+
+
 def _sampler(scenes, mask, **kw):
     from hsra_cli.train.sampler import MeasurementModel, PatchSampler
 
@@ -387,6 +414,40 @@ def test_resume_refuses_changed_options_and_a_missing_checkpoint(files, capsys):
     assert main(["train", "-o", str(files / "none"), "--resume", "--threads", "1"]) == 2
     err = capsys.readouterr().err
     assert "holds no run to resume" in err and "no training data" not in err and err.count("\n") == 1
+
+
+def test_resume_with_more_steps_extends_a_run_that_is_still_decaying(files, capsys):
+    from safetensors.torch import load_file
+
+    whole, split = files / "whole", files / "split"
+    for out in (whole, split):
+        assert main(train_args(files, out, "--stop-after", "3")) == 0
+    capsys.readouterr()
+    assert main(train_args(files, whole, "--steps", "10", "--resume")) == 0
+    assert "decays to the floor at step 10" in capsys.readouterr().err
+    # the extension is part of the run: a later resume (without repeating it twice) continues it exactly
+    assert main(train_args(files, split, "--steps", "10", "--resume", "--stop-after", "7")) == 0
+    assert main(train_args(files, split, "--steps", "10", "--resume")) == 0
+    a = load_file(str(whole / "checkpoints" / "last.safetensors"))
+    b = load_file(str(split / "checkpoints" / "last.safetensors"))
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    record = json.loads((whole / "run.json").read_text())
+    assert record["status"] == "completed" and record["step"] == 10 and record["config"]["steps"] == 10
+    card = json.loads((whole / TINY / "config.json").read_text())["training"]
+    assert card["steps"] == 10 and card["optimizer"]["schedule_extended"] == [
+        {"step": 3, "steps_before": 6, "steps": 10}
+    ]
+    lrs = [float(r["lr"]) for r in read_csv(whole / "log.csv")]
+    assert all(x >= y for x, y in zip(lrs, lrs[1:]))
+    # a run that finished its schedule is not stretched (its rate is at the floor): fine-tune it instead
+    capsys.readouterr()
+    assert main(train_args(files, whole, "--steps", "20", "--resume")) == 2
+    err = capsys.readouterr().err
+    assert "finished its 10 steps" in err and "--pretrained" in err and err.count("\n") == 1
+    # fewer steps than planned is still a changed option
+    assert main(train_args(files, split, "--steps", "4", "--resume")) == 2
+    assert "--steps (checkpoint 10, now 4)" in capsys.readouterr().err
 
 
 def test_resume_matches_the_network_by_the_name_it_resolves_to(files, capsys):

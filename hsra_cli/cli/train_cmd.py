@@ -102,7 +102,7 @@ def train(
     ),
     min_lr: float = typer.Option(1e-6, "--min-lr", help="Learning rate at the end of the cosine decay."),
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", help="Linear warm-up steps (default: 5%, ≤ 1000)."),
-    steps: int = typer.Option(10000, "--steps", help="Optimizer steps of the whole run (sets the schedule)."),
+    steps: int = typer.Option(10000, "--steps", help="Optimizer steps of the whole run (sets the schedule; larger on --resume: extends it)."),
     clip_grad: Optional[float] = typer.Option(None, "--clip-grad", help="Clip the gradient norm to this value."),
     ema: float = typer.Option(0.999, "--ema", help="EMA decay of the weights validated and exported (0: off)."),
     amp: AmpChoice = typer.Option("auto", "--amp", help="Mixed precision (auto: bf16 on CUDA, off on the CPU)."),

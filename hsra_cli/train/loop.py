@@ -347,10 +347,22 @@ class _Run:
         if self.config.pretrained is None and saved.get("pretrained") is not None:
             self.config.pretrained = saved["pretrained"]
         current = self.config.to_dict()
+        # a larger --steps extends a run that is still decaying (its learning rate goes on from where it is)
+        self.extended_from = None
+        saved_steps, step = int(saved.get("steps") or 0), int(self.checkpoint["step"])
+        if self.config.steps > saved_steps > 0:
+            if step >= saved_steps:
+                raise UsageError(
+                    f"--resume --steps {self.config.steps}: {self.out} finished its {saved_steps} steps (its learning "
+                    f"rate is at the floor); to train on, fine-tune its weights: --pretrained "
+                    f"{self.out / str(self.checkpoint.get('model_name', 'MODEL'))} -o NEW_OUT"
+                )
+            self.extended_from = saved_steps
         changed = [
             f"--{name.replace('_', '-')} (checkpoint {saved.get(name)!r}, now {current[name]!r})"
             for name in RESUME_MUST_MATCH
             if name != "model" and _comparable(saved.get(name)) != _comparable(current[name])
+            and not (name == "steps" and self.extended_from is not None)
         ]
         if changed:
             raise UsageError(
@@ -413,6 +425,8 @@ class _Run:
         self.model.load_state_dict(state["model"], strict=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if getattr(self, "extended_from", None) is not None:
+            self.scheduler.lr_lambdas[0].extend(self.config.steps, at_step=int(state["step"]))
         if state.get("scaler") is not None and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:
@@ -422,6 +436,10 @@ class _Run:
         self.step = int(state["step"])
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
         self.history = dict(state.get("history") or {})
+        if getattr(self, "extended_from", None) is not None:  # the card tells how the schedule came to be
+            self.history.setdefault("schedule_extended", []).append(
+                {"step": int(state["step"]), "steps_before": self.extended_from, "steps": self.config.steps}
+            )
         restore_rng(state["rng"])
         samplers = state["samplers"]
         if len(samplers) == self.context.world_size:
@@ -814,6 +832,9 @@ class _Run:
         self.say(text)
         if self.step:
             self.say(f"resuming at step {self.step} of {config.steps}")
+        if getattr(self, "extended_from", None) is not None:
+            self.say(f"the run planned {self.extended_from} steps: its learning rate goes on from "
+                     f"{self.scheduler.get_last_lr()[0]:.3g} and decays to the floor at step {config.steps}")
         if stop_at < config.steps:
             self.say(f"this session stops at step {stop_at} (--stop-after)")
 
@@ -858,7 +879,9 @@ class _Run:
                 "loss": config.loss,
                 "optimizer": {"name": "Adam", "lr": config.lr, "lr_scaling": config.lr_scaling,
                               "peak_lr": self.peak_lr, "betas": list(ADAM_BETAS), "min_lr": config.min_lr,
-                              "warmup_steps": config.effective_warmup_steps, "schedule": "linear warm-up, cosine"},
+                              "warmup_steps": self.scheduler.lr_lambdas[0].warmup_steps,
+                              "schedule": "linear warm-up, cosine",
+                              "schedule_extended": self.history.get("schedule_extended")},
                 "clip_grad": config.clip_grad,
                 "ema": config.ema,
                 "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
