@@ -581,7 +581,9 @@ def card_accuracy(config: dict) -> tuple[float | None, float | None, str]:
         psnr, ssim, convention = block.get("psnr", block.get("psnr_db")), block.get("ssim"), ""
     where = display_source(block.get("data_description") or block.get("data") or block.get("evaluated_on") or "")
     scenes = block.get("scenes")
-    details = [f"{len(scenes)} scene{'s' if len(scenes) != 1 else ''}"] if isinstance(scenes, list) and scenes else []
+    # the count, unless the description names its scenes already ("KAIST scene 05, KAIST mask")
+    counted = isinstance(scenes, list) and scenes and "scene" not in where.lower()
+    details = [f"{len(scenes)} scene{'s' if len(scenes) != 1 else ''}"] if counted else []
     details += [convention] if convention else []
     if details:
         where = f"{where} ({', '.join(details)})".strip()

@@ -359,6 +359,18 @@ def test_names_that_look_like_emoji_codes_or_markup_are_printed_as_they_are(scen
     assert Path(out.strip()).name == "scene_:smile:[bold]x.mat" and Path(out.strip()).exists()
 
 
+def test_written_paths_are_printed_under_the_output_folder_as_it_was_given(scene, tmp_path, capsys, monkeypatch):
+    """simulate and reconstruct print a relative -o as relative (the records inside hold absolute paths)."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(["simulate", scene, "-o", "sim", "--no-previews"], capsys)
+    assert code == 0, err
+    assert Path("sim") / scene.name in [Path(line) for line in out.splitlines()]
+    code, out, err = run(["reconstruct", Path("sim") / scene.name, "--mask", Path("sim") / "mask.mat", "--model",
+                          "gap-tv", "-o", "rec", "--no-previews", "--threads", "1"], capsys)
+    assert code == 0, err
+    assert out.strip() == str(Path("rec") / scene.name) and Path(out.strip()).is_file()
+
+
 def test_a_simulated_31_band_capture_carries_its_band_count_and_wavelengths_to_the_cube(tmp_path, capsys):
     """simulate keeps the cube's wavelengths in the measurement's metadata; reconstruct takes the band count and
     the wavelengths from there (no --bands needed), so render needs no --wavelengths either."""

@@ -50,3 +50,25 @@ def test_incomplete_damaged_and_corrupt_folders_are_not_installed_weights(tmp_pa
 
     code, out, err = run(["models", "info", "hsra-s.nosafe"], capsys)
     assert code == 0 and "weights incomplete" in err
+
+
+def test_measured_on_names_the_validation_data_and_counts_scenes_only_where_they_are_not_named():
+    from hsra_cli.weights import card_accuracy
+
+    scenes = [{"name": "a.npz:4"}]
+    by_file = {"validation": {"data": "a.npz:4", "scenes": scenes, "psnr_field": 30.0, "ssim_field": 0.9}}
+    assert card_accuracy(by_file) == (30.0, 0.9, "a.npz:4 (1 scene)")
+    labelled = {"validation": {"data": "KAIST scene 05, KAIST mask", "scenes": scenes, "psnr_float": 29.0}}
+    assert card_accuracy(labelled) == (29.0, None, "KAIST scene 05, KAIST mask (float convention)")
+
+
+def test_the_shipped_cards_say_which_scene_and_mask_they_were_measured_on():
+    import json
+    from pathlib import Path
+
+    import hsra_cli
+
+    for folder in sorted((Path(hsra_cli.__file__).parent / "models").iterdir()):
+        card = json.loads((folder / "config.json").read_text())
+        data = card["validation"]["data"]
+        assert "scene" in data and "mask" in data and "/" not in data, (folder.name, data)

@@ -239,7 +239,13 @@ def reconstruct(
                 if single:
                     for note in notes:
                         info(escape(note), quiet)
-                stdout.print(escape(record["outputs"]["cube"]))
+                # named under -o as given (relative stays relative, as simulate and render print theirs)
+                cube = Path(record["outputs"]["cube"])
+                try:
+                    cube = out / cube.relative_to(Path(out).resolve())
+                except ValueError:
+                    pass
+                stdout.print(escape(str(cube)))
 
             batch = reconstruct_files(
                 paths, mask, out, reconstructor, fmt=fmt.value, key=key, mask_key=mask_key,
