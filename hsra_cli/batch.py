@@ -325,31 +325,40 @@ def reconstruct_files(
         return result
 
     mask, mask_loaded = read_mask(mask_path, mask_key)
-    # The cube and record keep only wavelengths that are known (given, the weights' card, the field's 28, else those
-    # the capture's file records, as hsra simulate writes them); for other band counts the previews alone assume an
-    # even spread (default_wavelengths), and a note says so once.
-    known = wavelengths_nm if wavelengths_nm is not None else (
-        reconstructor.wavelengths_nm or (default_wavelengths(reconstructor.bands)
-                                         if reconstructor.bands == DEFAULT_BANDS else None))
+    # The cube and record keep only wavelengths that are known: given (--wavelengths), else those the capture's file
+    # records (hsra simulate writes the cube's), else the weights' card, else the field's 28; for other band counts
+    # the previews alone assume an even spread (default_wavelengths), and a note says so once.
+    fallback = reconstructor.wavelengths_nm or (default_wavelengths(reconstructor.bands)
+                                                if reconstructor.bands == DEFAULT_BANDS else None)
+    known = wavelengths_nm if wavelengths_nm is not None else fallback
     wavelengths = np.asarray(known if known is not None else default_wavelengths(reconstructor.bands), dtype=np.float64)
     if wavelengths.shape != (reconstructor.bands,):
         raise UsageError(f"{wavelengths.size} wavelengths given for {reconstructor.bands} bands")
     stored = None if known is None else wavelengths
-    unknown_said = []
+    said = set()
+
+    def say_once(kind, text):
+        if kind not in said and on_note is not None:
+            said.add(kind)
+            on_note(text)
 
     def wavelengths_of(loaded):
         """(wavelengths the cube and record keep or None, those its previews use) for one capture."""
-        if stored is not None:
+        if wavelengths_nm is not None:
             return stored, stored
         own = (loaded.metadata or {}).get("wavelengths_nm")
         if own is not None and len(own) == reconstructor.bands:
             own = np.asarray(own, dtype=np.float64)
+            trained = reconstructor.wavelengths_nm
+            if trained is not None and len(trained) == own.size and not np.allclose(own, trained, atol=0.5):
+                say_once("trained", f"the capture records bands of {own[0]:g}–{own[-1]:g} nm, which the cube keeps; "
+                                    f"{reconstructor.name} was trained on {trained[0]:g}–{trained[-1]:g} nm")
             return own, own
-        if not unknown_said and on_note is not None:
-            unknown_said.append(True)
-            on_note(f"no wavelengths are known for {reconstructor.bands} bands: the cubes store none (render them "
-                    f"with --wavelengths); the previews assume {reconstructor.bands} bands spread evenly over "
-                    f"{wavelengths[0]:g}–{wavelengths[-1]:g} nm")
+        if stored is not None:
+            return stored, stored
+        say_once("unknown", f"no wavelengths are known for {reconstructor.bands} bands: the cubes store none (render "
+                            f"them with --wavelengths); the previews assume {reconstructor.bands} bands spread evenly "
+                            f"over {wavelengths[0]:g}–{wavelengths[-1]:g} nm")
         return None, wavelengths
     with output_folder(out_dir):  # created here; removed again if nothing was written into it
         clean_stale_temporaries(out_dir, on_note)

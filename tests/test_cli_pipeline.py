@@ -389,6 +389,22 @@ def test_a_simulated_31_band_capture_carries_its_band_count_and_wavelengths_to_t
     assert code == 0, err
 
 
+def test_a_simulated_28_band_capture_keeps_its_own_wavelengths_over_the_cards(tmp_path, capsys):
+    """28 bands of 410–690 nm: the capture's record wins over the field's list (GAP-TV) and over the card's (a
+    network, with a note that it was trained on other bands)."""
+    wavelengths = np.linspace(410.0, 690.0, 28)
+    write_cube(tmp_path / "c.mat", smooth_cube(bands=28), wavelengths_nm=wavelengths)
+    assert run(["simulate", tmp_path / "c.mat", "-o", tmp_path / "sim", "--no-previews"], capsys)[0] == 0
+    for model, extra in (("gap-tv", []), ("hsra-dum-2stg", ["--refine", "0"])):
+        out = tmp_path / model
+        code, _, err = run(["reconstruct", tmp_path / "sim" / "c.mat", "--mask", tmp_path / "sim" / "mask.mat",
+                            "--model", model, *extra, "-o", out, "--no-previews", "--threads", "1"], capsys)
+        assert code == 0, err
+        assert np.allclose(read_cube(out / "c.mat")[1].metadata["wavelengths_nm"], wavelengths), model
+        assert json.loads((out / "c.json").read_text())["wavelengths_nm"] == pytest.approx(wavelengths.tolist())
+        assert ("was trained on 453.5–648 nm" in err) == (model != "gap-tv"), err
+
+
 def test_reconstruct_wavelengths_are_stored_set_the_band_count_and_are_checked(tmp_path, capsys):
     """--wavelengths on reconstruct: a capture that records none (here a plain 31-band array) gets them in its cube
     and record; a count other than the band count, or a wrong value, is a usage error before anything is written."""
