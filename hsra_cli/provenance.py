@@ -12,6 +12,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,10 +20,36 @@ from pathlib import Path
 _COMMAND_LINE: list[str] | None = None
 
 
-def set_command_line(argv: list[str]) -> None:
-    """Remember the command line (``["hsra", "reconstruct", ...]``); the CLI's entry point calls this."""
-    global _COMMAND_LINE
+#: ``time.perf_counter()`` when the command started (set with the command line): what --max-time counts from.
+_COMMAND_STARTED: float | None = None
+
+
+def set_command_line(argv: list[str], whole_process: bool = False) -> None:
+    """Remember the command line (``["hsra", "reconstruct", ...]``) and when the command started; the CLI's entry
+    point calls this. ``whole_process``: the process is this command (the console script), so its start counts
+    from the interpreter's (the imports included); else from now (``main([...])`` called in a longer process)."""
+    global _COMMAND_LINE, _COMMAND_STARTED
     _COMMAND_LINE = [str(part) for part in argv]
+    _COMMAND_STARTED = time.perf_counter() - (process_age_s() if whole_process else 0.0)
+
+
+def command_started() -> float | None:
+    """``time.perf_counter()`` at the start of the CLI command (see :func:`set_command_line`); None outside it."""
+    return _COMMAND_STARTED
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (interpreter start-up and imports included). From /proc on Linux;
+    elsewhere 0."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        with open("/proc/uptime", encoding="ascii") as handle:
+            uptime = float(handle.read().split()[0])
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of stat: the start, in clock ticks
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+    return max(0.0, uptime - started)
 
 
 def command_line() -> str:

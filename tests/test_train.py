@@ -741,6 +741,30 @@ def test_max_time_stops_validates_checkpoints_and_exports_then_resume_finishes(f
     assert "--max-time 'soon' is not a duration" in capsys.readouterr().err
 
 
+def test_max_time_counts_from_the_commands_start_and_keeps_room_for_the_end(files, monkeypatch):
+    """The console script's budget includes the interpreter's start and the imports (process age, from /proc); a
+    main([...]) call in a longer process counts from the call. The stop keeps room for the final phase."""
+    import time
+
+    from hsra_cli import provenance
+    from hsra_cli.train.config import TrainConfig
+    from hsra_cli.train.loop import train
+
+    provenance.set_command_line(["hsra", "train"], whole_process=True)
+    age = time.perf_counter() - provenance.command_started()
+    assert age == pytest.approx(provenance.process_age_s(), abs=0.5) and age > 0.5  # pytest has run a while
+    provenance.set_command_line(["hsra", "train"])
+    assert time.perf_counter() - provenance.command_started() < 0.5
+    # a budget already spent before the trainer was made: the run stops after its first step, exported
+    args = dict(model=TINY, data=[f"{files / 'stack.npy'}:0-1"], val_data=[f"{files / 'stack.npy'}:2"],
+                mask=[str(files / "mask.npy")], out=str(files / "late"), patch_size=16, batch_size=2, steps=50,
+                threads=1, max_time=600.0)
+    result = train(TrainConfig(**args), started=time.perf_counter() - 599.0)
+    assert result.stopped_by == "time" and result.step == 1 and result.model_folder is not None
+    # with a whole budget ahead, it runs to the end
+    assert train(TrainConfig(**{**args, "out": str(files / "early")})).step == 50
+
+
 def test_sigterm_ends_the_run_like_its_last_step_and_exits_143(files):
     import os
     import signal

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     from ..provenance import set_command_line
 
-    set_command_line(["hsra", *args])  # for the JSON records (provenance)
+    set_command_line(["hsra", *args], whole_process=argv is None)  # for the JSON records (provenance), --max-time
     debug = os.environ.get("HSRA_DEBUG", "") not in ("", "0")
     empty = _empty_path_option(args)
     if empty is not None:

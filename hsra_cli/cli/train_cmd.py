@@ -227,7 +227,10 @@ def train(
         # big activation buffers are reused instead of page-faulted in every step: measured here with one
         # thread, hsra-s at 128² trained at 2.2-2.4 samples/s this way, 2.1 with glibc's defaults, 1.7 under jemalloc
         keep_freed_memory()
-    result = run_training(config, console=console, quiet=quiet)
+    from hsra_cli.provenance import command_started
+
+    # --max-time is the command's wall time: the interpreter's start and the imports count too
+    result = run_training(config, console=console, quiet=quiet, started=command_started())
     if result.model_folder is not None:
         stdout.print(str(result.model_folder))
     if result.stopped_by == "SIGTERM":  # everything is saved, but the job was told to end: say so to the scheduler

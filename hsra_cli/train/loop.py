@@ -38,6 +38,14 @@ from .schedule import WarmupCosine
 RUN_RECORD = "run.json"
 CURVE_NAME = "learning_curve.png"
 ADAM_BETAS = (0.9, 0.999)
+#: the final validation (float and field scores, and the GAP-TV refinement's) against a float-only one, measured
+FINAL_VALIDATION_FACTOR = 3.0
+#: what a first validation adds to its estimate from the step time (buffers for the larger input, warm-up)
+FIRST_VALIDATION_S = 2.0
+#: an export's card, README and learning-curve figure (measured: 3.1 s with matplotlib's import, on a busy CPU)
+EXPORT_EXTRA_S = 3.0
+#: the process's exit after the export (torch's teardown: 1.5–4 s measured on a busy CPU)
+EXIT_S = 4.0
 
 
 @dataclass
@@ -63,10 +71,11 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------------------------------
-def train(config: TrainConfig, *, console=None, quiet: bool = False) -> TrainResult:
+def train(config: TrainConfig, *, console=None, quiet: bool = False, started: float | None = None) -> TrainResult:
     """Run (or resume) the training described by ``config``; see docs/training.md.
 
-    ``console`` is a Rich console on stderr for progress and messages (None: silent). Raises
+    ``console`` is a Rich console on stderr for progress and messages (None: silent). ``started``: the
+    ``time.perf_counter()`` from which ``config.max_time`` counts (the command's start; default: this call). Raises
     :class:`hsra_cli.errors.HsraError` subclasses, with nothing written, when an input is unusable.
     """
     config.check()
@@ -83,7 +92,7 @@ def train(config: TrainConfig, *, console=None, quiet: bool = False) -> TrainRes
         device = torch.device("cuda", context.local_rank)
     run = None
     try:
-        run = _Run(config, context, device, console if context.is_main and not quiet else None)
+        run = _Run(config, context, device, console if context.is_main and not quiet else None, started)
         return run.execute()
     finally:
         # DDP's reducer talks to the process group: free it (cycles included) before the group is destroyed,
@@ -95,13 +104,15 @@ def train(config: TrainConfig, *, console=None, quiet: bool = False) -> TrainRes
 
 
 class _Run:
-    def __init__(self, config: TrainConfig, context: DistContext, device: torch.device, console):
+    def __init__(self, config: TrainConfig, context: DistContext, device: torch.device, console, started=None):
         self.config = config
         self.context = context
         self.device = device
         self.console = console
         self.out = Path(config.out)
-        self.created = time.perf_counter()  # --max-time counts from here: loading the data is part of the budget
+        # --max-time counts from the start of the command: loading the data (and in the CLI the imports) are part
+        # of the budget
+        self.created = time.perf_counter() if started is None else float(started)
         if config.threads:
             torch.set_num_threads(config.threads)
 
@@ -493,10 +504,30 @@ class _Run:
         }
 
     def save_checkpoint(self) -> None:
+        started = time.perf_counter()
         state = self._checkpoint_state()  # a collective: every rank takes part
         if self.context.is_main:
             save_checkpoint(self.out, state, self.step)
         self.saved_step = self.step
+        self.last_checkpoint_s = time.perf_counter() - started
+
+    def _final_phase_estimate(self) -> float:
+        """Seconds the end of a session takes (final validation in both conventions with the refined scores, the
+        checkpoint, the export), from what this session measured: --max-time stops early enough to fit it."""
+        validation = 0.0
+        if self.val_scenes:
+            if self.last_validation_s > 0:
+                # a float validation was timed; the final one adds the field scores and the GAP-TV refinement
+                validation = FINAL_VALIDATION_FACTOR * self.last_validation_s
+            else:
+                # none yet: a forward pass over one step's pixels took about a quarter of the step (measured here)
+                pixels = sum(scene.cube.shape[0] * scene.cube.shape[1] for scene in self.val_scenes)
+                per_step = self.config.patch_size ** 2 * self.config.batch_size
+                validation = FINAL_VALIDATION_FACTOR * (pixels / per_step) * self.step_s / 4 + FIRST_VALIDATION_S
+        # the checkpoint (as long as the last one, 1 s if none was written yet), the export of as many weights and
+        # what comes with it (card, learning curve)
+        checkpoint = self.last_checkpoint_s or 1.0
+        return validation + 2 * checkpoint + EXPORT_EXTRA_S
 
     def elapsed(self) -> float:
         return self.elapsed_before + (time.perf_counter() - self.session_start)
@@ -650,11 +681,16 @@ class _Run:
         window = Window(self.device, self.sampler)
         self.model.train()
         self.last_validation_s = 0.0
+        self.last_checkpoint_s = 0.0
+        self.step_s = 0.0  # a running mean of the seconds a step takes
         stopped_by = None
         try:
             while self.step < stop_at:
+                step_started = time.perf_counter()
                 window.add(self.train_step(self.sampler.next_batch()))
                 self.step += 1
+                taken = time.perf_counter() - step_started
+                self.step_s = taken if not self.step_s else 0.9 * self.step_s + 0.1 * taken
                 if self.ema is not None:
                     self.ema.update(self.model, self.step)
                 final = self.step == config.steps
@@ -739,7 +775,8 @@ class _Run:
         reasons = (None, "time", "SIGTERM", "SIGINT")
         reason = stopper.requested if stopper.requested in reasons else None
         if reason is None and self.config.max_time is not None:
-            reserve = 1.5 * self.last_validation_s + 5.0
+            # and a few seconds for the process's exit (tearing torch down takes that on a busy CPU)
+            reserve = 1.25 * self._final_phase_estimate() + EXIT_S
             if time.perf_counter() - self.created + reserve >= self.config.max_time:
                 reason = "time"
         if self.context.enabled:
