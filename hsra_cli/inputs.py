@@ -182,14 +182,15 @@ class Scene:
         return str(self.path) if self.index is None else f"{self.path}:{self.index}"
 
 
-def scenes_of(source: Source, key: str | None = None) -> list[Scene]:
+def scenes_of(source: Source, key: str | None = None, role: str = "cube") -> list[Scene]:
     """The cubes ``source`` names: its one cube, or the selected (default: all) scenes of an ``N × …`` stack.
 
-    Reads only the file's headers where the format allows. Raises :class:`UsageError` for a selector that does
-    not fit the file."""
+    Reads only the file's headers where the format allows. ``role``: ``"cube"``, ``"prediction"`` or ``"truth"``
+    (which array a file of several holds; see :func:`hsra_cli.io.read_array`). Raises :class:`UsageError` for a
+    selector that does not fit the file."""
     from .io import declared_shape
 
-    shape = declared_shape(source.path, key, role="cube")
+    shape = declared_shape(source.path, key, role=role)
     if len(shape) == 4 and shape[0] != 1:
         count = shape[0]
         indices = source.scenes if source.scenes is not None else tuple(range(count))
@@ -208,8 +209,8 @@ class SceneReader:
     """Reads scenes as ``H × W × C`` float32 cubes, integer data scaled to [0, 1]; a stack is read once for all
     its scenes that come one after another."""
 
-    def __init__(self, key: str | None = None, bands: int | None = None, key_flag: str = "--key"):
-        self.key, self.bands, self.key_flag = key, bands, key_flag
+    def __init__(self, key: str | None = None, bands: int | None = None, key_flag: str = "--key", role: str = "cube"):
+        self.key, self.bands, self.key_flag, self.role = key, bands, key_flag, role
         self._stack = None  # (path, LoadedArray) of the last stack read
 
     def read(self, scene: Scene):
@@ -223,11 +224,11 @@ class SceneReader:
         from .io import read_array, read_cube, to_hwc, unit_range
 
         if scene.index is None:
-            cube, loaded = read_cube(scene.path, self.key, self.bands)
+            cube, loaded = read_cube(scene.path, self.key, self.bands, role=self.role)
         else:
             if self._stack is None or self._stack[0] != scene.path:
                 self._stack = None  # free the previous stack before reading the next
-                self._stack = (scene.path, read_array(scene.path, self.key, role="cube"))
+                self._stack = (scene.path, read_array(scene.path, self.key, role=self.role))
             loaded = self._stack[1]
             stored = loaded.metadata.get("bands")
             bands = self.bands or (stored if isinstance(stored, int) and not isinstance(stored, bool) else None)

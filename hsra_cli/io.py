@@ -65,6 +65,10 @@ __all__ = [
 SUPPORTED_SUFFIXES = (".mat", ".h5", ".hdf5", ".tif", ".tiff", ".npy", ".npz")
 #: Usual variable names, in priority order, for each role (the field's files use these).
 CUBE_KEYS = ("cube", "truth", "img", "hsi", "recon", "pred", "x", "data")
+#: A reconstruction's names first: the field's result files (MST's Test_result.mat) hold ``pred`` beside ``truth``.
+PREDICTION_KEYS = ("pred", "recon", "cube", "img", "hsi", "x", "data")
+#: Names that say which of the two an array is: a file holding both is ambiguous where the role does not say.
+_PREDICTION_NAMES, _TRUTH_NAMES = frozenset({"pred", "recon"}), frozenset({"truth"})
 MEASUREMENT_KEYS = ("meas", "meas_real", "measurement", "y", "img", "data")
 MASK_KEYS = ("mask", "mask_3d_shift", "Phi", "phi", "mask3d", "data")
 
@@ -80,11 +84,15 @@ _OTHER_ROLE_NAMES = {
            for other, names in _ROLE_ONLY_NAMES.items() if other != role for name in names}
     for role in _ROLE_ONLY_NAMES
 }
+# a prediction and a truth are cubes, read the way a cube is, with their own name priorities
+_OTHER_ROLE_NAMES["prediction"] = _OTHER_ROLE_NAMES["truth"] = _OTHER_ROLE_NAMES["cube"]
+_ROLE_LABELS["prediction"] = _ROLE_LABELS["truth"] = _ROLE_LABELS["cube"]
 _ROLE_HINTS = {
     "cube": "expected a hyperspectral cube (H×W×C)",
     "measurement": "give masks with --mask and captures as inputs",
     "mask": "--mask expects the coded aperture, the captures go as inputs",
 }
+_ROLE_HINTS["prediction"] = _ROLE_HINTS["truth"] = _ROLE_HINTS["cube"]
 
 _FORMATS = {
     ".mat": "mat", ".h5": "h5", ".hdf5": "h5", ".tif": "tif", ".tiff": "tif", ".npy": "npy", ".npz": "npz",
@@ -95,6 +103,8 @@ _FORMAT_LABELS = {
 }
 _ROLE_KEYS = {
     "cube": CUBE_KEYS,
+    "prediction": PREDICTION_KEYS,
+    "truth": CUBE_KEYS,
     "measurement": MEASUREMENT_KEYS,
     "mask": MASK_KEYS,
     "any": tuple(dict.fromkeys(CUBE_KEYS + MEASUREMENT_KEYS + MASK_KEYS)),
@@ -633,6 +643,10 @@ def _choose_key(path: Path, source: _Source, key: str | None, role: str) -> str:
         raise InputFileError(f"{path} has no array named {key!r}; it holds {held}")
     candidates = [entry for name, entry in entries.items() if name not in _METADATA_NAMES]
     names = {entry.name for entry in candidates}
+    if role == "cube" and names & _PREDICTION_NAMES and names & _TRUTH_NAMES:
+        # a result file (pred beside truth) read where either could be meant: say so rather than guess
+        both = [entry for entry in candidates if entry.name in _PREDICTION_NAMES | _TRUTH_NAMES]
+        raise AmbiguousArrayError(path, _listing(both), "--key")
     for usual in _ROLE_KEYS[role]:
         if usual in names:
             return usual
@@ -717,7 +731,9 @@ def read_array(path, key: str | None = None, role: str = "any") -> LoadedArray:
         path: a file with one of :data:`SUPPORTED_SUFFIXES`.
         key: variable/dataset name (``"group/name"`` inside HDF5 groups). ``None``: the first of the role's
             usual names present, else the only numeric array in the file.
-        role: ``"cube"``, ``"measurement"``, ``"mask"`` or ``"any"``: which usual names to look for.
+        role: ``"cube"``, ``"prediction"`` (a reconstruction: ``pred`` first), ``"truth"``, ``"measurement"``,
+            ``"mask"`` or ``"any"``: which usual names to look for. A ``"cube"`` read of a file holding both
+            ``pred``/``recon`` and ``truth`` is ambiguous (a key is asked for).
 
     Returns:
         A :class:`LoadedArray` with the data as stored (values unchanged, no rank check) and its metadata.
@@ -802,7 +818,7 @@ def to_hwc(array, bands: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(hwc, dtype=np.float32)
 
 
-def read_cube(path, key=None, bands: int | None = None) -> tuple[np.ndarray, LoadedArray]:
+def read_cube(path, key=None, bands: int | None = None, role: str = "cube") -> tuple[np.ndarray, LoadedArray]:
     """Read a hyperspectral cube as float32 ``H × W × C`` (values as stored, e.g. [0, 1] or raw integers).
 
     The layout is found by :func:`to_hwc`, helped by what the file says: TIFF stacks that record their axes
@@ -812,7 +828,7 @@ def read_cube(path, key=None, bands: int | None = None) -> tuple[np.ndarray, Loa
     Returns:
         ``(cube_hwc, loaded)``; ``loaded.data`` keeps the array as stored in the file.
     """
-    loaded = read_array(path, key, role="cube")
+    loaded = read_array(path, key, role=role)
     data = loaded.data
     where = _where(loaded.path, loaded.key)
     if data.ndim == 4 and data.shape[0] == 1:

@@ -227,7 +227,7 @@ def pair_truths(records: list[Path], specs, truth_key: str | None = None, by_pos
     for source in sources:
         try:
             with key_option("--truth-key"):
-                scenes.extend(scenes_of(source, truth_key))
+                scenes.extend(scenes_of(source, truth_key, role="truth"))
         except HsraError as exc:
             truths.problems.append(f"--truth {source.spec}: {exc}")
             truths.errors.append((source.spec, exc))
@@ -348,7 +348,7 @@ def build_item(record_path: Path, report_dir: Path, truth=None, truth_key: str |
     elif truth is not None and cube is not None:
         if read_truth is None:
             def read_truth(scene, bands):
-                return SceneReader(truth_key, bands, key_flag="--truth-key").read(scene)
+                return SceneReader(truth_key, bands, key_flag="--truth-key", role="truth").read(scene)
         try:
             candidate = read_truth(truth, cube.shape[2])[0]
             item.metrics = score_pair(cube, candidate, Scene(cube_path), truth)
@@ -684,7 +684,7 @@ def write_report(out_dir, output=None, *, truth=None, truth_dir=None, truth_key:
     def read_truth(scene, bands):
         from .inputs import SceneReader
 
-        reader = readers.setdefault(bands, SceneReader(truth_key, bands, key_flag="--truth-key"))
+        reader = readers.setdefault(bands, SceneReader(truth_key, bands, key_flag="--truth-key", role="truth"))
         return reader.read(scene)
 
     items = []

@@ -205,6 +205,27 @@ def test_explicit_key_picks_that_array(tmp_path):
     assert loaded.key == "b" and loaded.data.shape == (4, 5)
 
 
+def test_a_result_file_with_pred_and_truth_gives_each_role_its_own_array(tmp_path):
+    """MST-style Test_result.mat: a prediction read takes pred, a truth read takes truth, and a plain cube read
+    (which could mean either) asks for the key instead of taking the truth as the reconstruction."""
+    from hsra_cli.errors import AmbiguousArrayError
+    from hsra_cli.inputs import Source, scenes_of
+
+    path = tmp_path / "Test_result.mat"
+    truth = np.random.default_rng(0).random((2, 16, 16, 28)).astype(np.float32)
+    scipy.io.savemat(path, {"pred": truth * 0.5, "truth": truth})
+    assert io.read_array(path, role="prediction").key == "pred"
+    assert io.read_array(path, role="truth").key == "truth"
+    with pytest.raises(AmbiguousArrayError, match="pred: 2×16×16×28.*truth"):
+        io.read_array(path, role="cube")
+    assert io.read_array(path, key="pred", role="cube").key == "pred"  # a key settles it
+    assert io.declared_shape(path, role="prediction") == (2, 16, 16, 28)
+    assert len(scenes_of(Source(spec=str(path), path=path), role="truth")) == 2
+    # a file with one of them is read as before
+    scipy.io.savemat(tmp_path / "gt.mat", {"truth": truth[0]})
+    assert io.read_cube(tmp_path / "gt.mat")[1].key == "truth"
+
+
 def test_missing_explicit_key_lists_what_the_file_holds(tmp_path):
     path = tmp_path / "two.mat"
     scipy.io.savemat(path, {"a": np.ones((2, 3)), "b": np.zeros((4, 5))})

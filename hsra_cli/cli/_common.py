@@ -57,7 +57,7 @@ class NoiseChoice(str, Enum):
 
 
 #: The help of every command's --threads (one spelling, one meaning across commands).
-THREADS_HELP = "CPU threads for torch (default: all cores)."
+THREADS_HELP = "CPU threads for torch (default: all cores, or $OMP_NUM_THREADS when set)."
 
 
 #: The help of --skip-existing in the commands that write one set of files per input (reconstruct, simulate,
@@ -215,3 +215,16 @@ def parse_wavelengths(text: str):
         hint = " (in µm? give nm: --wavelengths 450,460,…)" if values.max() < 10 else ""
         raise UsageError(f"--wavelengths: {exc}{hint}") from None
     return values
+
+
+#: --qe of simulate and train: typer shows only closed ranges, so the type column states the open bound itself.
+QE_METAVAR = "<float range> [0.0<x<=1.0]"
+
+
+def quantum_efficiency(value):
+    """Option callback: a quantum efficiency, 0 < x ≤ 1 (typer's ``min`` cannot exclude its bound)."""
+    import typer
+
+    if value is not None and not 0 < value <= 1:
+        raise typer.BadParameter(f"{value} is not in (0, 1]; expected a number > 0 and ≤ 1")
+    return value

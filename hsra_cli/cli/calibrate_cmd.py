@@ -35,7 +35,7 @@ def calibrate(
     max_step: int = typer.Option(4, "--max-step", min=1, help="Largest dispersion step tried (pixels per band)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing JSON file (never a capture or the mask of the same call)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only the flags on stdout and warnings on stderr."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors and warnings on stderr."),
 ):
     """Estimate the geometry of a CASSI system from its captures.
 

@@ -63,8 +63,8 @@ def evaluate(
     pair_by_position: bool = typer.Option(
         False, "--pair-by-position", help="Pair in the order given (or one truth for all) instead of by name."
     ),
-    key: Optional[str] = typer.Option(None, "--key", help="Array name inside the prediction files."),
-    truth_key: Optional[str] = typer.Option(None, "--truth-key", help="Array name inside the truth files."),
+    key: Optional[str] = typer.Option(None, "--key", help="Variable holding the predicted cube (default: the usual names)."),
+    truth_key: Optional[str] = typer.Option(None, "--truth-key", help="Variable holding the truth cube (default: the usual names)."),
     bands: Optional[int] = typer.Option(None, "--bands", min=1, help="Band count, to find the band axis."),
     convention: ConventionChoice = typer.Option(
         ConventionChoice.FIELD, "--convention",
@@ -78,7 +78,7 @@ def evaluate(
     ),
     old_output: Optional[Path] = typer.Option(None, "-o", "--out", "--output", hidden=True),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output-file."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr but errors and the summary."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors and the summary on stderr."),
 ) -> int:
     """Score reconstructed cubes against ground truth: PSNR, SSIM, SAM, ERGAS, LPSNR(8), LPSNR(16).
 

@@ -139,7 +139,7 @@ def _auto_info(as_json: bool) -> None:
 def models(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors on stderr."),
 ) -> None:
     """List the reconstruction methods: name, aliases, kind, parameters, GFLOPs, installed weights, accuracy.
 
@@ -152,7 +152,7 @@ def models(
 @models_app.command("list", epilog=_LIST_EXAMPLES)
 def list_command(
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors on stderr."),
 ) -> None:
     """List the reconstruction methods (the default action of [bold]hsra models[/bold])."""
     _list(as_json, quiet)

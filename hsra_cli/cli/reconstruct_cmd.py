@@ -88,10 +88,11 @@ def reconstruct(
 ):
     """Reconstruct hyperspectral cubes from CASSI measurements.
 
-    Writes <name>.<format> (H×W×C under key cube, with wavelengths_nm when known), previews, and, last, <name>.json (arguments,
-    versions, device, timings, residual ‖A x̂ − y‖/‖y‖), which marks the set complete. Prints the cube paths on
-    stdout. Integer measurements are scaled to [0, 1]. A failed input does not stop the others: the summary ends the
-    run, exit code 1 if any failed. Ctrl-C or SIGTERM stops after the writes in progress (exit 130 / 143).
+    Writes <name>.<format> (H×W×C under key cube, with wavelengths_nm when known; .tif: a C×H×W stack; .npy: the bare
+    array), previews, and, last, <name>.json (arguments, versions, device, timings, residual ‖A x̂ − y‖/‖y‖), which
+    marks the set complete. Prints the cube paths on stdout. Integer measurements are scaled to [0, 1]. A failed
+    input does not stop the others: the summary ends the run, exit code 1 if any failed. Ctrl-C or SIGTERM stops
+    after the writes in progress (exit 130 / 143).
     """
     from rich.markup import escape
 

@@ -261,9 +261,9 @@ def render(
         help="Panel label, one per cube, in order (default: the model in the cube's JSON record, else the "
         "folder's name for same-named cubes, else the file name).",
     ),
-    key: Optional[str] = typer.Option(None, "--key", help="Array name inside the cube files (default: guessed)."),
+    key: Optional[str] = typer.Option(None, "--key", help="Variable holding the cube (default: the usual names)."),
     truth_key: Optional[str] = typer.Option(
-        None, "--truth-key", help="Array name inside the --truth files (default: guessed)."
+        None, "--truth-key", help="Variable holding the truth cube (default: the usual names)."
     ),
     bands: Optional[int] = typer.Option(
         None, "--bands", min=1, help="Band count, when the layout of an array is ambiguous."
@@ -299,7 +299,7 @@ def render(
     ),
     skip_existing: bool = typer.Option(False, "--skip-existing", help=SKIP_EXISTING_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress messages on stderr."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors and the summary on stderr."),
 ) -> int:
     """Write previews and figures of hyperspectral cubes (PNG; figures also PDF or SVG).
 

@@ -44,7 +44,7 @@ def report(
     truth_key: Optional[str] = typer.Option(None, "--truth-key", help="Variable holding the truth cube (default: the usual names)."),
     points: int = typer.Option(4, "--points", help="Spectra per item, at automatically chosen distinct points (0: none)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report (never a file it reads)."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors on stderr."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors and warnings on stderr."),
 ):
     """Write one HTML page for a folder of reconstructions.
 
@@ -55,7 +55,7 @@ def report(
     is 1, as a batch with a failed item ends. A --truth that names nothing (a missing path, a bad selector) is an
     error before anything is written, as in hsra evaluate and render. A missing metric is shown as –.
 
-    OUT_DIR without records of its own whose subfolders have some (out/demo/gap-tv/, out/demo/hsra-s.any/): one
+    OUT_DIR without records of its own whose subfolders have some (out/demo/gap-tv/, out/demo/hsra-dum-2stg/): one
     page of all of them, each item labelled by its subfolder, "colorchecker (gap-tv)". OUT_DIR with records of
     its own shows only those, and says which subfolders it left out.
     """

@@ -10,8 +10,8 @@ import typer
 
 from hsra_cli.cli import app
 from hsra_cli.cli._common import (
-    SKIP_EXISTING_HELP, THREADS_HELP, AxisChoice, MaskKindChoice, NoiseChoice, console, info, parse_offset, positive, set_threads,
-    stdout, value_of, warn,
+    QE_METAVAR, SKIP_EXISTING_HELP, THREADS_HELP, AxisChoice, MaskKindChoice, NoiseChoice, console, info, parse_offset, quantum_efficiency,
+    set_threads, stdout, value_of, warn,
 )
 
 
@@ -71,8 +71,8 @@ def simulate(
         "--noise gaussian.",
     ),
     qe: Optional[float] = typer.Option(
-        None, "--qe", min=0.0, max=1.0, callback=positive, help="Quantum efficiency of the shot-noise model, in (0, 1] "
-        "(default 0.4); implies --noise shot.", show_default=False,
+        None, "--qe", metavar=QE_METAVAR, callback=quantum_efficiency,
+        help="Quantum efficiency of the shot-noise model (default 0.4); implies --noise shot.", show_default=False,
     ),
     bit_depth: Optional[int] = typer.Option(
         None, "--bit-depth", min=1, help="Sensor levels of the shot-noise model (default 2048); implies --noise shot.",

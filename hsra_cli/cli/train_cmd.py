@@ -9,7 +9,9 @@ from typing import List, Optional
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import THREADS_HELP, AxisChoice, complete_network, console, parse_offset, stdout, value_of
+from hsra_cli.cli._common import (
+    QE_METAVAR, THREADS_HELP, AxisChoice, complete_network, console, parse_offset, quantum_efficiency, stdout, value_of,
+)
 from hsra_cli.train.config import AMP_MODES, DEVICES, LOSSES, LR_SCALINGS, MASK_MODES
 
 # Choice options as Enums built from the library's tuples: --help lists them, a wrong value is a usage error.
@@ -88,7 +90,9 @@ def train(
     shot_noise: Optional[bool] = typer.Option(
         None, "--shot-noise/--no-shot-noise", help="Binomial shot noise (default: on for random, off for fixed)."
     ),
-    qe: float = typer.Option(0.4, "--qe", help="Quantum efficiency of the shot-noise model."),
+    qe: float = typer.Option(
+        0.4, "--qe", metavar=QE_METAVAR, callback=quantum_efficiency, help="Quantum efficiency of the shot-noise model."
+    ),
     bit_depth: int = typer.Option(2048, "--bit-depth", help="Sensor levels of the shot-noise model."),
     step: int = typer.Option(2, "--step", help="Dispersion in pixels per band."),
     axis: AxisChoice = typer.Option("width", "--axis", help="Dispersion axis."),
@@ -105,7 +109,10 @@ def train(
     steps: int = typer.Option(10000, "--steps", help="Optimizer steps of the whole run (sets the schedule; larger on --resume: extends it)."),
     clip_grad: Optional[float] = typer.Option(None, "--clip-grad", help="Clip the gradient norm to this value."),
     ema: float = typer.Option(0.999, "--ema", help="EMA decay of the weights validated and exported (0: off)."),
-    amp: AmpChoice = typer.Option("auto", "--amp", help="Mixed precision (auto: bf16 on CUDA, off on the CPU)."),
+    amp: AmpChoice = typer.Option(
+        "auto", "--amp",
+        help="Mixed precision, CUDA only (auto: bf16 where the GPU supports it, else fp16 with a GradScaler; off on the CPU).",
+    ),
     log_every: int = typer.Option(50, "--log-every", help="Log a row to log.csv every N steps."),
     ckpt_every: int = typer.Option(1000, "--ckpt-every", help="Checkpoint every N steps (and at the end)."),
     stop_after: Optional[int] = typer.Option(None, "--stop-after", help="End this session at step N (resume later)."),
@@ -124,7 +131,7 @@ def train(
     device: DeviceChoice = typer.Option("auto", "--device", help="Where to train."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over in a --out that holds a run."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors on stderr."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors on stderr (and the notes on what --config does not take)."),
 ):
     """Train a network on cubes with the field's recipe; export OUT/<model>/ with a model card.
 
