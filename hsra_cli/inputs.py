@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import HsraError, InputFileError, ShapeError, UsageError
+from .errors import HsraError, InputFileError, ShapeError, UsageError, ValueRangeError
 
 
 _SELECTOR = re.compile(r"^(.*):(\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*)$")
@@ -228,8 +228,12 @@ class SceneReader:
         else:
             if self._stack is None or self._stack[0] != scene.path:
                 self._stack = None  # free the previous stack before reading the next
-                self._stack = (scene.path, read_array(scene.path, self.key, role=self.role))
+                # NaN/Inf are looked for scene by scene: one bad scene fails alone
+                self._stack = (scene.path, read_array(scene.path, self.key, role=self.role, check_finite=False))
             loaded = self._stack[1]
+            bad = int(loaded.data[scene.index].size - np.count_nonzero(np.isfinite(loaded.data[scene.index])))
+            if bad:
+                raise ValueRangeError(f"{scene} holds {bad} NaN/Inf values; expected finite numbers")
             stored = loaded.metadata.get("bands")
             bands = self.bands or (stored if isinstance(stored, int) and not isinstance(stored, bool) else None)
             try:

@@ -673,7 +673,7 @@ def _where(path: Path, key: str) -> str:
     return f"{path} ({key!r})" if key else str(path)
 
 
-def _usable_float32(array, path: Path, entry: _Entry) -> np.ndarray:
+def _usable_float32(array, path: Path, entry: _Entry, check_finite: bool = True) -> np.ndarray:
     where = _where(path, entry.name)
     if entry.kind == "complex":
         raise ValueRangeError(f"{where} holds complex numbers; expected real values")
@@ -686,12 +686,14 @@ def _usable_float32(array, path: Path, entry: _Entry) -> np.ndarray:
     stored = np.asarray(array)
     if stored.size == 0:  # e.g. a TIFF whose header declares a zero-length axis
         raise InputFileError(f"{where} is empty (shape {_fmt_shape(stored.shape)}); expected a non-empty numeric array")
-    if stored.dtype.kind == "f":
+    if stored.dtype.kind == "f" and check_finite:
         bad = int(stored.size - np.count_nonzero(np.isfinite(stored)))
         if bad:
             raise ValueRangeError(f"{where} holds {bad} NaN/Inf values; expected finite numbers")
     with np.errstate(over="ignore", invalid="ignore"):
         data = np.ascontiguousarray(stored, dtype=np.float32)
+    if not check_finite:  # the caller checks the parts it uses (the scenes of a stack)
+        return data
     # Finite float64 values beyond float32's range become Inf in the conversion: say so, not "NaN/Inf".
     beyond = int(data.size - np.count_nonzero(np.isfinite(data)))
     if beyond:
@@ -724,7 +726,7 @@ def declared_shape(path, key: str | None = None, role: str = "any") -> tuple[int
         return tuple(source.entries[_choose_key(source_path, source, key, role)].shape)
 
 
-def read_array(path, key: str | None = None, role: str = "any") -> LoadedArray:
+def read_array(path, key: str | None = None, role: str = "any", check_finite: bool = True) -> LoadedArray:
     """Read one numeric array from ``path`` as float32.
 
     Args:
@@ -734,6 +736,8 @@ def read_array(path, key: str | None = None, role: str = "any") -> LoadedArray:
         role: ``"cube"``, ``"prediction"`` (a reconstruction: ``pred`` first), ``"truth"``, ``"measurement"``,
             ``"mask"`` or ``"any"``: which usual names to look for. A ``"cube"`` read of a file holding both
             ``pred``/``recon`` and ``truth`` is ambiguous (a key is asked for).
+        check_finite: refuse NaN/Inf (and values beyond float32). False leaves them for the caller to check
+            in the parts it uses (one bad scene of a stack fails that scene alone).
 
     Returns:
         A :class:`LoadedArray` with the data as stored (values unchanged, no rank check) and its metadata.
@@ -761,7 +765,7 @@ def read_array(path, key: str | None = None, role: str = "any") -> LoadedArray:
                         f"{_fmt_shape(np.shape(raw))} (a damaged file?)"
                     )
             metadata = {**source.file_metadata, **source.entry_metadata(name)} if entry.kind == "numeric" else {}
-        data = _usable_float32(raw, source_path, entry)
+        data = _usable_float32(raw, source_path, entry, check_finite)
     except MemoryError:
         raise InputFileError(f"out of memory reading {where}; expected an array that fits in memory") from None
     if entry.integer_dtype:

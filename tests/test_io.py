@@ -561,3 +561,20 @@ def test_a_mask_beyond_one_is_scaled_when_integer_and_refused_when_float(tmp_pat
     assert np.array_equal(plain, binary) and "mask_scaled_by" not in loaded.metadata
     with pytest.raises(ValueRangeError, match=r"values up to 2; a mask is a transmission: expected values in \[0, 1\]"):
         read_mask(tmp_path / "x2.mat")
+
+
+def test_a_nan_in_one_scene_of_a_stack_fails_that_scene_alone(tmp_path):
+    from hsra_cli.inputs import Scene, SceneReader
+
+    stack = np.random.default_rng(1).random((3, 16, 16, 28)).astype(np.float32)
+    stack[1, 4, 5, 6] = np.nan
+    path = tmp_path / "tn.npy"
+    np.save(path, stack)
+    reader = SceneReader()
+    for index in (0, 2):
+        cube, _, _ = reader.read(Scene(path, index))
+        np.testing.assert_array_equal(cube, stack[index])
+    with pytest.raises(ValueRangeError, match=r"tn.npy:1 holds 1 NaN/Inf values"):
+        reader.read(Scene(path, 1))
+    with pytest.raises(ValueRangeError, match="holds 1 NaN/Inf"):  # read whole, the file is refused as before
+        io.read_array(path)
