@@ -69,6 +69,8 @@ def calibrate(
     if not quiet:
         console.print(f"{result.captures} capture(s) {result.capture_shape[0]}×{result.capture_shape[1]}, mask "
                       f"{result.mask_shape[0]}×{result.mask_shape[1]}, {result.seconds:.1f} s")
+        # the footprint stage's ranking; the offset reported after it is refined by the matched filter
+        console.print("candidates (coarse footprint fit; the offset below is then refined):")
         console.print(f"{'axis':<8}{'step':>5}{'offset':>12}{'score':>8}{'coverage':>10}{'occupancy':>11}")
         for cand in result.candidates[:6]:
             offset = f"{cand['offset'][0]},{cand['offset'][1]}"
