@@ -42,7 +42,7 @@ class AdaptConfig:
 
     def __post_init__(self):
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
-            raise UsageError(f"--adapt must be a whole number of steps >= 0, got {self.steps!r}")
+            raise UsageError(f"--adapt (Python: adapt=) must be a whole number of steps >= 0, got {self.steps!r}")
         if not self.lr > 0:
             raise UsageError(f"the adaptation learning rate must be > 0, got {self.lr}")
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:

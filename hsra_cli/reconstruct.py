@@ -35,7 +35,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+        raise UsageError("--device cuda (Python: device=\"cuda\") was asked for but no CUDA GPU is available; use cpu or auto")
     if device != "cpu" and not device.startswith("cuda"):
         raise UsageError(f"unknown device {device!r}; expected auto, cpu or cuda")
     return torch.device(device)
@@ -50,7 +50,7 @@ def normalise_measurement(measurement: np.ndarray, bands: int, mode: str, key: s
     field-scale sum of many bands does not), else ``none``.
     """
     if mode not in NORMALIZE_MODES:
-        raise UsageError(f"unknown --normalize {mode!r}; expected one of: {', '.join(NORMALIZE_MODES)}")
+        raise UsageError(f"unknown --normalize (Python: normalize=) {mode!r}; expected one of: {', '.join(NORMALIZE_MODES)}")
     peak = float(np.max(measurement))
     reason = "as requested"
     if mode == "auto":
@@ -399,16 +399,18 @@ class Reconstructor:
         if refine is None:
             refine = DEFAULT_REFINE if self.entry.needs_weights else 0
         if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
-            raise UsageError(f"--refine must be a whole number of iterations >= 0, got {refine!r}")
+            raise UsageError(f"--refine (Python: refine=) must be a whole number of iterations >= 0, got {refine!r}")
         if refine and not self.entry.needs_weights:
-            raise UsageError(f"--refine refines a network's estimate; {self.entry.name} is an iterative solver already")
+            raise UsageError(f"--refine (Python: refine=) refines a network's estimate; {self.entry.name} is an iterative "
+                             "solver already")
         self.refine = refine
         if self_ensemble and not self.entry.needs_weights:
-            raise UsageError(f"--self-ensemble averages a network over mirrored captures; {self.entry.name} is a solver")
+            raise UsageError(f"--self-ensemble (Python: self_ensemble=) averages a network over mirrored captures; "
+                             f"{self.entry.name} is a solver")
         self.self_ensemble = bool(self_ensemble)
         self.adapt = adapt if isinstance(adapt, AdaptConfig) else AdaptConfig(steps=adapt)
         if self.adapt.steps and not self.entry.needs_weights:
-            raise UsageError(f"--adapt fine-tunes a network on the capture; {self.entry.name} is a solver")
+            raise UsageError(f"--adapt (Python: adapt=) fine-tunes a network on the capture; {self.entry.name} is a solver")
         self.device = resolve_device(device)
         self.weights_info: dict = {}
         if not 0 <= tile_overlap < 1:
@@ -446,7 +448,7 @@ class Reconstructor:
             self.wavelengths_nm = physics.get("wavelengths_nm")
         else:
             if weights is not None:
-                raise UsageError(f"{self.entry.name} is a solver without weights; drop --weights")
+                raise UsageError(f"{self.entry.name} is a solver without weights; drop --weights (Python: weights=)")
             kwargs = {k: v for k, v in requested.items() if v is not None}
             kwargs.update(model_kwargs or {})
             from .registry import create_model
@@ -511,7 +513,8 @@ class Reconstructor:
         if mask.ndim == 2:
             mask, mask_info = crop_mask(mask, height, width, mask_offset)
         elif mask_offset:
-            raise UsageError("--mask-offset applies to 2-D apertures only, but a 3-D shifted mask was given")
+            raise UsageError("--mask-offset (Python: mask_offset=) applies to 2-D apertures only, but a 3-D shifted mask "
+                             "was given")
         op = CassiOperator(mask, bands=self.bands, step=self.step, axis=self.axis)
         op.check_measurement(torch.from_numpy(measurement))
         mask_info["form"] = op.mask_form
