@@ -7,7 +7,14 @@ column. Everything is inside the one file (images as data URIs, inline style and
 no server and no network, and can be mailed or archived. Thumbnails link to the full-size PNGs beside it.
 
 Items are found by their JSON records (``<stem>.json`` with ``model`` and ``outputs``): ``hsra reconstruct`` writes
-the record last, so a cube without one is an unfinished output and is listed as such, not shown.
+the record last, so a cube without one is an unfinished output and is listed as such, not shown. A ``<stem>.json``
+beside a cube ``<stem>.*`` that is no readable record (damaged JSON) is an item whose record is unreadable, not an
+unfinished output. An item reads only the files beside its record (the folder given, even when the record names
+another folder it was written in): a cube missing there is said to be missing, never read from elsewhere.
+
+One bad item (an unreadable record, cube or preview, a record of the wrong shape) does not stop the page: the item
+is listed with a note saying what is wrong, each problem is one ``problem(message)`` call naming the item
+(:func:`write_report`), and the command ends with exit code 1, as a batch with a failed item ends.
 
 A folder that holds no record itself but whose immediate subfolders do (``make demo``'s ``out/demo/<model>/``, one
 folder per method) is reported as one page of every subfolder's items, each labelled by its subfolder
@@ -24,6 +31,7 @@ import json
 import os
 import time
 import urllib.parse
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,11 +39,16 @@ import numpy as np
 
 from . import __version__
 from .errors import InputFileError, UsageError, key_option
+from .render import DEFAULT_ILLUMINANT
 
 #: The report's file name in the folder of the reconstructions (no -o), or in the folder -o names.
 REPORT_NAME = "report.html"
 #: Spectra plotted per item, at points chosen by :func:`spectral_points`.
 DEFAULT_POINTS = 4
+#: At most this many (``--points``): the plot's colour cycle (matplotlib's tab10) has ten colours, so beyond ten two
+#: points share a colour on the image and in the plot, and ten points with their truths (twenty legend lines) fill
+#: the plot's height.
+MAX_POINTS = 10
 #: Widths (pixels) of the embedded thumbnails; the full-size files are linked.
 THUMBNAIL_WIDTH = {"rgb": 360, "residual": 420, "bands": 960, "spectra": 480}
 
@@ -57,6 +70,14 @@ class ReportItem:
     truth_problem: str | None = None
     #: the subfolder of OUT_DIR it comes from (its method), when OUT_DIR holds its reconstructions in subfolders
     folder: str | None = None
+    #: what could not be read or shown (an unreadable record, cube or preview, a field of the wrong type): each is
+    #: also in ``notes``, and one ``problem`` call of :func:`write_report`; the command then exits 1
+    problems: list[str] = field(default_factory=list)
+
+    def problem(self, message: str) -> None:
+        """Record a problem of this item: on the page (its notes) and for the command's stderr (``problems``)."""
+        self.problems.append(message)
+        self.notes.append(message)
 
     @property
     def label(self) -> str:
@@ -71,18 +92,20 @@ class ReportItem:
 
 
 def find_records(out_dir: Path) -> tuple[list[Path], list[str]]:
-    """The reconstruction records in ``out_dir`` (sorted) and the stems of cubes that have none (unfinished)."""
+    """The reconstruction records in ``out_dir`` (sorted) and the stems of cubes that have none (unfinished).
+
+    A ``<stem>.json`` that is no readable record (damaged JSON, not an object with ``model`` and ``outputs``) is one
+    of the records when a cube ``<stem>.*`` lies beside it: a damaged record, whose item says so
+    (:func:`build_item`), not an unfinished output. Without a cube beside it, it is some other file, ignored."""
     from .batch import is_record
     from .io import SUPPORTED_SUFFIXES
 
-    records = [path for path in sorted(out_dir.glob("*.json")) if is_record(path)]
+    cubes = {p.stem for p in out_dir.iterdir()
+             if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES and not p.name.startswith(".")}
+    records = [path for path in sorted(out_dir.glob("*.json"))
+               if is_record(path) or (path.stem in cubes and not path.name.startswith(".") and path.is_file())]
     stems = {p.stem for p in records}
-    unfinished = sorted(
-        p.stem for p in out_dir.iterdir()
-        if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES and p.stem not in stems
-        and not p.name.startswith(".")
-    )
-    return records, unfinished
+    return records, sorted(cubes - stems)
 
 
 @dataclass
@@ -259,15 +282,23 @@ def check_truth_specs(truths: Truths) -> None:
     raise UsageError(message) if isinstance(error, UsageError) else InputFileError(message)
 
 
+def _named_output(record: dict, kind: str) -> str | None:
+    """The file name the record gives for its output ``kind`` (``outputs.cube``), or None when it names none or
+    names it with no usable text (:func:`_check_record` says so)."""
+    outputs = record.get("outputs")
+    value = outputs.get(kind) if isinstance(outputs, dict) else None
+    return value if isinstance(value, str) and Path(value).name not in ("", ".", "..") else None
+
+
 def _output_path(record: dict, kind: str, record_path: Path) -> Path | None:
-    value = (record.get("outputs") or {}).get(kind)
-    if not value:
+    """The output ``kind`` of a record: the file of that name beside the record, or None when the record names none
+    or it is not there. Only the record's own folder is looked in: a folder that was moved or copied shows its own
+    files, never (silently) those of the folder the record was written in, which the record still names."""
+    value = _named_output(record, kind)
+    if value is None:
         return None
-    path = Path(value)
-    beside = record_path.parent / path.name
-    if beside.exists():  # the record's own folder first: it may have been moved or copied (the original kept)
-        return beside
-    return path if path.is_absolute() and path.exists() else None
+    beside = record_path.parent / Path(value).name
+    return beside if beside.is_file() else None
 
 
 def report_path(out_dir, output=None) -> Path:
@@ -295,10 +326,83 @@ def report_inputs(records: list[Path], truth_files=()) -> list[Path]:
         inputs.append(record_path)
         try:
             record = json.loads(record_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, ValueError):  # ValueError: JSON or UTF-8 that cannot be decoded
             continue
-        inputs += [path for kind in _READ_KINDS if (path := _output_path(record, kind, record_path)) is not None]
+        if isinstance(record, dict):
+            inputs += [path for kind in _READ_KINDS if (path := _output_path(record, kind, record_path)) is not None]
     return inputs + [Path(path) for path in truth_files]
+
+
+#: Fields of a record that are JSON objects when present (``null``: absent); one of another type is dropped and
+#: said to be wrong (:func:`read_record`).
+_OBJECT_FIELDS = ("physics", "mask", "weights", "seconds", "residual_map", "normalization", "input", "outputs",
+                  "calibration", "model_choice", "adapt", "refine")
+
+
+def _shown(value) -> str:
+    """A record's value as it is written in the record (JSON), shortened."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def read_record(record_path: Path) -> tuple[dict, list[str]]:
+    """The record of an item, and what is wrong with it: a field of the wrong type (``"physics": "zzz"``, a
+    ``null`` model, ``outputs.cube`` that is no file name) is one message each and is dropped from the record
+    returned, so that the page shows the rest.
+
+    Raises:
+        InputFileError: the record cannot be read at all (missing, unreadable, damaged JSON, not a JSON object
+            with ``model`` and ``outputs``).
+    """
+    from .io import _os_reason
+
+    expected = "expected the JSON record hsra reconstruct writes"
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputFileError(f"cannot read its record {record_path}: {_os_reason(exc)}") from None
+    except UnicodeDecodeError:
+        raise InputFileError(f"its record {record_path} is unreadable: not UTF-8 text; {expected}") from None
+    except json.JSONDecodeError as exc:
+        raise InputFileError(f"its record {record_path} is unreadable: damaged JSON ({exc.msg} at line "
+                             f"{exc.lineno}, column {exc.colno}); {expected}") from None
+    if not isinstance(record, dict) or "model" not in record or not isinstance(record.get("outputs"), dict):
+        raise InputFileError(f"its record {record_path} is unreadable: {_shown(record)} is no record ({expected}: "
+                             "an object with model and outputs)")
+    problems, record = [], dict(record)
+
+    def wrong(key: str, value, what: str) -> None:
+        problems.append(f"its record's {key} is {_shown(value)}; expected {what}")
+
+    if not isinstance(record.get("model"), str) or not record["model"].strip():
+        wrong("model", record.get("model"), "the name of the model")
+        record["model"] = None
+    for key in _OBJECT_FIELDS:
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            wrong(key, record[key], "an object")
+            record[key] = None
+    outputs = dict(record.get("outputs") or {})
+    for kind in _READ_KINDS:
+        if outputs.get(kind) is not None and _named_output({"outputs": outputs}, kind) is None:
+            wrong(f"outputs.{kind}", outputs[kind], "a file name")
+            outputs[kind] = None
+    record["outputs"] = outputs
+    residual = record.get("residual")
+    if residual is not None and (isinstance(residual, bool) or not isinstance(residual, (int, float))):
+        wrong("residual", residual, "a number")
+        record["residual"] = None
+    wavelengths = record.get("wavelengths_nm")
+    if wavelengths is not None and not (isinstance(wavelengths, list) and wavelengths and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in wavelengths)):
+        wrong("wavelengths_nm", wavelengths, "a list of wavelengths in nm")
+        record["wavelengths_nm"] = None
+    return record, problems
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as the one line a note shows: its message (the first line), else its type."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def build_item(record_path: Path, report_dir: Path, truth=None, truth_key: str | None = None,
@@ -310,38 +414,90 @@ def build_item(record_path: Path, report_dir: Path, truth=None, truth_key: str |
     ``no_truth``: why there is none when truths were given. A truth that cannot be scored (unreadable, another
     shape, all zero) leaves the item without metrics, the reason in ``truth_problem`` and in the page's notes.
     ``read_truth(scene, bands)``: how truths are read (default: a :class:`~hsra_cli.inputs.SceneReader`).
-    ``folder``: the subfolder (method) it is labelled by (:attr:`ReportItem.label`)."""
+    ``folder``: the subfolder (method) it is labelled by (:attr:`ReportItem.label`).
+
+    Never raises for a bad item: what cannot be read or drawn (the record, the cube, a preview) is one of the
+    item's ``problems`` (and notes), and the item shows the rest. Only the files beside the record are read
+    (:func:`_output_path`): a cube missing there is a problem, never read from the folder the record names."""
     from .errors import HsraError
     from .inputs import Scene, SceneReader, score_pair
     from .io import read_cube
     from .bands import DEFAULT_BANDS, default_wavelengths
     from .render import band_grid, false_color, spectra_plot
 
-    record = json.loads(record_path.read_text())
-    item = ReportItem(name=record_path.stem, record_path=record_path, record=record, folder=folder)
+    item = ReportItem(name=record_path.stem, record_path=record_path, record={}, folder=folder)
+    try:
+        item.record, record_problems = read_record(record_path)
+    except HsraError as exc:
+        item.problem(f"{exc}; its cube is not shown")
+        return item
+    record = item.record
+    for message in record_problems:
+        item.problem(message)
+
+    def attempt(what: str, draw):
+        """``draw()``, or None with a problem saying what could not be drawn and why."""
+        try:
+            return draw()
+        except (HsraError, ValueError, MemoryError) as exc:
+            item.problem(f"cannot draw its {what}: {'out of memory' if isinstance(exc, MemoryError) else _reason(exc)}")
+            return None
+
+    named = _named_output(record, "cube")
     cube_path = _output_path(record, "cube", record_path)
     cube = wavelengths = None
-    if cube_path is not None:
-        cube, loaded = read_cube(cube_path)
-        wavelengths = (loaded.metadata or {}).get("wavelengths_nm") or record.get("wavelengths_nm")
-        item.image_size = cube.shape[:2]
-        if wavelengths is None and cube.shape[-1] != DEFAULT_BANDS:
-            spread = default_wavelengths(cube.shape[-1])
-            item.notes.append(f"no wavelengths recorded for {cube.shape[-1]} bands: the images and spectra assume an "
-                              f"even spread over {spread[0]:g}–{spread[-1]:g} nm")
+    if named is None:
+        if not any(message.startswith("its record's outputs.cube ") for message in record_problems):
+            item.problem("its record names no cube (outputs.cube), so no cube is shown")
+    elif cube_path is None:
+        beside = Path(named).name
+        elsewhere = (Path(named).is_absolute() and Path(named).parent != record_path.parent
+                     and Path(named).parent.resolve() != record_path.parent.resolve())
+        item.problem(f"its cube {beside} is missing from {record_path.parent}"
+                     + (f"; its record names {named}, which is not read: the report shows only the files beside "
+                        "the record" if elsewhere else ""))
     else:
-        item.notes.append("cube file not found")
+        try:
+            cube, loaded = read_cube(cube_path)
+        except (HsraError, OSError, ValueError) as exc:
+            item.problem(str(exc) if isinstance(exc, HsraError) else f"cannot read {cube_path}: {_reason(exc)}")
+        except MemoryError:
+            item.problem(f"out of memory reading {cube_path}")
+        else:
+            wavelengths = (loaded.metadata or {}).get("wavelengths_nm")
+            if wavelengths is None:
+                wavelengths = record.get("wavelengths_nm")
+            item.image_size = cube.shape[:2]
+            if wavelengths is None and cube.shape[-1] != DEFAULT_BANDS:
+                spread = default_wavelengths(cube.shape[-1])
+                item.notes.append(f"no wavelengths recorded for {cube.shape[-1]} bands: the images and spectra assume "
+                                  f"an even spread over {spread[0]:g}–{spread[-1]:g} nm")
+    previews = {"rgb": "false colour", "bands": "band grid", "residual": "trust map"}
     for kind, photo in (("rgb", True), ("bands", True), ("residual", False)):
         path = _output_path(record, kind, record_path)
         if path is not None:
-            item.images[kind] = _data_uri(path, THUMBNAIL_WIDTH[kind], photo)
-            item.links[kind] = os.path.relpath(path.resolve(), report_dir)
-        elif cube is not None and kind == "rgb":
-            item.images[kind] = _data_uri(false_color(cube, wavelengths), THUMBNAIL_WIDTH[kind], True)
+            try:
+                item.images[kind] = _data_uri(path, THUMBNAIL_WIDTH[kind], photo)
+            except Exception as exc:  # noqa: BLE001 - PIL's decoders raise many types for a damaged file
+                instead = "; drawn from the cube instead" if cube is not None and kind != "residual" else ""
+                item.problem(f"cannot read its {previews[kind]} {path}: {_reason(exc)}{instead}")
+            else:
+                item.links[kind] = os.path.relpath(path.resolve(), report_dir)
+                continue
+        if cube is not None and kind == "rgb":
+            image = attempt("false colour", lambda: _data_uri(false_color(cube, wavelengths), THUMBNAIL_WIDTH[kind],
+                                                              True))
         elif cube is not None and kind == "bands":
-            item.images[kind] = _data_uri(band_grid(cube, wavelengths, title=item.label), THUMBNAIL_WIDTH[kind], True)
-        elif kind == "residual":
-            item.notes.append("no trust map (reconstructed without previews or by an older hsra)")
+            image = attempt("band grid", lambda: _data_uri(band_grid(cube, wavelengths, title=item.label),
+                                                           THUMBNAIL_WIDTH[kind], True))
+        else:
+            image = None
+            if kind == "residual" and path is None:
+                missing = _named_output(record, kind)
+                item.notes.append(f"no trust map: {Path(missing).name} is missing from {record_path.parent}" if missing
+                                  else "no trust map (reconstructed without previews or by an older hsra)")
+        if image is not None:
+            item.images[kind] = image
     truth_cube = None
     if truth is None and no_truth:
         item.truth_problem = no_truth
@@ -359,13 +515,20 @@ def build_item(record_path: Path, report_dir: Path, truth=None, truth_key: str |
         else:
             item.metrics["truth"] = str(truth)
             truth_cube = candidate
+    elif truth is not None:  # the cube's own problem is the item's: said once
+        item.notes.append(f"not compared with a truth: it has no cube to compare with {truth}")
     if item.truth_problem:
         item.notes.append(f"not compared with a truth: {item.truth_problem}")
     if cube is not None and points > 0:
-        item.points = spectral_points(cube, points)
-        # Labelled as render labels its points, row then column (the one coordinate order of hsra).
-        figure = spectra_plot(cube, item.points, wavelengths, truth=truth_cube, radius=1)
-        item.images["spectra"] = _data_uri(figure, THUMBNAIL_WIDTH["spectra"], False)
+        def spectra():
+            chosen = spectral_points(cube, points)
+            # Labelled as render labels its points, row then column (the one coordinate order of hsra).
+            figure = spectra_plot(cube, chosen, wavelengths, truth=truth_cube, radius=1)
+            return chosen, _data_uri(figure, THUMBNAIL_WIDTH["spectra"], False)
+
+        drawn = attempt("spectra", spectra)
+        if drawn is not None:
+            item.points, item.images["spectra"] = drawn
     return item
 
 
@@ -420,6 +583,12 @@ _SCRIPT = """
 """
 
 
+#: The caption of the false colour. hsra reconstruct's ``<stem>_rgb.png`` and the report's own false colour (when that
+#: file is missing) are both :func:`hsra_cli.render.false_color` with its defaults: CIE 1931 colours of the cube
+#: lit by :data:`~hsra_cli.render.DEFAULT_ILLUMINANT` (D65), that light's white adapted to sRGB's white.
+RGB_CAPTION = (f"false colour (CIE 1931, lit by {DEFAULT_ILLUMINANT}, white-balanced to sRGB); "
+               "numbers: spectra points")
+
 #: What the page shows for a missing or undefined value (as ``hsra evaluate`` prints it): never ``nan``.
 MISSING = "–"
 
@@ -446,14 +615,28 @@ def _data_value(value) -> str:
     return html.escape(str(value))
 
 
+def _part(record: dict, key: str) -> dict:
+    """A field of a record that is an object (``physics``, ``seconds`` …), or {} when absent or of another type."""
+    value = record.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _model_name(record: dict) -> str:
+    model = record.get("model")
+    return model if isinstance(model, str) and model else "?"
+
+
 def _geometry(record: dict) -> str:
-    physics = record.get("physics") or {}
-    mask = record.get("mask") or {}
+    physics = _part(record, "physics")
+    mask = _part(record, "mask")
     parts = [f"{physics.get('bands', '?')} bands, step {physics.get('dispersion_step', '?')}, "
              f"{physics.get('dispersion_axis', '?')}"]
-    if mask.get("offset"):
-        parts.append(f"mask offset {mask['offset'][0]},{mask['offset'][1]}")
-    calibration = record.get("calibration")
+    offset = mask.get("offset")
+    if isinstance(offset, (list, tuple)) and len(offset) == 2:
+        parts.append(f"mask offset {offset[0]},{offset[1]}")
+    elif offset:
+        parts.append(f"mask offset {offset}")
+    calibration = _part(record, "calibration")
     if calibration:
         parts.append("calibrated" + ("" if calibration.get("confident", True) else " (not conclusive)"))
     return "; ".join(parts)
@@ -461,16 +644,17 @@ def _geometry(record: dict) -> str:
 
 def _facts(item: ReportItem) -> list[tuple[str, str]]:
     r = item.record
-    weights = r.get("weights") or {}
-    seconds = r.get("seconds") or {}
-    trust = r.get("residual_map") or {}
+    weights = _part(r, "weights")
+    seconds = _part(r, "seconds")
+    trust = _part(r, "residual_map")
+    adapt, refine = _part(r, "adapt"), _part(r, "refine")
     facts = [
-        ("model", r.get("model", "?") + (f" adapted {r['adapt']['steps']} steps" if r.get("adapt") else "")
+        ("model", _model_name(r) + (f" adapted {adapt.get('steps', '?')} steps" if adapt else "")
          + (" (self-ensemble ×2)" if r.get("self_ensemble") else "")
-         + (f" + {r['refine']['iterations']} refinement iterations" if r.get("refine") else "")),
-        ("weights sha256", (weights.get("sha256") or "—")[:16]),
+         + (f" + {refine.get('iterations', '?')} refinement iterations" if refine else "")),
+        ("weights sha256", str(weights.get("sha256") or "—")[:16]),
     ]
-    choice = r.get("model_choice")
+    choice = _part(r, "model_choice")
     if choice:  # hsra reconstruct without --model: what auto chose and why
         facts.append(("chosen by", f"--model {choice.get('requested', 'auto')}: {choice.get('reason', '?')}"))
     facts += [
@@ -484,11 +668,11 @@ def _facts(item: ReportItem) -> list[tuple[str, str]]:
     facts.append(("time", f"{_fmt(seconds.get('reconstruct'), 2)} s on {r.get('device', '?')}"))
     size = item.image_size
     if size[0]:
-        facts.append(("cube", f"{size[0]}×{size[1]}×{(r.get('physics') or {}).get('bands', '?')}"))
-    facts.append(("normalisation", (r.get("normalization") or {}).get("mode", "?")))
-    source = (r.get("input") or {}).get("path")
+        facts.append(("cube", f"{size[0]}×{size[1]}×{_part(r, 'physics').get('bands', '?')}"))
+    facts.append(("normalisation", str(_part(r, "normalization").get("mode", "?"))))
+    source = _part(r, "input").get("path")
     if source:
-        facts.append(("input", source))
+        facts.append(("input", str(source)))
     if item.metrics:
         m = item.metrics
         # An undefined metric (SAM of an all-zero prediction) is shown as missing, without its unit.
@@ -544,10 +728,10 @@ def render_html(items: list[ReportItem], out_dir: Path, unfinished: list[str], t
     for rank, item in enumerate(items, 1):
         r = item.record
         values = {
-            "rank": rank, "name": item.label, "folder": item.folder or "", "model": r.get("model", "?"),
+            "rank": rank, "name": item.label, "folder": item.folder or "", "model": _model_name(r),
             "residual": item.residual,
-            "p99": (r.get("residual_map") or {}).get("p99", float("nan")),
-            "seconds": (r.get("seconds") or {}).get("reconstruct", float("nan")),
+            "p99": _part(r, "residual_map").get("p99", float("nan")),
+            "seconds": _part(r, "seconds").get("reconstruct", float("nan")),
             "psnr": (item.metrics or {}).get("psnr", float("nan")),
             "ssim": (item.metrics or {}).get("ssim", float("nan")),
         }
@@ -557,20 +741,22 @@ def render_html(items: list[ReportItem], out_dir: Path, unfinished: list[str], t
             + (f'<a href="#item-{rank}">{html.escape(item.label)}</a>' if key == "name" else _fmt(values[key], 3 if key in ("psnr", "ssim", "seconds") else 4))
             + "</td>" for key, _ in columns)
         rows.append(f'<tr data-id="{rank}" {data}>{cells}</tr>')
-        facts = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in _facts(item))
-        notes = "".join(f'<p class="warn">{html.escape(n)}</p>' for n in item.notes)
-        record_json = html.escape(json.dumps(r, indent=1, default=str))
+        facts = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in _facts(item))
+        notes = "".join(f'<p class="{"bad" if n in item.problems else "warn"}">{html.escape(n)}</p>'
+                        for n in item.notes)
+        record_html = (f'<details><summary>record</summary><pre>{html.escape(json.dumps(r, indent=1, default=str))}'
+                       '</pre></details>' if r else "")
         sections.append(
             f'<section class="item" id="item-{rank}" data-name="{html.escape(item.label)}" '
             f'data-residual="{_data_value(item.residual)}">'
             f'<h2><span class="rank">#{rank}</span> {html.escape(item.label)}</h2>{notes}'
             f'<div class="row">'
-            f'{_figure_html(item, "rgb", "false colour (CIE 1931, equal-energy white); numbers: spectra points", _markers(item))}'
+            f'{_figure_html(item, "rgb", RGB_CAPTION, _markers(item))}'
             f'{_figure_html(item, "residual", "trust map: |Ax̂−y| in scene coordinates (bright = the cube does not explain its measurement)")}'
             f'<dl class="facts">{facts}</dl></div>'
             f'<div class="row">{_figure_html(item, "spectra", "spectra at the numbered points (3×3 mean)" + (", truth dashed" if item.metrics else ""))}'
             f'{_figure_html(item, "bands", "bands")}</div>'
-            f'<details><summary>record</summary><pre>{record_json}</pre></details>'
+            f'{record_html}'
             f"</section>")
     unfinished_html = ""
     if unfinished:
@@ -610,7 +796,7 @@ def check_report_suffix(path: Path, label: str = "-o") -> None:
 
 def write_report(out_dir, output=None, *, truth=None, truth_dir=None, truth_key: str | None = None,
                  pair_by_position: bool = False, points: int = DEFAULT_POINTS, overwrite: bool = False,
-                 progress=None, warn=None, note=None) -> tuple[Path, list[ReportItem]]:
+                 progress=None, warn=None, note=None, problem=None) -> tuple[Path, list[ReportItem]]:
     """Write the report of the reconstructions in ``out_dir`` (where: :func:`report_path`).
 
     ``out_dir`` without records of its own but with immediate subfolders that have some (one per method, as
@@ -625,11 +811,18 @@ def write_report(out_dir, output=None, *, truth=None, truth_dir=None, truth_key:
     one that cannot be scored) is one ``warn(message)`` call naming the item, and the item is shown without
     metrics, the reason in its notes; when no truth pairs with any item, one call says so.
 
+    A bad item does not stop the page: each of its problems (an unreadable or damaged record, a cube that is
+    missing beside its record or cannot be read, an unreadable preview, a field of the wrong type) is one
+    ``problem(message)`` call naming the item (default: ``warn``), and the item is listed with a note saying what
+    is wrong (:func:`build_item`). Only when the folder holds that one item is its first problem raised instead
+    (:class:`InputFileError`, nothing written), as every command ends on its one input. Warnings of the libraries
+    drawing an item (matplotlib, numpy) are the item's notes, never printed. ``points``: 0 to :data:`MAX_POINTS`.
+
     Raises:
         InputFileError: ``out_dir`` is missing or neither it nor its subfolders hold a reconstruction record; a
-            truth file holds no
-            readable truth cube (``--truth: why``).
-        UsageError: ``out_dir`` is empty text, a truth spec names nothing (``--truth: why``), the report's file
+            truth file holds no readable truth cube (``--truth: why``); the folder's one item cannot be shown.
+        UsageError: ``out_dir`` is empty text, ``points`` is out of range, a truth spec names nothing
+            (``--truth: why``), the report's file
             name is not .html/.htm, or the report would replace a file it reads (a record, cube, preview or
             truth), whatever ``overwrite`` says.
         OutputExistsError: the report exists and ``overwrite`` is False.
@@ -649,8 +842,9 @@ def write_report(out_dir, output=None, *, truth=None, truth_dir=None, truth_key:
         raise InputFileError(f"input {given!r} does not exist; expected the output folder of hsra reconstruct")
     if not out_dir.is_dir():
         raise InputFileError(f"{out_dir} is not a folder; expected the output folder of hsra reconstruct")
-    if points < 0:
-        raise UsageError(f"--points must be ≥ 0, got {points}")
+    if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or not 0 <= points <= MAX_POINTS:
+        raise UsageError(f"--points {points} is out of range; expected 0 to {MAX_POINTS} spectra per item (beyond "
+                         f"{MAX_POINTS} the plot's colours repeat and its legend overflows)")
     output = report_path(out_dir, output)
     sources = find_sources(out_dir)
     records, unfinished = sources.records, sources.unfinished
@@ -687,18 +881,37 @@ def write_report(out_dir, output=None, *, truth=None, truth_dir=None, truth_key:
         reader = readers.setdefault(bands, SceneReader(truth_key, bands, key_flag="--truth-key", role="truth"))
         return reader.read(scene)
 
+    problem = problem or warn
     items = []
     for index, path in enumerate(records):
         if progress:
             progress(path, index, len(records))
-        item = build_item(path, output.parent.resolve(), truths.paired.get(path) if truths else None,
-                          truth_key, points, no_truth=truths.unpaired.get(path) if truths else None,
-                          read_truth=read_truth, folder=sources.folder_of.get(path))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                item = build_item(path, output.parent.resolve(), truths.paired.get(path) if truths else None,
+                                  truth_key, points, no_truth=truths.unpaired.get(path) if truths else None,
+                                  read_truth=read_truth, folder=sources.folder_of.get(path))
+            except Exception as exc:  # a bug of ours on an odd item: that item fails, not the page
+                if os.environ.get("HSRA_DEBUG", "") not in ("", "0"):
+                    raise
+                item = ReportItem(name=path.stem, record_path=path, record={}, folder=sources.folder_of.get(path))
+                item.problem(f"cannot show it: internal error: {type(exc).__name__}: {_reason(exc)}")
+        for message in dict.fromkeys(str(w.message).strip().splitlines()[0] for w in caught if str(w.message).strip()):
+            item.notes.append(f"while drawing it: {message}")
+        if item.problems and len(records) == 1:
+            raise InputFileError(item.problems[0])
+        for message in item.problems:
+            problem(f"{item.label}: {message}")
         if item.truth_problem and not nothing_paired:
             warn(f"{item.label}: {item.truth_problem}")
         items.append(item)
     items.sort(key=lambda item: (-item.residual if item.residual == item.residual else float("inf"), item.name,
                                  item.folder or ""))
+    failed = [item.label for item in items if item.problems]
+    if failed:
+        page_notes.append(f"{len(failed)} of {len(items)} item(s) could not be read or shown in full, each with a note "
+                          f"saying why: {', '.join(failed)}.")
     page = render_html(items, out_dir, unfinished, [str(spec) for spec in specs], page_notes)
     with atomic_output(output, overwrite) as tmp:
         tmp.write_text(page, encoding="utf-8")

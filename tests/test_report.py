@@ -518,3 +518,208 @@ def test_method_folders_are_looked_for_one_level_deep_only(methods, tmp_path, ca
     code, out, err = run(["report", tmp_path / "deep"], capsys)
     assert code == 1 and "no reconstruction record" in one_line_error(err)
     assert not (tmp_path / "deep" / "report.html").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# one bad item: listed with a note, the page still written, the item named on stderr, exit 1 at the end
+
+
+def _copy(batch, tmp_path, name="copy"):
+    """The batch's output folder copied (its records still name the original folder's files)."""
+    import shutil
+
+    copy = tmp_path / name
+    shutil.copytree(batch["out"], copy)
+    return copy
+
+
+def _edit_record(path, **changes):
+    import json
+
+    record = json.loads(path.read_text())
+    record.update(changes)
+    path.write_text(json.dumps(record))
+
+
+def _notes(page: str, name: str) -> list[str]:
+    """The notes of item ``name`` on the page."""
+    import html
+
+    section = re.search(rf'<section class="item" id="item-\d+" data-name="{re.escape(name)}".*?</section>', page,
+                        re.S)
+    assert section, f"{name} is not listed"
+    return [html.unescape(note) for note in re.findall(r'<p class="(?:bad|warn)">([^<]*)</p>', section.group(0))]
+
+
+def _damage(folder: Path, kind: str, elsewhere: Path) -> tuple[str, str]:
+    """Damage one item of ``folder``: returns (the item's name, what its note and warning say)."""
+    if kind == "truncated cube":
+        (folder / "alpha.mat").write_bytes((folder / "alpha.mat").read_bytes()[:3000])
+        return "alpha", "cannot read"
+    if kind == "truncated rgb":
+        data = (folder / "alpha_rgb.png").read_bytes()
+        (folder / "alpha_rgb.png").write_bytes(data[:len(data) // 2])
+        return "alpha", "cannot read its false colour"
+    if kind == "null model, numeric cube":
+        (folder / "x.json").write_text('{"model": null, "outputs": {"cube": 123}}')
+        return "x", "outputs.cube is 123; expected a file name"
+    if kind == "physics not an object":
+        _edit_record(folder / "alpha.json", physics="zzz", mask=7, adapt={"no": "steps"})
+        return "alpha", "physics is \"zzz\"; expected an object"
+    if kind == "cube elsewhere":
+        (elsewhere / "passwd").write_text("root:x:0:0\n")
+        _edit_record(folder / "alpha.json", outputs={"cube": str(elsewhere / "passwd")})
+        return "alpha", "its cube passwd is missing from"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["truncated cube", "truncated rgb", "null model, numeric cube",
+                                  "physics not an object", "cube elsewhere"])
+def test_a_bad_item_is_listed_with_a_note_and_the_page_is_still_written(batch, tmp_path, capsys, kind):
+    from test_cli_pipeline import run
+
+    folder = _copy(batch, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    name, says = _damage(folder, kind, elsewhere)
+    code, out, err = run(["report", folder, "--points", "2", "-q"], capsys)
+    assert code == 1 and out.strip() == str(folder / "report.html"), err
+    assert "Traceback" not in err and "internal error" not in err and "hsra: error" not in err
+    warnings = [line for line in _warnings(err) if line.startswith(f"warning: {name}:")]
+    assert warnings and any(says in line for line in warnings), err
+    assert "could not be read or shown in full" in err.splitlines()[-1]
+    page = (folder / "report.html").read_text()
+    assert sorted(_sections(page)) == sorted({"alpha", "beta", "gamma", name})  # every item, the bad one too
+    assert any(says in note for note in _notes(page, name)), _notes(page, name)
+    assert f"could not be read or shown in full, each with a note saying why: {name}." in page
+    if kind == "truncated rgb":  # the false colour is drawn from the cube instead, not linked to the damaged file
+        hrefs = re.findall(r'<a href="([^"#][^"]*)"', page)
+        assert "alpha_bands.png" in hrefs and "alpha_rgb.png" not in hrefs and "beta_rgb.png" in hrefs
+        assert len(re.findall(r'<img src="data:image/jpeg[^"]*" alt="alpha rgb"', page)) == 1
+
+
+def test_a_damaged_record_is_said_to_be_unreadable_not_unfinished(batch, tmp_path, capsys):
+    from test_cli_pipeline import run
+
+    folder = _copy(batch, tmp_path)
+    (folder / "beta.json").write_text("{bad")
+    code, out, err = run(["report", folder, "--points", "0", "-q"], capsys)
+    assert code == 1 and (folder / "report.html").is_file()
+    assert [line for line in _warnings(err) if line.startswith("warning: beta:")] == [
+        next(line for line in _warnings(err) if "beta.json is unreadable: damaged JSON" in line)]
+    page = (folder / "report.html").read_text()
+    assert "beta" in _sections(page)
+    assert any("unreadable: damaged JSON" in note for note in _notes(page, "beta"))
+    unfinished = re.search(r"Unfinished \(a cube without its record, not shown\): ([^<]*)<", page).group(1)
+    assert unfinished == "delta"  # beta has a record (a damaged one): not an unfinished output
+    # A damaged JSON file that is no item's (no cube of its name) is some other file: ignored, as before.
+    (folder / "beta.json").write_text((batch["out"] / "beta.json").read_text())
+    (folder / "notes.json").write_text("{bad")
+    code, _, err = run(["report", folder, "--points", "0", "-q", "--overwrite"], capsys)
+    assert code == 0 and _warnings(err) == [], err
+
+
+def test_a_cube_missing_from_a_copied_folder_is_never_read_from_the_original(batch, tmp_path, capsys):
+    from test_cli_pipeline import run
+
+    from hsra_cli.report import report_inputs
+
+    folder = _copy(batch, tmp_path)
+    (folder / "gamma.mat").unlink()
+    assert (batch["out"] / "gamma.mat").is_file()  # the original, which gamma.json still names
+    assert batch["out"] / "gamma.mat" not in report_inputs([folder / "gamma.json"])
+    code, out, err = run(["report", folder, "--points", "2", "--truth", batch["truths"], "-q"], capsys)
+    assert code == 1 and (folder / "report.html").is_file()
+    line = next(line for line in _warnings(err) if line.startswith("warning: gamma:"))
+    assert f"its cube gamma.mat is missing from {folder}" in line and str(batch["out"] / "gamma.mat") in line
+    assert "which is not read" in line
+    _, items = write_report(folder, tmp_path / "api.html", truth=batch["truths"], points=2)
+    gamma = next(item for item in items if item.name == "gamma")
+    assert gamma.image_size == (0, 0) and not gamma.points and gamma.metrics is None  # nothing of the original
+    assert "spectra" not in gamma.images and gamma.links["rgb"] == "copy/gamma_rgb.png"  # its own previews
+
+
+def test_the_one_item_of_a_folder_that_cannot_be_shown_is_one_error_line_and_no_page(batch, tmp_path, capsys):
+    import shutil
+
+    from test_cli_pipeline import one_line_error, run
+
+    folder = tmp_path / "one"
+    folder.mkdir()
+    for name in ("alpha.json", "alpha.mat", "alpha_rgb.png", "alpha_bands.png", "alpha_residual.png"):
+        shutil.copy(batch["out"] / name, folder / name)
+    (folder / "alpha_rgb.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    code, out, err = run(["report", folder], capsys)
+    assert code == 1 and out == ""
+    line = one_line_error(err)
+    assert "cannot read its false colour" in line and "alpha_rgb.png" in line and "internal error" not in line
+    assert not (folder / "report.html").exists()
+
+
+def test_odd_record_values_are_shown_as_they_are_never_an_internal_error():
+    from hsra_cli.report import ReportItem, _facts, render_html
+
+    record = {"model": "gap-tv", "mask": {"offset": 3}, "adapt": {"no": "steps"}, "refine": {"n": 1},
+              "weights": {"sha256": 12345}, "input": {"path": 7}, "normalization": {"mode": 1},
+              "residual_map": {"p99": "high"}, "seconds": {"reconstruct": "slow"}, "calibration": {"confident": 0}}
+    item = ReportItem("odd", Path("odd.json"), record)
+    facts = dict(_facts(item))
+    assert facts["model"] == "gap-tv adapted ? steps + ? refinement iterations"
+    assert facts["weights sha256"] == "12345" and facts["input"] == "7" and "mask offset 3" in facts["geometry"]
+    page = render_html([item, ReportItem("empty", Path("empty.json"), {})], Path("out"), [])
+    assert 'data-name="odd"' in page and 'data-name="empty"' in page
+
+
+def test_the_false_colour_caption_says_how_the_previews_are_drawn(batch, tmp_path):
+    """The caption names D65, as hsra reconstruct's _rgb.png is drawn (render's defaults), not equal-energy white."""
+    from PIL import Image
+
+    from hsra_cli.io import read_cube
+    from hsra_cli.render import DEFAULT_ILLUMINANT, false_color
+
+    cube, loaded = read_cube(batch["out"] / "alpha.mat")
+    preview = np.asarray(Image.open(batch["out"] / "alpha_rgb.png").convert("RGB"))
+    assert np.array_equal(preview, false_color(cube, loaded.metadata.get("wavelengths_nm")))
+    path, _ = write_report(batch["out"], tmp_path / "r.html", points=0)
+    captions = re.findall(r"<figcaption>(false colour[^<]*)</figcaption>", path.read_text())
+    assert len(captions) == 3 and DEFAULT_ILLUMINANT == "D65"
+    assert all("lit by D65" in caption and "equal-energy" not in caption for caption in captions)
+
+
+def test_points_has_a_maximum_and_no_raw_warning_reaches_stderr(batch, tmp_path, capsys, monkeypatch):
+    import warnings
+
+    import typer
+
+    from test_cli_pipeline import one_line_error, run
+
+    import hsra_cli.cli.report_cmd as report_cmd
+    import hsra_cli.report as report
+    from hsra_cli.cli import app
+    from hsra_cli.errors import UsageError
+
+    assert (report_cmd.DEFAULT_POINTS, report_cmd.MAX_POINTS) == (report.DEFAULT_POINTS, report.MAX_POINTS) == (4, 10)
+    for points in ("11", "1000", "-1"):
+        code, out, err = run(["report", batch["out"], "--points", points, "-o", tmp_path / "r.html"], capsys)
+        assert code == 2 and out == ""
+        assert f"--points {points} is out of range; expected 0 to 10" in one_line_error(err)
+        assert not (tmp_path / "r.html").exists()
+    with pytest.raises(UsageError, match="expected 0 to 10"):
+        write_report(batch["out"], tmp_path / "r.html", points=11)
+    command = typer.main.get_command(app).commands["report"]
+    assert "at most 10" in next(p.help for p in command.params if p.name == "points")
+    # A warning raised while an item is drawn is a note of that item, never printed.
+    chosen = report.spectral_points
+
+    def noisy(cube, count):
+        warnings.warn("constrained_layout not applied", UserWarning)
+        return chosen(cube, count)
+
+    monkeypatch.setattr(report, "spectral_points", noisy)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = run(["report", batch["out"], "--points", "10", "--truth", batch["truths"],
+                              "-o", tmp_path / "r.html", "-q"], capsys)
+    assert code == 0 and err == "" and [str(w.message) for w in caught] == []
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("while drawing it: constrained_layout not applied") == 3
