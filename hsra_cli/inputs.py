@@ -304,10 +304,12 @@ def pair_scenes(predictions: list[Scene], truths: list[Scene], by_position: bool
             by_name.setdefault(f"{_truth_stem(truth)}_{truth.index}", truth)
     pairs, unmatched = [], []
     for prediction in predictions:
-        truth = by_name.get(prediction.name)
+        # a scene of a prediction stack answers to its output name too (``t_0`` ↔ a truth file ``t_0.npy``)
+        names = dict.fromkeys((prediction.name, prediction.stem))
+        truth = next((by_name[name] for name in names if name in by_name), None)
         if truth is None:
-            prefixes = [n for n in by_name if prediction.name.startswith(n)
-                        and prediction.name[len(n):len(n) + 1] in tuple(_NAME_SEPARATORS)]
+            prefixes = [n for n in by_name for name in names
+                        if name.startswith(n) and name[len(n):len(n) + 1] in tuple(_NAME_SEPARATORS)]
             truth = by_name[max(prefixes, key=len)] if prefixes else None
         if truth is None:
             unmatched.append(prediction)
@@ -316,11 +318,20 @@ def pair_scenes(predictions: list[Scene], truths: list[Scene], by_position: bool
     return pairs, unmatched
 
 
+def truth_file_name(truth: Scene) -> str:
+    """A truth's name as the pairing reads it (without ``_gt``, ``_truth`` …) in the form file names and tables
+    use: ``scene01``, and ``stack_3`` for scene 3 of a stack (never ``stack:3``: no colon in a file name)."""
+    stem = _truth_stem(truth)
+    return stem if truth.index is None else f"{stem}_{truth.index}"
+
+
 def unmatched_message(prediction: Scene, truths: list[Scene]) -> str:
-    names = sorted({_truth_name(t) for t in truths})
+    """Why ``prediction`` has no truth (evaluate, render, report), naming scenes of stacks as the tables and the
+    outputs name them (``stack_0``, never ``stack:0``); a scene answers to that name in :func:`pair_scenes`."""
+    names = sorted({truth_file_name(truth) for truth in truths})
     listed = ", ".join(names[:6]) + (f" … ({len(names)} in all)" if len(names) > 6 else "")
     return (
-        f"no truth is named like {prediction.name!r} (truths: {listed or 'none'}); name them alike "
+        f"no truth is named like {prediction.stem!r} (truths: {listed or 'none'}); name them alike "
         "(scene01.mat ↔ scene01_gt.mat, or scene01_<method>.mat ↔ scene01.mat) or pass --pair-by-position"
     )
 

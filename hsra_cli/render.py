@@ -10,10 +10,12 @@ Used by ``hsra render``, ``hsra simulate`` and ``hsra reconstruct``. Everything 
 
 :func:`save_png` writes either kind atomically through :func:`hsra_cli.io.atomic_output`.
 
-Colour rendering (:func:`false_color`) treats the cube as reflectance under an **equal-energy illuminant
-(CIE E)**, integrates it against the CIE 1931 2° colour-matching functions at the band wavelengths and encodes
-the result as sRGB. The field's 28 bands span only 453.5–648 nm, so the blue and red ends of the visible range
-are missing; the default white balance compensates for that (see :func:`false_color`).
+Colour rendering (:func:`false_color`) integrates each spectrum against the CIE 1931 2° colour-matching functions
+at the band wavelengths and encodes the result as sRGB. By default the cube is taken as lit by **CIE D65**
+(:data:`DEFAULT_ILLUMINANT`, daylight: radiance under it, or reflectance seen in it) and D65's white point, as the
+bands sample it, is adapted to sRGB's white; ``illuminant="E"`` (``--illuminant E``) renders reflectance under an
+equal-energy light instead. The field's 28 bands span only 453.5–648 nm, so the blue and red ends of the visible
+range are missing; the default white balance compensates for that (see :func:`false_color`).
 """
 
 from __future__ import annotations

@@ -606,6 +606,20 @@ def test_stack_scenes_are_named_as_their_outputs_and_still_pair(tmp_path, capsys
     assert all(s["psnr"] == 100 for s in scenes)  # each scene against itself
 
 
+def test_scenes_of_a_prediction_stack_pair_with_truth_files_named_as_its_outputs(tmp_path, capsys):
+    """t.npz scene 0 is t_0 in the rows: a truth folder holding t_0.npy and t_1.npy pairs with it by that name."""
+    cubes = np.random.default_rng(15).random((2, *SHAPE)).astype(np.float32)
+    np.savez(tmp_path / "t.npz", cube=cubes)
+    (tmp_path / "tt").mkdir()
+    for index in (1, 0):  # written out of order: pairing is by name
+        np.save(tmp_path / "tt" / f"t_{index}.npy", cubes[index])
+    np.save(tmp_path / "tt" / "zz.npy", cubes[0] * 0.5)
+    assert main(["evaluate", str(tmp_path / "t.npz"), "--truth", str(tmp_path / "tt"), "--json"]) == 0
+    scenes = json.loads(capsys.readouterr().out)["scenes"]
+    assert [(s["name"], Path(s["truth"]).name, s["psnr"]) for s in scenes] == [
+        ("t_0", "t_0.npy", 100), ("t_1", "t_1.npy", 100)]
+
+
 @pytest.mark.parametrize("bad", ["nothere.npy", "empty/", "'*.nomatch.npy'", "stack.npy:7"])
 def test_a_truth_that_names_nothing_is_a_usage_error_naming_truth_before_any_scoring(tmp_path, capsys, bad):
     truths = _truth_folder(tmp_path)
@@ -656,3 +670,88 @@ def test_the_scaling_of_an_integer_stack_is_said_once_per_file(tmp_path, capsys)
     err = capsys.readouterr().err
     assert code == 0, err
     assert err.count("pred.npy: uint8 data scaled by 1/255") == 1 and err.count("truth.npy: uint8 data scaled") == 1
+
+
+def test_a_result_file_holding_pred_and_truth_scores_pred_against_truth(tmp_path, capsys):
+    """MST's Test_result.mat given as both: ``pred`` is scored against ``truth``, no --key needed."""
+    import scipy.io
+
+    truth = np.random.default_rng(21).random((2, *SHAPE)).astype(np.float32)
+    scipy.io.savemat(tmp_path / "T.mat", {"pred": truth * 0.5, "truth": truth})
+    assert main(["evaluate", str(tmp_path / "T.mat"), "--truth", str(tmp_path / "T.mat"), "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [row["name"] for row in rows[:2]] == ["T_0", "T_1"]
+    for index, row in enumerate(rows[:2]):
+        expected = metrics.evaluate_cube(truth[index] * 0.5, truth[index])["psnr"]
+        assert float(row["psnr"]) == pytest.approx(expected, abs=1e-4) and expected < 40
+
+
+def test_an_output_file_never_replaces_the_record_evaluate_reads(two_scenes, tmp_path, capsys):
+    """rec/x.json, hsra reconstruct's record beside rec/x.npy, names the method: -o rec/x.json would lose it."""
+    pred, truth, _ = two_scenes[0]
+    record = pred.with_suffix(".json")
+    record.write_text('{"model": "mst"}')
+    for flags in ([], ["--overwrite"], ["--json", "--overwrite"]):
+        assert main(["evaluate", str(pred), "--truth", str(truth), "-o", str(record), *flags]) == 2
+        err = capsys.readouterr().err
+        assert_one_line_error(err)
+        assert str(record) in err and "record" in err
+        assert record.read_text() == '{"model": "mst"}'
+
+
+def test_a_json_output_file_is_written_even_when_every_input_fails(tmp_path, capsys):
+    _, truth_path, _ = make_pair(tmp_path, "scene", 22)
+    target = tmp_path / "m.json"
+    assert main(["evaluate", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--truth", str(truth_path),
+                 "--output-file", str(target)]) == 1
+    report = json.loads(target.read_text())
+    assert report["scenes"] == [] and [f["input"] for f in report["failed"]] == [
+        str(tmp_path / "x.npy"), str(tmp_path / "y.npy")]
+    assert "0 scored, 2 failed" in capsys.readouterr().err
+    # one input: its one error line, and the file all the same
+    target.unlink()
+    assert main(["evaluate", str(tmp_path / "x.npy"), "--truth", str(truth_path), "--output-file", str(target)]) == 1
+    assert_one_line_error(capsys.readouterr().err)
+    assert [f["input"] for f in json.loads(target.read_text())["failed"]] == [str(tmp_path / "x.npy")]
+
+
+def test_the_old_output_names_given_different_files_are_refused(two_scenes, tmp_path, capsys):
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert main(evaluate_args(two_scenes, "--output", str(first), "--out", str(second))) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err)
+    assert "a.csv" in err and "b.csv" in err
+    assert not first.exists() and not second.exists()
+    assert main(evaluate_args(two_scenes, "--output", str(first), "-o", str(first))) == 0  # the same file: fine
+    assert first.is_file()
+
+
+def test_pairing_errors_name_stack_scenes_as_the_rows_do(tmp_path, capsys):
+    rng = np.random.default_rng(23)
+    np.save(tmp_path / "stack.npy", rng.random((2, *SHAPE)).astype(np.float32))
+    (tmp_path / "truth").mkdir()
+    for name in ("other", "more"):
+        np.save(tmp_path / "truth" / f"{name}.npy", rng.random(SHAPE).astype(np.float32))
+    assert main(["evaluate", str(tmp_path / "stack.npy"), "--truth", str(tmp_path / "truth")]) == 1
+    err = capsys.readouterr().err
+    assert "no truth is named like 'stack_0'" in err and "no truth is named like 'stack_1'" in err
+    assert "'stack:" not in err
+    preds = tmp_path / "p"
+    preds.mkdir()
+    np.save(preds / "scene.npy", rng.random(SHAPE).astype(np.float32))
+    np.save(preds / "other.npy", rng.random(SHAPE).astype(np.float32))
+    assert main(["evaluate", str(preds), "--truth", f"{tmp_path / 'stack.npy'}:0-1"]) == 1
+    err = capsys.readouterr().err
+    assert "(truths: stack_0, stack_1)" in err and "stack:0" not in err
+
+
+def test_readme_gives_num_parts_only_to_the_commands_that_take_it(capsys):
+    """The README's "Batch runs" says which commands split a batch with --num-parts/--part-id: each --help agrees."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Batch runs", 1)[1].split("```", 1)[0]
+    sentence = next(part for part in section.replace("\n", " ").split(". ") if "--num-parts" in part)
+    for command in ("reconstruct", "simulate", "render", "evaluate"):
+        assert main([command, "--help"]) == 0
+        takes = "--num-parts" in capsys.readouterr().out
+        said = f"hsra {command} --num-parts" in sentence
+        assert takes == said, (command, sentence)

@@ -119,7 +119,12 @@ def test_reconstruct_without_a_model_runs_the_shipped_network_and_records_the_ch
     if code != 0 and "weights" in err:
         pytest.skip("the shipped default weights are not installed")
     assert code == 0, err
-    assert "note" not in err  # the usual choice needs no words; the record keeps it
+    # the usual choice needs no words (the record keeps it); the capture's own wavelengths (450–650 nm evenly, not
+    # the field's list the network learnt) are worth the one note
+    assert [line for line in err.splitlines() if "note" in line] == [
+        "note: the capture records bands of 450–650 nm, which the cube keeps; hsra-dum-2stg.any was trained on "
+        "453.5–648 nm"
+    ]
     record = json.loads((tmp_path / "rec" / "scene.json").read_text())
     assert record["model"] == "hsra-dum-2stg.any" and record["model_kind"] == "unfolding"
     assert record["model_choice"]["requested"] == "auto" and record["model_choice"]["chosen"] == "hsra-dum-2stg"

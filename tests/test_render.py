@@ -763,9 +763,9 @@ def test_cli_truth_takes_the_inputs_of_evaluate_and_pairs_by_name(two_scenes, ca
     assert not (tmp_path / "o5").exists()
     code, stdout, stderr = run_cli(capsys, rec[0], "--truth", f"{tmp_path / 'stack.npz'}:1", "-o", tmp_path / "o6")
     assert code == 0, stderr  # one cube file and one truth file pair whatever their names
-    # A truth spec that names nothing is one line before anything is drawn.
+    # A truth spec that names nothing is one line before anything is drawn: a usage error, as in hsra evaluate.
     code, stdout, stderr = run_cli(capsys, *rec, "--truth", str(tmp_path / "none" / "*.npy"), "-o", tmp_path / "o7")
-    assert code == 1 and "matches no" in stderr and len(stderr.strip().splitlines()) == 1
+    assert code == 2 and "matches no" in stderr and len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o7").exists()
 
 
@@ -980,3 +980,109 @@ def test_cli_side_by_side_without_truth_compares_cubes_whose_names_tell_no_scene
                               "-o", tmp_path / "cmp", "-q")
     assert code == 0, stderr
     assert (tmp_path / "cmp" / "scene_comparison.png").is_file()
+
+
+def test_the_module_docstring_names_the_default_illuminant():
+    """The false colour's default light is D65 (not an equal-energy white), and the module says so."""
+    assert render.DEFAULT_ILLUMINANT == "D65"
+    assert f"CIE {render.DEFAULT_ILLUMINANT}" in render.__doc__
+    assert "under an **equal-energy illuminant" not in render.__doc__
+
+
+def test_cli_a_result_file_holding_pred_and_truth_draws_pred_against_truth(tmp_path, capsys, monkeypatch):
+    """MST's Test_result.mat: ``pred`` is the cube drawn, ``truth`` (of the same file) its truth."""
+    import scipy.io
+
+    truth = np.stack([random_cube(16, 12, seed=20 + i) for i in range(2)]).astype(np.float32)
+    scipy.io.savemat(tmp_path / "T.mat", {"pred": truth * 0.5, "truth": truth})
+    drawn = _error_map_pairs(monkeypatch)
+    code, stdout, stderr = run_cli(capsys, tmp_path / "T.mat", "--truth", tmp_path / "T.mat", "-o", tmp_path / "o",
+                                   "-q")
+    assert code == 0, stderr
+    assert [Path(line).name for line in stdout.splitlines()] == [
+        f"T_{i}_{kind}.png" for i in range(2) for kind in ("rgb", "bands", "error")]
+    assert len(drawn) == 2
+    for index, (cube, true) in enumerate(drawn):
+        assert np.allclose(cube, truth[index] * 0.5) and np.allclose(true, truth[index])
+
+
+def test_cli_an_off_scale_truth_is_named_and_nothing_of_its_cube_is_written(tmp_path, capsys):
+    cube = random_cube(16, 12, seed=3)
+    np.save(tmp_path / "c.npy", cube)
+    np.save(tmp_path / "c_big.npy", 3 + cube * 105)
+    code, stdout, stderr = run_cli(capsys, tmp_path / "c.npy", "--truth", tmp_path / "c_big.npy",
+                                   "--pair-by-position", "-o", tmp_path / "rt5")
+    assert code == 1 and stdout == "" and len(stderr.strip().splitlines()) == 1
+    assert f"the truth {tmp_path / 'c_big.npy'} has values in" in stderr and "expected [0, 1]" in stderr
+    assert not (tmp_path / "rt5").exists()
+    # In a batch the cubes paired with it fail alone, their files unwritten; the others are drawn.
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "truth").mkdir()
+    for name in ("a", "b"):
+        np.save(tmp_path / "rec" / f"{name}.npy", cube)
+    np.save(tmp_path / "truth" / "a.npy", cube)
+    np.save(tmp_path / "truth" / "b.npy", 3 + cube * 105)
+    code, _, stderr = run_cli(capsys, tmp_path / "rec", "--truth", tmp_path / "truth", "-o", tmp_path / "o", "-q")
+    assert code == 1
+    assert f"failed {tmp_path / 'rec' / 'b.npy'}: the truth {tmp_path / 'truth' / 'b.npy'} has values" in stderr
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a_bands.png", "a_error.png", "a_rgb.png"]
+
+
+def test_cli_an_all_zero_truth_is_refused_as_evaluate_refuses_it(tmp_path, capsys):
+    from hsra_cli.cli import main
+
+    np.save(tmp_path / "c.npy", random_cube(16, 16, seed=3))  # big enough for evaluate's LPSNR(16)
+    np.save(tmp_path / "z.npy", np.zeros((16, 16, 28), np.float32))
+    code, stdout, stderr = run_cli(capsys, tmp_path / "c.npy", "--truth", tmp_path / "z.npy", "-o", tmp_path / "o")
+    assert code == 1 and stdout == "" and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+    assert main(["evaluate", str(tmp_path / "c.npy"), "--truth", str(tmp_path / "z.npy")]) == 1
+    assert capsys.readouterr().err == stderr  # the same one line
+    assert "all zero" in stderr and str(tmp_path / "z.npy") in stderr
+
+
+@pytest.mark.parametrize("spec", ["nothere.npy", "empty"])
+def test_cli_a_truth_that_names_nothing_is_a_usage_error_as_in_evaluate(tmp_path, capsys, spec):
+    from hsra_cli.cli import main
+
+    np.save(tmp_path / "c.npy", random_cube(8, 8, seed=3))
+    (tmp_path / "empty").mkdir()
+    code, stdout, stderr = run_cli(capsys, tmp_path / "c.npy", "--truth", tmp_path / spec, "-o", tmp_path / "z")
+    assert code == 2 and stdout == "" and len(stderr.strip().splitlines()) == 1
+    assert stderr.startswith("hsra: error: --truth: ") and spec in stderr
+    assert not (tmp_path / "z").exists()
+    assert main(["evaluate", str(tmp_path / "c.npy"), "--truth", str(tmp_path / spec)]) == 2
+
+
+def test_cli_comparisons_of_a_stack_scene_are_named_without_a_colon(tmp_path, capsys):
+    cubes = [random_cube(16, 12, seed=30 + i) for i in range(2)]
+    np.savez(tmp_path / "cubes.npz", np.stack(cubes))
+    (tmp_path / "cmp").mkdir()
+    np.save(tmp_path / "cmp" / "cubes_0_mst.npy", cubes[0])
+    np.save(tmp_path / "cmp" / "cubes_0_gaptv.npy", np.clip(cubes[0] + 0.01, 0, 1))
+    code, stdout, stderr = run_cli(capsys, tmp_path / "cmp", "--truth", tmp_path / "cubes.npz", "--side-by-side",
+                                   "-o", tmp_path / "cmpr", "-q")
+    assert code == 0, stderr
+    assert stdout.splitlines()[-1] == str(tmp_path / "cmpr" / "cubes_0_comparison.png")
+    assert not any(":" in p.name for p in (tmp_path / "cmpr").iterdir())
+    # Paired by position with one scene of the stack: that scene's name, as its row in evaluate's table.
+    code, stdout, stderr = run_cli(capsys, tmp_path / "cmp" / "cubes_0_mst.npy", tmp_path / "cmp" / "cubes_0_gaptv.npy",
+                                   "--truth", f"{tmp_path / 'cubes.npz'}:1", "--pair-by-position", "--side-by-side",
+                                   "-o", tmp_path / "cmpr2", "-q")
+    assert code == 0, stderr
+    assert stdout.splitlines()[-1] == str(tmp_path / "cmpr2" / "cubes_1_comparison.png")  # the cubes' names differ
+    # Pairing errors name the scenes as the tables and the files do: stack_0, never stack:0.
+    np.save(tmp_path / "other.npy", cubes[0])
+    code, _, stderr = run_cli(capsys, tmp_path / "cubes.npz", "--truth", tmp_path / "other.npy",
+                              "--truth", tmp_path / "cmp" / "cubes_0_mst.npy", "-o", tmp_path / "x")
+    assert "no truth is named like 'cubes_1'" in stderr and "cubes:1" not in stderr
+
+
+def test_cli_a_bad_file_of_a_folder_is_named_itself(tmp_path, capsys):
+    (tmp_path / "bm").mkdir()
+    np.save(tmp_path / "bm" / "good.npy", random_cube(8, 8, seed=3))
+    (tmp_path / "bm" / "empty.mat").write_bytes(b"")
+    code, _, stderr = run_cli(capsys, tmp_path / "bm", "-o", tmp_path / "bo", "-q")
+    assert code == 1
+    assert f"failed {tmp_path / 'bm' / 'empty.mat'}: " in stderr
+    assert sorted(p.name for p in (tmp_path / "bo").iterdir()) == ["good_bands.png", "good_rgb.png"]

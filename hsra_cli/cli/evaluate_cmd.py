@@ -76,7 +76,7 @@ def evaluate(
         None, "--output-file", metavar="FILE",
         help="Write the JSON/CSV to FILE instead of stdout (format from --json/--csv or the suffix).",
     ),
-    old_output: Optional[Path] = typer.Option(None, "-o", "--out", "--output", hidden=True),
+    old_output: List[Path] = typer.Option([], "-o", "--out", "--output", hidden=True),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output-file."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors and the summary on stderr."),
 ) -> int:
@@ -92,9 +92,16 @@ def evaluate(
 
     from hsra_cli.cli._common import alias, console
     from hsra_cli.errors import HsraError, InputFileError, UsageError, key_option
-    from hsra_cli.inputs import SceneReader, collect, pair_scenes, scenes_of, score_pair, unmatched_message
+    from hsra_cli.inputs import unmatched_message
+    from hsra_cli.inputs import SceneReader, collect, pair_scenes, scenes_of, score_pair
 
-    output = alias(output, old_output, "--output-file", "-o/--output")
+    given = list(dict.fromkeys(old_output))  # -o, --out and --output are one option: given twice, which one?
+    if len(given) > 1:
+        raise UsageError(
+            f"-o/--out/--output given different files ({', '.join(repr(str(path)) for path in given)}); "
+            "expected one --output-file"
+        )
+    output = alias(output, given[0] if given else None, "--output-file", "-o/--output")
     if as_json and as_csv:
         raise UsageError("--json and --csv are exclusive; choose one")
     output_kind = "json" if as_json else "csv" if as_csv else None
@@ -113,7 +120,7 @@ def evaluate(
 
     failed: list[tuple[str, HsraError]] = []
 
-    def expand(specs, scene_key, key_flag, option=None):
+    def expand(specs, scene_key, key_flag, role, option=None):
         """The sources and scenes of ``specs``. A spec of ``option`` (--truth) that names nothing (a missing
         file, an empty folder, a pattern matching nothing, a selector that does not fit its file, an unsupported
         suffix) is a usage error naming the option, before anything is scored; one of the predictions fails
@@ -127,7 +134,7 @@ def evaluate(
         for source in sources:
             try:
                 with key_option(key_flag):
-                    scenes.extend(scenes_of(source, scene_key))
+                    scenes.extend(scenes_of(source, scene_key, role=role))
             except UsageError as exc:
                 if option:
                     raise UsageError(f"{option}: {exc}") from None
@@ -136,10 +143,11 @@ def evaluate(
                 _add_failure(failed, str(source.path), exc)
         return sources, scenes
 
-    pred_sources, pred_scenes = expand(predictions, key, "--key")
-    truth_sources, truth_scenes = expand(truths, truth_key, "--truth-key", option="--truth")
+    pred_sources, pred_scenes = expand(predictions, key, "--key", "prediction")
+    truth_sources, truth_scenes = expand(truths, truth_key, "--truth-key", "truth", option="--truth")
     if output is not None:
         check_not_inputs([output], [s.path for s in pred_sources + truth_sources], "give --output-file another name")
+        _check_not_records(output, pred_sources)
         hsra_io.check_output_suffix(output, _OUTPUT_SUFFIXES[output_kind], f"the {output_kind.upper()} of --{output_kind}")
         hsra_io.check_writable(output, overwrite=overwrite)  # fail before any work
     # With no usable truth at all, the truths' own errors say it all.
@@ -148,7 +156,8 @@ def evaluate(
         failed.append((str(prediction), UsageError(unmatched_message(prediction, truth_scenes))))
     single = len(pairs) + len(failed) == 1
 
-    pred_reader, truth_reader = SceneReader(key, bands), SceneReader(truth_key, bands, key_flag="--truth-key")
+    pred_reader = SceneReader(key, bands, role="prediction")
+    truth_reader = SceneReader(truth_key, bands, key_flag="--truth-key", role="truth")
     said: set = set()  # scaling notes printed: each once
     scored = []  # (row, prediction, truth)
     for prediction, truth in pairs:
@@ -168,11 +177,16 @@ def evaluate(
     _name_methods_apart(scored)
     scenes = [row for row, _, _ in scored]
     means = _means(scenes)
-    if not scenes and output_kind == "json" and output is None:
-        # a parser reading stdout still gets a document: no scenes, and what failed
-        _write_stdout(_format_json(scenes, means, convention.value, failed))
+    if not scenes and output_kind == "json":
+        # a parser still gets a document, on stdout or in --output-file: no scenes, and what failed
+        text = _format_json(scenes, means, convention.value, failed)
+        if output is None:
+            _write_stdout(text)
+        else:
+            _write_output(output, text, overwrite, quiet)
+            info(f"wrote {escape(str(output))} (0 scenes scored; the failures under \"failed\")", quiet or single)
     if not scenes and output_kind == "csv" and output is None:
-        _write_stdout(_format_csv(scenes, means))  # the header: a parser sees an empty table
+        _write_stdout(_format_csv(scenes, means))  # the header: a parser sees an empty table (a file holds nothing)
     if single and failed:
         raise failed[0][1]
     for spec, error in failed:
@@ -190,16 +204,41 @@ def evaluate(
             _write_stdout(text)
             info(f"{len(scenes)} scene(s) scored; {_CONVENTION_TEXT[convention.value]}", quiet)
         else:
-            from hsra_cli.batch import clean_stale_temporaries
-
-            clean_stale_temporaries(output.parent, lambda text: info(f"note: {escape(text)}", quiet))
-            with hsra_io.atomic_output(output, overwrite=overwrite) as temporary:
-                temporary.write_text(text, encoding="utf-8")
+            _write_output(output, text, overwrite, quiet)
             info(f"wrote {escape(str(output))} ({len(scenes)} scene(s); {_CONVENTION_TEXT[convention.value]})", quiet)
     if failed:
         console.print(f"[red]{len(scenes)} scored, {len(failed)} failed[/red]")
         return 1
     return 0
+
+
+def _check_not_records(output: Path, sources) -> None:
+    """Refuse, whatever --overwrite says, an --output-file that is the record beside a prediction (hsra
+    reconstruct's <stem>.json), which this call reads for the prediction's method: it would be lost."""
+    from hsra_cli.errors import UsageError
+    from hsra_cli.inputs import same_file
+
+    if not output.exists():
+        return
+    for source in sources:
+        record = source.path.with_suffix(".json")
+        if record.exists() and same_file(output, record):
+            raise UsageError(
+                f"output {output} would replace {record}, the record of the input {source.path} that this call "
+                "reads; give --output-file another name"
+            )
+
+
+def _write_output(output: Path, text: str, overwrite: bool, quiet: bool) -> None:
+    """Write the JSON/CSV to --output-file atomically (never half a file)."""
+    from rich.markup import escape
+
+    from hsra_cli import io as hsra_io
+    from hsra_cli.batch import clean_stale_temporaries
+
+    clean_stale_temporaries(output.parent, lambda text: info(f"note: {escape(text)}", quiet))
+    with hsra_io.atomic_output(output, overwrite=overwrite) as temporary:
+        temporary.write_text(text, encoding="utf-8")
 
 
 def _write_stdout(text: str) -> None:

@@ -89,7 +89,7 @@ def _comparison_groups(cubes: list, truths: list) -> list[tuple[str, list[int]]]
     read as :func:`hsra_cli.inputs.pair_scenes` reads it); without, the cubes of one name or of one scene prefix
     (``scene01_gap-tv``, ``scene01_hsra-s``). Cubes whose names group no further (``mst`` and ``gaptv``, or
     ``epoch10`` and ``epoch20`` of one scene) are the one figure the user asked for, ``scene``."""
-    from ..inputs import _truth_name
+    from ..inputs import truth_file_name
 
     stems = [scene.stem for scene in cubes]
     groups: dict = {}
@@ -99,7 +99,7 @@ def _comparison_groups(cubes: list, truths: list) -> list[tuple[str, list[int]]]
         named = []
         for truth, indices in groups.items():
             own = {stems[i] for i in indices}
-            named.append((own.pop() if len(own) == 1 else _truth_name(truth), indices))
+            named.append((own.pop() if len(own) == 1 else truth_file_name(truth), indices))
         return named
     if len(set(stems)) == 1:
         return [(stems[0], list(range(len(cubes))))]
@@ -111,20 +111,31 @@ def _comparison_groups(cubes: list, truths: list) -> list[tuple[str, list[int]]]
     return [("scene", list(range(len(cubes))))]
 
 
-def _scenes(specs, key: Optional[str], key_flag: str):
+def _scenes(specs, key: Optional[str], key_flag: str, role: str, option: Optional[str] = None):
     """The scenes that input specs name (files, folders, patterns, ``stack.npz:0-2``: :mod:`hsra_cli.inputs`,
-    as ``hsra evaluate`` reads them), and ``(spec, error)`` for each spec or file that names none."""
-    from ..errors import HsraError, key_option
+    as ``hsra evaluate`` reads them), and ``(spec, error)`` for each spec or file that names none.
+
+    Specs of ``option`` (--truth) are refused at once, as ``hsra evaluate`` and ``hsra report`` refuse them: one
+    that names no file or scene (a missing path, an empty folder, a pattern matching nothing, a selector that does
+    not fit) is a :class:`UsageError` naming the option (exit 2); a file holding no readable cube keeps its data
+    error (exit 1), one that needs its key asks for it."""
+    from ..errors import HsraError, InputFileError, KeyChoiceError, UsageError, key_option
     from ..inputs import absolute, collect, scenes_of
 
     sources, problems, _ = collect(specs)
+    if option and problems:
+        raise UsageError(f"{option}: {problems[0][1]}") from None
     scenes, seen = [], set()
     for source in sources:
         try:
             with key_option(key_flag):
-                found = scenes_of(source, key)
+                found = scenes_of(source, key, role=role)
         except HsraError as exc:
-            problems.append((source.spec, exc))
+            if option and isinstance(exc, UsageError):
+                raise UsageError(f"{option}: {exc}") from None
+            if option:
+                raise (exc if isinstance(exc, KeyChoiceError) else InputFileError(f"{option}: {exc}")) from None
+            problems.append((str(source.path) if source.listed else source.spec, exc))  # the file, not its folder
             continue
         for scene in found:  # stack.npz:0-2 and stack.npz:2 name scene 2 once
             if (absolute(scene.path), scene.index) not in seen:
@@ -172,6 +183,23 @@ def _plan(files: list[Path], figure_format: str, *, skip_existing: bool, overwri
             f"{path.name} is not); pass --overwrite to replace it and add the {figure_format} figures, or write to "
             "another folder (-o)"
         ) from None
+
+
+def _checked_truth(cube, scene):
+    """``cube``, the truth of ``scene``, if it can be scored against: in [0, 1] and not all zero, refused (naming
+    its file) as ``hsra evaluate`` refuses it (:func:`hsra_cli.inputs.score_pair`), before any figure is drawn."""
+    import numpy as np
+
+    from ..errors import ValueRangeError
+    from ..metrics import check_truth
+
+    check_truth(cube, f"the truth {scene}")
+    if not np.any(cube):
+        raise ValueRangeError(
+            f"truth {scene} is all zero: nothing to score against; expected a cube of reflectances "
+            "(the right file and --truth-key?)"
+        )
+    return cube
 
 
 def _parse_exposure(text: str):
@@ -318,7 +346,7 @@ def render(
     from rich.markup import escape
 
     from ..batch import BatchResult, check_not_inputs, clean_stale_temporaries
-    from ..errors import INTERRUPTS, HsraError, KeyChoiceError, ShapeError, UsageError, ValueRangeError
+    from ..errors import INTERRUPTS, HsraError, ShapeError, UsageError, ValueRangeError
     from ..inputs import SceneReader
     from ..metrics import check_prediction
     from ..io import output_folder
@@ -327,11 +355,9 @@ def render(
     output_dir = alias(out, old_output_dir, "--out", "--output-dir")
     if pair_by_position and not truth:
         raise UsageError("--pair-by-position pairs cubes with --truth; give --truth or drop it")
-    cubes, problems = _scenes(cube_specs, key, "--key")
-    truth_scenes, truth_problems = _scenes(truth, truth_key, "--truth-key")
-    if truth_problems:  # a truth that names nothing: the call is wrong, before any cube is drawn
-        error = truth_problems[0][1]
-        raise (error if isinstance(error, KeyChoiceError) else type(error)(f"--truth: {error}")) from None
+    cubes, problems = _scenes(cube_specs, key, "--key", "prediction")
+    # a truth that names nothing: the call is wrong, before any cube is drawn
+    truth_scenes, _ = _scenes(truth, truth_key, "--truth-key", "truth", option="--truth")
     truth_of, unmatched = _pair_truths(cubes, truth_scenes, pair_by_position)
     problems += [(str(cube), error) for cube, error in unmatched]
     cubes = [cube for cube in cubes if cube not in {scene for scene, _ in unmatched}]
@@ -414,8 +440,14 @@ def render(
             if truth_path is not None:  # scored against it: off-scale values are refused, as hsra evaluate does
                 check_prediction(cube, f"cube {path}")
                 if truth_path not in loaded_truths:
-                    loaded_truths[truth_path] = _load(truth_reader, truth_path, notes)[0]
+                    try:
+                        loaded_truths[truth_path] = _checked_truth(_load(truth_reader, truth_path, notes)[0],
+                                                                   truth_path)
+                    except HsraError as exc:  # every cube paired with it fails the same way, the file read once
+                        loaded_truths[truth_path] = exc
                 true_cube = loaded_truths[truth_path]
+                if isinstance(true_cube, HsraError):
+                    raise true_cube
                 if true_cube.shape != cube.shape:
                     raise ShapeError(
                         f"truth {str(truth_path)!r} has shape {true_cube.shape} but cube {str(path)!r} has {cube.shape}"
@@ -437,7 +469,8 @@ def render(
             return cube, wavelengths_nm, true_cube
 
         loaded_truths: dict = {}
-        cube_reader, truth_reader = SceneReader(key, bands), SceneReader(truth_key, bands, key_flag="--truth-key")
+        cube_reader = SceneReader(key, bands, role="prediction")
+        truth_reader = SceneReader(truth_key, bands, key_flag="--truth-key", role="truth")
         jobs = list(zip(cubes, names, truths))
         skipped = [name for name in names if plans[name] == "skip"]
         if side_by_side and all(plans[c] == "skip" for c in comparisons) and len(skipped) == len(names):
