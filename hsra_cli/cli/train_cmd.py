@@ -218,6 +218,9 @@ def train(
 
         recorded = options_from_table(checkpoint_config(out), f"the checkpoint in {out}", given=given,
                                       notes=False, record=True)
+        if not quiet:
+            console.print(f"note: {out} has no {RUN_RECORD}: resuming with the options its checkpoint records",
+                          soft_wrap=True, markup=False, highlight=False)
     if config_file is not None or recorded is not None:
         # the file's values, then every flag that was actually given on the command line
         merged = recorded if recorded is not None else load_config_file(config_file, given=given, notes=notes)
