@@ -106,12 +106,12 @@ def collect(specs, suffixes: tuple[str, ...] | None = None, exclude=()) -> tuple
         try:
             if any(ch in spec for ch in "*?[") and not path.exists():
                 matches = sorted(Path(p) for p in glob.glob(spec, recursive=True))
-                files = [p for p in matches if p.is_file() and p.suffix.lower() in suffixes]
+                files = [p for p in matches if _listed_file(p) and p.suffix.lower() in suffixes]
                 if not files:
                     raise InputFileError(f"the pattern {spec!r} matches no {kinds} file")
                 found = [Source(p, spec, None, True) for p in files]
             elif path.is_dir():
-                files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+                files = sorted(p for p in path.iterdir() if _listed_file(p) and p.suffix.lower() in suffixes)
                 if not files:
                     raise InputFileError(f"the folder {spec!r} holds no {kinds} file")
                 found = [Source(p, spec, None, True) for p in files]
@@ -134,6 +134,13 @@ def collect(specs, suffixes: tuple[str, ...] | None = None, exclude=()) -> tuple
     for source in sources:
         unique.setdefault((absolute(source.path), source.scenes), source)
     return list(unique.values()), problems, excluded
+
+
+def _listed_file(path: Path) -> bool:
+    """A file a folder or pattern lists as an input: a regular file, or a link whose target is gone (a share not
+    mounted here); the latter fails as an input of its own, named, rather than vanishing from the batch (and, with
+    --num-parts, shifting the other machines' shares)."""
+    return path.is_file() or (path.is_symlink() and not path.exists())
 
 
 def absolute(path: Path) -> Path:

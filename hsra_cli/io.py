@@ -258,6 +258,8 @@ def _input_path(path) -> tuple[Path, str]:
     if fmt is None:
         raise _unsupported(source, "read")
     if not source.exists():
+        if source.is_symlink():  # a link whose target is gone (a share not mounted here)
+            raise InputFileError(f"{source} is a link to {os.readlink(source)}, which does not exist")
         raise InputFileError(f"{source} does not exist")
     if source.is_dir():
         raise InputFileError(f"{source} is a folder; expected a {source.suffix} file")

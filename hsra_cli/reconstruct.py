@@ -41,20 +41,24 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def normalise_measurement(measurement: np.ndarray, bands: int, mode: str, key: str = "") -> tuple[np.ndarray, dict]:
+def normalise_measurement(measurement: np.ndarray, bands: int, mode: str, key: str = "",
+                          recorded_scale: str | None = None) -> tuple[np.ndarray, dict]:
     """Bring a measurement to the scale the models expect (field scale: the sum over bands).
 
     ``none``: used as given (simulated data in field scale). ``max``: the field's real-capture convention,
     ``y / max(y) · 0.8`` in the network's normalised units (y·2/bands), i.e. ``y / max(y) · 0.8 · bands/2`` in
-    field scale. ``auto``: ``max`` for a real capture (stored under ``meas_real``, or peaking at ≤ 1, which a
-    field-scale sum of many bands does not), else ``none``.
+    field scale. ``auto``: ``none`` when the file records that it is in field scale (``recorded_scale``, as
+    ``hsra simulate`` writes it: a dark scene may peak below 1), else ``max`` for a real capture (stored under
+    ``meas_real``, or peaking at ≤ 1, which a field-scale sum of many bands does not), else ``none``.
     """
     if mode not in NORMALIZE_MODES:
         raise UsageError(f"unknown --normalize (Python: normalize=) {mode!r}; expected one of: {', '.join(NORMALIZE_MODES)}")
     peak = float(np.max(measurement))
     reason = "as requested"
     if mode == "auto":
-        if key == "meas_real":
+        if isinstance(recorded_scale, str) and recorded_scale.startswith("field"):
+            mode, reason = "none", "the file records its measurement in field scale (a sum over bands)"
+        elif key == "meas_real":
             mode, reason = "max", "the measurement is stored as meas_real (a real capture)"
         elif peak <= 1.0:
             mode, reason = "max", f"the measurement peaks at {peak:.3g} ≤ 1 (a real capture, not a field-scale sum)"
@@ -655,12 +659,15 @@ class Reconstructor:
         mask_offset: tuple[int, int] | None = None,
         key: str = "",
         progress=None,
+        scale: str | None = None,
     ) -> Reconstruction:
         """Reconstruct one capture. ``measurement`` is ``H×W'`` (width axis), ``mask`` a 2-D aperture (cropped at
         ``mask_offset`` when larger: a (row, column) pair of integers or the CLI's ``"row,col"``,
         :func:`parse_mask_offset`; finding it is :func:`hsra_cli.calibrate.calibrate`'s job) or a 3-D shifted mask. Returns the cube ``H×W×C`` (float32) and a record
         (``record["warnings"]``: one-line notes about the data, e.g. negative values taken as noise).
-        ``progress(done, total)`` is called after each tile, or each iteration of an iterative solver.
+        ``progress(done, total)`` is called after each tile, or each iteration of an iterative solver. ``key`` and
+        ``scale``: the array's name in its file and the scale the file records (``hsra simulate`` writes
+        ``"field: …"``), which ``normalize="auto"`` reads (:func:`normalise_measurement`).
 
         Both arrays may be numpy arrays (any numeric dtype, either byte order), torch tensors (any device) or nested
         lists, and get the rules ``hsra reconstruct`` applies to files (:func:`hsra_cli.physics.input_values`):
@@ -676,15 +683,16 @@ class Reconstructor:
         if bands_note:
             value_warnings.append(bands_note)
         return target._reconstruct(measurement, mask, mask_note, value_warnings, normalize=normalize,
-                                   mask_offset=mask_offset, key=key, progress=progress)
+                                   mask_offset=mask_offset, key=key, progress=progress, scale=scale)
 
     def _reconstruct(self, measurement: np.ndarray, mask: np.ndarray, mask_note: str | None, value_warnings: list,
-                     *, normalize: str, mask_offset: tuple[int, int] | None, key: str, progress) -> Reconstruction:
+                     *, normalize: str, mask_offset: tuple[int, int] | None, key: str, progress,
+                     scale: str | None = None) -> Reconstruction:
         """:meth:`reconstruct` for arrays already checked, with the reconstructor that fits the mask."""
         op, mask_info = self._operator_for(measurement, mask, mask_offset)
         if mask_note:
             mask_info["scaled"] = mask_note
-        scaled, norm_info = normalise_measurement(measurement, self.bands, normalize, key)
+        scaled, norm_info = normalise_measurement(measurement, self.bands, normalize, key, scale)
         op = op.to(self.device)
         y = torch.from_numpy(np.ascontiguousarray(scaled)).to(self.device)
         height, width = op.cube_shape

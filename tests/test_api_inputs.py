@@ -165,3 +165,22 @@ def test_the_gap_tv_model_takes_numpy_arrays_and_one_measurement_as_the_networks
     np.testing.assert_allclose(cube.numpy(), run(solver, torch.from_numpy(y)[None], torch.from_numpy(mask))[0].numpy())
     with pytest.raises(ValueRangeError, match="up to 3"):
         run(solver, y, mask * 3)
+
+
+def test_a_dangling_link_in_a_folder_is_an_input_that_fails_by_name(tmp_path, capsys):
+    """A folder's link to a share not mounted here is listed and fails alone, named with its target, rather than
+    vanishing from the batch (which would shift --num-parts shares between machines)."""
+    from hsra_cli.cli import main
+    from hsra_cli.inputs import collect
+
+    folder = tmp_path / "lnk"
+    folder.mkdir()
+    np.save(folder / "a.npy", np.random.default_rng(3).random((16, 16, 28)).astype(np.float32))
+    (folder / "b.npy").symlink_to(tmp_path / "nas" / "x.npy")
+    sources, problems, _ = collect([folder])
+    assert [source.path.name for source in sources] == ["a.npy", "b.npy"] and not problems
+    sources, _, _ = collect([str(folder / "*.npy")])
+    assert [source.path.name for source in sources] == ["a.npy", "b.npy"]
+    code = main(["evaluate", str(folder), "--truth", str(folder / "a.npy"), "--pair-by-position", "--csv"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"b.npy is a link to {tmp_path / 'nas' / 'x.npy'}, which does not exist" in err

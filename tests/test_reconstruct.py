@@ -56,6 +56,12 @@ def test_real_capture_normalisation_follows_the_field():
     assert normalise_measurement(field, 28, "auto", key="meas_real")[1]["mode"] == "max"
     with pytest.raises(UsageError):
         normalise_measurement(y, 28, "weird")
+    # a dark simulated scene peaks below 1 too: the scale its file records (hsra simulate's) decides
+    from hsra_cli.simulate import MEASUREMENT_SCALE
+
+    kept, info = normalise_measurement(y, 28, "auto", key="meas", recorded_scale=MEASUREMENT_SCALE)
+    assert info["mode"] == "none" and kept is y and "records" in info["reason"]
+    assert normalise_measurement(y, 28, "max", recorded_scale=MEASUREMENT_SCALE)[1]["mode"] == "max"  # as asked
 
 
 def test_mask_crop_needs_an_offset_inside_the_mask():
