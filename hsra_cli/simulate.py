@@ -216,6 +216,23 @@ MASK_FILE = "mask.mat"
 MEASUREMENT_SCALE = "field: sum over bands of the masked, sheared cube"
 
 
+def is_simulated_mask(path) -> bool:
+    """Whether ``path`` is the mask file ``hsra simulate`` writes beside its measurements (``MASK_FILE``, key
+    ``mask`` with its ``mask_kind`` in the metadata)."""
+    from .errors import HsraError
+    from .io import read_array
+
+    from pathlib import Path
+
+    if Path(path).name != MASK_FILE:
+        return False
+    try:
+        metadata = read_array(path, "mask").metadata or {}
+    except (HsraError, OSError, ValueError):
+        return False
+    return "mask_kind" in metadata
+
+
 def is_simulated_measurement(path) -> bool:
     """Whether ``path`` is a measurement ``hsra simulate`` wrote: key ``meas`` with its settings (the source cube
     and the field scale) in the file's metadata. Any other file under a measurement's name is the user's, never

@@ -257,6 +257,12 @@ def test_mask_offset_simulates_through_a_window_of_a_larger_mask(cube, tmp_path,
     code, _, err = run(["simulate", cube, "--mask", tmp_path / "big.mat", "--mask-offset", "7,20", "-o",
                         tmp_path / "sim", "--no-previews", "--skip-existing"], capsys)
     assert code == 0 and "0 done, 1 skipped" in err, err
+    # the folder reconstructs through the larger mask: its own mask.mat (the window) is skipped, not a failed capture
+    code, out, err = run(["reconstruct", tmp_path / "sim", "--mask", tmp_path / "big.mat", "--mask-offset", "7,20",
+                          "--model", "gap-tv", "-o", tmp_path / "rec", "--no-previews", "--threads", "1"], capsys)
+    assert code == 0, err
+    assert "skipping" in err and "mask.mat: it is the mask hsra simulate wrote" in err
+    assert [Path(line).name for line in out.splitlines()] == ["scene.mat"]
 
 
 @pytest.mark.parametrize("args, expected", [

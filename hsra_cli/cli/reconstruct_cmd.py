@@ -120,6 +120,12 @@ def reconstruct(
     tile = _parse_tile(tile_size)
     wavelength_list = parse_wavelengths(wavelengths) if wavelengths is not None else None
     sources, problems, excluded = collect(inputs, exclude=[mask])
+    # a folder hsra simulate wrote holds its mask beside the captures: when --mask names another (the larger mask
+    # of a --mask-offset simulation), that file is the folder's aperture, not a capture
+    from hsra_cli.simulate import is_simulated_mask
+
+    folder_masks = [source.path for source in sources if source.listed and is_simulated_mask(source.path)]
+    sources = [source for source in sources if source.path not in folder_masks]
     for source in sources:
         if source.scenes is not None:
             problems.append((source.spec, UsageError(
@@ -134,6 +140,9 @@ def reconstruct(
         raise problems[0][1]
     if not sources and not problems and excluded:
         raise UsageError(f"the only input given is the --mask file ({excluded[0]}); give the captures to reconstruct")
+    if not sources and not problems and folder_masks:
+        raise UsageError(f"the only input found is the mask hsra simulate wrote ({folder_masks[0]}); give the captures "
+                         "to reconstruct")
     if not paths and not problems:
         info(f"part {part_id} of {num_parts} holds no input; nothing to do", quiet)
         return 0
@@ -212,6 +221,9 @@ def reconstruct(
                 bar.set_total(todo)
                 for path in excluded:  # said once the run is accepted: a refusal stays one line
                     bar.line(f"skipping {escape(str(path))}: it is the --mask file", always=not quiet)
+                for path in folder_masks:
+                    bar.line(f"skipping {escape(str(path))}: it is the mask hsra simulate wrote beside its captures",
+                             always=not quiet)
                 if not single:
                     for note in notes:
                         bar.line(escape(note))
