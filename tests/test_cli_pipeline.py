@@ -362,6 +362,12 @@ def test_names_that_look_like_emoji_codes_or_markup_are_printed_as_they_are(scen
                           "gap-tv", "-o", tmp_path / "rec", "--no-previews", "--threads", "1"], capsys)
     assert code == 0, err
     assert Path(out.strip()).name == "scene_:smile:[bold]x.mat" and Path(out.strip()).exists()
+    # a tab stays a tab (a console would expand it to spaces, naming a file that does not exist)
+    tabbed = tmp_path / "tab\tx.mat"
+    tabbed.write_bytes(scene.read_bytes())
+    code, out, err = run(["simulate", tabbed, "-o", tmp_path / "tsim", "--no-previews"], capsys)
+    assert code == 0, err
+    assert str(tmp_path / "tsim" / "tab\tx.mat") in out.splitlines()
 
 
 def test_written_paths_are_printed_under_the_output_folder_as_it_was_given(scene, tmp_path, capsys, monkeypatch):

@@ -10,7 +10,7 @@ import typer
 from hsra_cli.cli import app
 from hsra_cli.cli._common import (
     SKIP_EXISTING_HELP, THREADS_HELP, AxisChoice, FormatChoice, NormalizeChoice, complete_model, console, fraction, info, parse_offset,
-    parse_wavelengths, positive, set_threads, stdout,
+    parse_wavelengths, positive, set_threads,
 )
 
 
@@ -258,7 +258,7 @@ def reconstruct(
                     cube = out / cube.relative_to(Path(out).resolve())
                 except ValueError:
                     pass
-                stdout.print(escape(str(cube)))
+                typer.echo(str(cube))  # as it is: scripts read these lines (no markup, no tab expansion)
 
             batch = reconstruct_files(
                 paths, mask, out, reconstructor, fmt=fmt.value, key=key, mask_key=mask_key,

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from hsra_cli.cli import app
-from hsra_cli.cli._common import console, info, stdout, warn
+from hsra_cli.cli._common import console, info, warn
 
 #: --points: the library's default and maximum (hsra_cli.report; kept here so that `hsra --help` stays fast).
 DEFAULT_POINTS, MAX_POINTS = 4, 10
@@ -100,7 +100,7 @@ def report(
     shown = [item for item in items if item.residual == item.residual]  # sorted worst first, unknown residuals last
     worst = f"worst residual {shown[0].residual:.4f} ({escape(shown[0].label)})" if shown else "no residual recorded"
     info(f"{len(items)} item(s); {worst}", quiet)
-    stdout.print(str(path))
+    typer.echo(str(path))
     failed = sum(1 for item in items if item.problems)
     if failed:
         console.print(f"[red]{failed} of {len(items)} item(s) could not be read or shown in full; listed on the page "

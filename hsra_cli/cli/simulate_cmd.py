@@ -11,7 +11,7 @@ import typer
 from hsra_cli.cli import app
 from hsra_cli.cli._common import (
     QE_METAVAR, SKIP_EXISTING_HELP, THREADS_HELP, AxisChoice, MaskKindChoice, NoiseChoice, console, info, parse_offset, quantum_efficiency,
-    set_threads, stdout, value_of, warn,
+    set_threads, value_of, warn,
 )
 
 
@@ -141,7 +141,7 @@ def simulate(
     for path in excluded:  # said once the run is accepted: a refusal stays one line
         info(f"skipping {escape(str(path))}: it is the --mask file", quiet)
     for path in result.outputs:
-        stdout.print(escape(str(path)))
+        typer.echo(str(path))  # as it is: scripts read these lines (no markup, no tab expansion)
     if single and result.failed and result.interrupted is None:
         raise result.failed[0][2]
     if single and result.interrupted is None and not result.skipped:

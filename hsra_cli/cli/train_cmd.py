@@ -10,7 +10,7 @@ import typer
 
 from hsra_cli.cli import app
 from hsra_cli.cli._common import (
-    QE_METAVAR, THREADS_HELP, AxisChoice, complete_network, console, parse_offset, quantum_efficiency, stdout, value_of,
+    QE_METAVAR, THREADS_HELP, AxisChoice, complete_network, console, parse_offset, quantum_efficiency, value_of,
 )
 from hsra_cli.train.config import AMP_MODES, DEVICES, LOSSES, LR_SCALINGS, MASK_MODES
 
@@ -242,6 +242,6 @@ def train(
     # --max-time is the command's wall time: the interpreter's start and the imports count too
     result = run_training(config, console=console, quiet=quiet, started=command_started())
     if result.model_folder is not None:
-        stdout.print(str(result.model_folder))
+        typer.echo(str(result.model_folder))
     if result.stopped_by == "SIGTERM":  # everything is saved, but the job was told to end: say so to the scheduler
         raise typer.Exit(143)
