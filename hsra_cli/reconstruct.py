@@ -558,11 +558,13 @@ class Reconstructor:
                 need = smallest * smallest * self._bytes_per_pixel() / 1e9
                 raise UsageError(
                     f"--memory-cap {self.memory_cap_gb:g} GB fits tiles of {side} px, smaller than the {smallest} px "
-                    f"the dispersion spread needs ({self.bands} bands at step {self.step}); give at least "
-                    f"--memory-cap {math.ceil(need * 100) / 100:g}"
+                    f"automatic tiling takes at least ({self.bands} bands at step {self.step}: twice the dispersion "
+                    f"spread and 64 px); give at least --memory-cap {math.ceil(need * 100) / 100:g}, or choose "
+                    f"--tile-size (at least {self.min_tile_size()})"
                 )
             return max(smallest, min(512, side // 64 * 64 or 64))
-        return int(self.tile_size)
+        tile = int(self.tile_size)
+        return 0 if tile >= max(height, width) else tile  # one tile covering the image: the whole image
 
     def _network(self, y: torch.Tensor, op: CassiOperator) -> torch.Tensor:
         if self.amp:

@@ -117,10 +117,16 @@ def test_auto_tiling_follows_the_memory_cap():
     assert tiny.plan_tiles(8, 8) == 0
     with pytest.raises(UsageError, match=r"--memory-cap 0.001 GB fits tiles of \d+ px, smaller than the 172 px") as caught:
         tiny.plan_tiles(2048, 2048)
-    least = float(str(caught.value).rsplit("--memory-cap ", 1)[1])
+    import re
+
+    least = float(re.search(r"give at least --memory-cap ([0-9.]+)", str(caught.value)).group(1))
+    assert "--tile-size (at least 116)" in str(caught.value)  # what a chosen tile may be, told apart
     assert Reconstructor("gap-tv", memory_cap_gb=least).plan_tiles(2048, 2048) >= 172
     assert Reconstructor("gap-tv", memory_cap_gb=100).plan_tiles(660, 660) == 0
     assert Reconstructor("gap-tv", tile_size=0, memory_cap_gb=0.001).plan_tiles(2048, 2048) == 0
+    # a tile covering the whole image is no tiling (the record says so, not "tile_size 100000")
+    assert Reconstructor("gap-tv", tile_size=100000).plan_tiles(660, 714) == 0
+    assert Reconstructor("gap-tv", tile_size=700).plan_tiles(660, 714) == 700
 
 
 def test_network_reconstructs_an_odd_sized_capture_through_the_cli(installed_hsra_s, tmp_path, capsys):
