@@ -197,7 +197,7 @@ def _tile_size_value(tile_size) -> int | str | None:
     elif not isinstance(tile_size, (bool, np.bool_)):
         value = _offset_part(tile_size)  # ints, numpy integers, integral floats
     if value is None or value < 0:
-        raise UsageError(f"tile_size must be 'auto' (or None), 0 (never tile) or a whole number of pixels, "
+        raise UsageError(f"--tile-size (Python: tile_size=) must be 'auto' (or None), 0 (never tile) or a whole number of pixels, "
                          f"got {tile_size!r}")
     return value
 
@@ -206,7 +206,7 @@ def _memory_cap_value(memory_cap_gb) -> float:
     """``memory_cap_gb`` -> a float > 0; a UsageError saying what is expected otherwise."""
     ok = not isinstance(memory_cap_gb, (bool, np.bool_)) and isinstance(memory_cap_gb, (int, float, np.integer, np.floating))
     if not ok or not math.isfinite(memory_cap_gb) or memory_cap_gb <= 0:
-        raise UsageError(f"memory_cap_gb must be a finite number of GB > 0, got {memory_cap_gb!r}")
+        raise UsageError(f"--memory-cap (Python: memory_cap_gb=) must be a finite number of GB > 0, got {memory_cap_gb!r}")
     return float(memory_cap_gb)
 
 
@@ -380,7 +380,7 @@ class Reconstructor:
         tile_size = _tile_size_value(tile_size)
         memory_cap_gb = _memory_cap_value(memory_cap_gb)
         if isinstance(tile_overlap, (bool, np.bool_)) or not isinstance(tile_overlap, (int, float, np.integer, np.floating)):
-            raise UsageError(f"tile_overlap must be a fraction in [0, 1), got {tile_overlap!r}")
+            raise UsageError(f"--tile-overlap (Python: tile_overlap=) must be a fraction in [0, 1), got {tile_overlap!r}")
         #: for ``auto``: what it chose and why ({"requested", "chosen", "reason"}); None when a model was named
         self.choice: dict | None = None
         self.options = {"device": device, "tile_size": tile_size, "tile_overlap": tile_overlap,
@@ -418,7 +418,7 @@ class Reconstructor:
         self.device = resolve_device(device)
         self.weights_info: dict = {}
         if not 0 <= tile_overlap < 1:
-            raise UsageError(f"tile_overlap must be a fraction in [0, 1), got {tile_overlap!r}")
+            raise UsageError(f"--tile-overlap (Python: tile_overlap=) must be a fraction in [0, 1), got {tile_overlap!r}")
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
         self.memory_cap_gb = memory_cap_gb

@@ -108,19 +108,21 @@ def test_a_network_refuses_a_3d_mask_of_another_band_count_naming_python_argumen
 
 # --- 3. constructor arguments -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs,said", [
-    ({"tile_size": "abc"}, "tile_size must be 'auto'"),
-    ({"tile_size": -3}, "tile_size must be 'auto'"),
-    ({"tile_size": 2.5}, "tile_size must be 'auto'"),
-    ({"tile_size": True}, "tile_size must be 'auto'"),
-    ({"memory_cap_gb": -1}, "memory_cap_gb must be a finite number of GB > 0"),
-    ({"memory_cap_gb": 0}, "memory_cap_gb must be a finite number of GB > 0"),
-    ({"memory_cap_gb": float("inf")}, "memory_cap_gb must be a finite number of GB > 0"),
-    ({"memory_cap_gb": "4"}, "memory_cap_gb must be a finite number of GB > 0"),
-    ({"tile_overlap": "x"}, "tile_overlap must be a fraction in"),
-    ({"tile_overlap": 1.0}, "tile_overlap must be a fraction in"),
+    ({"tile_size": "abc"}, "tile_size=) must be 'auto'"),
+    ({"tile_size": -3}, "tile_size=) must be 'auto'"),
+    ({"tile_size": 2.5}, "tile_size=) must be 'auto'"),
+    ({"tile_size": True}, "tile_size=) must be 'auto'"),
+    ({"memory_cap_gb": -1}, "memory_cap_gb=) must be a finite number of GB > 0"),
+    ({"memory_cap_gb": 0}, "memory_cap_gb=) must be a finite number of GB > 0"),
+    ({"memory_cap_gb": float("inf")}, "memory_cap_gb=) must be a finite number of GB > 0"),
+    ({"memory_cap_gb": "4"}, "memory_cap_gb=) must be a finite number of GB > 0"),
+    ({"tile_overlap": "x"}, "tile_overlap=) must be a fraction in"),
+    ({"tile_overlap": 1.0}, "tile_overlap=) must be a fraction in"),
 ])
 def test_bad_constructor_arguments_are_refused_at_construction(kwargs, said):
-    with pytest.raises(UsageError, match=said):
+    import re
+
+    with pytest.raises(UsageError, match=re.escape(said)):
         Reconstructor("gap-tv", **kwargs)
 
 
