@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import INTERRUPTS, HsraError, InputFileError, OutputExistsError, UsageError
+from .errors import INTERRUPTS, HsraError, InputFileError, OutputExistsError, UsageError, interrupts_deferred
 
 #: The placeholders of ``hsra reconstruct --name``.
 RECONSTRUCT_NAME_FIELDS = {
@@ -242,8 +242,136 @@ def _written_by_reconstruct(path: Path, paths: dict[str, Path]) -> bool:
 def _plan_set(paths: dict[str, Path], skip_existing: bool, overwrite: bool) -> str:
     """:func:`plan_set` for reconstruct's set, complete once its record is written."""
     return plan_set(list(paths.values()), skip_existing=skip_existing, overwrite=overwrite,
-                    complete=set_complete(paths), own=lambda path: _written_by_reconstruct(path, paths),
-                    missing=[paths["record"]])
+                    complete=set_complete(paths), own=lambda path: _written_by_reconstruct(path, paths))
+
+
+class SetOfAnotherRun(OutputExistsError):
+    """A set in the output folder that ``--skip-existing`` must neither keep nor replace: its record says it was made
+    from another capture or mask, with other settings or in another format. Without ``--overwrite`` that input fails
+    alone (named, the batch goes on and exits 1)."""
+
+
+#: What ``hsra reconstruct`` asked for that decides the cube (the record's ``arguments``), compared by
+#: ``--skip-existing``; how it was computed (device, tiling, memory cap, amp, parts, threads) is not.
+_SETTINGS = ("normalize", "mask_offset", "wavelengths", "refine", "self_ensemble", "adapt")
+
+
+def _existing_record(paths: dict[str, Path]) -> tuple[dict | None, dict[str, Path]]:
+    """The record at ``paths["record"]`` when it is hsra's (:func:`is_record`), and the set it names, as files of
+    this folder (by name: a moved folder keeps its sets); ``(None, {})`` otherwise."""
+    try:
+        record = json.loads(paths["record"].read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, {}
+    if not (isinstance(record, dict) and "model" in record and isinstance(record.get("outputs"), dict)):
+        return None, {}
+    folder = paths["record"].parent
+    made = {kind: folder / Path(name).name for kind, name in record["outputs"].items()
+            if isinstance(name, str) and Path(name).name}
+    made["record"] = paths["record"]
+    return record, made
+
+
+def _plain(value):
+    """``value`` as its JSON round trip gives it (tuples become lists), for comparing with a record."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _made_otherwise(record: dict, path: Path, mask_path: Path, wanted: dict) -> str | None:
+    """How the set ``record`` describes was not made by this call from ``path``: ``"from another capture than …"``,
+    ``"with another mask than …"`` or ``"with other settings (…)"``; None when it is this call's result. The input
+    and mask are compared by the SHA-256 the record holds (this input hashed once; without a recorded hash, by
+    path)."""
+    from .provenance import file_sha256
+
+    def differs(entry, current: Path) -> tuple[str, str] | None:
+        entry = entry if isinstance(entry, dict) else {}
+        name = str(entry.get("path") or "?")
+        recorded = entry.get("sha256")
+        if recorded:
+            try:
+                now = file_sha256(current)
+            except OSError:
+                return None  # unreadable now: reading it fails the input with its own message
+            return None if now == recorded else (name, f"sha256 {recorded[:12]}…, this one's {now[:12]}…")
+        same = entry.get("path") and Path(str(entry["path"])).resolve() == Path(current).resolve()
+        return None if same else (name, "another file")
+
+    capture = differs(record.get("input"), path)
+    if capture:
+        return f"from another capture than {path} (the record's input {capture[0]}, {capture[1]})"
+    mask = differs(record.get("mask_file"), mask_path)
+    if mask:
+        return f"with another mask than {mask_path} (the record's {mask[0]}, {mask[1]})"
+    changed = []
+    if record.get("model") != wanted["model"]:
+        changed.append(f"model {record.get('model')}, not {wanted['model']}")
+    recorded_weights = (record.get("weights") or {}).get("sha256") if isinstance(record.get("weights"), dict) else None
+    if (recorded_weights or wanted["weights"]) and recorded_weights != wanted["weights"]:
+        changed.append("other weights")
+    physics = record.get("physics") if isinstance(record.get("physics"), dict) else {}
+    for name, option in (("bands", "bands"), ("dispersion_step", "step"), ("dispersion_axis", "axis")):
+        if wanted.get(name) is not None and name in physics and physics[name] != wanted[name]:
+            changed.append(f"{option} {physics[name]}, not {wanted[name]}")
+    for name, option in (("key", "input"), ("mask_key", "mask_file")):  # a key asked for, against the one read
+        entry = record.get(option) if isinstance(record.get(option), dict) else {}
+        if wanted.get(name) is not None and entry.get("key") not in (None, wanted[name]):
+            changed.append(f"{name.replace('_', '-')} {entry['key']}, not {wanted[name]}")
+    asked = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+    for name in _SETTINGS:
+        if name in asked and name in wanted["arguments"] and _plain(asked[name]) != _plain(wanted["arguments"][name]):
+            changed.append(f"{name.replace('_', '-')} {asked[name]}, not {wanted['arguments'][name]}")
+    return f"from {path} with other settings ({'; '.join(changed)})" if changed else None
+
+
+def _stale_files(paths: dict[str, Path], made: dict[str, Path]) -> list[Path]:
+    """hsra's files of the set ``paths`` replaces that the new set does not write: the previews of its name (an
+    image naming hsra as its creator) and the cube the old record names in another format. Nothing else."""
+    from .render import written_by_hsra
+
+    ours = set(paths.values())
+    every = output_paths(paths["record"].parent, paths["record"].stem, "npy", previews=True)
+    stale = [every[kind] for kind in ("rgb", "bands", "residual")
+             if every[kind] not in ours and every[kind].is_file() and written_by_hsra(every[kind])]
+    old_cube = made.get("cube")
+    if old_cube is not None and old_cube not in ours and old_cube.is_file() and _written_by_reconstruct(old_cube, made):
+        stale.append(old_cube)
+    return stale
+
+
+def _plan_reconstruct(path: Path, paths: dict[str, Path], mask_path: Path, wanted: dict, *, skip_existing: bool,
+                      overwrite: bool) -> tuple[str, list[Path], bool]:
+    """``(plan, stale, without_previews)`` for one input's set: :func:`_plan_set`'s plan, the files to remove once a
+    replaced set is written (:func:`_stale_files`), and whether a skipped set lacks previews it was made without.
+
+    What ``--skip-existing`` keeps is this call's result, complete for what it was made with: the record there names
+    this input and mask (their SHA-256), the model, weights and settings of this call (:func:`_made_otherwise`) and
+    a cube in this ``--format``, and every file it names exists. A set made with ``--no-previews`` is skipped by a
+    call that asks for previews (they cannot be drawn without reconstructing again: the trust map needs the
+    measurement's residual; ``hsra render`` draws the others from the cube). A set made from another capture or mask,
+    with other settings, or in another format is never kept for this input nor replaced without ``--overwrite``:
+    :class:`SetOfAnotherRun`. An interrupted set of this call is redone as :func:`plan_set` says. ``--overwrite``
+    replaces the whole set: hsra's files of the old one that the new one does not write are removed."""
+    record, made = _existing_record(paths)
+    where = paths["record"].parent / paths["record"].stem
+    if record is not None and not overwrite:
+        old_cube = made.get("cube")
+        if old_cube != paths["cube"]:
+            raise SetOfAnotherRun(
+                f"output set {where} was made as {old_cube.name if old_cube else 'no cube'}, not {paths['cube'].name} "
+                f"(another --format); pass --overwrite to replace that set, or write to another folder (-o)"
+            )
+        if skip_existing:
+            otherwise = _made_otherwise(record, path, mask_path, wanted)
+            if otherwise:
+                raise SetOfAnotherRun(
+                    f"output set {where} was made {otherwise}; --skip-existing keeps only this call's own results: "
+                    "pass --overwrite to redo it, or write to another folder (-o)"
+                )
+            if all(file.is_file() for file in made.values()) and not set_complete(paths):
+                return "skip", [], True  # complete as it was made: only previews it was not asked for are missing
+    plan = _plan_set(paths, skip_existing, overwrite)
+    return plan, (_stale_files(paths, made) if plan == "replace" else []), False
 
 
 def reconstruct_files(
@@ -280,7 +408,10 @@ def reconstruct_files(
     housekeeping notes; ``progress(done, total)`` for the steps (tiles, solver iterations) of the current input.
 
     Raises before computing anything when outputs would be overwritten or replace an input. ``skip_existing``:
-    complete sets are skipped and incomplete ones redone. Integer measurements (uint8/uint16/…) are scaled to
+    this call's complete sets are skipped and incomplete ones redone; a set made from another capture or mask, with
+    other settings or in another format fails its input alone (:func:`_plan_reconstruct`). ``overwrite`` replaces
+    whole sets: hsra's previews of a set that the new one does not write (and the old record's cube in another
+    format) are removed once the new set is written. Integer measurements (uint8/uint16/…) are scaled to
     [0, 1] by their type's maximum, as integer cubes are, and the record says so. On KeyboardInterrupt or
     :class:`~hsra_cli.errors.Interrupted` (the CLI's SIGINT/SIGTERM) the input being reconstructed is dropped, the
     write under way is finished, and the result comes back with ``interrupted`` and ``left`` set.
@@ -312,15 +443,39 @@ def reconstruct_files(
     check_not_inputs((p for _, paths in sets for p in paths.values()), [*inputs, mask_path])
 
     result = BatchResult()
-    todo: list[tuple[Path, dict[str, Path], bool]] = []
+    todo: list[tuple[Path, dict[str, Path], bool, list[Path]]] = []
+    refused: list[tuple[Path, SetOfAnotherRun]] = []
+    without_previews = 0
+    wanted = {
+        "model": getattr(reconstructor, "name", None) or reconstructor.entry.name,
+        "weights": (getattr(reconstructor, "weights_info", None) or {}).get("sha256"),
+        "bands": getattr(reconstructor, "bands", None), "dispersion_step": getattr(reconstructor, "step", None),
+        "dispersion_axis": getattr(reconstructor, "axis", None), "key": key, "mask_key": mask_key,
+        "arguments": arguments or {},
+    }
     for path, paths in sets:
-        plan = _plan_set(paths, skip_existing, overwrite)
+        try:
+            plan, stale, bare = _plan_reconstruct(path, paths, mask_path, wanted, skip_existing=skip_existing,
+                                                  overwrite=overwrite)
+        except SetOfAnotherRun as exc:
+            if not skip_existing:
+                raise  # without --skip-existing every existing output refuses the call, before any work
+            refused.append((path, exc))
+            continue
         if plan == "skip":
             result.skipped.append(path)
+            without_previews += bare and previews
         else:
-            todo.append((path, paths, plan == "replace"))
+            todo.append((path, paths, plan == "replace", stale))
     if on_begin:
         on_begin(len(todo), len(result.skipped))
+    if without_previews and on_note:
+        on_note(f"kept {without_previews} set(s) made with --no-previews as they are (their previews were not asked "
+                f"for then); draw them from the cubes with hsra render, or redo them with --overwrite")
+    for path, exc in refused:  # each refused input fails alone, named; the batch goes on and exits 1
+        result.failed.append((path, str(exc), exc))
+        if on_done:
+            on_done(path, None, str(exc))
     if not todo:
         return result
 
@@ -367,7 +522,7 @@ def reconstruct_files(
         env = environment()
 
         def write_outputs(cube: np.ndarray, record: dict, paths: dict[str, Path], replace: bool, residual_map,
-                          kept, shown) -> dict:
+                          kept, shown, stale: Sequence[Path] = ()) -> dict:
             start = time.perf_counter()
             meta = {k: record[k] for k in ("model", "physics", "normalization")}
             if replace:  # the old record goes first: until the new one lands, the set reads as incomplete
@@ -391,6 +546,14 @@ def reconstruct_files(
                 for path in written:  # a set without its record is useless: free the disk (they are this call's files)
                     path.unlink(missing_ok=True)
                 raise
+            # The new set is whole: hsra's files of the one it replaced that it does not hold go (--overwrite replaces
+            # a set, not some of its files).
+            for path in stale:
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as exc:
+                    if on_note:
+                        on_note(f"could not remove {path}, left from the set this run replaced: {exc.strerror or exc}")
             return record
 
         pending: list[tuple[Path, dict[str, Path], Future]] = []
@@ -399,7 +562,7 @@ def reconstruct_files(
             if previews:
                 writer.submit(prepare_previews)  # imports overlap the first reconstruction
             try:
-                for index, (path, paths, replace) in enumerate(todo):
+                for index, (path, paths, replace, stale) in enumerate(todo):
                     if on_start:
                         on_start(path, index, len(todo))
                     try:
@@ -409,7 +572,7 @@ def reconstruct_files(
                         read_seconds = time.perf_counter() - start
                         recon = reconstructor.reconstruct(
                             measurement, mask, normalize=normalize, mask_offset=mask_offset, key=loaded.key,
-                            progress=progress,
+                            progress=progress, scale=(loaded.metadata or {}).get("scale"),
                         )
                     except (HsraError, MemoryError, RuntimeError) as exc:
                         if isinstance(exc, RuntimeError) and not _out_of_memory(exc):
@@ -453,7 +616,7 @@ def reconstruct_files(
                     # bounded and an interruption finds at most one write under way.
                     _collect(pending, result, on_done, block=True)
                     pending.append((path, paths, writer.submit(write_outputs, recon.cube, record, paths, replace,
-                                                                 recon.residual_map, kept, shown)))
+                                                                 recon.residual_map, kept, shown, stale)))
                     handled += 1
                 _collect(pending, result, on_done, block=True)
             except INTERRUPTS as exc:  # Ctrl-C, or SIGINT/SIGTERM as hsra_cli.errors.Interrupted
@@ -462,7 +625,7 @@ def reconstruct_files(
                 dropped = [item for item in pending if item[2].cancel()]
                 for item in dropped:
                     pending.remove(item)
-                result.left = [path for path, _, _ in dropped] + [path for path, _, _ in todo[handled:]]
+                result.left = [path for path, _, _ in dropped] + [item[0] for item in todo[handled:]]
                 _collect(pending, result, on_done, block=True)
         return result
 
@@ -487,8 +650,9 @@ def _collect(pending, result: BatchResult, on_done, block: bool) -> None:
             if on_done:
                 on_done(path, None, f"cannot write outputs: {exc}")
             continue
-        pending.remove(item)
-        result.done.append(path)
-        result.outputs.extend(paths.values())
-        if on_done:
-            on_done(path, record, None)
+        with interrupts_deferred():  # counted as done and its path printed, or neither
+            pending.remove(item)
+            result.done.append(path)
+            result.outputs.extend(paths.values())
+            if on_done:
+                on_done(path, record, None)

@@ -92,3 +92,32 @@ class Interrupted(BaseException):
 
 #: What stops a batch early: Ctrl-C in plain Python, or a signal the CLI turned into :class:`Interrupted`.
 INTERRUPTS = (KeyboardInterrupt, Interrupted)
+
+# A signal that arrives inside :func:`interrupts_deferred` waits for the end of the block.
+_deferring = 0
+_deferred_signal: int | None = None
+
+
+def raise_interrupted(signum: int) -> None:
+    """What the CLI's signal handler does: raise :class:`Interrupted` now, or at the end of an
+    :func:`interrupts_deferred` block that is running."""
+    global _deferred_signal
+    if _deferring:
+        _deferred_signal = int(signum)
+        return
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """A few steps that must not be cut in two by SIGINT/SIGTERM (a set counted as done and its path printed): a
+    signal arriving inside is raised as :class:`Interrupted` when the block ends."""
+    global _deferring, _deferred_signal
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+        if not _deferring and _deferred_signal is not None:
+            signum, _deferred_signal = _deferred_signal, None
+            raise Interrupted(signum)

@@ -604,3 +604,21 @@ def test_on_a_terminal_a_progress_bar_shows_the_batch_with_its_eta():
         assert not bar.live
         bar.line("[1/3] a.mat: 0.10 s")
     assert plain.file.getvalue() == "[1/3] a.mat: 0.10 s\n"
+
+
+def test_a_signal_inside_a_deferred_step_is_raised_when_the_step_ends():
+    """The CLI's handler raises Interrupted at once, except inside interrupts_deferred (a set counted as done and its
+    path printed): there it waits for the end of the block, so the count and the printed paths always agree."""
+    from hsra_cli.errors import Interrupted, interrupts_deferred, raise_interrupted
+
+    with pytest.raises(Interrupted):
+        raise_interrupted(signal.SIGTERM)
+    steps = []
+    with pytest.raises(Interrupted) as caught:
+        with interrupts_deferred():
+            steps.append("counted")
+            raise_interrupted(signal.SIGTERM)  # what the handler does when the signal lands here
+            steps.append("printed")
+    assert steps == ["counted", "printed"] and caught.value.exit_code == 143
+    with interrupts_deferred():  # nothing pending afterwards
+        pass

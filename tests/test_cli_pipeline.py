@@ -400,6 +400,22 @@ def test_a_simulated_31_band_capture_carries_its_band_count_and_wavelengths_to_t
     assert code == 0, err
 
 
+def test_a_dark_simulated_capture_stays_in_field_scale(tmp_path, capsys):
+    """A dark scene's field-scale sum peaks below 1, as real captures do; the scale its file records decides, so it is
+    not blown up by the real-capture normalisation (it came out 76× too bright)."""
+    dark = smooth_cube() * 0.01
+    write_cube(tmp_path / "dark.mat", dark)
+    assert run(["simulate", tmp_path / "dark.mat", "-o", tmp_path / "sim", "--no-previews"], capsys)[0] == 0
+    assert float(read_measurement(tmp_path / "sim" / "dark.mat")[0].max()) < 1
+    code, _, err = run(["reconstruct", tmp_path / "sim" / "dark.mat", "--mask", tmp_path / "sim" / "mask.mat",
+                        "--model", "gap-tv", "-o", tmp_path / "rec", "--no-previews", "--threads", "1"], capsys)
+    assert code == 0, err
+    record = json.loads((tmp_path / "rec" / "dark.json").read_text())
+    assert record["normalization"]["mode"] == "none" and "records" in record["normalization"]["reason"]
+    cube = read_cube(tmp_path / "rec" / "dark.mat")[0]
+    assert 0.5 < float(cube.mean()) / float(dark.mean()) < 2
+
+
 def test_a_simulated_28_band_capture_keeps_its_own_wavelengths_over_the_cards(tmp_path, capsys):
     """28 bands of 410–690 nm: the capture's record wins over the field's list (GAP-TV) and over the card's (a
     network, with a note that it was trained on other bands)."""

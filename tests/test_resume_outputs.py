@@ -1,4 +1,5 @@
-"""Resuming `hsra simulate` and `hsra render` with --skip-existing, and quiet figures for non-Latin file names."""
+"""Resuming `hsra simulate`, `hsra render` and `hsra reconstruct` with --skip-existing (only this call's own results are
+kept), `--overwrite` replacing whole sets, and quiet figures for non-Latin file names."""
 
 from __future__ import annotations
 
@@ -193,6 +194,130 @@ def test_render_skip_existing_never_replaces_a_file_hsra_did_not_write(cubes, tm
 
 
 # --- figures of files with names the font cannot draw -----------------------------------------------------------
+
+
+# --- hsra reconstruct: what --skip-existing keeps and what --overwrite replaces ----------------------------------
+
+
+@pytest.fixture()
+def sim(cubes, tmp_path, capsys):
+    """Captures c0, c1, c2 of three different scenes and their mask.mat, as `hsra simulate` writes them."""
+    folder = tmp_path / "sim"
+    assert run(["simulate", cubes, "-o", folder, "-q", "--threads", "1"], capsys)[0] == 0
+    return folder
+
+
+def reconstruct(inputs, mask, out, *extra):
+    """`hsra reconstruct` with gap-tv, quick and quiet about previews unless ``extra`` asks for them."""
+    args = ["reconstruct", *([inputs] if not isinstance(inputs, list) else inputs), "--mask", mask, "-o", out,
+            "--model", "gap-tv", "--threads", "1", *extra]
+    return args if "--previews" in extra else [*args, "--no-previews"]
+
+
+def record_of(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def test_skip_existing_never_keeps_a_set_made_from_another_capture(sim, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "out"
+    assert run(reconstruct(sim / "c0.mat", sim / "mask.mat", out), capsys)[0] == 0
+    before = files_in(out)
+    # the same capture under another path and name is the same capture: skipped
+    day1 = tmp_path / "copy"
+    day1.mkdir()
+    shutil.copy(sim / "c0.mat", day1 / "c0.mat")
+    code, _, err = run(reconstruct(day1 / "c0.mat", sim / "mask.mat", out, "--skip-existing"), capsys)
+    assert code == 0 and summary_line(err) == "0 done, 1 skipped, 0 failed"
+    # day 2: another capture under day 1's name is refused, naming the set and the ways out; nothing replaced
+    day2 = tmp_path / "day2"
+    day2.mkdir()
+    shutil.copy(sim / "c1.mat", day2 / "c0.mat")
+    code, out_text, err = run(reconstruct(day2 / "c0.mat", sim / "mask.mat", out, "--skip-existing"), capsys)
+    line = one_line_error(err)
+    assert code == 2 and out_text == ""
+    assert str(out / "c0") in line and "another capture" in line and "--overwrite" in line and "-o" in line
+    assert files_in(out) == before
+    # in a batch that input fails alone, named; the others are done and the run exits 1
+    shutil.copy(sim / "c2.mat", day2 / "c2.mat")
+    code, out_text, err = run(reconstruct(day2, sim / "mask.mat", out, "--skip-existing"), capsys)
+    assert code == 1 and summary_line(err) == "1 done, 0 skipped, 1 failed"
+    assert [Path(p).name for p in out_text.split()] == ["c2.mat"]
+    assert any(line.startswith("failed") and "c0.mat" in line and "another capture" in line
+               for line in err.splitlines())
+    assert {name: files_in(out)[name] for name in before} == before
+    # with --overwrite it is redone from day 2's capture
+    code, _, err = run(reconstruct(day2 / "c0.mat", sim / "mask.mat", out, "--overwrite"), capsys)
+    assert code == 0, err
+    assert record_of(out / "c0.json")["input"]["path"] == str((day2 / "c0.mat").resolve())
+
+
+def test_skip_existing_never_keeps_a_set_made_with_another_mask_or_other_settings(sim, tmp_path, capsys):
+    import scipy.io
+
+    out = tmp_path / "out"
+    assert run(reconstruct(sim / "c0.mat", sim / "mask.mat", out), capsys)[0] == 0
+    before = files_in(out)
+    other_mask = tmp_path / "other_mask.mat"
+    scipy.io.savemat(other_mask, {"mask": np.flipud(scipy.io.loadmat(sim / "mask.mat")["mask"])})
+    code, _, err = run(reconstruct(sim / "c0.mat", other_mask, out, "--skip-existing"), capsys)
+    assert code == 2 and "another mask" in one_line_error(err) and "--overwrite" in err
+    code, _, err = run(reconstruct(sim / "c0.mat", sim / "mask.mat", out, "--skip-existing", "--normalize", "max"),
+                       capsys)
+    assert code == 2 and "other settings (normalize auto, not max)" in one_line_error(err)
+    assert files_in(out) == before
+    # how it is computed is not what it is: other tiling options still resume
+    code, _, err = run(reconstruct(sim / "c0.mat", sim / "mask.mat", out, "--skip-existing", "--memory-cap", "2"),
+                       capsys)
+    assert code == 0 and summary_line(err) == "0 done, 1 skipped, 0 failed"
+
+
+def test_skip_existing_never_replaces_a_set_made_in_another_format(sim, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(reconstruct(sim / "c0.mat", sim / "mask.mat", out), capsys)[0] == 0
+    before = files_in(out)
+    for flags in (["--skip-existing"], []):
+        code, _, err = run(reconstruct(sim / "c0.mat", sim / "mask.mat", out, "--format", "h5", *flags), capsys)
+        line = one_line_error(err)
+        assert code == 2 and "c0.mat" in line and "--format" in line and "--overwrite" in line
+        assert files_in(out) == before  # the record still describes c0.mat, which keeps its provenance
+    # --overwrite replaces the whole set: the old cube goes with its record
+    code, _, err = run(reconstruct(sim / "c0.mat", sim / "mask.mat", out, "--format", "h5", "--overwrite"), capsys)
+    assert code == 0, err
+    assert set(files_in(out)) == {"c0.h5", "c0.json"}
+    assert Path(record_of(out / "c0.json")["outputs"]["cube"]).name == "c0.h5"
+
+
+def test_skip_existing_keeps_a_set_made_without_previews(sim, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(reconstruct(sim, sim / "mask.mat", out), capsys)[0] == 0
+    before = files_in(out)
+    code, out_text, err = run(reconstruct(sim, sim / "mask.mat", out, "--skip-existing", "--previews"), capsys)
+    assert code == 0 and out_text == "" and summary_line(err) == "0 done, 3 skipped, 0 failed"
+    assert "made with --no-previews" in err
+    assert files_in(out) == before  # nothing recomputed, nothing replaced
+
+
+def test_overwrite_replaces_the_whole_set_and_nothing_else(sim, tmp_path, capsys):
+    import imageio.v3 as iio
+
+    out = tmp_path / "out"
+    assert run(reconstruct(sim / "c0.mat", sim / "mask.mat", out, "--previews"), capsys)[0] == 0
+    assert {"c0_rgb.png", "c0_bands.png", "c0_residual.png"} <= set(files_in(out))
+    (out / "c0_notes.txt").write_text("mine")
+    iio.imwrite(out / "c0_rgb_mine.png", np.zeros((8, 8, 3), np.uint8), extension=".png")
+    code, _, err = run(reconstruct(sim / "c0.mat", sim / "mask.mat", out, "--overwrite"), capsys)
+    assert code == 0, err
+    assert set(files_in(out)) == {"c0.mat", "c0.json", "c0_notes.txt", "c0_rgb_mine.png"}
+    # a preview-named image hsra did not write is the user's: kept
+    iio.imwrite(out / "c0_rgb.png", np.zeros((8, 8, 3), np.uint8), extension=".png")
+    mine = (out / "c0_rgb.png").read_bytes()
+    code, _, err = run(reconstruct(sim / "c0.mat", sim / "mask.mat", out, "--overwrite"), capsys)
+    assert code == 0, err
+    assert (out / "c0_rgb.png").read_bytes() == mine
 
 
 def test_titles_with_glyphs_the_font_lacks_print_no_warnings(tmp_path):

@@ -73,7 +73,7 @@ def _error(message: str, code: int) -> int:
 def _signals_as_exceptions():
     """SIGINT and SIGTERM raise :class:`~hsra_cli.errors.Interrupted` in the main thread, so temporaries are removed
     and batches end with their summary; a second signal gets the default action (stop at once)."""
-    from ..errors import Interrupted
+    from ..errors import raise_interrupted
 
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -81,7 +81,7 @@ def _signals_as_exceptions():
 
     def handler(signum, frame):
         signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
-        raise Interrupted(signum)
+        raise_interrupted(signum)  # Interrupted, now or at the end of a step that must not be cut in two
 
     previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:

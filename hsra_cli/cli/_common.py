@@ -62,8 +62,8 @@ THREADS_HELP = "CPU threads for torch (default: all cores, or $OMP_NUM_THREADS w
 
 #: The help of --skip-existing in the commands that write one set of files per input (reconstruct, simulate,
 #: render): how an interrupted batch is resumed (:func:`hsra_cli.batch.plan_set`).
-SKIP_EXISTING_HELP = ("Skip inputs whose output set is complete; redo incomplete ones (an interrupted run), replacing "
-                      "only files hsra wrote.")
+SKIP_EXISTING_HELP = ("Skip inputs whose output set is complete (reconstruct: made by the same input, mask and settings); "
+                      "redo incomplete ones (an interrupted run), replacing only files hsra wrote.")
 
 
 def set_threads(threads):
