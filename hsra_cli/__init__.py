@@ -24,6 +24,9 @@ _LAZY = {
     "Reconstructor": ("reconstruct", "Reconstructor"),
 }
 
+#: Submodules named above: ``hsra_cli.metrics`` works after a bare ``import hsra_cli`` (imported on first use).
+_SUBMODULES = ("io", "metrics", "render", "simulate", "calibrate")
+
 __all__ = ["__version__", *_LAZY]
 
 
@@ -35,9 +38,13 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(f".{module}", __name__), attribute)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'hsra_cli' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
     """The lazy public names too, so ``dir(hsra_cli)`` and a REPL's completion show them."""
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})

@@ -161,6 +161,14 @@ def test_a_models_dir_that_is_not_a_folder_is_said_where_weights_are_looked_for(
         W.load_pretrained("hsra-s.mylab")
 
 
+def test_the_documented_submodules_work_after_a_bare_import():
+    code = ("import hsra_cli, sys; assert 'hsra_cli.metrics' not in sys.modules; "
+            "print(hsra_cli.metrics.__name__, hsra_cli.io.__name__, 'render' in dir(hsra_cli))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["hsra_cli.metrics", "hsra_cli.io", "True"]
+
+
 def test_the_lazy_public_names_are_listed_by_dir():
     assert {"Reconstructor", "CassiOperator", "create_model", "list_models", "load_pretrained"} <= set(dir(hsra_cli))
 

@@ -1052,3 +1052,14 @@ def test_replaying_a_run_json_does_not_repeat_its_sessions_stop(files, capsys):
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "--max-time of" in notes[0] and "--stop-after" not in notes[0]
     assert json.loads((again / "run.json").read_text())["status"] == "stopped"
+
+
+def test_a_list_option_given_one_path_means_that_one_path():
+    from pathlib import Path
+
+    from hsra_cli.train import TrainConfig
+
+    config = TrainConfig(out=Path("x"), data="kaist.npz:0-3", val_data=Path("v.npz"), mask=Path("m.mat"))
+    assert (config.data, config.val_data, config.mask, config.out) == (["kaist.npz:0-3"], ["v.npz"], ["m.mat"], "x")
+    config = TrainConfig(out="x", data=("a.mat", Path("b.mat")), mask=None)
+    assert (config.data, config.mask) == (["a.mat", "b.mat"], [])

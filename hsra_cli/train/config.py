@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 
 from ..errors import UsageError
@@ -30,6 +31,15 @@ RESUME_MUST_MATCH = (
 #: What options added since the first checkpoints meant before they existed: a checkpoint without the key ran
 #: with this value, and resuming it keeps that value unless the option is given with another one.
 LEGACY_DEFAULTS = {"generated_masks": 0.0, "noise_fraction": None, "lr_scaling": "none", "exposure": 1.0}
+
+
+def _path_list(value) -> list[str]:
+    """A list option given as one path (``data="kaist.npz:0-3"``, a Path) or None means that one path, or none."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, os.PathLike)) or not hasattr(value, "__iter__"):
+        return [os.fsdecode(value) if isinstance(value, (bytes, os.PathLike)) else str(value)]
+    return [str(v) for v in value]
 
 
 @dataclass
@@ -91,15 +101,10 @@ class TrainConfig:
 
     def __post_init__(self):
         self.mask_offset = tuple(int(v) for v in self.mask_offset)
-        self.data = [str(d) for d in self.data]
-        self.val_data = [str(d) for d in self.val_data]
+        self.data = _path_list(self.data)
+        self.val_data = _path_list(self.val_data)
+        self.mask = _path_list(self.mask)
         self.out = str(self.out)
-        if self.mask is None:
-            self.mask = []
-        elif isinstance(self.mask, (str, bytes)) or not hasattr(self.mask, "__iter__"):
-            self.mask = [str(self.mask)]
-        else:
-            self.mask = [str(m) for m in self.mask]
 
     # ----------------------------------------------------------------------------------------------
     @property
