@@ -301,7 +301,7 @@ def pair_scenes(predictions: list[Scene], truths: list[Scene], by_position: bool
         if name in by_name:
             raise UsageError(
                 f"truths {by_name[name]} and {truth} are both named {name!r}; pairing by name needs distinct names "
-                "(or pass --pair-by-position)"
+                "(or pass --pair-by-position; Python: by_position=True)"
             )
         by_name[name] = truth
     # A scene of a stack also answers to the name its outputs get (Scene.stem, ``stack_3``), so a stack that went
@@ -339,7 +339,8 @@ def unmatched_message(prediction: Scene, truths: list[Scene]) -> str:
     listed = ", ".join(names[:6]) + (f" … ({len(names)} in all)" if len(names) > 6 else "")
     return (
         f"no truth is named like {prediction.stem!r} (truths: {listed or 'none'}); name them alike "
-        "(scene01.mat ↔ scene01_gt.mat, or scene01_<method>.mat ↔ scene01.mat) or pass --pair-by-position"
+        "(scene01.mat ↔ scene01_gt.mat, or scene01_<method>.mat ↔ scene01.mat) or pass --pair-by-position "
+        "(Python: by_position=True)"
     )
 
 

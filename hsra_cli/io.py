@@ -9,9 +9,15 @@ Formats, chosen by the file's suffix (case-insensitive):
 * ``.tif`` / ``.tiff`` — tifffile; a multi-page stack reads as ``pages × H × W`` (our cubes: ``C × H × W``).
 * ``.npy`` / ``.npz`` — NumPy with ``allow_pickle=False``: nothing a user hands over is ever unpickled.
 
-Arrays come back as float32 with their values unchanged (integer data is not rescaled; the original dtype is
-reported in ``metadata["integer_dtype"]``). Cubes are returned ``H × W × C`` (layout detected by
-:func:`to_hwc`), measurements ``H × W'``, masks as stored (2-D aperture ``H × W`` or 3-D shifted mask).
+Values come back as stored, except a mask's. Cubes (:func:`read_cube`, :func:`read_array`) come back as
+float32, integer data not rescaled (the original dtype is reported in
+``metadata["integer_dtype"]``; :func:`unit_range` brings it to [0, 1]). Measurements (:func:`read_measurement`)
+keep an integer file's integer type (float data comes back as float32), so :class:`hsra_cli.Reconstructor`,
+``model(measurement, mask)`` and :func:`unit_range` all see that it is integer and scale it by its full scale, as
+``hsra reconstruct`` does. Masks (:func:`read_mask`) come back as float32 transmission in [0, 1]: an integer mask
+beyond 0/1 is scaled (:func:`mask_full_scale`, noted in ``metadata["mask_scaled_by"]``). Cubes are returned
+``H × W × C`` (layout detected by :func:`to_hwc`), measurements ``H × W'``, masks in their stored layout (2-D
+aperture ``H × W`` or 3-D shifted mask).
 
 Every file the project writes goes through :func:`atomic_output`: the data lands in a temporary file next to
 the target and is renamed over it only once complete, and an existing file is never replaced without
@@ -144,7 +150,8 @@ class LoadedArray:
 
     Attributes:
         data: float32 array, values as stored (integers are not rescaled), oriented as MATLAB/NumPy shows it
-            (MATLAB v7.3 axes already reversed back). C-contiguous.
+            (MATLAB v7.3 axes already reversed back). C-contiguous. From :func:`read_measurement`, integer data
+            keeps its integer type (native byte order).
         key: the variable/dataset name used (``"group/name"`` inside HDF5 groups or MATLAB structs; ``""`` for
             ``.npy`` and TIFF files, which hold one unnamed array).
         path: the file it came from.
@@ -243,9 +250,18 @@ def _unsupported(path: Path, doing: str) -> UsageError:
     )
 
 
+def _path_argument(path, doing: str) -> Path:
+    """``path`` (a ``str`` or ``os.PathLike``) as a :class:`~pathlib.Path`; a :class:`UsageError` saying what is
+    expected for anything else (``None``, a number, an array)."""
+    if isinstance(path, (str, os.PathLike)):
+        return Path(path)
+    raise UsageError(f"cannot {doing} {path!r}: path= must be a file path (a str or pathlib.Path), "
+                     f"got {type(path).__name__}")
+
+
 def output_format(path) -> str:
     """``"mat" | "h5" | "tif" | "npy" | "npz"`` from the suffix of ``path``; :class:`UsageError` otherwise."""
-    target = Path(path)
+    target = _path_argument(path, "write")
     fmt = _suffix_format(target)
     if fmt is None:
         raise _unsupported(target, "write")
@@ -253,7 +269,7 @@ def output_format(path) -> str:
 
 
 def _input_path(path) -> tuple[Path, str]:
-    source = Path(path)
+    source = _path_argument(path, "read")
     fmt = _suffix_format(source)
     if fmt is None:
         raise _unsupported(source, "read")
@@ -675,7 +691,10 @@ def _where(path: Path, key: str) -> str:
     return f"{path} ({key!r})" if key else str(path)
 
 
-def _usable_float32(array, path: Path, entry: _Entry, check_finite: bool = True) -> np.ndarray:
+def _usable_float32(array, path: Path, entry: _Entry, check_finite: bool = True,
+                    keep_integers: bool = False) -> np.ndarray:
+    """The array as C-contiguous float32, checked; with ``keep_integers``, integer data (not logicals) keeps its
+    integer type, in native byte order."""
     where = _where(path, entry.name)
     if entry.kind == "complex":
         raise ValueRangeError(f"{where} holds complex numbers; expected real values")
@@ -692,6 +711,8 @@ def _usable_float32(array, path: Path, entry: _Entry, check_finite: bool = True)
         bad = int(stored.size - np.count_nonzero(np.isfinite(stored)))
         if bad:
             raise ValueRangeError(f"{where} holds {bad} NaN/Inf values; expected finite numbers")
+    if keep_integers and entry.integer_dtype and stored.dtype.kind in "iu":
+        return np.ascontiguousarray(stored, dtype=stored.dtype.newbyteorder("="))
     with np.errstate(over="ignore", invalid="ignore"):
         data = np.ascontiguousarray(stored, dtype=np.float32)
     if not check_finite:  # the caller checks the parts it uses (the scenes of a stack)
@@ -750,6 +771,12 @@ def read_array(path, key: str | None = None, role: str = "any", check_finite: bo
     """
     if role not in _ROLE_KEYS:
         raise ValueError(f"role must be one of {', '.join(_ROLE_KEYS)}, got {role!r}")
+    return _read_array(path, key, role, check_finite)
+
+
+def _read_array(path, key: str | None, role: str, check_finite: bool = True,
+                keep_integers: bool = False) -> LoadedArray:
+    """:func:`read_array`; ``keep_integers``: integer data keeps its type (:func:`read_measurement`)."""
     source_path, fmt = _input_path(path)
     where = str(source_path)
     try:
@@ -767,7 +794,7 @@ def read_array(path, key: str | None = None, role: str = "any", check_finite: bo
                         f"{_fmt_shape(np.shape(raw))} (a damaged file?)"
                     )
             metadata = {**source.file_metadata, **source.entry_metadata(name)} if entry.kind == "numeric" else {}
-        data = _usable_float32(raw, source_path, entry, check_finite)
+        data = _usable_float32(raw, source_path, entry, check_finite, keep_integers)
     except MemoryError:
         raise InputFileError(f"out of memory reading {where}; expected an array that fits in memory") from None
     if entry.integer_dtype:
@@ -818,7 +845,8 @@ def to_hwc(array, bands: int | None = None) -> np.ndarray:
         band_axis = 0
     else:
         raise ShapeError(
-            f"cannot tell which axis of the cube of shape {_fmt_shape(shape)} holds the bands; pass --bands"
+            f"cannot tell which axis of the cube of shape {_fmt_shape(shape)} holds the bands; pass --bands "
+            "(Python: bands=)"
         )
     hwc = cube if band_axis == -1 else np.moveaxis(cube, 0, -1)
     return np.ascontiguousarray(hwc, dtype=np.float32)
@@ -871,11 +899,14 @@ def _squeeze_singletons(data: np.ndarray) -> np.ndarray:
 
 
 def read_measurement(path, key=None) -> tuple[np.ndarray, LoadedArray]:
-    """Read a snapshot measurement as float32 2-D ``H × W'`` (values as stored).
+    """Read a snapshot measurement as a 2-D ``H × W'`` array, values as stored: float data as float32, integer
+    data (a camera's uint8/uint16 frame) in its stored integer type, so that :class:`hsra_cli.Reconstructor`,
+    ``model(measurement, mask)`` and :func:`unit_range` see it is integer and scale it by its type's full scale,
+    as ``hsra reconstruct`` does (``metadata["integer_dtype"]`` names the type too).
 
     A 3-D (or 4-D) array whose extra axes have length 1 (``H × W' × 1``, ``1 × H × W'``) is squeezed.
     """
-    loaded = read_array(path, key, role="measurement")
+    loaded = _read_array(path, key, "measurement", keep_integers=True)
     data = _squeeze_singletons(loaded.data) if 1 in loaded.data.shape else loaded.data
     if data.ndim != 2:
         raise ShapeError(
@@ -886,8 +917,12 @@ def read_measurement(path, key=None) -> tuple[np.ndarray, LoadedArray]:
 
 
 def read_mask(path, key=None) -> tuple[np.ndarray, LoadedArray]:
-    """Read a coded-aperture mask as float32, as stored: 2-D aperture ``H × W`` or 3-D shifted mask Φ
-    (``H × W' × C`` or ``C × H × W'``). Length-1 axes of a 3-D or 4-D array are squeezed."""
+    """Read a coded-aperture mask as float32 transmission in [0, 1], in its stored layout: 2-D aperture ``H × W``
+    or 3-D shifted mask Φ (``H × W' × C`` or ``C × H × W'``). Length-1 axes of a 3-D or 4-D array are squeezed.
+
+    Values follow :func:`mask_full_scale`: an integer mask beyond 0/1 (a 0/255 image) is scaled to [0, 1]
+    (``metadata["mask_scaled_by"]``, e.g. ``"1/255"``); negative values, a float mask above 1, and an integer
+    mask beyond 16-bit values are refused (:class:`ValueRangeError`)."""
     loaded = read_array(path, key, role="mask")
     data = _squeeze_singletons(loaded.data) if 1 in loaded.data.shape else loaded.data
     if data.ndim not in (2, 3):
@@ -908,21 +943,40 @@ def read_mask(path, key=None) -> tuple[np.ndarray, LoadedArray]:
 MASK_TOLERANCE = 1.01
 
 
+#: Integer types up to this many bytes (uint8, uint16, int8, int16) hold a mask in units of their own full scale.
+#: Wider ones (int32, int64 — numpy's default integer, so ``mask * 255`` is one — uint32, uint64) hold no camera's
+#: full scale: their values are read as 8- or 16-bit transmission (:func:`mask_full_scale`).
+_MASK_TYPE_SCALE_BYTES = 2
+#: The full scales a mask in a wide integer type is read at: the narrowest that holds its greatest value.
+_WIDE_MASK_FULL_SCALES = (255, 65535)
+
+
 def mask_full_scale(low: float, peak: float, negative: int, integer_dtype, what: str) -> int | None:
     """The one rule for a mask's values (files, :func:`read_mask`; arrays, :func:`hsra_cli.physics.input_values`),
     from its least and greatest value and its count of negative ones: negative values are refused (a transmission
     below zero is not physical, not even after a dark-frame subtraction, which should clip); an integer mask
-    beyond 0/1 holds transmission in units of its type's full scale (a 0/255 uint8 image: the full scale is
-    returned, to divide by), as integer cubes and measurements do; a float mask above :data:`MASK_TOLERANCE` is
-    refused (the CASSI model scales the cube by the mask: a mask stored ×255 would give a cube 255 times too
-    dark). None: the values are used as they are. ``what`` names the mask in errors."""
+    beyond 0/1 holds transmission in units of a full scale, which is returned, to divide by: its type's for 8- and
+    16-bit types (a 0/255 uint8 image: 255), as integer cubes and measurements do; for wider types (int32, int64,
+    uint32, uint64) that of the narrowest unsigned type holding its greatest value (255 up to 255, else 65535 up
+    to 65535; a greater value is refused). A float mask above :data:`MASK_TOLERANCE` is refused (the CASSI model
+    scales the cube by the mask: a mask stored ×255 would give a cube 255 times too dark). None: the values are
+    used as they are (values in [0, 1] of any type). ``what`` names the mask in errors."""
     if negative:
         raise ValueRangeError(
             f"{what} holds {negative} negative values (down to {low:.3g}); a mask transmits light: expected values "
             "≥ 0 (clip a calibrated mask to [0, 1])"
         )
     if peak > 1 and integer_dtype is not None:
-        return int(np.iinfo(np.dtype(integer_dtype)).max)
+        dtype = np.dtype(integer_dtype)
+        if dtype.itemsize <= _MASK_TYPE_SCALE_BYTES:
+            return int(np.iinfo(dtype).max)
+        for full_scale in _WIDE_MASK_FULL_SCALES:
+            if peak <= full_scale:
+                return full_scale
+        raise ValueRangeError(
+            f"{what} holds {dtype.name} values up to {peak:.0f}; a mask is a transmission: expected values in "
+            f"[0, 1], or 8-bit (0–255) or 16-bit (0–65535) levels (divide it by its full scale)"
+        )
     if peak > MASK_TOLERANCE:
         raise ValueRangeError(
             f"{what} holds values up to {peak:.4g}; a mask is a transmission: expected values in [0, 1] (divide it "
@@ -1357,8 +1411,8 @@ def write_cube(
     ``wavelengths_nm`` may also be given inside ``metadata``. Written atomically, never over an existing file
     unless ``overwrite``. ``mat_version`` is ignored for formats other than ``.mat``.
     """
+    fmt = output_format(path)
     target = Path(path)
-    fmt = output_format(target)
     cube = _array_for_writing(cube_hwc, "cube", (3,))
     meta = dict(metadata or {})
     stored_wavelengths = meta.pop("wavelengths_nm", None)
@@ -1389,8 +1443,8 @@ def write_array(
     (a 3-D TIFF is a stack of its first axis). ``.npy`` and ``.tif`` cannot store the key (they read back under
     ``""``); ``.npy`` drops ``metadata``. Returns the path.
     """
+    fmt = output_format(path)
     target = Path(path)
-    fmt = output_format(target)
     if not key or key in _METADATA_NAMES:
         raise UsageError(f"key {key!r} cannot name an array; pick another (e.g. 'meas' or 'mask')")
     data = _array_for_writing(array, f"array {key!r}", (2, 3))
@@ -1401,13 +1455,15 @@ def write_array(
 
 
 def unit_range(cube: np.ndarray, loaded: LoadedArray) -> tuple[np.ndarray, str | None]:
-    """Bring a cube read from an integer file (uint8/uint16, e.g. the KAIST copies) to [0, 1].
+    """Bring a cube (or measurement) read from an integer file (uint8/uint16, e.g. the KAIST copies) to [0, 1].
 
-    Integer cubes hold reflectance in units of their dtype's full scale; float cubes are returned unchanged.
+    Integer data holds its values in units of its dtype's full scale (``loaded.metadata["integer_dtype"]``) and
+    comes back as float32; data from a float file is returned unchanged.
     Returns ``(cube, note)`` where ``note`` says what was done (``None`` when nothing was).
     """
     dtype = (loaded.metadata or {}).get("integer_dtype")
     if not dtype:
         return cube, None
     full_scale = np.iinfo(np.dtype(dtype)).max
-    return cube / np.float32(full_scale), f"{loaded.path}: {dtype} data scaled by 1/{full_scale}"
+    scaled = (cube / np.float32(full_scale)).astype(np.float32, copy=False)  # float32 for any integer type
+    return scaled, f"{loaded.path}: {dtype} data scaled by 1/{full_scale}"

@@ -97,10 +97,11 @@ def input_values(value, what: str, role: str) -> tuple[np.ndarray, str | None]:
 
     ``role="measurement"``: integer data is scaled by its type's full scale to [0, 1] (as the CLI scales integer
     measurements, :func:`hsra_cli.io.unit_range`). ``role="mask"``: the rules of :func:`hsra_cli.io.read_mask`
-    (negative values refused; integer masks beyond 0/1 scaled by their type's full scale; float masks above
-    :data:`hsra_cli.io.MASK_TOLERANCE` refused). Returns ``(array, note)``, ``note`` saying what was scaled
-    (None when nothing was). Raises as :func:`input_array` does, and :class:`ValueRangeError` for values beyond
-    float32 or outside the mask rule.
+    (:func:`hsra_cli.io.mask_full_scale`: negative values refused; integer masks beyond 0/1 scaled by their full
+    scale — an 8- or 16-bit type's own, 255 or 65535 for wider types by their greatest value, greater values
+    refused; float masks above :data:`hsra_cli.io.MASK_TOLERANCE` refused). Returns ``(array, note)``, ``note``
+    saying what was scaled (None when nothing was). Raises as :func:`input_array` does, and
+    :class:`ValueRangeError` for values beyond float32 or outside the mask rule.
     """
     if role not in _ROLES:
         raise ValueError(f"role must be one of {_ROLES}, got {role!r}")
@@ -113,11 +114,15 @@ def input_values(value, what: str, role: str) -> tuple[np.ndarray, str | None]:
             f"{what} holds values beyond the float32 range (up to {float(np.max(np.abs(data))):.3g}); expected "
             "values in the data's units, e.g. [0, 1]"
         )
-    scale = integer_dtype is not None
     if role == "mask":
         negative = int(np.count_nonzero(values < 0))
-        scale = mask_full_scale(float(values.min()), float(values.max()), negative, integer_dtype, what) is not None
-    if not scale:
+        full_scale = mask_full_scale(float(values.min()), float(values.max()), negative, integer_dtype, what)
+        if full_scale is None:
+            return values, None
+        # as read_mask scales a mask file (``what: int64 data scaled by 1/255``)
+        return (np.ascontiguousarray(values / np.float32(full_scale), dtype=np.float32),
+                f"{what}: {integer_dtype.name} data scaled by 1/{full_scale}")
+    if integer_dtype is None:
         return values, None
     # the readers' own scaling of integer data (``what: uint16 data scaled by 1/65535``)
     scaled, note = unit_range(values, LoadedArray(values, "", what, {"integer_dtype": integer_dtype.name}))
@@ -174,11 +179,18 @@ def shifted_mask_bands(mask, step: int = DEFAULT_STEP, axis: Axis = DEFAULT_AXIS
     return None
 
 
+def _positive_whole(value) -> bool:
+    """Whether ``value`` is a whole number ≥ 1 (Python or numpy integers, integral floats; not booleans)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    return bool(np.isfinite(value)) and int(value) == value and value >= 1
+
+
 def check_settings(bands: int, step: int, axis: str) -> None:
     """Validate the physics settings (band count, dispersion step, axis); ShapeError otherwise."""
-    if int(bands) != bands or bands < 1:
+    if not _positive_whole(bands):
         raise ShapeError(f"bands must be a positive integer, got {bands!r}")
-    if int(step) != step or step < 1:
+    if not _positive_whole(step):
         raise ShapeError(f"dispersion step must be a positive integer number of pixels, got {step!r}")
     if axis not in _AXES:
         raise ShapeError(f"dispersion axis must be 'width' or 'height', got {axis!r}")
@@ -243,6 +255,9 @@ class CassiOperator(torch.nn.Module):
         self.step = int(step)
         self.axis = axis
         tensor = _as_tensor(mask)
+        if tensor.numel() == 0:
+            raise ShapeError(f"mask is empty (shape {_fmt_shape(tuple(tensor.shape))}); expected a non-empty coded "
+                             "aperture")
         # The value checks read the mask back to the host; a training loop that made its masks itself skips
         # them (check_values=False) so a GPU never waits for them.
         if check_values and not torch.isfinite(tensor).all():
@@ -281,7 +296,8 @@ class CassiOperator(torch.nn.Module):
             candidates = [p for p in candidates if p.shape[disp_dim] > spread]
             if not candidates:
                 other = self._shifted_band_count(t)
-                hint = f" (it looks like a mask for {other} bands: pass --bands {other})" if other else ""
+                hint = (f" (it looks like a mask for {other} bands: pass --bands {other} (Python: bands={other}))"
+                        if other else "")
                 raise ShapeError(
                     f"3-D mask of shape {tuple(t.shape)} is not a shifted mask for {c} bands at step {s} along the "
                     f"{self.axis}: expected H×W'×{c} or {c}×H×W' with W' > {spread}{hint}"
@@ -314,7 +330,7 @@ class CassiOperator(torch.nn.Module):
             raise ShapeError(
                 f"3-D mask does not look shifted by {s} px per band along the {self.axis}: "
                 f"{100 * float((total - inside) / total):.1f}% of its energy lies outside the band windows; "
-                "check --bands, --step and --axis"
+                "check --bands, --step and --axis (Python: bands=, step=, axis=)"
             )
         return band_masks
 

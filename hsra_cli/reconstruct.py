@@ -20,7 +20,7 @@ import torch
 
 from .errors import HsraError, ShapeError, UsageError, ValueRangeError
 from .adapt import AdaptConfig, adapt_network
-from .physics import CassiOperator, input_values, shifted_mask_bands, unsheared_size
+from .physics import CassiOperator, check_settings, input_values, shifted_mask_bands, unsheared_size
 from .registry import AUTO, DEFAULT_NETWORK, FALLBACK_SOLVER, get_entry
 from .solvers.gap_tv import DEFAULT_REFINE, refine, refine_settings
 from .trust import map_statistics, measurement_residual
@@ -108,18 +108,20 @@ def crop_mask(mask: np.ndarray, height: int, width: int, offset: tuple[int, int]
     if mh < height or mw < width:
         raise ShapeError(
             f"mask is {mh}×{mw} but the capture needs a {height}×{width} aperture; expected a mask at least that large, "
-            "or check --bands, --step and --axis"
+            "or check --bands, --step and --axis (Python: bands=, step=, axis=)"
         )
     if offset is None:
         # A larger mask is only cropped when asked: a silent crop would hide a wrong --bands/--step.
         raise ShapeError(
             f"mask is {mh}×{mw} but the capture needs a {height}×{width} aperture; pass --mask-offset row,column "
-            "(Python: mask_offset=(row, column)) to crop a larger mask, or check --bands, --step and --axis"
+            "(Python: mask_offset=(row, column)) to crop a larger mask, or check --bands, --step and --axis "
+            "(Python: bands=, step=, axis=)"
         )
     top, left = offset
     if top < 0 or left < 0 or top + height > mh or left + width > mw:
         raise UsageError(
-            f"--mask-offset {top},{left} puts the {height}×{width} crop outside the {mh}×{mw} mask; "
+            f"--mask-offset {top},{left} (Python: mask_offset=({top}, {left})) puts the {height}×{width} crop outside "
+            f"the {mh}×{mw} mask; "
             f"expected 0 ≤ row ≤ {mh - height} and 0 ≤ column ≤ {mw - width}"
         )
     return mask[top : top + height, left : left + width], {"cropped": True, "offset": [top, left], "mask_shape": [mh, mw]}
@@ -373,6 +375,12 @@ class Reconstructor:
         model_kwargs: dict | None = None,
     ):
         self.requested = model
+        if (bands, step, axis) != (None, None, None):  # refused here, not later under another name
+            from .bands import DEFAULT_AXIS, DEFAULT_BANDS, DEFAULT_STEP
+
+            check_settings(DEFAULT_BANDS if bands is None else bands, DEFAULT_STEP if step is None else step,
+                           DEFAULT_AXIS if axis is None else axis)
+            bands, step = (None if value is None else int(value) for value in (bands, step))
         #: the physics asked for (None = not given): a 3-D shifted mask of another band count is followed only
         #: when ``bands`` was not given (:meth:`_for_mask`)
         self._asked = {"bands": bands, "step": step, "axis": axis}
@@ -388,16 +396,17 @@ class Reconstructor:
                         "adapt": adapt, "model_kwargs": model_kwargs}  # to make it again for another geometry
         if isinstance(model, str) and model.lower() == AUTO:
             if weights is not None:
-                raise UsageError("--weights belong to a network: name it with --model "
-                                 f"(e.g. --model {DEFAULT_NETWORK} --weights FILE)")
+                raise UsageError("--weights (Python: weights=) belong to a network: name it with --model "
+                                 f"(e.g. --model {DEFAULT_NETWORK} --weights FILE; Python: model={DEFAULT_NETWORK!r})")
             model, reason = choose_model(bands, step, axis)
             self.choice = {"requested": AUTO, "chosen": model, "reason": reason}
-            network_only = [option for option, given in (("--refine", bool(refine)), ("--self-ensemble", self_ensemble),
-                                                          ("--adapt", bool(getattr(adapt, "steps", adapt))))
-                            if given]
+            network_only = [(option, name) for option, name, given in (
+                ("--refine", "refine", bool(refine)), ("--self-ensemble", "self_ensemble", self_ensemble),
+                ("--adapt", "adapt", bool(getattr(adapt, "steps", adapt)))) if given]
             if network_only and model == FALLBACK_SOLVER:
-                raise UsageError(f"{network_only[0]} needs a network, but --model auto chose {model}: {reason}; "
-                                 "name a model with --model")
+                option, name = network_only[0]
+                raise UsageError(f"{option} needs a network, but --model auto chose {model}: {reason}; "
+                                 f"name a model with --model (Python: {name}= needs model= naming a network)")
         self.entry = get_entry(model)
         self.name = self.entry.name
         if refine is None:
@@ -426,6 +435,12 @@ class Reconstructor:
         requested = {"bands": bands, "step": step, "axis": axis}
         if self.entry.needs_weights:
             from .weights import load_pretrained
+
+            if model_kwargs and self.choice is None:  # auto: they are the settings of the solver it may choose
+                raise UsageError(
+                    f"model_kwargs= sets a solver's settings; {self.entry.name} takes its settings from its weights' "
+                    "card (an untrained network with other settings: hsra_cli.create_model(name, **kwargs))"
+                )
 
             optics = {"bands": bands, "dispersion_step": step, "dispersion_axis": axis}  # a bare weights file's
             self.model, config = load_pretrained(model, weights=weights, device=str(self.device), physics=optics)
@@ -544,7 +559,7 @@ class Reconstructor:
 
     def _tile_too_small(self, tile: int) -> str:
         spread = self.step * (self.bands - 1)
-        return (f"--tile-size (tile_size) {tile} is too small for the dispersion spread of {spread} px "
+        return (f"--tile-size (Python: tile_size=) {tile} is too small for the dispersion spread of {spread} px "
                 f"({self.bands} bands at step {self.step}); use 0 (never tile), auto, or at least {self.min_tile_size()}")
 
     def plan_tiles(self, height: int, width: int) -> int:
@@ -560,7 +575,7 @@ class Reconstructor:
                     f"--memory-cap {self.memory_cap_gb:g} GB fits tiles of {side} px, smaller than the {smallest} px "
                     f"automatic tiling takes at least ({self.bands} bands at step {self.step}: twice the dispersion "
                     f"spread and 64 px); give at least --memory-cap {math.ceil(need * 100) / 100:g}, or choose "
-                    f"--tile-size (at least {self.min_tile_size()})"
+                    f"--tile-size (at least {self.min_tile_size()}) (Python: memory_cap_gb=, tile_size=)"
                 )
             return max(smallest, min(512, side // 64 * 64 or 64))
         tile = int(self.tile_size)
@@ -644,12 +659,14 @@ class Reconstructor:
             torch.cuda.empty_cache()
         height, width = op.cube_shape
         tile = max(64, self.min_tile_size(), (tile or min(height, width)) // 2)  # still more than the spread
-        fallback = f"CUDA ran out of memory; retried in {tile}-pixel tiles (set --tile-size to choose)"
+        fallback = (f"CUDA ran out of memory; retried in {tile}-pixel tiles (set --tile-size (Python: tile_size=) "
+                    "to choose)")
         try:
             return self._run_tiled(y, op, tile, progress), tile, fallback
         except torch.cuda.OutOfMemoryError:
             raise HsraError(
-                f"CUDA ran out of memory even with {tile}-pixel tiles; use a smaller --tile-size or --device cpu"
+                f"CUDA ran out of memory even with {tile}-pixel tiles; use a smaller --tile-size (Python: tile_size=) "
+                "or --device cpu (Python: device='cpu')"
             ) from None
 
     def reconstruct(
@@ -665,17 +682,24 @@ class Reconstructor:
     ) -> Reconstruction:
         """Reconstruct one capture. ``measurement`` is ``H×W'`` (width axis), ``mask`` a 2-D aperture (cropped at
         ``mask_offset`` when larger: a (row, column) pair of integers or the CLI's ``"row,col"``,
-        :func:`parse_mask_offset`; finding it is :func:`hsra_cli.calibrate.calibrate`'s job) or a 3-D shifted mask. Returns the cube ``H×W×C`` (float32) and a record
-        (``record["warnings"]``: one-line notes about the data, e.g. negative values taken as noise).
-        ``progress(done, total)`` is called after each tile, or each iteration of an iterative solver. ``key`` and
+        :func:`parse_mask_offset`; finding it is :func:`hsra_cli.calibrate.calibrate`'s job) or a 3-D shifted mask.
+        Returns one :class:`Reconstruction`: ``.cube`` ``H×W×C`` (float32), ``.record`` (how it was made;
+        ``record["warnings"]``: one-line notes about the data, e.g. negative values taken as noise) and
+        ``.residual_map`` ``H×W``. ``progress``: None, or a callable ``progress(done, total)``, called after each
+        tile, or each iteration of an iterative solver. ``key`` and
         ``scale``: the array's name in its file and the scale the file records (``hsra simulate`` writes
         ``"field: …"``), which ``normalize="auto"`` reads (:func:`normalise_measurement`).
 
         Both arrays may be numpy arrays (any numeric dtype, either byte order), torch tensors (any device) or nested
         lists, and get the rules ``hsra reconstruct`` applies to files (:func:`hsra_cli.physics.input_values`):
         empty arrays are refused (:class:`ShapeError`), as are NaN/Inf, a mask with negative values or a float mask
-        above 1 (:class:`ValueRangeError`); integer measurements, and integer masks beyond 0/1, are scaled by their
-        type's full scale (noted in ``record["warnings"]``)."""
+        above 1 (:class:`ValueRangeError`); integer measurements are scaled by their type's full scale, and integer
+        masks beyond 0/1 by theirs (:func:`hsra_cli.io.mask_full_scale`: 255 or 65535 for int32/int64 by their
+        greatest value), noted in ``record["warnings"]``. A measurement read with
+        :func:`hsra_cli.io.read_measurement` keeps a file's integer type, so it is scaled as ``hsra reconstruct``
+        scales the file."""
+        if progress is not None and not callable(progress):
+            raise UsageError(f"progress= must be None or a callable progress(done, total), got {progress!r}")
         mask_offset = parse_mask_offset(mask_offset)
         measurement, measurement_note = input_values(measurement, "measurement", "measurement")
         mask, mask_note = input_values(mask, "mask", "mask")

@@ -4,7 +4,8 @@ Every reconstruction method — the GAP-TV solver and each HSRA network configur
 name with its aliases. Trained weights of one architecture are told apart by timm's tag convention,
 ``NAME.TAG`` (``hsra-s.any``, ``hsra-s.kaist``): :func:`register_pretrained_tags` lists an architecture's
 published tags, the first being the default that the bare name resolves to. ``create_model(name)`` builds it; every model is a ``torch.nn.Module`` called as
-``model(measurement, mask)`` returning the cube ``B×C×H×W``, and offers ``model.example_inputs(height, width)``.
+``model(measurement, mask)`` returning the cube ``B×C×H×W`` for a batch of measurements ``B×H×W'`` and ``C×H×W``
+for one unbatched ``H×W'`` measurement, and offers ``model.example_inputs(height, width)``.
 """
 
 from __future__ import annotations
@@ -99,6 +100,11 @@ def split_tag(name: str) -> tuple[str, str | None]:
     :class:`UsageError` listing the choices for an unknown name, or for a tag on a method without weights.
     """
     _ensure_populated()
+    if not isinstance(name, str):
+        raise UsageError(
+            f"a model is named by a string (e.g. 'gap-tv'), got {name!r} ({type(name).__name__}); available: "
+            f"{', '.join(sorted(_REGISTRY))}"
+        )
     key = name.strip().lower()
     canonical = _lookup(key)
     if canonical is not None:

@@ -32,7 +32,8 @@ class CassiNetwork(nn.Module):
     (:func:`hsra_cli.physics.input_values`): NaN/Inf and empty arrays are refused, an integer measurement is scaled
     by its type's full scale (as the CLI does; a real capture then still needs the field's scaling, which
     :class:`~hsra_cli.reconstruct.Reconstructor` applies), a mask must lie in [0, 1] (an integer mask beyond 0/1
-    is scaled by its type's full scale). Floating-point tensors on the CPU are checked the same way; on an
+    is scaled as :func:`hsra_cli.io.mask_full_scale` says: an 8/16-bit type by its full scale, a wider one by 255
+    or 65535). Floating-point tensors on the CPU are checked the same way; on an
     accelerator they are used as given.
 
     Returns the cube ``B × bands × H × W`` (``bands × H × W`` for a 2-D measurement), values about [0, 1].

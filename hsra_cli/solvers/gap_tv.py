@@ -8,13 +8,13 @@ variant feeds back the running residual, which converges faster on CASSI data.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
 
 from ..bands import DEFAULT_AXIS, DEFAULT_BANDS, DEFAULT_STEP
-from ..errors import ShapeError
+from ..errors import ShapeError, UsageError
 from ..physics import CassiOperator, as_operator, network_input
 from ..registry import register_model
 
@@ -178,6 +178,11 @@ class GapTV(torch.nn.Module):
     ):
         super().__init__()
         self.bands, self.step, self.axis = bands, step, axis
+        known = {f.name for f in fields(GapTvConfig)}
+        unknown = sorted(set(config) - known)
+        if unknown:  # as the networks' HsraConfig.from_dict refuses them
+            raise UsageError(f"unknown GAP-TV configuration keys: {', '.join(unknown)}; known: "
+                             f"{', '.join(sorted(known))} (and the physics: bands, step, axis)")
         self.config = GapTvConfig(**config)
         #: Called as ``on_iteration(done, total)`` after each iteration (progress bars); None: not called.
         self.on_iteration = None
