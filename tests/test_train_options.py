@@ -107,7 +107,7 @@ def test_weights_given_a_folder_that_is_no_model_says_what_is_expected(tmp_path)
 # flags against a config, where OUT may be, loose config spots, value ranges
 def test_a_boolean_a_config_sets_can_be_turned_off_by_a_flag(files, capsys):  # noqa: F811
     toml = files / "run.toml"
-    toml.write_text(f'model = "{TINY}"\nsynthetic-stream = true\nsynthetic-fraction = 0.5\n')
+    toml.write_text(f'model = "{TINY}"\nsynthetic-stream = true\n')
     out = files / "run"
     args = train_args(files, out, "--no-synthetic-stream")
     args[args.index("--steps") + 1] = "1"
@@ -162,3 +162,133 @@ def test_seed_and_max_time_outside_what_the_docs_allow_are_usage_errors(tmp_path
     assert main(["train", "--model", "hsra-s", "--max-time", "8M", "--data", "x", "--mask", "y",
                  "-o", str(tmp_path / "out")]) == 2
     assert "--max-time '8M' is not a duration" in one_line_error(capsys.readouterr().err)
+
+
+# --------------------------------------------------------------------------------------------------
+# QA sweep of `hsra train`: mask content on resume, non-finite numbers, options without effect, consistency
+def test_resume_refuses_a_mask_whose_values_changed_and_older_checkpoints_still_resume(files, capsys):  # noqa: F811
+    import numpy as np
+
+    out = files / "run"
+    assert main(train_args(files, out, "--stop-after", "2")) == 0
+    mask = np.load(files / "mask.npy")
+    np.save(files / "mask.npy", 1 - mask)  # the same path, other values
+    capsys.readouterr()
+    assert main(train_args(files, out, "--resume")) == 2
+    line = one_line_error(capsys.readouterr().err)
+    assert "--resume: the mask differs from the checkpoint's" in line and repr(str(files / "mask.npy")) in line
+    assert json.loads((out / "run.json").read_text())["step"] == 2  # nothing was trained on
+    np.save(files / "mask.npy", mask)
+    # a checkpoint written before the masks' digests were kept resumes, and then records them
+    state_file = out / "checkpoints" / "last.json"
+    state = json.loads(state_file.read_text())
+    del state["state"]["mask_fingerprints"]
+    state_file.write_text(json.dumps(state))
+    assert main(train_args(files, out, "--resume", "--stop-after", "4")) == 0, capsys.readouterr().err
+    assert len(json.loads(state_file.read_text())["state"]["mask_fingerprints"]) == 1
+
+
+@pytest.mark.parametrize("flag", [
+    "--lr", "--min-lr", "--gain", "--exposure", "--clip-grad", "--charbonnier-eps", "--ema", "--noise-fraction",
+    "--generated-masks", "--synthetic-fraction",
+])
+def test_an_infinite_number_is_a_usage_error_before_out_exists(files, capsys, flag):  # noqa: F811
+    out = files / "inf"
+    assert main(train_args(files, out, flag, "inf")) == 2
+    assert f"{flag} must be a finite number, got inf" in one_line_error(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_every_number_option_is_checked_to_be_finite():
+    import typing
+
+    from hsra_cli.errors import UsageError
+    from hsra_cli.train import TrainConfig
+    from hsra_cli.train.config import FLOAT_OPTIONS
+
+    hints = typing.get_type_hints(TrainConfig)
+    numbers = {name for name, hint in hints.items() if float in (hint, *typing.get_args(hint))}
+    assert numbers == set(FLOAT_OPTIONS)
+    config = TrainConfig(out="x", model=TINY, data=["a.npy"], mask=["m.npy"], max_time=float("inf"))
+    with pytest.raises(UsageError, match="--max-time must be a finite number, got inf"):
+        config.check()
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--synthetic-stream", "--synthetic-fraction", "0"], "--synthetic-fraction 0.0 has no effect without --data"),
+    (["--synthetic", "2", "--synthetic-size", "24", "--synthetic-fraction", "0.5"],
+     "--synthetic-fraction 0.5 has no effect without --data"),
+    (["--data", "{stack}", "--synthetic-fraction", "0.5"],
+     "--synthetic-fraction 0.5 has no effect without synthetic data; give --synthetic N or --synthetic-stream"),
+    (["--data", "{stack}", "--synthetic-size", "31"], "--synthetic-size 31 has no effect without --synthetic N"),
+    (["--synthetic-stream", "--synthetic-size", "31"], "--synthetic-size 31 has no effect without --synthetic N"),
+])
+def test_synthetic_options_without_effect_are_refused(files, capsys, extra, words):  # noqa: F811
+    out = files / "run"
+    extra = [item.format(stack=files / "stack.npy") for item in extra]
+    args = ["train", "--model", TINY, *extra, "--mask", str(files / "mask.npy"), "-o", str(out),
+            "--patch-size", "16", "--batch-size", "2", "--steps", "2", "--threads", "1"]
+    assert main(args) == 2
+    assert words in one_line_error(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_a_stream_without_data_may_state_the_share_it_takes():
+    from hsra_cli.train import TrainConfig
+
+    config = TrainConfig(out="x", model=TINY, synthetic_stream=True, synthetic_fraction=1.0, mask=["m.npy"])
+    config.check()
+    assert config.stream_fraction == 1.0
+
+
+def test_a_folder_or_an_all_zero_array_as_mask_is_said_as_the_other_commands_say_it(files, capsys):  # noqa: F811
+    import numpy as np
+
+    out = files / "run"
+    (files / "folder").mkdir()
+    args = train_args(files, out)
+    args[args.index("--mask") + 1] = str(files / "folder")
+    assert main(args) == 1
+    assert f"mask {str(files / 'folder')!r} is a folder; expected a file" in one_line_error(capsys.readouterr().err)
+    np.save(files / "zero.npy", np.zeros((40, 40), np.float32))
+    args[args.index("--mask") + 1] = str(files / "zero.npy")
+    assert main(args) == 1
+    assert "mask is all zero; expected a coded aperture with open pixels" in one_line_error(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_a_scene_named_twice_is_trained_on_once_with_a_note(files, capsys):  # noqa: F811
+    from hsra_cli.train.data import load_scenes
+
+    stack = files / "stack.npy"
+    repeated: list[str] = []
+    scenes = load_scenes([f"{stack}:0,0", f"{stack}:0", f"{stack}:0-1"], repeated=repeated)
+    assert [scene.name for scene in scenes] == ["stack.npy:0", "stack.npy:1"] and repeated == ["stack.npy:0"]
+    out = files / "run"
+    args = train_args(files, out, "--data", f"{stack}:1")
+    args[args.index("--steps") + 1] = "1"
+    assert main(args) == 0
+    assert "note: --data names stack.npy:1 more than once; each scene is trained on once" in capsys.readouterr().err
+    assert json.loads((out / TINY / "config.json").read_text())["training"]["scenes"] == ["stack.npy:0", "stack.npy:1"]
+
+
+def test_a_damaged_run_json_on_resume_is_named_as_the_runs_record_not_as_config(files, capsys):  # noqa: F811
+    out = files / "run"
+    assert main(train_args(files, out, "--stop-after", "2")) == 0
+    (out / "run.json").write_text("{garbage")
+    capsys.readouterr()
+    assert main(["train", "-o", str(out), "--resume", "--threads", "1"]) == 1
+    line = one_line_error(capsys.readouterr().err)
+    assert f"the run.json of the run being resumed ({str(out / 'run.json')!r}) is not valid JSON" in line
+    assert "--config" not in line
+
+
+def test_data_messages_name_an_array_as_the_readers_do(files, capsys):  # noqa: F811
+    import numpy as np
+
+    np.savez(files / "bright.npz", truth=np.full((40, 40, 8), 2.0, np.float32))
+    args = train_args(files, files / "run")
+    args[args.index("--data") + 1] = str(files / "bright.npz")
+    assert main(args) == 1
+    line = one_line_error(capsys.readouterr().err)
+    assert f"{files / 'bright.npz'} ('truth') has values in" in line and "[truth]" not in line

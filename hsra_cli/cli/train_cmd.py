@@ -10,7 +10,8 @@ import typer
 
 from hsra_cli.cli import app
 from hsra_cli.cli._common import (
-    QE_METAVAR, THREADS_HELP, AxisChoice, complete_network, console, parse_offset, quantum_efficiency, value_of,
+    QE_METAVAR, THREADS_HELP, AxisChoice, complete_network, console, parse_offset, quantum_efficiency, require_files,
+    value_of,
 )
 from hsra_cli.train.config import AMP_MODES, DEVICES, LOSSES, LR_SCALINGS, MASK_MODES
 
@@ -200,10 +201,11 @@ def train(
         name for name in ctx.params
         if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
     }
-    notes = True
+    notes, label = True, None
     if config_file is None and resume and out is not None and (out / RUN_RECORD).is_file():
         # `hsra train -o OUT --resume`: the run's own options, as `--config OUT/run.json --resume` would take them
         config_file, notes = out / RUN_RECORD, False
+        label = f"the {RUN_RECORD} of the run being resumed ({str(config_file)!r})"  # no --config was given
     elif (config_file is None and resume and out is not None and not (out / "checkpoints").is_dir()
           and not given & {"data", "synthetic", "synthetic_stream"}):  # `-o OUT --resume` alone, where no run is
         raise UsageError(f"--resume: {out} holds no run to resume (no {RUN_RECORD}, no checkpoints/); expected the "
@@ -223,7 +225,9 @@ def train(
                           soft_wrap=True, markup=False, highlight=False)
     if config_file is not None or recorded is not None:
         # the file's values, then every flag that was actually given on the command line
-        merged = recorded if recorded is not None else load_config_file(config_file, given=given, notes=notes)
+        merged = recorded if recorded is not None else load_config_file(
+            config_file, given=given, notes=notes, label=label
+        )
         for name, value in options.items():
             if name in given:
                 merged[name] = value
@@ -231,6 +235,8 @@ def train(
     if not options.get("out"):
         raise UsageError("give -o/--out DIR (the run folder), here or in --config")
     config = TrainConfig(**options)
+    config.check()  # option values first (exit 2), then the mask files as the other commands check them (exit 1)
+    require_files([Path(path) for path in config.mask], "mask")
     if config.device != "cuda":
         from hsra_cli.nets.runtime import keep_freed_memory
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -31,6 +32,12 @@ RESUME_MUST_MATCH = (
 #: What options added since the first checkpoints meant before they existed: a checkpoint without the key ran
 #: with this value, and resuming it keeps that value unless the option is given with another one.
 LEGACY_DEFAULTS = {"generated_masks": 0.0, "noise_fraction": None, "lr_scaling": "none", "exposure": 1.0}
+
+#: The options that take a real number: each must be finite (``inf`` is refused like ``nan``).
+FLOAT_OPTIONS = (
+    "synthetic_fraction", "generated_masks", "exposure", "noise_fraction", "gain", "qe", "charbonnier_eps", "lr",
+    "min_lr", "clip_grad", "ema", "max_time",
+)
 
 
 def _path_list(value) -> list[str]:
@@ -169,6 +176,11 @@ class TrainConfig:
                 f"--model {self.model} names published weights, and --model takes an architecture; to start from "
                 f"those weights give --pretrained {entry.name}.{tag} (or --model {entry.name} to train from scratch)",
             )
+        # inf passes the range checks below (nan fails them), and breaks the run once OUT is written
+        for name in FLOAT_OPTIONS:
+            value = getattr(self, name)
+            option = "--" + name.replace("_", "-")
+            need(value is None or math.isfinite(value), f"{option} must be a finite number, got {value}")
         need(
             bool(self.data) or self.synthetic > 0 or self.synthetic_stream,
             "no training data: give --data and/or --synthetic N (or --synthetic-stream)",
@@ -203,6 +215,21 @@ class TrainConfig:
         need(
             self.synthetic_fraction is None or 0 <= self.synthetic_fraction <= 1,
             f"--synthetic-fraction must be in [0, 1], got {self.synthetic_fraction}",
+        )
+        need(
+            self.synthetic_fraction is None or self.synthetic > 0 or self.synthetic_stream,
+            f"--synthetic-fraction {self.synthetic_fraction} has no effect without synthetic data; give --synthetic N "
+            "or --synthetic-stream, or leave it out",
+        )
+        need(  # without --data every crop is synthetic, whatever the share says
+            self.synthetic_fraction is None or bool(self.data) or self.synthetic_fraction == 1,
+            f"--synthetic-fraction {self.synthetic_fraction} has no effect without --data (every crop is synthetic "
+            "then); leave it out, or give --data",
+        )
+        need(
+            self.synthetic > 0 or self.synthetic_size == TrainConfig.synthetic_size,
+            f"--synthetic-size {self.synthetic_size} has no effect without --synthetic N (it sizes that pool's "
+            "scenes; --synthetic-stream makes its scenes at the crop size); leave it out",
         )
         need(
             self.synthetic == 0 or self.synthetic_size >= self.patch_size,
@@ -271,31 +298,33 @@ def parse_duration(text: str, option: str = "--max-time") -> float:
     return seconds
 
 
-def load_config_file(path, given=(), notes: bool = True) -> dict:
+def load_config_file(path, given=(), notes: bool = True, label: str | None = None) -> dict:
     """Training options from a file: a TOML or JSON table of :class:`TrainConfig` fields, or a run's own
     ``run.json`` (whose ``config`` holds them). Returns ``{field: value}``; unknown keys are refused.
 
     ``given``: the options the command line sets (they override the file): no note is printed for them. A
     run.json's --stop-after and --max-time were that session's: they are left out, with a note (unless
-    ``notes`` is false: ``-o OUT --resume`` reads OUT/run.json, where leaving them out goes without saying)."""
+    ``notes`` is false: ``-o OUT --resume`` reads OUT/run.json, where leaving them out goes without saying).
+    ``label``: how messages name the file (default ``--config 'PATH'``)."""
     import json
     from pathlib import Path
 
     from ..errors import InputFileError
 
     path = Path(path)
+    name = label or f"--config {str(path)!r}"
     if path.is_dir():
-        raise InputFileError(f"--config {str(path)!r} is a folder; expected a TOML or JSON file of options")
+        raise InputFileError(f"{name} is a folder; expected a TOML or JSON file of options")
     if not path.is_file():
-        raise InputFileError(f"--config {str(path)!r} does not exist")
+        raise InputFileError(f"{name} does not exist")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InputFileError(
-            f"--config {str(path)!r} is not UTF-8 text; expected a TOML or JSON file of options"
+            f"{name} is not UTF-8 text; expected a TOML or JSON file of options"
         ) from None
     except OSError as exc:
-        raise InputFileError(f"--config {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+        raise InputFileError(f"{name} cannot be read: {exc.strerror or exc}") from None
     try:
         if path.suffix.lower() == ".toml":
             try:
@@ -313,13 +342,13 @@ def load_config_file(path, given=(), notes: bool = True) -> dict:
 
             table = json.loads(text, object_pairs_hook=unique)
     except ValueError as exc:
-        raise InputFileError(f"--config {str(path)!r} is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}") from None
+        raise InputFileError(f"{name} is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}") from None
     record = isinstance(table, dict) and isinstance(table.get("config"), dict) and "status" in table
     if record:
         table = table["config"]  # a run.json: replay its options
     if not isinstance(table, dict):
-        raise InputFileError(f"--config {str(path)!r} must hold a table of options")
-    return options_from_table(table, f"--config {path}", given=given, notes=notes, record=record,
+        raise InputFileError(f"{name} must hold a table of options")
+    return options_from_table(table, label or f"--config {path}", given=given, notes=notes, record=record,
                               session_only_refused=path.suffix.lower() == ".toml")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError, ShapeError, UsageError, ValueRangeError, key_option
-from ..inputs import parse_source  # the one scene-selector grammar of every command
+from ..inputs import absolute, parse_source  # the one scene-selector grammar of every command
 
 
 # A float cube this far above 1 is in other units (0–255, 0–65535, radiance), not float noise.
@@ -63,7 +63,7 @@ def _to_unit(cube: np.ndarray, loaded, where: str) -> np.ndarray:
 
 def _read_file(path: Path, key: str | None, indices: list[int] | None, text: str) -> list[Scene]:
     """Every selected cube of one file: a 3-D cube, or a 4-D stack ``N × H × W × C`` / ``N × C × H × W``."""
-    from ..io import read_array, read_cube, to_hwc
+    from ..io import _where, read_array, read_cube, to_hwc  # _where: "file ('key')", as every reader names an array
 
     try:
         cube, loaded = read_cube(path, key)
@@ -73,15 +73,17 @@ def _read_file(path: Path, key: str | None, indices: list[int] | None, text: str
         if loaded.data.ndim != 4:
             raise not_a_cube from None
         return _read_stack(loaded, indices, text, to_hwc)
-    where = f"{path}" + (f" [{loaded.key}]" if loaded.key else "")
+    where = _where(path, loaded.key)
     if indices is not None and indices != [0]:
         raise UsageError(f"{text!r} selects scenes {indices} but {where} holds one cube (select :0 or nothing)")
     return [Scene(path.name, _to_unit(cube, loaded, where))]
 
 
 def _read_stack(loaded, indices: list[int] | None, text: str, to_hwc) -> list[Scene]:
+    from ..io import _where
+
     stack, path = loaded.data, loaded.path
-    where = f"{path}" + (f" [{loaded.key}]" if loaded.key else "")
+    where = _where(path, loaded.key)
     if indices is None:
         indices = list(range(stack.shape[0]))
     bad = [i for i in indices if i >= stack.shape[0]]
@@ -99,9 +101,15 @@ def _read_stack(loaded, indices: list[int] | None, text: str, to_hwc) -> list[Sc
     return scenes
 
 
-def load_scenes(sources: list[str], key: str | None = None, what: str = "training") -> list[Scene]:
-    """All cubes named by ``sources`` (files, folders, ``file:SELECTOR``), in order, as :class:`Scene` s."""
+def load_scenes(sources: list[str], key: str | None = None, what: str = "training",
+                repeated: list[str] | None = None) -> list[Scene]:
+    """All cubes named by ``sources`` (files, folders, ``file:SELECTOR``), in order, as :class:`Scene` s.
+
+    Training data take each scene of a file once, as ``hsra simulate`` does (``stack.npz:0-2`` and
+    ``stack.npz:2``: scene 2 once); the names of the scenes left out again are appended to ``repeated``.
+    Validation scenes given twice are refused."""
     scenes: list[Scene] = []
+    seen: set = set()
     for text in sources:
         path, indices = parse_source(str(text))
         files = _files_of(path, str(text))
@@ -109,7 +117,15 @@ def load_scenes(sources: list[str], key: str | None = None, what: str = "trainin
             raise UsageError(f"{text!r}: a scene selector applies to a file holding a stack, not to a folder")
         for file in files:
             with key_option("--data-key"):
-                scenes.extend(_read_file(file, key, indices, str(text)))
+                read = _read_file(file, key, indices, str(text))
+            for scene in read:
+                # the scene's name is the file's name, with ":index" for a scene of a stack
+                identity = (absolute(file), scene.name)
+                if what == "validation" or identity not in seen:
+                    seen.add(identity)
+                    scenes.append(scene)
+                elif repeated is not None and scene.name not in repeated:
+                    repeated.append(scene.name)
     names = [scene.name for scene in scenes]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated and what == "validation":
@@ -132,8 +148,10 @@ def load_mask(path: str, key: str | None) -> tuple[np.ndarray, dict]:
     """The mask file as stored (2-D aperture or 3-D shifted mask) and a description for the records."""
     from ..io import read_mask
 
-    if not Path(path).exists():
-        raise InputFileError(f"mask file {path!r} does not exist")
+    if not Path(path).exists():  # worded as the commands' check of their mask (hsra_cli.cli._common.require_files)
+        raise InputFileError(f"mask {path!r} does not exist")
+    if Path(path).is_dir():
+        raise InputFileError(f"mask {path!r} is a folder; expected a file")
     array, loaded = read_mask(path, key)
     return array, {"path": str(path), "key": loaded.key, "shape": list(array.shape)}
 
@@ -157,9 +175,22 @@ def aperture_from_mask(mask: np.ndarray, bands: int, step: int, axis: str) -> np
             )
         aperture = per_band[0]
     aperture = np.ascontiguousarray(aperture, dtype=np.float32)
-    if not np.isfinite(aperture).all() or aperture.min() < 0 or not aperture.max() > 0:
-        raise ValueRangeError("the mask must hold finite, non-negative transmissions with some open pixels")
+    # worded as hsra_cli.physics.CassiOperator refuses a mask for the other commands
+    if not np.isfinite(aperture).all():
+        raise ValueRangeError("mask holds NaN or Inf values; expected finite transmission values")
+    if aperture.min() < 0:
+        raise ValueRangeError(f"mask holds negative values (down to {aperture.min():.3g}); a mask transmits light: "
+                              "expected values ≥ 0")
+    if not aperture.max() > 0:
+        raise ValueRangeError("mask is all zero; expected a coded aperture with open pixels")
     return aperture
+
+
+def mask_fingerprint(aperture: np.ndarray) -> str:
+    """A digest of an aperture as training crops it (shape and float32 values), to check a resume."""
+    digest = hashlib.sha256(f"{aperture.shape}".encode())
+    digest.update(np.ascontiguousarray(aperture, dtype=np.float32).tobytes())
+    return digest.hexdigest()
 
 
 def data_fingerprint(scenes: list[Scene]) -> str:

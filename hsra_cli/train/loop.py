@@ -26,7 +26,9 @@ from ..bands import default_wavelengths
 from ..errors import HsraError, OutputExistsError, ShapeError, UsageError
 from .checkpoint import CHECKPOINT_DIR, checkpoint_paths, load_checkpoint, save_checkpoint, update_checkpoint_state
 from .config import LEGACY_DEFAULTS, RESUME_MUST_MATCH, TrainConfig
-from .data import Scene, aperture_from_mask, data_fingerprint, load_mask, load_scenes, synthetic_scenes
+from .data import (
+    Scene, aperture_from_mask, data_fingerprint, load_mask, load_scenes, mask_fingerprint, synthetic_scenes,
+)
 from .distributed import DistContext, all_gather_objects, init_distributed, shutdown, state_dict_digest
 from .ema import WeightEma
 from .model import build_model
@@ -138,7 +140,10 @@ class _Run:
             self._check_fresh_out()
 
         started = time.perf_counter()
-        self.train_scenes: list[Scene] = load_scenes(config.data, config.data_key, what="training")
+        repeated: list[str] = []
+        self.train_scenes: list[Scene] = load_scenes(config.data, config.data_key, what="training", repeated=repeated)
+        if repeated:  # as hsra simulate takes them: each scene of a file once
+            self.say(f"note: --data names {', '.join(repeated)} more than once; each scene is trained on once")
         bands = self.train_scenes[0].cube.shape[-1] if self.train_scenes else None
         self.synthetic: list[Scene] = []
         if config.synthetic:
@@ -158,6 +163,8 @@ class _Run:
             mask_array, info = load_mask(path, config.mask_key)
             self.apertures.append(aperture_from_mask(mask_array, self.bands, config.step, config.axis))
             self.mask_infos.append(info)
+        # what a resume compares: the apertures as read, so a mask file rewritten under its name is noticed
+        self.mask_fingerprints = [mask_fingerprint(aperture) for aperture in self.apertures]
         # the first mask is the one of fixed mode and of validation
         self.aperture, self.mask_info = self.apertures[0], self.mask_infos[0]
         self.physics = MeasurementModel(
@@ -402,6 +409,16 @@ class _Run:
                 "--resume: the training data differ from the checkpoint's (other files, scenes or values); "
                 "resume with the same --data"
             )
+        # checkpoints from before the masks' digests were kept (None) are resumed without this check
+        saved_masks = self.checkpoint.get("mask_fingerprints")
+        if saved_masks is not None:
+            changed = [path for path, saved_mask, now in zip(self.config.mask, saved_masks, self.mask_fingerprints)
+                       if saved_mask != now]
+            if changed:
+                raise UsageError(
+                    f"--resume: the mask differs from the checkpoint's (other values in "
+                    f"{', '.join(map(repr, changed))}); resume with the mask the run was trained with"
+                )
         if self.checkpoint["model_name"] != self.model_name:
             raise UsageError(
                 f"--resume: the checkpoint trains {self.checkpoint['model_name']}, not {self.model_name}"
@@ -493,6 +510,7 @@ class _Run:
             "elapsed_s": self.elapsed(),
             "world_size": self.context.world_size,
             "data_fingerprint": self.fingerprint,
+            "mask_fingerprints": self.mask_fingerprints,
             "history": self.history,
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
