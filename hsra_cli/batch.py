@@ -177,6 +177,14 @@ def is_record(path: Path) -> bool:
     return isinstance(data, dict) and "model" in data and isinstance(data.get("outputs"), dict)
 
 
+def check_keep_or_replace(skip_existing: bool, overwrite: bool) -> None:
+    """Refuse ``--skip-existing`` with ``--overwrite`` (:class:`UsageError`), in every command that writes sets: one
+    keeps what is there, the other replaces it, and the pair would keep complete sets made otherwise unnoticed."""
+    if skip_existing and overwrite:
+        raise UsageError("--skip-existing and --overwrite contradict each other (keep the outputs there, or replace "
+                         "them); pick one (Python: skip_existing=, overwrite=)")
+
+
 def plan_set(paths: Sequence[Path], *, skip_existing: bool = False, overwrite: bool = False,
              complete: bool | None = None, own=None, missing: Sequence[Path] | None = None) -> str:
     """``"skip"``, ``"write"`` or ``"replace"`` for one input's set of output files ``paths`` (in the order they

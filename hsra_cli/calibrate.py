@@ -49,8 +49,11 @@ OCCUPIED_SIGMA = 3.0
 OCCUPIED_FRACTION = 0.25
 #: The landscape peak must stand this many noise σ above the median for a calibration to be trusted …
 MIN_SIGNIFICANCE = 8.0
-#: … and the best (axis, step) must beat the runner-up's footprint score by this much.
+#: … and the best (axis, step) must beat the runner-up's footprint score by this much …
 MIN_MARGIN = 0.05
+#: … and its bands must explain the light: at most this share of the lit shifts around its footprint may fall
+#: where no band lands (a geometry whose step is too small, e.g. one outside the search, leaves light beyond it).
+MAX_UNEXPLAINED = 0.25
 #: Lags of the mask's own autocorrelation used to model one band's copy on the profile.
 KERNEL_REACH = 3
 #: Half-size of the matched-filter neighbourhood searched around the footprint estimate.
@@ -115,6 +118,9 @@ class Calibration:
             "occupancy": "share of band positions whose profile value exceeds the floor",
             "floor": f"max({OCCUPIED_SIGMA:g} noise σ, {OCCUPIED_FRACTION:g} × median of the band-count largest "
                      "profile values)",
+            "fit": "lit: profile shifts above the floor within one footprint span of the result's bands; "
+                   "unexplained: those no band (±1 px) covers (at most "
+                   f"{MAX_UNEXPLAINED:g} of lit for a confident result)",
             "profile": "NCC of the capture's modulation with one mask copy, along the dispersion axis, at the "
                        "found row; shift = mask column − measurement column (band b at offset − step·b)",
             "neighbourhood": "NCC with the sheared mask A(1) at offsets around the result (rows × columns)",
@@ -221,6 +227,21 @@ def footprint_score(profile: np.ndarray, floor: float, positions: np.ndarray) ->
     return coverage**3 * occupancy, coverage, occupancy
 
 
+def footprint_fit(profile: np.ndarray, floor: float, positions: np.ndarray) -> dict:
+    """How well band positions (indices into ``profile``) explain the light on a dispersion profile: light comes
+    only from the bands. ``lit``: shifts above ``floor`` within one footprint span of the footprint (where the light
+    of a larger step would fall); ``unexplained``: those of them no band position (±1 px) covers. A correct geometry
+    leaves (almost) nothing unexplained; one whose step is too small leaves about half of the light.
+    """
+    lit = profile > floor
+    covered = np.zeros(profile.shape, dtype=bool)
+    for spread in (-1, 0, 1):
+        covered[np.clip(positions + spread, 0, profile.size - 1)] = True
+    span = int(positions.max() - positions.min())
+    lo, hi = max(int(positions.min()) - span - 1, 0), min(int(positions.max()) + span + 2, profile.size)
+    return {"lit": int(lit[lo:hi].sum()), "unexplained": int((lit & ~covered)[lo:hi].sum())}
+
+
 def dispersion_kernel(mask_modulation: np.ndarray, reach: int = KERNEL_REACH) -> np.ndarray:
     """Autocorrelation of the mask's modulation along the (last, dispersion) axis at lags −reach … reach,
     normalised to 1 at lag 0: the profile one band's copy leaves on the dispersion profile."""
@@ -287,13 +308,17 @@ def _peak_offset(minus: float, centre: float, plus: float) -> float:
 
 
 def _check_capture(array: np.ndarray) -> None:
-    """Raise unless ``array`` is a capture calibration can use: 2-D, finite, not constant."""
+    """Raise unless ``array`` is a capture calibration can use: 2-D, finite, not constant, counting light (negative
+    values only as noise, the rule of ``hsra reconstruct``: :func:`hsra_cli.reconstruct.measurement_warnings`)."""
+    from .reconstruct import measurement_warnings
+
     if array.ndim != 2:
         raise ShapeError(f"a capture must be 2-D (H×W'), got shape {array.shape}")
     if not np.isfinite(array).all():
         raise ValueRangeError("a capture holds NaN or Inf values; expected finite numbers")
     if float(array.std()) == 0:
         raise ValueRangeError("a capture is constant; it carries no trace of the mask to calibrate on")
+    measurement_warnings(array)  # refuses negative values beyond noise; noise does not disturb the calibration
 
 
 def _check_inputs(captures, mask, bands, steps, axes):
@@ -309,12 +334,16 @@ def _check_inputs(captures, mask, bands, steps, axes):
             )
     mask = np.asarray(mask, dtype=np.float32)
     if mask.ndim != 2:
-        raise UsageError(
-            f"calibration needs the 2-D coded aperture (got a mask of shape {mask.shape}); a 3-D shifted mask "
-            "already fixes the geometry"
+        raise ShapeError(
+            f"the mask has shape {mask.shape}; expected the 2-D coded aperture (a 3-D shifted mask already fixes the "
+            "geometry: give its --step and --axis to hsra reconstruct instead)"
         )
-    if not np.isfinite(mask).all() or float(mask.std()) == 0:
-        raise ValueRangeError("the mask is constant or holds NaN/Inf values; expected a coded pattern")
+    if not np.isfinite(mask).all():
+        raise ValueRangeError("mask holds NaN or Inf values; expected finite transmission values")
+    if not np.abs(mask).max() > 0:
+        raise ValueRangeError("mask is all zero; expected a coded aperture with open pixels")
+    if float(mask.std()) == 0:
+        raise ValueRangeError("mask is constant (every pixel the same); expected a coded aperture with a pattern")
     for axis in axes:
         for step in steps:
             check_settings(bands, step, axis)
@@ -334,11 +363,12 @@ def calibrate(
 
     Args:
         captures: one or more 2-D measurements ``H × W'`` of one system (any scale; jointly calibrated): a list,
-            or one array.
+            one 2-D array, or a 3-D array ``N × H × W'`` holding ``N`` captures.
         mask: the 2-D coded aperture, at least as large as the capture area.
         bands: the band count (not estimated).
         steps: the dispersion steps to try (default 1 … ``max_step``); one value (``2`` or ``[2]``) fixes the step.
         axes: the dispersion axes to try (default both); one value (``"width"`` or ``["width"]``) fixes the axis.
+        max_step: the largest step tried when ``steps`` is not given (ignored when it is).
 
     Returns:
         a :class:`Calibration`; ``confident`` is False (with a reason) when the evidence is weak.
@@ -347,8 +377,16 @@ def calibrate(
         ShapeError: no tried geometry fits the capture inside the mask.
     """
     start = time.perf_counter()
-    if isinstance(captures, (np.ndarray, torch.Tensor)) and np.ndim(captures) == 2:
-        captures = [captures]  # one capture
+    if isinstance(captures, (np.ndarray, torch.Tensor)):
+        if captures.ndim == 2:
+            captures = [captures]  # one capture
+        elif captures.ndim == 3:
+            captures = list(captures)  # a stack N × H × W' of captures
+        else:
+            raise ShapeError(
+                f"captures is an array of shape {tuple(captures.shape)}; expected one capture "
+                "H×W', a stack N×H×W' of captures, or a list of captures"
+            )
     if isinstance(steps, (int, np.integer)):
         steps = [steps]
     if isinstance(axes, str):
@@ -425,6 +463,7 @@ def calibrate(
         if 0 <= candidate <= along_limit:
             misfits[candidate] = profile_misfit(info["profile"], candidate - shifts + info["pad"], info["kernel"])
     along = min(misfits, key=misfits.get)
+    fit = footprint_fit(info["profile"], info["floor"], along - shifts + info["pad"])
     if axis == "width":
         c0 = along
     else:
@@ -466,6 +505,10 @@ def calibrate(
         runner = candidates[1]
         reasons.append(f"step {runner['step']} along the {runner['axis']} fits almost as well (margin {margin:.3f} "
                        f"< {MIN_MARGIN:g})")
+    if fit["unexplained"] > MAX_UNEXPLAINED * fit["lit"]:
+        reasons.append(f"step {step} along the {axis} leaves light that none of its {bands} bands explains "
+                       f"({fit['unexplained']} of {fit['lit']} lit shifts of the dispersion profile: a step beyond those "
+                       "tried, or another band count?)")
     confident = not reasons
     reason = "; ".join(reasons) if reasons else (
         f"mask pattern {info['significance']:.0f} σ above noise" + (f", margin {margin:.2f}" if margin is not None else ""))
@@ -488,7 +531,7 @@ def calibrate(
         candidates=candidates,
         profile={"axis": axis, "row": info["row"], "shift": shift_range.tolist(),
                  "ncc": [round(float(v), 5) for v in info["profile"]], "noise_sigma": info["sigma"],
-                 "floor": info["floor"]},
+                 "floor": info["floor"], "fit": fit},
         neighbourhood={"rows": rows, "columns": cols, "ncc": np.round(scores, 5).tolist(),
                        "footprint_offset": best["offset"], "fitted_offset": [r0, c0],
                        "profile_misfit": {str(k): round(v, 5) for k, v in misfits.items()}},
@@ -533,7 +576,10 @@ def calibrate_files(
             break
         try:
             measurement, loaded = read_measurement(path, key)
-            _check_capture(np.asarray(measurement))
+            try:
+                _check_capture(np.asarray(measurement))
+            except HsraError as exc:  # which of several captures (the readers name their file themselves)
+                raise type(exc)(f"{path}: {exc}") if len(paths) > 1 else exc from None
         except HsraError as exc:
             if left_out is None:
                 raise
@@ -616,20 +662,32 @@ def auto_geometry(reconstructor, paths: Sequence[Path], mask_path: Path, *, key:
     return reconstructor, result.offset, {**result.summary(), **source}
 
 
-def calibration_inputs(specs, mask_path: Path) -> tuple[list[Path], list[Path]]:
+def calibration_inputs(specs, mask_path: Path) -> tuple[list[Path], list[Path], list[Path]]:
     """The captures that ``specs`` (files, folders, quoted patterns) name, as ``hsra calibrate`` takes them:
-    ``(paths, skipped)``. The ``--mask`` file is never a capture, whether a folder or pattern lists it or it is
-    named: it is left out and returned in ``skipped`` (the command says so once the run succeeded). Raises the
-    first spec that names nothing (every capture counts in a joint calibration), and :class:`UsageError` when the
-    mask is all the specs name."""
+    ``(paths, skipped, folder_masks)``, paths as given (relative stays relative, as every command names its inputs).
+    The ``--mask`` file is never a capture, whether a folder or pattern lists it or it is named: it is left out and
+    returned in ``skipped``. Nor is the mask ``hsra simulate`` writes beside its captures when a folder or pattern
+    lists it (``--mask`` may name the larger mask of a ``--mask-offset`` simulation): ``folder_masks``, as
+    ``hsra reconstruct`` leaves it out (:func:`hsra_cli.simulate.is_simulated_mask`). The command says so once the
+    run succeeded. Raises the first spec that names nothing (every capture counts in a joint calibration), and
+    :class:`UsageError` when a mask is all the specs name."""
     from .inputs import collect
+    from .simulate import is_simulated_mask
 
     sources, problems, skipped = collect(specs, exclude=[mask_path])
     if problems:
         raise problems[0][1]
-    if not sources:
+    folder_masks = [source.path for source in sources if source.listed and is_simulated_mask(source.path)]
+    sources = [source for source in sources if source.path not in folder_masks]
+    if not sources and skipped:
         raise UsageError(f"the only input given is the --mask file ({skipped[0]}); give the captures to calibrate")
-    return list(dict.fromkeys(source.path.resolve() for source in sources)), skipped  # a link to a capture counts once
+    if not sources:
+        raise UsageError(f"the only input found is the mask hsra simulate wrote ({folder_masks[0]}); give the captures "
+                         "to calibrate")
+    unique = {}  # a link to a capture counts once
+    for source in sources:
+        unique.setdefault(source.path.resolve(), source.path)
+    return list(unique.values()), skipped, folder_masks
 
 
 def check_calibration_output(path: Path, inputs: Sequence[Path], mask_path: Path, overwrite: bool = False) -> None:

@@ -2,7 +2,8 @@
 
 Every function takes a predicted and a ground-truth cube laid out **H × W × C** (height, width, bands) with
 values in [0, 1] (numpy arrays; torch tensors are converted, but they must also be H × W × C, not the
-networks' C × H × W). Results are per scene; averaging over scenes is :func:`mean_over_scenes`.
+networks' C × H × W: a cube that is clearly C × H × W is refused, :func:`check_layout`). Results are per scene;
+averaging over scenes is :func:`mean_over_scenes`.
 
 Two conventions decide what the formulas see (the field's papers and its training logs differ by
 ~0.01–0.2 dB, so every report should say which one was used):
@@ -56,6 +57,7 @@ from typing import Literal
 import numpy as np
 from scipy.ndimage import correlate1d
 
+from .bands import DEFAULT_BANDS
 from .errors import ShapeError, UsageError, ValueRangeError
 
 Convention = Literal["field", "float"]
@@ -161,6 +163,27 @@ def check_prediction(pred, name: str = "the prediction") -> None:
         )
 
 
+def check_layout(shape) -> None:
+    """Raise :class:`ShapeError` when a cube of ``shape`` is clearly laid out C × H × W (the networks' layout) rather
+    than the H × W × C the metrics take: its first axis is a plausible band count and its last is not.
+
+    The band axis is told as :func:`hsra_cli.io.to_hwc` tells it: an axis of 28 (the field's band count), or one at
+    most half of each other axis, with two allowances so that an H × W × C cube with a small H is not mistaken for
+    C × H × W: a first axis of 1–3 (a strip, or an image's colour channels) is never taken for bands, and the last
+    axis counts as a band axis when it is at most half of the *longer* spatial side (a strip 12 × 64 × 31). A shape
+    that fits both readings is taken as H × W × C, as documented.
+    """
+    first, middle, last = (int(n) for n in shape)
+    first_is_bands = first == DEFAULT_BANDS or (first > 3 and 2 * first <= min(middle, last))
+    last_is_bands = last == DEFAULT_BANDS or 2 * last <= max(first, middle)
+    if first_is_bands and not last_is_bands:
+        raise ShapeError(
+            f"the cubes have shape {tuple(shape)}, which looks like C × H × W ({first} bands of {middle} × {last} "
+            "pixels, the layout a network returns); the metrics take H × W × C: pass cube.permute(1, 2, 0) for a "
+            "torch tensor, np.moveaxis(cube, 0, -1) for a numpy array"
+        )
+
+
 def _prepare(pred, truth, convention: str) -> tuple[np.ndarray, np.ndarray, float]:
     """Check and convert a (prediction, truth) pair; return both on the convention's scale and its peak.
 
@@ -180,6 +203,7 @@ def _prepare(pred, truth, convention: str) -> tuple[np.ndarray, np.ndarray, floa
         raise ShapeError(f"expected cubes laid out H × W × C (3-D), got shape {tuple(pred.shape)}")
     if pred.size == 0:
         raise ShapeError(f"the cubes are empty (shape {tuple(pred.shape)})")
+    check_layout(pred.shape)
     check_prediction(pred)
     check_truth(truth)
     pred = np.clip(pred, 0.0, 1.0)
@@ -357,7 +381,8 @@ def evaluate_cube(pred, truth, convention: Convention = "field") -> dict[str, fl
         convention: ``"field"`` (default, the papers' tables) or ``"float"`` (training logs).
 
     Raises:
-        ShapeError: the shapes differ (the message names both) or the cube is too small.
+        ShapeError: the shapes differ (the message names both), the cube is too small, or it is clearly laid out
+            C × H × W (:func:`check_layout`).
         ValueRangeError: integer data, NaN/Inf, a truth outside [0, 1], or a prediction not on the [0, 1]
             scale (:func:`check_prediction`; small overshoot is clipped).
     """

@@ -4,7 +4,8 @@ Used by ``hsra render``, ``hsra simulate`` and ``hsra reconstruct``. Everything 
 
 * cubes are ``H × W × C`` floats, nominally reflectance in [0, 1]. Reconstructions may stray slightly below 0
   or above 1; images clip for display, plots of numbers (spectra, errors) show the values as they are;
-* wavelengths are band centres in nm, shape ``(C,)``; ``None`` means :func:`hsra_cli.bands.default_wavelengths`;
+* wavelengths are band centres in nm, shape ``(C,)``; ``None`` means the field's 28-band list, which only a cube of
+  28 bands can take for granted (:func:`band_centres`: any other band count needs its wavelengths);
 * images are returned as ``uint8`` arrays, plots as :class:`matplotlib.figure.Figure` objects drawn with the Agg
   canvas directly (never pyplot), so rendering neither needs a display nor touches matplotlib's global state.
 
@@ -80,10 +81,27 @@ def _as_cube(cube, what: str = "cube") -> np.ndarray:
     return array
 
 
-def _as_wavelengths(wavelengths_nm, bands: int) -> np.ndarray:
-    """Band centres in nm for a cube of ``bands`` bands (default list when ``None``)."""
+def _as_wavelengths(wavelengths_nm, bands: int, shape=None) -> np.ndarray:
+    """Band centres in nm for a cube of ``bands`` bands (``shape``: the cube's, for the message).
+
+    ``None``: the field's list, which only a cube of 28 bands can take for granted (:func:`band_centres`'s rule);
+    any other band count is refused (:class:`ShapeError`) rather than given invented wavelengths.
+    """
     if wavelengths_nm is None:
-        return default_wavelengths(bands)
+        try:
+            return band_centres(bands)
+        except ShapeError:
+            from .bands import CASSI28_WAVELENGTHS_NM as field
+
+            transposed = ""
+            if shape is not None and len(shape) == 3 and shape[0] == len(field):
+                transposed = (f"; its shape {tuple(shape)} looks like C×H×W: pass the cube bands last, H×W×C "
+                              "(np.moveaxis(cube, 0, -1), or tensor.permute(1, 2, 0))")
+            raise ShapeError(
+                f"the cube has {bands} bands and no wavelengths were given; only {len(field)} bands have a default "
+                f"list ({field[0]:g}–{field[-1]:g} nm): pass wavelengths_nm=, one centre (nm) per band, shortest "
+                f"first{transposed}"
+            ) from None
     wavelengths = np.asarray(wavelengths_nm, dtype=np.float64).reshape(-1)
     if wavelengths.size != bands:
         raise ShapeError(f"got {wavelengths.size} wavelengths for a cube of {bands} bands; expected one per band")
@@ -181,7 +199,7 @@ def auto_exposure(cube, wavelengths_nm=None) -> float:
     Use it to render several cubes of one scene with the same exposure, so that their brightness compares.
     """
     array = np.clip(_as_cube(cube), 0.0, None)
-    weights = _xyz_weights(_as_wavelengths(wavelengths_nm, array.shape[2]))
+    weights = _xyz_weights(_as_wavelengths(wavelengths_nm, array.shape[2], array.shape))
     return _auto_gain(array.reshape(-1, array.shape[2]) @ weights[:, 1])
 
 
@@ -291,14 +309,17 @@ def white_balance_choice(white_balance=None, grey_patch=None) -> str:
     if white_balance is not None and _white_balance_mode(white_balance) != "patch":
         raise UsageError(
             f"--grey-patch and --white-balance {white_balance} conflict: the grey patch sets the white balance "
-            "itself; give only one of them"
+            "itself; give only one of them (Python: grey_patch= or white_balance=)"
         )
     return "patch"
 
 
 def check_grey_patch(grey_patch, height: int, width: int) -> tuple[int, int, int]:
     """``(x, y)`` or ``(x, y, radius)`` (x = column, y = row) of a grey patch inside an ``height × width`` image."""
-    values = tuple(int(v) for v in grey_patch)
+    try:
+        values = tuple(int(v) for v in grey_patch)
+    except (TypeError, ValueError):
+        values = ()
     if len(values) not in (2, 3):
         raise UsageError(f"a grey patch is x,y or x,y,radius (pixels), got {grey_patch!r}")
     x, y = check_points([values[:2]], height, width, what="the grey patch centre")[0]
@@ -308,7 +329,7 @@ def check_grey_patch(grey_patch, height: int, width: int) -> tuple[int, int, int
     return x, y, radius
 
 
-def colour_matrix(wavelengths_nm, *, illuminant: str = DEFAULT_ILLUMINANT, white_balance="illuminant", cube=None,
+def colour_matrix(wavelengths_nm, *, illuminant: str = DEFAULT_ILLUMINANT, white_balance=None, cube=None,
                   grey_patch=None) -> np.ndarray:
     """``C × 3`` matrix taking a spectrum (one value per band) to linear sRGB, white balance included.
 
@@ -316,12 +337,14 @@ def colour_matrix(wavelengths_nm, *, illuminant: str = DEFAULT_ILLUMINANT, white
     adaptation (colour-science's von Kries, CAT02) from the chosen white point to sRGB's D65 white; XYZ →
     linear sRGB. The white point is that of ``illuminant`` (mode ``illuminant``), the mean colour of ``cube``
     (``grey-world``) or of the ``grey_patch`` square of ``cube`` (``patch``); mode ``none`` skips adaptation.
-    Adaptation keeps Y, so exposure is unchanged by it.
+    The mode is :func:`white_balance_choice`'s: ``patch`` when a grey patch is given, else ``white_balance`` (None:
+    ``illuminant``); a grey patch with another explicit mode is a :class:`UsageError`. Adaptation keeps Y, so
+    exposure is unchanged by it.
     """
     wavelengths = _as_wavelengths(np.asarray(wavelengths_nm, dtype=np.float64), np.size(wavelengths_nm))
     bands = wavelengths.size
     weights = _xyz_weights(wavelengths)
-    mode = _white_balance_mode(white_balance)
+    mode = white_balance_choice(white_balance, grey_patch)
     if mode == "illuminant":
         source = illuminant_white(illuminant, wavelengths)
     elif mode in ("grey-world", "patch"):
@@ -363,26 +386,29 @@ def encode_srgb(linear: np.ndarray) -> np.ndarray:
     return _srgb_lut()[np.rint(index).astype(np.int32)]
 
 
-def false_color(cube, wavelengths_nm=None, exposure: Exposure = "auto", white_balance="illuminant",
+def false_color(cube, wavelengths_nm=None, exposure: Exposure = "auto", white_balance=None,
                 illuminant: str = DEFAULT_ILLUMINANT, grey_patch=None) -> np.ndarray:
     """Render a cube as an sRGB image the way an eye would see the scene.
 
     Args:
         cube: ``H × W × C`` radiance or reflectance, nominally in [0, 1]; negative values are clipped to 0 first.
-        wavelengths_nm: ``(C,)`` band centres in nm, strictly increasing (default: the project's band list).
+        wavelengths_nm: ``(C,)`` band centres in nm, strictly increasing (default: the project's band list, for
+            a cube of its 28 bands; any other band count needs them: :class:`ShapeError` without).
         exposure: ``"auto"`` scales the image so the 99.5th percentile of the luminance Y lands at 0.95;
             a number is a plain gain on the linear values, so ``1.0`` renders a perfect white reflector at
             Y = 1 (full white) and a 20 % grey at Y = 0.2.
-        white_balance: ``"illuminant"`` (or True; the default): the cube is radiance lit by ``illuminant`` (or
-            reflectance seen under it) and that light's white point, as the bands sample it, is adapted to
-            sRGB's D65 white, so a grey reflector renders neutral (R = G = B) despite the truncated band range;
+        white_balance: ``"illuminant"`` (or True; the default without a grey patch): the cube is radiance lit by
+            ``illuminant`` (or reflectance seen under it) and that light's white point, as the bands sample it, is
+            adapted to sRGB's D65 white, so a grey reflector renders neutral (R = G = B) despite the truncated
+            band range;
             ``"grey-world"``: the image's mean colour is taken as grey; ``"patch"``: the ``grey_patch`` square is;
             ``"none"`` (or False): the plain CIE colours, no adaptation (with the field's 453.5–648 nm bands a
             flat spectrum then renders yellow: the deep blue is missing). Channels the band set barely covers
             are amplified at most 20× (see :data:`WHITE_BALANCE_FLOOR`).
         illuminant: a CIE illuminant name (``D65`` default, ``D50``, ``A``, ``E``, ``FL2`` …, see
             :func:`illuminant_names`). ``E`` treats the cube as reflectance under equal-energy light.
-        grey_patch: ``(x, y)`` or ``(x, y, radius)`` of a neutral region (white balance ``"patch"``).
+        grey_patch: ``(x, y)`` or ``(x, y, radius)`` of a neutral region: it sets white balance ``"patch"``
+            (:func:`white_balance_choice`; another explicit ``white_balance`` with it is a :class:`UsageError`).
 
     Returns:
         ``H × W × 3`` uint8 sRGB (IEC 61966-2-1 transfer curve, D65 white).
@@ -391,7 +417,7 @@ def false_color(cube, wavelengths_nm=None, exposure: Exposure = "auto", white_ba
     the luminance Y; clip to [0, 1]; sRGB encoding; 8 bits.
     """
     array = np.clip(_as_cube(cube), 0.0, None)
-    wavelengths = _as_wavelengths(wavelengths_nm, array.shape[2])
+    wavelengths = _as_wavelengths(wavelengths_nm, array.shape[2], array.shape)
     gain = _parse_exposure(exposure)
     matrix = colour_matrix(wavelengths, illuminant=illuminant, white_balance=white_balance, cube=array,
                            grey_patch=grey_patch)
@@ -528,7 +554,13 @@ def band_grid(cube, wavelengths_nm=None, columns: int | None = None, title: str 
     """
     array = _as_cube(cube)
     height, width, bands = array.shape
-    wavelengths = _as_wavelengths(wavelengths_nm, bands)
+    wavelengths = _as_wavelengths(wavelengths_nm, bands, array.shape)
+    if isinstance(cmap, str):
+        from matplotlib import colormaps
+
+        if cmap not in colormaps:
+            raise UsageError(f"unknown colour map (Python: cmap=) {cmap!r}; expected a matplotlib colormap name such "
+                             "as gray, viridis or magma")
     if columns is None:
         columns = grid_columns(bands, height, width)
     if int(columns) != columns or columns < 1:
@@ -580,6 +612,15 @@ def _pixel_spectrum(array: np.ndarray, x: int, y: int, radius: int) -> np.ndarra
     return array[rows, cols, :].reshape(-1, array.shape[2]).mean(axis=0)
 
 
+def _is_point(value) -> bool:
+    """Whether ``value`` is one ``(x, y)`` pair of real numbers (not a list of pairs)."""
+    try:
+        pair = np.asarray(value)
+    except (TypeError, ValueError):
+        return False
+    return pair.shape == (2,) and pair.dtype.kind in "iuf"
+
+
 def check_points(points: Sequence[tuple[int, int]], height: int, width: int,
                  what: str = "pixel") -> list[tuple[int, int]]:
     """Validate ``(x, y)`` pixel coordinates (x = column, y = row) against an ``height × width`` image.
@@ -588,6 +629,8 @@ def check_points(points: Sequence[tuple[int, int]], height: int, width: int,
     which point it is (``--pixel``, ``the grey patch centre``)."""
     checked = []
     for point in points:
+        if not _is_point(point):
+            raise UsageError(f"{what} {point!r} is not a point (x, y): expected two pixel coordinates, column then row")
         x, y = (int(value) for value in point)
         if not (0 <= x < width and 0 <= y < height):
             raise UsageError(
@@ -605,7 +648,8 @@ def spectra_plot(cube, points: Sequence[tuple[int, int]], wavelengths_nm=None, t
 
     Args:
         cube: ``H × W × C`` cube; values are plotted as they are (no clipping).
-        points: ``(x, y)`` pixel coordinates, x = column, y = row (as image viewers show them).
+        points: ``(x, y)`` pixel coordinates, x = column, y = row (as image viewers show them); one bare pair
+            ``(x, y)`` is one point.
         wavelengths_nm: ``(C,)`` band centres in nm (the x axis).
         truth: optional ``H × W × C`` reference cube of the same shape.
         labels: one legend label per point (default ``"1 (row y, col x)"``, numbered as on the image).
@@ -619,11 +663,17 @@ def spectra_plot(cube, points: Sequence[tuple[int, int]], wavelengths_nm=None, t
 
     array = _as_cube(cube)
     height, width, bands = array.shape
-    wavelengths = _as_wavelengths(wavelengths_nm, bands)
+    wavelengths = _as_wavelengths(wavelengths_nm, bands, array.shape)
     reference = None
     if truth is not None:
         reference = _as_cube(truth, "truth")
         _same_shape(array, reference, "cube", "truth")
+    if _is_point(points):  # one bare (x, y), not a list of them
+        points = [points]
+    try:
+        points = list(points)
+    except TypeError:
+        raise UsageError(f"points (Python: points=) must be a list of (x, y) pixel coordinates, got {points!r}") from None
     if len(points) == 0:
         raise UsageError("give at least one point (x, y) to plot a spectrum")
     checked = check_points(points, height, width)
@@ -714,7 +764,7 @@ def error_map(pred, truth, wavelengths_nm=None, clip_percentile: float = ERROR_C
     ``truth`` are ``H × W × C``; see :func:`error_statistics` for the numbers.
     """
     rmse_map, band_rmse = error_statistics(pred, truth)
-    wavelengths = _as_wavelengths(wavelengths_nm, band_rmse.size)
+    wavelengths = _as_wavelengths(wavelengths_nm, band_rmse.size, np.shape(pred))
     height, width = rmse_map.shape
     if not 0 < clip_percentile <= 100:
         raise UsageError(f"clip_percentile must be in (0, 100], got {clip_percentile!r}")
@@ -746,7 +796,7 @@ def error_map(pred, truth, wavelengths_nm=None, clip_percentile: float = ERROR_C
 
 
 def side_by_side(cubes: Sequence, labels: Sequence[str], wavelengths_nm=None, truth=None,
-                 exposure: Exposure = "auto", white_balance="illuminant", columns: int | None = None,
+                 exposure: Exposure = "auto", white_balance=None, columns: int | None = None,
                  illuminant: str = DEFAULT_ILLUMINANT, grey_patch=None, show_psnr: bool = True,
                  title: str | None = None) -> "Figure":
     """Several reconstructions of one scene as labelled false-colour panels (the papers' comparison figure).
@@ -777,7 +827,7 @@ def side_by_side(cubes: Sequence, labels: Sequence[str], wavelengths_nm=None, tr
     for array, label in panels[1:]:
         _same_shape(panels[0][0], array, f"cube {panels[0][1]!r}", f"cube {label!r}")
     height, width, bands = panels[0][0].shape
-    wavelengths = _as_wavelengths(wavelengths_nm, bands)
+    wavelengths = _as_wavelengths(wavelengths_nm, bands, panels[0][0].shape)
     gain = _parse_exposure(exposure)
     reference = panels[-1][0] if truth is not None else panels[0][0]
     if gain is None:
@@ -849,7 +899,7 @@ def save_figure(path, figure, overwrite: bool = False, dpi: int = FIGURE_DPI) ->
     if fmt not in FIGURE_FORMATS:
         raise UsageError(f"{path}: figures are written as {', '.join(FIGURE_FORMATS)}; got {path.suffix or 'no suffix'}")
     if not hasattr(figure, "savefig"):
-        raise TypeError(f"save_figure expects a matplotlib Figure, got {type(figure).__name__}")
+        raise UsageError(f"save_figure expects a matplotlib Figure, got {type(figure).__name__}")
     if int(dpi) != dpi or not 10 <= dpi <= 2400:
         raise UsageError(f"dpi must be a whole number from 10 to 2400, got {dpi!r}")
     quiet_missing_glyphs()
@@ -907,7 +957,8 @@ def save_png(path, image_or_figure, overwrite: bool = False, dpi: int = FIGURE_D
     if isinstance(image_or_figure, np.ndarray):
         image = image_or_figure
         if image.dtype != np.uint8:
-            raise TypeError(f"save_png writes uint8 images; got dtype {image.dtype} (render it first)")
+            raise ValueRangeError(f"save_png writes uint8 images; got dtype {image.dtype} (render it first, e.g. "
+                                  "with false_color)")
         if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
             raise ShapeError(f"an image must be H×W, H×W×3 or H×W×4, got shape {image.shape}")
         import imageio.v3 as iio
@@ -922,7 +973,7 @@ def save_png(path, image_or_figure, overwrite: bool = False, dpi: int = FIGURE_D
             iio.imwrite(temporary, image, extension=".png", compress_level=1, pnginfo=text)
         return path
     if not hasattr(image_or_figure, "savefig"):
-        raise TypeError(f"save_png expects a uint8 array or a matplotlib Figure, got {type(image_or_figure).__name__}")
+        raise UsageError(f"save_png expects a uint8 array or a matplotlib Figure, got {type(image_or_figure).__name__}")
     return save_figure(path.with_suffix(".png") if path.suffix.lower() != ".png" else path, image_or_figure,
                        overwrite, dpi)
 
@@ -934,7 +985,7 @@ def preview_paths(out_dir, stem: str, figure_format: str = "png") -> list[Path]:
 
 
 def write_previews(cube, wavelengths_nm, out_dir, stem: str, overwrite: bool = False,
-                   exposure: Exposure = "auto", white_balance="illuminant", illuminant: str = DEFAULT_ILLUMINANT,
+                   exposure: Exposure = "auto", white_balance=None, illuminant: str = DEFAULT_ILLUMINANT,
                    grey_patch=None, figure_format: str = "png", dpi: int = FIGURE_DPI) -> list[Path]:
     """Write the standard previews of a cube: ``<stem>_rgb.png`` (false colour) and ``<stem>_bands.<format>``.
 

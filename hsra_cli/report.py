@@ -472,6 +472,7 @@ def build_item(record_path: Path, report_dir: Path, truth=None, truth_key: str |
                 spread = default_wavelengths(cube.shape[-1])
                 item.notes.append(f"no wavelengths recorded for {cube.shape[-1]} bands: the images and spectra assume "
                                   f"an even spread over {spread[0]:g}–{spread[-1]:g} nm")
+                wavelengths = spread  # said: the renderers invent none themselves
     previews = {"rgb": "false colour", "bands": "band grid", "residual": "trust map"}
     for kind, photo in (("rgb", True), ("bands", True), ("residual", False)):
         path = _output_path(record, kind, record_path)

@@ -34,6 +34,24 @@ _GAUSSIAN_OPTIONS = ("--noise-sigma",)
 _SHOT_OPTIONS = ("--qe", "--bit-depth", "--gain")
 
 
+def _is_number(value) -> bool:
+    """A real number (a Python or numpy int or float; not a bool, a string or an array)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_whole(value) -> bool:
+    """A whole number: an int (numpy's too; not a bool) or a finite float without a fraction (``2048.0``)."""
+    if not _is_number(value):
+        return False
+    return not isinstance(value, (float, np.floating)) or (math.isfinite(value) and value == int(value))
+
+
+def _python_names(*options: str) -> str:
+    """`` (Python: noise=, noise_sigma=)``: the keyword arguments of :func:`simulate_measurement` that ``options``
+    (``hsra simulate``'s flags) are, for messages that name the flags."""
+    return " (Python: " + ", ".join(f"{option.lstrip('-').replace('-', '_')}=" for option in options) + ")"
+
+
 def resolve_noise(noise=None, noise_sigma=None, qe=None, bit_depth=None, gain=None) -> dict:
     """The noise model and its settings from what the user gave (``None``: not given), in one place.
 
@@ -46,18 +64,19 @@ def resolve_noise(noise=None, noise_sigma=None, qe=None, bit_depth=None, gain=No
     those of the model in use filled with their defaults (so the result resolves to itself).
     """
     if noise is not None and noise not in NOISE_KINDS:
-        raise UsageError(f"unknown --noise {noise!r}; expected one of: {', '.join(NOISE_KINDS)}")
-    if noise_sigma is not None and not (math.isfinite(noise_sigma) and noise_sigma > 0):
+        raise UsageError(f"unknown --noise (Python: noise=) {noise!r}; expected one of: {', '.join(NOISE_KINDS)}")
+    if noise_sigma is not None and not (_is_number(noise_sigma) and math.isfinite(noise_sigma) and noise_sigma > 0):
         raise UsageError(
-            f"--noise-sigma {noise_sigma} is not a finite number > 0; expected the gaussian σ in measurement units, "
-            "e.g. 0.01"
+            f"--noise-sigma (Python: noise_sigma=) {noise_sigma} is not a finite number > 0; expected the gaussian σ "
+            "in measurement units, e.g. 0.01"
         )
-    if qe is not None and not 0 < qe <= 1:
-        raise UsageError(f"--qe {qe} is not in (0, 1]; expected a quantum efficiency such as 0.4")
-    if bit_depth is not None and (isinstance(bit_depth, bool) or int(bit_depth) != bit_depth or bit_depth < 1):
-        raise UsageError(f"--bit-depth {bit_depth} is not a positive integer; expected sensor levels such as 2048")
-    if gain is not None and not (math.isfinite(gain) and gain > 0):
-        raise UsageError(f"--gain {gain} is not a finite number > 0; expected a gain such as 1.2")
+    if qe is not None and not (_is_number(qe) and 0 < qe <= 1):
+        raise UsageError(f"--qe (Python: qe=) {qe} is not in (0, 1]; expected a quantum efficiency such as 0.4")
+    if bit_depth is not None and not (_is_whole(bit_depth) and bit_depth >= 1):
+        raise UsageError(f"--bit-depth (Python: bit_depth=) {bit_depth} is not a positive integer; expected sensor "
+                         "levels such as 2048")
+    if gain is not None and not (_is_number(gain) and math.isfinite(gain) and gain > 0):
+        raise UsageError(f"--gain (Python: gain=) {gain} is not a finite number > 0; expected a gain such as 1.2")
     gaussian_given = [o for o, v in zip(_GAUSSIAN_OPTIONS, (noise_sigma,)) if v is not None]
     shot_given = [o for o, v in zip(_SHOT_OPTIONS, (qe, bit_depth, gain)) if v is not None]
     if noise is None:
@@ -65,7 +84,7 @@ def resolve_noise(noise=None, noise_sigma=None, qe=None, bit_depth=None, gain=No
             raise UsageError(
                 f"{gaussian_given[0]} (gaussian noise) and {shot_given[0]} (shot noise) belong to different noise "
                 "models; give the options of one: --noise gaussian with --noise-sigma, or --noise shot with --qe, "
-                "--bit-depth, --gain"
+                f"--bit-depth, --gain{_python_names(gaussian_given[0], shot_given[0])}"
             )
         noise = "gaussian" if gaussian_given else "shot" if shot_given else "none"
     elif noise == "none" and (gaussian_given or shot_given):
@@ -73,20 +92,21 @@ def resolve_noise(noise=None, noise_sigma=None, qe=None, bit_depth=None, gain=No
         model = "gaussian" if gaussian_given else "shot"
         raise UsageError(
             f"--noise none and {option} contradict each other: {option} sets {model} noise; drop {option} for a "
-            f"noiseless measurement, or give --noise {model}"
+            f"noiseless measurement, or give --noise {model}{_python_names('--noise', option)}"
         )
     elif noise == "gaussian" and shot_given:
         raise UsageError(
             f"--noise gaussian and {shot_given[0]} contradict each other: {shot_given[0]} is an option of --noise "
-            f"shot; drop {shot_given[0]}, or give --noise shot"
+            f"shot; drop {shot_given[0]}, or give --noise shot{_python_names('--noise', shot_given[0])}"
         )
     elif noise == "shot" and gaussian_given:
         raise UsageError(
             "--noise shot and --noise-sigma contradict each other: --noise-sigma is the σ of --noise gaussian; drop "
-            "--noise-sigma, or give --noise gaussian"
+            f"--noise-sigma, or give --noise gaussian{_python_names('--noise', '--noise-sigma')}"
         )
     if noise == "gaussian" and noise_sigma is None:
-        raise UsageError("--noise gaussian needs --noise-sigma > 0 (the σ in measurement units, e.g. 0.01)")
+        raise UsageError("--noise gaussian needs --noise-sigma > 0 (the σ in measurement units, e.g. 0.01; Python: "
+                         "noise_sigma=)")
     shot = noise == "shot"
     return {
         "noise": noise,
@@ -103,9 +123,12 @@ def generate_mask(height: int, width: int, kind: str = "random-binary", seed: in
     ``random-binary``: each pixel open with probability ``fill`` (the classic CASSI code).
     ``random-grey``: uniform transmission in [0.005, 1], like a calibrated grey-level capture of a binary code.
     """
-    if height < 1 or width < 1:
-        raise ShapeError(f"mask size must be positive, got {height}×{width}")
-    rng = np.random.default_rng(seed)
+    if not (_is_whole(height) and _is_whole(width) and height >= 1 and width >= 1):
+        raise ShapeError(f"mask size must be positive whole numbers of pixels, got {height!r}×{width!r}")
+    if not (_is_whole(seed) and seed >= 0):
+        raise UsageError(f"mask seed (Python: seed=) must be a non-negative integer, got {seed!r}")
+    height, width = int(height), int(width)
+    rng = np.random.default_rng(int(seed))
     if kind == "random-binary":
         if not 0 < fill <= 1:
             raise UsageError(f"mask fill must be in (0, 1], got {fill}")
@@ -139,26 +162,73 @@ def shot_noise(
     return drawn / float(bit_depth) * (bands / 2.0)
 
 
+def cube_range_warning(cube: np.ndarray) -> str | None:
+    """The warning ``hsra simulate`` and :func:`simulate_measurement` give for a cube (``H×W×C``, integer data
+    already scaled to [0, 1]) whose values are off the [0, 1] scale, or None."""
+    low, high = float(cube.min()), float(cube.max())
+    if high > 1.5 or low < -0.01:
+        return f"values span {low:.3g}..{high:.3g}; CASSI cubes are usually in [0, 1]"
+    return None
+
+
 def simulate_measurement(
     cube_hwc: np.ndarray,
     mask,
     *,
     step: int = DEFAULT_STEP,
     axis: str = DEFAULT_AXIS,
-    noise: NoiseKind = "none",
-    noise_sigma: float = 0.0,
-    qe: float = 0.4,
-    bit_depth: int = 2048,
-    gain: float = 1.0,
+    noise: NoiseKind | None = None,
+    noise_sigma: float | None = None,
+    qe: float | None = None,
+    bit_depth: int | None = None,
+    gain: float | None = None,
     seed: int = 0,
+    mask_offset=None,
+    on_warning=None,
 ) -> tuple[np.ndarray, CassiOperator]:
-    """Snapshot of a cube ``H×W×C`` through ``mask`` (any form CassiOperator accepts).
+    """Snapshot of a cube ``H×W×C`` through ``mask`` (any form CassiOperator accepts), as ``hsra simulate``
+    takes it.
+
+    Both arrays may be numpy arrays (any numeric dtype), torch tensors or nested lists, and get the rules
+    ``hsra simulate`` applies to files: an integer cube is scaled by its type's full scale to [0, 1]
+    (:func:`hsra_cli.io.unit_range`); the mask follows :func:`hsra_cli.physics.input_values` (negative values and
+    a float mask above 1 are a :class:`ValueRangeError`, an integer mask beyond 0/1 is scaled by its type's full
+    scale); NaN/Inf and empty arrays are refused. ``mask_offset`` (row, column), as ``--mask-offset``: simulate
+    through the window of a larger 2-D mask at that place. The noise options are those of :func:`resolve_noise`
+    (None: not given; an option of one model implies it, one that would be ignored is a :class:`UsageError`).
+
+    A cube off the [0, 1] scale is simulated with a warning (as ``hsra simulate`` warns): ``on_warning(message)``
+    is called with it, or, without ``on_warning``, it is issued as a Python :class:`UserWarning`.
 
     Returns the field-scale measurement (float32 ``H×W'``) and the operator used.
     """
-    if cube_hwc.ndim != 3:
-        raise ShapeError(f"cube must be 3-D H×W×bands, got shape {cube_hwc.shape}")
+    from .io import LoadedArray, unit_range
+    from .physics import input_array, input_values
+
+    settings = resolve_noise(noise, noise_sigma, qe, bit_depth, gain)
+    noise = settings["noise"]
+    data = input_array(cube_hwc, "cube")
+    if data.ndim != 3:
+        raise ShapeError(f"cube must be 3-D H×W×bands, got shape {data.shape}")
+    integer_dtype = data.dtype.name if data.dtype.kind in "iu" else None
+    cube_hwc, _ = unit_range(data.astype(np.float32), LoadedArray(data, "", "cube", {"integer_dtype": integer_dtype}))
+    mask, _ = input_values(mask, "mask", "mask")
+    warning = cube_range_warning(cube_hwc)
+    if warning:
+        if on_warning is not None:
+            on_warning(warning)
+        else:
+            import warnings
+
+            warnings.warn(f"cube {warning}", UserWarning, stacklevel=2)
     bands = cube_hwc.shape[-1]
+    if mask_offset is not None:
+        from .reconstruct import crop_mask, parse_mask_offset
+
+        if mask.ndim != 2:
+            raise UsageError(f"--mask-offset (Python: mask_offset=) crops a 2-D coded aperture; the mask is a 3-D "
+                             f"shifted mask {tuple(mask.shape)}, which fixes the capture's size")
+        mask = crop_mask(mask, cube_hwc.shape[0], cube_hwc.shape[1], parse_mask_offset(mask_offset))[0]
     try:
         op = CassiOperator(mask, bands=bands, step=step, axis=axis)
     except ShapeError:
@@ -175,28 +245,24 @@ def simulate_measurement(
         larger = h >= cube.shape[-2] and w >= cube.shape[-1] and np.ndim(mask) == 2
         raise ShapeError(
             f"cube is {cube.shape[-2]}×{cube.shape[-1]} but the mask is {h}×{w}; expected the same height and width"
-            + ("; to simulate through a window of a larger mask, give its place (--mask-offset ROW,COL)" if larger else "")
+            + ("; to simulate through a window of a larger mask, give its place (--mask-offset ROW,COL; Python: "
+               "mask_offset=(row, column))" if larger else "")
         )
     y = op.A(cube)
     if not torch.isfinite(y).all():  # before the noise: NaN photon counts would never be drawn
         raise ValueRangeError("simulated measurement holds NaN/Inf; check the cube values")
     generator = torch.Generator().manual_seed(int(seed))
     if noise == "gaussian":
-        if not (math.isfinite(noise_sigma) and noise_sigma >= 0):
-            raise UsageError(f"--noise-sigma must be a finite number ≥ 0, got {noise_sigma}")
-        y = y + noise_sigma * torch.randn(y.shape, generator=generator)
+        y = y + settings["noise_sigma"] * torch.randn(y.shape, generator=generator)
     elif noise == "shot":
-        if not (math.isfinite(gain) and gain > 0 and qe > 0):
-            raise UsageError(f"--gain must be a finite number > 0 and --qe > 0, got {gain} and {qe}")
+        qe, bit_depth, gain = settings["qe"], settings["bit_depth"], settings["gain"]
         peak = float(y.max()) * gain * 2.0 / bands * float(bit_depth) / qe  # the largest photon count drawn
         if not peak < float(np.finfo(np.float32).max):  # depends on the cube: this cube fails, not the call
             raise ValueRangeError(
                 f"shot noise with --gain {gain}, --bit-depth {bit_depth} and --qe {qe} asks for more photons than "
-                "can be counted; lower --gain or --bit-depth, or raise --qe"
+                "can be counted; lower --gain or --bit-depth, or raise --qe (Python: gain=, bit_depth=, qe=)"
             )
         y = shot_noise(y, bands, qe=qe, bit_depth=bit_depth, gain=gain, generator=generator)
-    elif noise != "none":
-        raise UsageError(f"unknown noise {noise!r}; expected one of: {', '.join(NOISE_KINDS)}")
     if not torch.isfinite(y).all():
         raise ValueRangeError("simulated measurement holds NaN/Inf; check the cube values")
     return y.numpy().astype(np.float32), op
@@ -338,7 +404,10 @@ def simulate_files(
     """
     from pathlib import Path
 
-    from .batch import BatchResult, check_name_template, check_not_inputs, clean_stale_temporaries, output_name, plan_set
+    from .batch import (
+        BatchResult, check_keep_or_replace, check_name_template, check_not_inputs, clean_stale_temporaries, output_name,
+        plan_set,
+    )
     from .errors import INTERRUPTS, HsraError, InputFileError, OutputExistsError
     from .inputs import SceneReader, same_file
     from .io import check_writable, output_folder, read_mask, write_array
@@ -352,6 +421,7 @@ def simulate_files(
     if mask_path is None and mask_kind not in MASK_KINDS:
         raise UsageError(f"unknown --mask-kind {mask_kind!r}; expected one of: {', '.join(MASK_KINDS)}")
     check_name_template(name, SIMULATE_NAME_FIELDS)
+    check_keep_or_replace(skip_existing, overwrite)
     if mask_offset is not None:
         if mask_path is None:
             raise UsageError("--mask-offset places the capture in a --mask file larger than the cube; a generated mask "
@@ -419,7 +489,7 @@ def simulate_files(
             if differ:  # not this call's measurement: skipping it would keep other settings without a word
                 raise OutputExistsError(
                     f"{meas_path} exists, simulated with other settings ({differ}); --skip-existing skips only what "
-                    "this call would write: pass --overwrite to replace it, or write to another folder"
+                    "this call would write: pass --overwrite instead to replace it, or write to another folder"
                 )
         # every file there but mask.mat missing (the set lacks it) or holding another mask (only --overwrite helps)
         missing = ([] if mask_target.exists() else [mask_target]) if every and kept_mask is None else None
@@ -491,8 +561,9 @@ def simulate_files(
             for scene, meas_path, png_path, replace in planned:
                 try:
                     cube, loaded, _ = reader.read(scene)
-                    if on_warning and (cube.max() > 1.5 or cube.min() < -0.01):
-                        on_warning(f"{scene}: values span {cube.min():.3g}..{cube.max():.3g}; CASSI cubes are usually in [0, 1]")
+                    warning = cube_range_warning(cube)  # said here, before the mask is settled, as it always was
+                    if on_warning and warning:
+                        on_warning(f"{scene}: {warning}")
                     if mask is None and larger is not None:  # the window the first cube sizes; the later ones too
                         from .reconstruct import crop_mask
 
@@ -501,10 +572,20 @@ def simulate_files(
                     elif mask is None:  # generated for the first cube; every later one must have its size
                         mask = generate_mask(cube.shape[0], cube.shape[1], mask_kind, seed)
                         settle_mask(mask, write=False)
+                    if (mask_path is None or larger is not None) and tuple(cube.shape[:2]) != np.shape(mask):
+                        # one folder holds one mask.mat: the one the first cube sized (or the one already there)
+                        mh, mw = np.shape(mask)
+                        raise ShapeError(
+                            f"cube is {cube.shape[0]}×{cube.shape[1]} but this folder's mask is {mh}×{mw} ("
+                            + ("the window at --mask-offset" if larger is not None else "generated")
+                            + " at the size of the first cube simulated into it; one folder holds one mask.mat); simulate cubes of "
+                            "another size into another folder (-o)"
+                            + ("" if larger is not None else
+                               ", or give a --mask at least as large as every cube with --mask-offset ROW,COL")
+                        )
                     measurement, op = simulate_measurement(
-                        cube, mask, step=step, axis=axis, noise=noise, noise_sigma=settings["noise_sigma"] or 0.0,
-                        qe=settings["qe"] or DEFAULT_QE, bit_depth=settings["bit_depth"] or DEFAULT_BIT_DEPTH,
-                        gain=settings["gain"] or DEFAULT_GAIN, seed=seed,
+                        cube, mask, step=step, axis=axis, **settings, seed=seed,
+                        on_warning=lambda message: None,  # said above
                     )
                 except (OutputExistsError, UsageError):
                     raise

@@ -95,8 +95,12 @@ def test_the_python_call_takes_one_capture_and_single_settings_as_they_come():
 
 def test_bad_inputs_are_clear_errors():
     measurement, mask = _capture(20, 30, 2, "width")
-    with pytest.raises(UsageError, match="2-D coded aperture"):
+    with pytest.raises(ShapeError, match="2-D coded aperture"):  # a bad mask is data (exit 1), as elsewhere
         calibrate([measurement], np.ones((4, 96, 112), np.float32), bands=BANDS)
+    with pytest.raises(ValueRangeError, match="mask is all zero"):
+        calibrate([measurement], np.zeros_like(mask), bands=BANDS)
+    with pytest.raises(ValueRangeError, match="negative values"):  # as hsra reconstruct refuses it
+        calibrate([measurement - measurement.max()], mask, bands=BANDS)
     with pytest.raises(ShapeError, match="does not fit inside"):
         calibrate([measurement], mask[:20, :20], bands=BANDS)
     with pytest.raises(ValueRangeError, match="constant"):
@@ -180,6 +184,9 @@ def test_real_captures_are_found_inside_a_larger_random_mask(shared_data):
     result = calibrate([measurement], larger)
     assert (result.offset, result.step, result.axis) == ((57, 101), 2, "width")
     assert result.confident
+    # The true step outside the search: step 1 leaves half the light unexplained, which is no confident result.
+    result = calibrate([measurement], larger, max_step=1)
+    assert result.step == 1 and not result.confident and "explains" in result.reason
 
 
 def test_kaist_through_the_real_mask_with_shot_noise(kaist, shared_data):
@@ -267,3 +274,77 @@ def test_cli_skips_the_mask_file_in_a_folder_or_pattern_of_captures(tmp_path, ca
     # The mask alone is no capture: one line saying so.
     code, out, err = run(["calibrate", mask, "--mask", mask, "--bands", "8"], capsys)
     assert code == 2 and "the only input given is the --mask file" in one_line_error(err)
+
+
+# --- the QA sweep: band count, fit quality, contradictions, data checks, names as typed ----------------------------
+
+
+def test_a_step_outside_the_search_is_not_a_confident_result(tmp_path, capsys):
+    """--max-step 1 on a capture of step 2: the best step-1 fit leaves light no band explains, so no flags (exit 1)."""
+    from test_cli_pipeline import run
+
+    measurement, mask = _capture(20, 30, 2, "width")
+    result = calibrate([measurement], mask, bands=BANDS, axes="width", max_step=1)  # no runner-up to tie with
+    assert result.step == 1 and not result.confident and "none of its 8 bands explains" in result.reason
+    assert result.profile["fit"]["unexplained"] > 0.25 * result.profile["fit"]["lit"]
+    capture, mask_file = _capture_files(tmp_path)
+    code, out, err = run(["calibrate", capture, "--mask", mask_file, "--bands", "8", "--max-step", "1", "--axis",
+                          "width", "-q"], capsys)
+    assert code == 1 and out == "" and "not conclusive" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("options", [["--step", "6", "--max-step", "2"], ["--step", "3", "--max-step", "2"]])
+def test_a_step_above_max_step_is_refused(tmp_path, capsys, options):
+    from test_cli_pipeline import one_line_error, run
+
+    capture, mask = _capture_files(tmp_path)
+    code, out, err = run(["calibrate", capture, "--mask", mask, "--bands", "8", *options], capsys)
+    assert code == 2 and out == "" and "contradict" in one_line_error(err)
+    # --step alone is above the default --max-step, and fine: it is not searched
+    code, out, err = run(["calibrate", capture, "--mask", mask, "--bands", "8", "--step", "2", "--max-step", "2",
+                          "-q"], capsys)
+    assert code == 0 and out.strip() == "--mask-offset 20,30 --step 2 --axis width", err
+
+
+def test_the_band_count_a_simulated_capture_records_is_used_and_its_folder_mask_skipped(tmp_path, capsys):
+    """hsra simulate records the band count (8 here, not the default 28) and writes mask.mat (the window) beside the
+    capture; calibrate on that folder with the larger mask takes the count, skips mask.mat, and finds the window.
+    A --bands that disagrees with the record is refused."""
+    from test_cli_pipeline import one_line_error, run
+
+    mask = generate_mask(96, 112, "random-grey", seed=7)
+    write_array(tmp_path / "big.mat", mask, key="mask")
+    scene = procedural_scene(48, 56, wavelengths_nm=np.linspace(460, 640, BANDS), rng=np.random.default_rng(0))
+    write_array(tmp_path / "scene.mat", scene, key="cube")
+    code, _, err = run(["simulate", tmp_path / "scene.mat", "--mask", tmp_path / "big.mat", "--mask-offset", "20,30",
+                        "--noise", "shot", "-o", tmp_path / "sim", "-q"], capsys)
+    assert code == 0, err
+    code, out, err = run(["calibrate", tmp_path / "sim", "--mask", tmp_path / "big.mat"], capsys)
+    assert code == 0, err
+    assert out.strip() == "--mask-offset 20,30 --step 2 --axis width"
+    assert "8 bands, as scene.mat records" in err and "it is the mask hsra simulate wrote" in err
+    code, out, err = run(["calibrate", tmp_path / "sim" / "scene.mat", "--mask", tmp_path / "big.mat", "--bands",
+                          "28"], capsys)
+    line = one_line_error(err)
+    assert code == 2 and out == "" and "--bands 28" in line and "records 8 bands" in line
+
+
+def test_bad_files_are_data_errors_named_as_typed(tmp_path, capsys, monkeypatch):
+    """A 3-D mask, an all-negative capture: exit 1 like every bad file, one line, without a repeated prefix; a
+    relative path is named as typed."""
+    from test_cli_pipeline import one_line_error, run
+
+    capture, mask = _capture_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    write_array(tmp_path / "mask3d.mat", np.ones((4, 96, 112), np.float32), key="mask")
+    code, out, err = run(["calibrate", "cap.mat", "--mask", "mask3d.mat", "--bands", "8"], capsys)
+    line = one_line_error(err)
+    assert code == 1 and out == "" and "2-D coded aperture" in line and "calibration: calibration" not in line
+    measurement, _ = _capture(20, 30, 2, "width")
+    write_array(tmp_path / "neg.mat", measurement - measurement.max(), key="meas")
+    code, out, err = run(["calibrate", "neg.mat", "--mask", "mask.mat", "--bands", "8"], capsys)
+    assert code == 1 and out == "" and "negative values" in one_line_error(err)
+    (tmp_path / "broken.mat").write_bytes(b"not a mat file")
+    code, out, err = run(["calibrate", "broken.mat", "--mask", "mask.mat", "--bands", "8"], capsys)
+    line = one_line_error(err)
+    assert code == 1 and "broken.mat" in line and str(tmp_path) not in line

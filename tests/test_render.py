@@ -198,7 +198,7 @@ def test_band_grid_draws_large_cubes_area_averaged_to_the_panel_size():
 
 @pytest.mark.parametrize("bands, grid", [(1, (1, 1)), (24, (4, 6)), (31, (4, 8))])
 def test_band_grid_layout_stays_close_to_square(bands, grid):
-    figure = render.band_grid(random_cube(6, 6, bands))
+    figure = render.band_grid(random_cube(6, 6, bands), default_wavelengths(bands))
     images = [ax for ax in figure.axes if ax.get_images()]
     assert len(images) == bands
     assert images[0].get_subplotspec().get_gridspec().get_geometry() == grid
@@ -361,7 +361,7 @@ def test_save_png_refuses_to_overwrite_unless_asked(tmp_path):
     assert path.read_bytes() == b"old"
     render.save_png(path, image, overwrite=True)
     assert iio.imread(path).shape == (4, 4, 3)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueRangeError, match="uint8"):  # a project error, not a plain TypeError
         render.save_png(tmp_path / "float.png", np.zeros((4, 4, 3)))
 
 

@@ -339,3 +339,12 @@ def test_titles_with_glyphs_the_font_lacks_print_no_warnings(tmp_path):
     names = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"ünïcode_场景_bands.png", "ünïcode_场景_residual.png"} <= names  # the figures are still written
     assert {p.name for p in (tmp_path / "vectors").iterdir()} == {"ünïcode_场景_rgb.png", "ünïcode_场景_bands.pdf"}
+
+
+@pytest.mark.parametrize("command", ["simulate", "reconstruct", "render"])
+def test_skip_existing_with_overwrite_is_refused_by_every_command_that_writes_sets(command, cubes, tmp_path, capsys):
+    out = tmp_path / "out"
+    extra = ["--mask", cubes / "c0.mat"] if command == "reconstruct" else []
+    code, stdout, err = run([command, cubes / "c0.mat", *extra, "-o", out, "--skip-existing", "--overwrite"], capsys)
+    assert code == 2 and stdout == "" and not out.exists()
+    assert "--skip-existing and --overwrite contradict each other" in one_line_error(err)

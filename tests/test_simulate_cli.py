@@ -296,3 +296,32 @@ def test_replacing_mask_mat_warns_about_measurements_left_from_the_old_mask(cube
     other.write_bytes(cube.read_bytes())
     code, _, err = run(["simulate", other, "-o", tmp_path / "sim", "--seed", "5", "--overwrite", "-q"], capsys)
     assert code == 0 and "warning:" in err and "simulated with the one it replaced (scene.mat)" in err, err
+
+
+# --- contradictions and the mixed-size message -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options, words", [
+    (["--mask", "MASK", "--mask-kind", "random-grey"], "--mask-kind random-grey"),
+    (["--skip-existing", "--overwrite"], "--skip-existing and --overwrite contradict"),
+])
+def test_contradictory_options_are_refused_before_anything_is_written(cube, tmp_path, capsys, options, words):
+    write_array(tmp_path / "mask.mat", generate_mask(16, 16, "random-binary"), key="mask")
+    options = [str(tmp_path / "mask.mat") if o == "MASK" else o for o in options]
+    code, out, err = run(["simulate", cube, "-o", tmp_path / "sim", *options], capsys)
+    assert code == 2 and out == "" and words in one_line_error(err)
+    assert not (tmp_path / "sim").exists()
+
+
+def test_cubes_of_another_size_than_the_generated_mask_are_told_what_to_do(tmp_path, capsys):
+    """No --mask: the mask is generated at the first cube's size; a cube of another size fails alone, with a remedy
+    that fits (another folder, or a --mask with --mask-offset), not --mask-offset alone."""
+    (tmp_path / "cubes").mkdir()
+    write_cube(tmp_path / "cubes" / "a.mat", smooth_cube(16, 16))
+    write_cube(tmp_path / "cubes" / "b.mat", smooth_cube(12, 12))
+    code, out, err = run(["simulate", tmp_path / "cubes", "-o", tmp_path / "sim"], capsys)
+    assert code == 1 and "Traceback" not in err
+    failure = next(line for line in err.splitlines() if line.startswith("failed"))
+    assert "b.mat" in failure and "generated" in failure and "another folder" in failure
+    assert "give a --mask" in failure
+    assert (tmp_path / "sim" / "a.mat").exists() and not (tmp_path / "sim" / "b.mat").exists()

@@ -24,15 +24,15 @@ from hsra_cli.cli._common import THREADS_HELP, AxisChoice, console, info, set_th
 """,
 )
 def calibrate(
-    inputs: List[str] = typer.Argument(..., help="Captures of one system: files, folders or quoted glob patterns (a folder skips the --mask file)."),
+    inputs: List[str] = typer.Argument(..., help="Captures of one system: files, folders or quoted glob patterns (a folder skips the --mask file and the mask.mat hsra simulate writes)."),
     mask: Path = typer.Option(..., "-m", "--mask", help="The 2-D coded aperture, at least as large as the capture area."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Also write the result and the score landscapes to this JSON file (default: none, so the command can run again and again inside $(...))."),
     key: Optional[str] = typer.Option(None, "--key", help="Variable holding the measurement (default: meas, meas_real, y, …)."),
     mask_key: Optional[str] = typer.Option(None, "--mask-key", help="Variable holding the mask."),
-    bands: int = typer.Option(28, "--bands", min=1, help="Band count (not estimated)."),
+    bands: Optional[int] = typer.Option(None, "--bands", min=1, help="Band count, not estimated (default: what the capture records, as hsra simulate writes it, else 28; a count that disagrees with the record is refused)."),
     step: Optional[int] = typer.Option(None, "--step", min=1, help="Fix the dispersion step instead of estimating it."),
     axis: Optional[AxisChoice] = typer.Option(None, "--axis", help="Fix the dispersion axis instead of estimating it."),
-    max_step: int = typer.Option(4, "--max-step", min=1, help="Largest dispersion step tried (pixels per band)."),
+    max_step: Optional[int] = typer.Option(None, "--max-step", min=1, help="Largest dispersion step tried when --step is not given (pixels per band; default 4).", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing JSON file (never a capture or the mask of the same call)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors and warnings on stderr."),
@@ -46,25 +46,46 @@ def calibrate(
     """
     from rich.markup import escape
 
+    from hsra_cli.bands import DEFAULT_BANDS
     from hsra_cli.calibrate import (
-        MIN_SIGNIFICANCE, calibrate_files, calibration_inputs, check_calibration_output, write_calibration,
+        MAX_STEP, MIN_SIGNIFICANCE, calibrate_files, calibration_inputs, check_calibration_output, write_calibration,
     )
     from hsra_cli.cli._common import require_files
+    from hsra_cli.errors import UsageError
+    from hsra_cli.reconstruct import capture_file_bands
 
+    if step is not None and max_step is not None and step > max_step:
+        raise UsageError(f"--step {step} and --max-step {max_step} contradict each other (--step fixes the step; "
+                         "--max-step bounds the steps tried when it is not given); pick one")
     require_files([mask], "mask")
     axis = value_of(axis)
     set_threads(threads)
-    paths, skipped = calibration_inputs(inputs, mask)
+    paths, skipped, folder_masks = calibration_inputs(inputs, mask)
+    # a capture hsra simulate wrote records its band count: taken as hsra reconstruct takes it
+    recorded = capture_file_bands(paths[0], key)
+    note = None
+    if bands is None:
+        bands = recorded or DEFAULT_BANDS
+        if recorded is not None and recorded != DEFAULT_BANDS:
+            note = f"note: {bands} bands, as {paths[0].name} records"
+    elif recorded is not None and recorded != bands:
+        raise UsageError(f"--bands {bands} disagrees with {paths[0]}, which records {recorded} bands; the band count "
+                         f"decides the geometry found: leave --bands out, or give --bands {recorded}")
     if out is not None:
         check_calibration_output(out, paths, mask, overwrite)
     result, source = calibrate_files(
         paths, mask, key=key, mask_key=mask_key, bands=bands, steps=[step] if step else None,
-        axes=[axis] if axis else None, max_step=max_step,
+        axes=[axis] if axis else None, max_step=max_step or MAX_STEP,
     )
     if out is not None:
         write_calibration(out, result, source, overwrite)
-    for path in skipped:  # said once the run succeeded: a refusal stays one line
+    # said once the run succeeded: a refusal stays one line
+    for path in skipped:
         info(f"skipping {escape(str(path))}: it is the --mask file", quiet)
+    for path in folder_masks:
+        info(f"skipping {escape(str(path))}: it is the mask hsra simulate wrote beside its captures", quiet)
+    if note:
+        info(escape(note), quiet)
     where = f"landscapes in {out}" if out is not None else "landscapes: -o FILE.json"
     if not quiet:
         console.print(f"{result.captures} capture(s) {result.capture_shape[0]}×{result.capture_shape[1]}, mask "

@@ -96,13 +96,16 @@ def reconstruct(
     """
     from rich.markup import escape
 
-    from hsra_cli.batch import RECONSTRUCT_NAME_FIELDS, BatchResult, check_name_template, reconstruct_files, shard
+    from hsra_cli.batch import (
+        RECONSTRUCT_NAME_FIELDS, BatchResult, check_keep_or_replace, check_name_template, reconstruct_files, shard,
+    )
     from hsra_cli.cli._common import print_summary, require_files, value_of
     from hsra_cli.cli._progress import BatchProgress
     from hsra_cli.errors import HsraError, UsageError
     from hsra_cli.inputs import collect
     from hsra_cli.reconstruct import Reconstructor
 
+    check_keep_or_replace(skip_existing, overwrite)
     require_files([mask], "mask")
     check_name_template(name, RECONSTRUCT_NAME_FIELDS)
     shard([], num_parts, part_id)  # check the sharding options before any work

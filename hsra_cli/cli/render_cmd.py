@@ -345,7 +345,7 @@ def render(
     """
     from rich.markup import escape
 
-    from ..batch import BatchResult, check_not_inputs, clean_stale_temporaries
+    from ..batch import BatchResult, check_keep_or_replace, check_not_inputs, clean_stale_temporaries
     from ..errors import INTERRUPTS, HsraError, ShapeError, UsageError, ValueRangeError
     from ..inputs import SceneReader
     from ..metrics import check_prediction
@@ -353,6 +353,7 @@ def render(
     from ._common import alias, console, parse_offset, print_summary, value_of
 
     output_dir = alias(out, old_output_dir, "--out", "--output-dir")
+    check_keep_or_replace(skip_existing, overwrite)
     if pair_by_position and not truth:
         raise UsageError("--pair-by-position pairs cubes with --truth; give --truth or drop it")
     cubes, problems = _scenes(cube_specs, key, "--key", "prediction")

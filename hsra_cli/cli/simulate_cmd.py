@@ -58,7 +58,9 @@ def simulate(
         None, "--mask-offset", metavar="ROW,COL", help="Simulate through the window at this row, column of a --mask "
         "larger than the cubes (mask.mat holds the window; each measurement records where it lies).",
     ),
-    mask_kind: MaskKindChoice = typer.Option(MaskKindChoice.RANDOM_BINARY, "--mask-kind", help="Generated mask."),
+    mask_kind: Optional[MaskKindChoice] = typer.Option(
+        None, "--mask-kind", help="Generated mask, without --mask (default: random-binary).", show_default=False,
+    ),
     seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed of the generated mask and the noise (as hsra train's, at most 4294967295)."),
     step: int = typer.Option(2, "--step", min=1, help="Dispersion in pixels per band."),
     axis: AxisChoice = typer.Option(AxisChoice.WIDTH, "--axis", help="Dispersion axis."),
@@ -97,7 +99,7 @@ def simulate(
     """
     from rich.markup import escape
 
-    from hsra_cli.batch import BatchResult
+    from hsra_cli.batch import BatchResult, check_keep_or_replace
     from hsra_cli.cli._common import alias, print_summary, require_files
     from hsra_cli.errors import UsageError
     from hsra_cli.inputs import collect
@@ -107,6 +109,11 @@ def simulate(
     preview = alias(previews, old_preview, "--previews", "--preview")
     preview = True if preview is None else preview
     noise_settings = resolve_noise(value_of(noise), noise_sigma, qe, bit_depth, gain)  # given vs default: None
+    check_keep_or_replace(skip_existing, overwrite)
+    if mask is not None and mask_kind is not None:
+        raise UsageError(f"--mask-kind {mask_kind.value} chooses a generated mask, and --mask gives one from a file; "
+                         "pick one")
+    mask_kind = mask_kind or MaskKindChoice.RANDOM_BINARY
     offset = parse_offset(mask_offset)
     if offset is not None and mask is None:
         raise UsageError("--mask-offset places the capture in a --mask file larger than the cubes; give --mask (a "
