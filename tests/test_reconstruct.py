@@ -54,6 +54,10 @@ def test_real_capture_normalisation_follows_the_field():
     same, info = normalise_measurement(field, 28, "auto")
     assert info["mode"] == "none" and same is field
     assert normalise_measurement(field, 28, "auto", key="meas_real")[1]["mode"] == "max"
+    counts = y * 4000  # a float capture in counts, under no telling key: above any field-scale sum over 28 bands
+    scaled, info = normalise_measurement(counts, 28, "auto", key="meas")
+    assert info["mode"] == "max" and "counts" in info["reason"]
+    assert float((scaled * 2 / 28).max()) == pytest.approx(REAL_CAPTURE_PEAK)
     with pytest.raises(UsageError):
         normalise_measurement(y, 28, "weird")
     # a dark simulated scene peaks below 1 too: the scale its file records (hsra simulate's) decides
