@@ -631,6 +631,11 @@ def _open_source(path: Path, fmt: str) -> Iterator[_Source]:
             else:
                 # Our own file object, closed by the stack: np.load leaks its own when the archive is damaged.
                 stream = stack.enter_context(open(path, "rb"))
+                magic = stream.read(6)
+                stream.seek(0)
+                if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):  # else np.load tries pickle
+                    raise ValueError("it starts with neither a zip nor a .npy header; expected a file written by "
+                                     "numpy.savez")  # said as every damaged file is, below
                 archive = np.load(stream, allow_pickle=False)
                 if not isinstance(archive, np.lib.npyio.NpzFile):  # np.load also accepts a bare .npy
                     raise InputFileError(f"{path} is a single .npy array, not a .npz archive; rename it to .npy")

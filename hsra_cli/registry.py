@@ -106,6 +106,9 @@ def split_tag(name: str) -> tuple[str, str | None]:
             f"{', '.join(sorted(_REGISTRY))}"
         )
     key = name.strip().lower()
+    if not key:
+        raise UsageError(f"the model name is empty; expected one of: {', '.join(sorted(_REGISTRY))} (is a shell "
+                         "variable unset?)")
     canonical = _lookup(key)
     if canonical is not None:
         return canonical, None

@@ -426,6 +426,13 @@ def test_object_arrays_are_refused_and_never_unpickled(tmp_path):
     assert _UNPICKLED == []
 
 
+def test_a_file_that_is_no_npz_archive_is_not_offered_to_unpickling(tmp_path):
+    (tmp_path / "notes.npz").write_text("a text file with the wrong name\n")
+    with pytest.raises(InputFileError, match="as a NumPy .npz archive: it starts with neither a zip") as caught:
+        io.read_array(tmp_path / "notes.npz")
+    assert "pickle" not in str(caught.value)
+
+
 def test_file_without_numeric_arrays_says_so(tmp_path):
     scipy.io.savemat(tmp_path / "t.mat", {"note": "just text"})
     with pytest.raises(InputFileError, match="'note'.* holds text data, not a numeric array"):

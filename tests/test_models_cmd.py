@@ -72,3 +72,15 @@ def test_the_shipped_cards_say_which_scene_and_mask_they_were_measured_on():
         card = json.loads((folder / "config.json").read_text())
         data = card["validation"]["data"]
         assert "scene" in data and "mask" in data and "/" not in data, (folder.name, data)
+
+
+def test_an_empty_name_is_refused_not_taken_as_not_given(tmp_path, capsys):
+    from test_cli_pipeline import one_line_error, run
+
+    for args in (["models", "info", ""], ["simulate", "x.mat", "-o", tmp_path / "o", "--key", ""],
+                 ["reconstruct", "x.mat", "--mask", "m.mat", "-o", tmp_path / "o", "--mask-key="],
+                 ["reconstruct", "x.mat", "--mask", "m.mat", "-o", tmp_path / "o", "--model", ""]):
+        code, out, err = run(args, capsys)
+        line = one_line_error(err)
+        assert code == 2 and out == "" and "empty" in line and "path" not in line, (args, line)
+    assert not (tmp_path / "o").exists()

@@ -97,15 +97,19 @@ PATH_OPTIONS = ("-o", "--out", "--output-file", "-m", "--mask", "--truth", "--co
                 "--pretrained", "--weights")
 
 
+#: Options that name an array in a file or a model: empty, they would silently mean "not given".
+NAME_OPTIONS = ("--key", "--mask-key", "--truth-key", "--data-key", "--model")
+
+
 def _empty_path_option(args: list[str]) -> str | None:
-    """The first path option of ``args`` given an empty value, or None."""
+    """The first path or name option of ``args`` given an empty value, or None."""
     for index, token in enumerate(args):
         if token == "--":
             return None
         name, equals, value = token.partition("=")
-        if name in PATH_OPTIONS and token.startswith("--") and equals and not value:
+        if name in PATH_OPTIONS + NAME_OPTIONS and token.startswith("--") and equals and not value:
             return name
-        if token in PATH_OPTIONS and index + 1 < len(args) and args[index + 1] == "":
+        if token in PATH_OPTIONS + NAME_OPTIONS and index + 1 < len(args) and args[index + 1] == "":
             return token
     return None
 
@@ -121,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("HSRA_DEBUG", "") not in ("", "0")
     empty = _empty_path_option(args)
     if empty is not None:
-        code = _error(f"{empty} is empty; expected a path (is a shell variable unset?)", 2)
+        expected = "a name" if empty in NAME_OPTIONS else "a path"
+        code = _error(f"{empty} is empty; expected {expected} (is a shell variable unset?)", 2)
         if argv is None:
             sys.exit(code)
         return code
