@@ -134,7 +134,9 @@ def test_create_model_pretrained_checks_its_arguments_and_says_how_to_get_weight
 
 def test_shell_completion_is_installed_and_completes_commands_and_choices():
     env = _without_models_dir()
-    script = subprocess.run([sys.executable, "-m", "hsra_cli", "--show-completion", "bash"], env=env,
+    # the shell named, not detected: a job started without a parent shell (setsid, CI) has none to detect
+    script = subprocess.run([sys.executable, "-m", "hsra_cli", "--show-completion", "bash"],
+                            env={**env, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},
                             capture_output=True, text=True, timeout=60)
     assert script.returncode == 0 and "_hsra_completion" in script.stdout and "complete " in script.stdout
 
