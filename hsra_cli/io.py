@@ -861,7 +861,7 @@ def read_cube(path, key=None, bands: int | None = None, role: str = "cube") -> t
     """Read a hyperspectral cube as float32 ``H × W × C`` (values as stored, e.g. [0, 1] or raw integers).
 
     The layout is found by :func:`to_hwc`, helped by what the file says: TIFF stacks that record their axes
-    (ours: ``CYX``) and a stored ``bands`` entry. A leading batch axis of 1 (``1 × ...``) is dropped.
+    (ours: ``CYX``), a stored ``bands`` entry, and stored wavelengths (one per band). A leading batch axis of 1 (``1 × ...``) is dropped.
     Also checks that stored wavelengths, if any, number one per band.
 
     Returns:
@@ -879,6 +879,9 @@ def read_cube(path, key=None, bands: int | None = None, role: str = "cube") -> t
     stored_bands = loaded.metadata.get("bands")
     if bands is None and isinstance(stored_bands, int) and not isinstance(stored_bands, bool) and stored_bands > 0:
         bands = stored_bands
+    stored_wavelengths = loaded.metadata.get("wavelengths_nm")
+    if bands is None and stored_wavelengths is not None and len(stored_wavelengths) in (data.shape[0], data.shape[-1]):
+        bands = len(stored_wavelengths)  # one wavelength per band: the file says how many bands it holds
     axes = loaded.metadata.get("axes")
     if _suffix_format(loaded.path) == "tif" and isinstance(axes, str) and axes[:1] == "C":
         # The file says the first axis holds the bands: trust it over shape guessing (matters when W == C).

@@ -165,18 +165,18 @@ def check_prediction(pred, name: str = "the prediction") -> None:
 
 def check_layout(shape) -> None:
     """Raise :class:`ShapeError` when a cube of ``shape`` is clearly laid out C × H × W (the networks' layout) rather
-    than the H × W × C the metrics take: its first axis is a plausible band count and its last is not.
+    than the H × W × C the metrics take.
 
-    The band axis is told as :func:`hsra_cli.io.to_hwc` tells it: an axis of 28 (the field's band count), or one at
-    most half of each other axis, with two allowances so that an H × W × C cube with a small H is not mistaken for
-    C × H × W: a first axis of 1–3 (a strip, or an image's colour channels) is never taken for bands, and the last
-    axis counts as a band axis when it is at most half of the *longer* spatial side (a strip 12 × 64 × 31). A shape
-    that fits both readings is taken as H × W × C, as documented.
+    Only the unmistakable case is refused, since a short H × W × C strip (28 × 28 × 31, 12 × 40 × 31) looks like
+    C × H × W too: the last axis is not the field's band count and is more than twice the first; the first is
+    longer than 3 (a strip, colour channels) and shorter than the second; and either the image would be square
+    (``C × N × N``) or the first axis is the field's band count (``28 × H × W``). Anything else is taken as
+    H × W × C, as documented.
     """
     first, middle, last = (int(n) for n in shape)
-    first_is_bands = first == DEFAULT_BANDS or (first > 3 and 2 * first <= min(middle, last))
-    last_is_bands = last == DEFAULT_BANDS or 2 * last <= max(first, middle)
-    if first_is_bands and not last_is_bands:
+    bands_first = (last != DEFAULT_BANDS and 3 < first < middle and last > 2 * first
+                   and (middle == last or first == DEFAULT_BANDS))
+    if bands_first:
         raise ShapeError(
             f"the cubes have shape {tuple(shape)}, which looks like C × H × W ({first} bands of {middle} × {last} "
             "pixels, the layout a network returns); the metrics take H × W × C: pass cube.permute(1, 2, 0) for a "

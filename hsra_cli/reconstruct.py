@@ -41,6 +41,11 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+#: A field-scale sum over C bands peaks at C × gain at most (every band 1, the mask open); simulations use gains up
+#: to about 2 (the real-data noise model: 1.2). A capture peaking above this many times C is in counts: real.
+FIELD_SCALE_GAIN_LIMIT = 2
+
+
 def normalise_measurement(measurement: np.ndarray, bands: int, mode: str, key: str = "",
                           recorded_scale: str | None = None) -> tuple[np.ndarray, dict]:
     """Bring a measurement to the scale the models expect (field scale: the sum over bands).
@@ -49,8 +54,8 @@ def normalise_measurement(measurement: np.ndarray, bands: int, mode: str, key: s
     ``y / max(y) · 0.8`` in the network's normalised units (y·2/bands), i.e. ``y / max(y) · 0.8 · bands/2`` in
     field scale. ``auto``: ``none`` when the file records that it is in field scale (``recorded_scale``, as
     ``hsra simulate`` writes it: a dark scene may peak below 1), else ``max`` for a real capture (stored under
-    ``meas_real``, or peaking at ≤ 1, which a field-scale sum of many bands does not, or above ``bands``, which
-    it cannot reach: counts), else ``none``.
+    ``meas_real``, or peaking at ≤ 1, which a field-scale sum of many bands does not, or above
+    :data:`FIELD_SCALE_GAIN_LIMIT` × ``bands``, which it does not reach: counts), else ``none``.
     """
     if mode not in NORMALIZE_MODES:
         raise UsageError(f"unknown --normalize (Python: normalize=) {mode!r}; expected one of: {', '.join(NORMALIZE_MODES)}")
@@ -63,9 +68,9 @@ def normalise_measurement(measurement: np.ndarray, bands: int, mode: str, key: s
             mode, reason = "max", "the measurement is stored as meas_real (a real capture)"
         elif peak <= 1.0:
             mode, reason = "max", f"the measurement peaks at {peak:.3g} ≤ 1 (a real capture, not a field-scale sum)"
-        elif peak > bands:
-            mode, reason = "max", (f"the measurement peaks at {peak:.4g}, above {bands}, the most a field-scale sum "
-                                   f"over {bands} bands of transmission ≤ 1 reaches (a real capture in counts)")
+        elif peak > FIELD_SCALE_GAIN_LIMIT * bands:
+            mode, reason = "max", (f"the measurement peaks at {peak:.4g}, above {FIELD_SCALE_GAIN_LIMIT} × {bands}, "
+                                   f"beyond any field-scale sum over {bands} bands (a real capture in counts)")
         else:
             mode, reason = "none", f"the measurement peaks at {peak:.3g} (field scale: a sum over bands)"
     if mode == "none":

@@ -118,6 +118,15 @@ def test_stored_band_count_resolves_a_layout_the_shape_alone_cannot(tmp_path):
     np.testing.assert_array_equal(back, cube)
 
 
+def test_stored_wavelengths_give_the_band_count_of_a_cube_the_shape_misleads(tmp_path):
+    cube = _cube(28, 28, 31)  # 28 looks like the field's band count; the 31 wavelengths say otherwise
+    wavelengths = np.linspace(400, 700, 31)
+    scipy.io.savemat(tmp_path / "c.mat", {"cube": cube, "wavelengths_nm": wavelengths[None, :]})
+    back, loaded = io.read_cube(tmp_path / "c.mat")
+    np.testing.assert_array_equal(back, cube)
+    np.testing.assert_allclose(loaded.metadata["wavelengths_nm"], wavelengths)
+
+
 # ------------------------------------------------------------------------------------------------------
 # MATLAB v7.3
 

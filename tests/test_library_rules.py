@@ -145,14 +145,17 @@ def test_metrics_refuse_a_cube_laid_out_bands_first(scene):
     truth, _ = scene
     pred = np.clip(truth + 0.02, 0, 1)
     evaluate_cube(pred, truth)  # H×W×C
-    for shape_of in (lambda a: a.transpose(2, 0, 1), lambda a: np.moveaxis(np.resize(a, (64, 96, 31)), -1, 0)):
+    for shape_of in (lambda a: np.resize(a, (64, 64, 28)).transpose(2, 0, 1),  # what a network returns
+                     lambda a: np.moveaxis(np.resize(a, (64, 64, 31)), -1, 0),
+                     lambda a: np.moveaxis(np.resize(a, (64, 96, 28)), -1, 0)):
         with pytest.raises(ShapeError, match=r"C × H × W.*permute\(1, 2, 0\)"):
             evaluate_cube(shape_of(pred), shape_of(truth))
         with pytest.raises(ShapeError, match="moveaxis"):
             sam(shape_of(pred), shape_of(truth))
 
 
-@pytest.mark.parametrize("shape", [(12, 64, 31), (16, 16, 28), (28, 64, 28), (1, 3, 2), (3, 40, 40), (64, 64, 4)])
+@pytest.mark.parametrize("shape", [(12, 64, 31), (16, 16, 28), (28, 64, 28), (1, 3, 2), (3, 40, 40), (64, 64, 4),
+                                   (28, 28, 31), (28, 50, 31), (12, 40, 31), (20, 31, 31)])
 def test_metrics_keep_h_w_c_cubes_with_a_small_height(shape):
     cube = np.random.default_rng(0).random(shape)
     assert psnr(cube, cube) == 100.0

@@ -58,6 +58,8 @@ def test_real_capture_normalisation_follows_the_field():
     scaled, info = normalise_measurement(counts, 28, "auto", key="meas")
     assert info["mode"] == "max" and "counts" in info["reason"]
     assert float((scaled * 2 / 28).max()) == pytest.approx(REAL_CAPTURE_PEAK)
+    bright = y / y.max() * 45.0  # a simulation at gain 4 (hsra_cli.simulate.simulate_measurement): still field scale
+    assert normalise_measurement(bright, 28, "auto", key="meas")[1]["mode"] == "none"
     with pytest.raises(UsageError):
         normalise_measurement(y, 28, "weird")
     # a dark simulated scene peaks below 1 too: the scale its file records (hsra simulate's) decides
