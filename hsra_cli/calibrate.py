@@ -400,20 +400,25 @@ def calibrate(
     shape = arrays[0].shape
     candidates: list[dict] = []
     per_axis: dict[str, dict] = {}
+    def fits(step: int, axis: str) -> bool:
+        height, width = _cube_size(shape, bands, step, axis)
+        return height >= 2 and width >= 2 and height <= mask.shape[0] and width <= mask.shape[1]
+
     for axis in axes:
-        fitting = []
-        for step in steps:
-            height, width = _cube_size(shape, bands, step, axis)
-            if height >= 2 and width >= 2 and height <= mask.shape[0] and width <= mask.shape[1]:
-                fitting.append(step)
+        fitting = [step for step in steps if fits(step, axis)]
         if not fitting:
             continue
+        # The landscape reaches as far as the default search's would (the largest step up to MAX_STEP that fits):
+        # with only a fixed step's own shifts, a mask no larger than the capture area leaves a profile that is
+        # nearly all footprint, whose median is then signal, not background, and the evidence (significance,
+        # floor) would read as weak for the true step.
+        reach = [step for step in range(1, max(MAX_STEP, *fitting) + 1) if step in fitting or fits(step, axis)]
         # Work with the dispersion along the last axis (the operator does the same internally).
         flip = (lambda a: a.T) if axis == "height" else (lambda a: a)
         modulations = [flip(relative_modulation(a)) for a in arrays]
         mask_internal = flip(mask)
         shifts = {step: band_shifts(bands, step) for step in fitting}
-        pad = max(int(s.max()) for s in shifts.values())
+        pad = max(int(band_shifts(bands, step).max()) for step in reach)
         mask_modulation = relative_modulation(mask_internal)
         landscape = ncc_landscape(modulations, mask_modulation, pad)
         rows_valid = mask_internal.shape[0] - modulations[0].shape[0] + 1

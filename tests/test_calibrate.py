@@ -348,3 +348,14 @@ def test_bad_files_are_data_errors_named_as_typed(tmp_path, capsys, monkeypatch)
     code, out, err = run(["calibrate", "broken.mat", "--mask", "mask.mat", "--bands", "8"], capsys)
     line = one_line_error(err)
     assert code == 1 and "broken.mat" in line and str(tmp_path) not in line
+
+
+def test_a_fixed_true_step_reads_the_evidence_as_the_free_search_does():
+    from hsra_cli.simulate import simulate_measurement
+
+    rng = np.random.default_rng(0)
+    mask = (rng.random((96, 96)) > 0.5).astype(np.float32)  # the capture area's size: nothing to search beyond it
+    measurement, _ = simulate_measurement(rng.random((96, 96, 28)).astype(np.float32) * 0.5, mask)
+    free, fixed = calibrate(measurement, mask), calibrate(measurement, mask, steps=2)
+    assert (fixed.offset, fixed.step, fixed.confident) == (free.offset, free.step, True) == ((0, 0), 2, True)
+    assert fixed.significance == pytest.approx(free.significance, rel=0.05) and fixed.significance > 8
